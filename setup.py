@@ -1,0 +1,24 @@
+"""Packaging for tflottery."""
+from setuptools import find_packages, setup
+
+setup(
+    name="tflottery",
+    version="0.1.0",
+    description="Lottery Ticket Hypothesis experiments (IMP, rewinding, LMC, pruning at init) "
+                "for TensorFlow / tf_keras, from CPU to Cloud TPU",
+    packages=find_packages(include=["tflottery", "tflottery.*"]),
+    package_data={"tflottery": ["gin_configs/*.gin"]},
+    python_requires=">=3.9",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "tf_keras>=2.16,<2.22",
+        "tensorflow-model-optimization>=0.8,<0.9",
+        "tensorflow-datasets>=4.9",
+        "absl-py",
+        "gin-config>=0.5",
+        "numpy",
+        "scikit-learn",
+        "matplotlib",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

@@ -1,0 +1,27 @@
+"""User-facing errors.
+
+A `TfLotteryError` is a mistake in what the user asked for (a bad name, a bad
+number, a file that does not fit).  The CLI prints its message as a single
+line and exits non-zero, without a traceback, so the message itself must name
+the problem and the fix.
+"""
+
+
+class TfLotteryError(Exception):
+    """A problem with the user's input that the user can fix."""
+
+
+class ConfigError(TfLotteryError, ValueError):
+    """A configuration value is invalid (unknown name, out-of-range number...)."""
+
+
+class DataNotAvailableError(TfLotteryError):
+    """A dataset cannot be read on this machine (e.g. offline, not prepared)."""
+
+
+class MaskMismatchError(TfLotteryError, ValueError):
+    """A mask does not fit a model (missing/extra weight names or wrong shapes)."""
+
+
+class TrainingDivergedError(TfLotteryError):
+    """The loss became NaN or infinite during training."""

@@ -1,0 +1,112 @@
+"""The hyperparameters of a run, as frozen dataclasses bound from gin.
+
+Everything that can change a result lives here, so that the run directory can
+be named by a hash of these values (see `tflottery.runs.naming`).  Fields equal
+to their defaults are left out of the hash: adding a new option with a default
+does not rename old runs.  Step quantities are strings such as '90ep' or
+'500it' (see `tflottery.steps.Step`).
+"""
+import dataclasses
+from typing import Optional, Tuple
+
+import gin
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DatasetHparams:
+    """Which data, how it is batched and augmented.
+
+    name: a dataset registered in `tflottery.data` ('digits', 'mnist',
+      'mnist_local', 'cifar10', ...).
+    batch_size: the global batch size, split across replicas.
+    data_dir: where tfds (or a local source) finds the data; a gs:// path on TPU.
+    augment: apply the dataset's training augmentation (CIFAR: pad-4 crop + flip).
+    holdout_fraction: fraction of the training set held out as validation
+      data (0.1 for the early-stopping metric of thesis 3.3.6), chosen with a
+      fixed seed so that it is the same in every run.
+    num_train_examples: use only the first N (shuffled with a fixed seed)
+      training examples; None uses them all.
+    """
+
+    name: str = "digits"
+    batch_size: int = 60
+    data_dir: Optional[str] = None
+    augment: bool = True
+    holdout_fraction: float = 0.0
+    num_train_examples: Optional[int] = None
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class ModelHparams:
+    """Which network and which of its weights carry masks.
+
+    name: a model registered in `tflottery.models` ('lenet_300_100', 'resnet_20', ...).
+    options: keyword arguments for the model family (e.g. {'bn_momentum': 0.9}).
+    unmasked_layers: names of prunable layers that get no mask (never pruned).
+    """
+
+    name: str = "lenet_300_100"
+    options: dict = dataclasses.field(default_factory=dict)
+    unmasked_layers: Tuple[str, ...] = ()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class TrainingHparams:
+    """How to train: optimizer, schedule, length, regularisation, bookkeeping.
+
+    optimizer: 'sgd' (with `momentum`, `nesterov`) or 'adam'.
+    lr: the base learning rate (the peak after warmup).
+    schedule: 'constant', 'step' (x `gamma` at each of `milestones`) or
+      'linear' (linear decay from lr to `final_lr` at the end of training).
+    warmup: linear warmup from 0 to lr over this many steps ('0it': none).
+    training_steps: total length of training, e.g. '160ep' or '63000it'.
+    weight_decay: adds weight_decay * sum(w^2) / 2 over all non-BatchNorm,
+      non-bias trainable weights to the loss.
+    label_smoothing: label smoothing of the cross-entropy.
+    mixed_precision: compute in bfloat16 with float32 variables and logits.
+    dilation: scales every step quantity of the run (thesis 3.3.6).
+    eval_every: evaluate on the test set at this interval (and at the end).
+    checkpoint_steps: extra steps at which to keep a named checkpoint
+      (the 'init' and 'end' checkpoints are always kept).
+    steps_per_loop: training steps inside one tf.function call.
+    data_seed / model_seed: override the seeds derived from the replicate.
+    """
+
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.0
+    nesterov: bool = False
+    schedule: str = "constant"
+    milestones: Tuple[str, ...] = ()
+    gamma: float = 0.1
+    final_lr: float = 0.0
+    warmup: str = "0it"
+    training_steps: str = "1ep"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    dilation: float = 1.0
+    eval_every: str = "1ep"
+    checkpoint_steps: Tuple[str, ...] = ()
+    steps_per_loop: int = 100
+    data_seed: Optional[int] = None
+    model_seed: Optional[int] = None
+
+
+def non_default_fields(hparams) -> dict:
+    """The fields of a hparams dataclass whose values differ from the defaults."""
+    out = {}
+    for field in dataclasses.fields(hparams):
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = field.default_factory()  # type: ignore[misc]
+        else:
+            default = dataclasses.MISSING
+        value = getattr(hparams, field.name)
+        if value != default:
+            out[field.name] = value
+    return out
