@@ -110,3 +110,11 @@ def non_default_fields(hparams) -> dict:
         if value != default:
             out[field.name] = value
     return out
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class ExperimentHparams:
+    """Which experiment runs ('train', ...; see `tflottery.experiments`)."""
+
+    name: str = "train"

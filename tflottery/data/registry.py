@@ -1,0 +1,64 @@
+"""The dataset catalogue: name -> how to load it and how to preprocess it.
+
+One table so that a reader sees every dataset's constants side by side.
+A `Source` says where the arrays come from and how raw pixels become model
+inputs: x = (raw / pixel_scale - mean) / std, per channel, applied inside the
+tf.data pipeline (arrays stay uint8 in memory).  `augment` (image, seed) ->
+image runs on the raw pixels of training examples when
+DatasetHparams.augment is true.
+"""
+import dataclasses
+import functools
+from typing import Callable, Optional, Tuple
+
+from tflottery.data import augment, sources
+from tflottery.registry import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """How to get one dataset's arrays and turn its pixels into inputs.
+
+    load: data_dir -> sources.Arrays.
+    pixel_scale: raw values are divided by this; None means 255 for uint8
+      arrays and 1 for float arrays (the generic npz source).
+    mean, std: per-channel (or single) constants applied after scaling.
+    augment: (raw image [H,W,C], seed int[2]) -> image, or None.
+    num_classes: None means max label + 1 over both splits.
+    """
+
+    load: Callable[[Optional[str]], sources.Arrays]
+    pixel_scale: Optional[float] = None
+    mean: Tuple[float, ...] = (0.0,)
+    std: Tuple[float, ...] = (1.0,)
+    augment: Optional[Callable] = None
+    num_classes: Optional[int] = None
+
+
+DATASETS: Registry[Source] = Registry("dataset")
+
+# Normalisation constants.  MNIST: the usual mean/std of the MNIST training
+# pixels after /255.  CIFAR: per-channel mean and std of the training-set
+# pixels after /255 (the population std, not the often-quoted
+# 0.2023/0.1994/0.2010, which is a mean of per-image stds).  TinyImageNet: the
+# commonly used training-set statistics.
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+TINY_IMAGENET_MEAN, TINY_IMAGENET_STD = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
+
+# Offline quickstart: 1,497 train / 300 test, values /16 -> [0, 1], no augmentation.
+DATASETS.register("digits", Source(sources.load_digits, pixel_scale=16.0, num_classes=10))
+DATASETS.register("synthetic", Source(sources.load_synthetic, pixel_scale=255.0, num_classes=10))
+DATASETS.register("mnist_local", Source(sources.load_mnist_local, 255.0, MNIST_MEAN, MNIST_STD, num_classes=10))
+DATASETS.register("mnist", Source(functools.partial(sources.load_tfds, "mnist"), 255.0, MNIST_MEAN, MNIST_STD,
+                                  num_classes=10))
+# CIFAR: zero-pad 4, random 32x32 crop, random horizontal flip (He et al. 2016; thesis).
+DATASETS.register("cifar10", Source(functools.partial(sources.load_tfds, "cifar10"), 255.0, CIFAR10_MEAN,
+                                    CIFAR10_STD, augment.pad_crop_flip_fn(4), num_classes=10))
+DATASETS.register("cifar100", Source(functools.partial(sources.load_tfds, "cifar100"), 255.0, CIFAR100_MEAN,
+                                     CIFAR100_STD, augment.pad_crop_flip_fn(4), num_classes=100))
+# TinyImageNet 64x64: the CIFAR recipe scaled with the image: zero-pad 8, random 64x64 crop, flip.
+DATASETS.register("tiny_imagenet", Source(sources.load_tiny_imagenet, 255.0, TINY_IMAGENET_MEAN,
+                                          TINY_IMAGENET_STD, augment.pad_crop_flip_fn(8), num_classes=200))
+DATASETS.register("npz", Source(sources.load_npz))

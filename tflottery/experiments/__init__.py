@@ -1,0 +1,11 @@
+"""Experiments, registered by name (`ExperimentHparams.name` in gin).
+
+An experiment is a class with `name`, `hparams()` (the dataclasses that
+define it and so enter the run hash), `validate()` (raise on bad input before
+anything is written) and `run(ctx)`.
+"""
+from tflottery.registry import Registry
+
+REGISTRY = Registry("experiment")
+
+from tflottery.experiments import train  # noqa: E402,F401  (registers 'train')

@@ -1,0 +1,54 @@
+"""What every experiment is given, and the helpers they share."""
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from tflottery import data, masking, models
+from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams
+from tflottery.keras_compat import keras
+
+
+@dataclasses.dataclass
+class RunContext:
+    """One replicate of one configured run."""
+
+    strategy: tf.distribute.Strategy
+    run_dir: str            # root_dir/<experiment>_<hash>
+    replicate: int
+    dataset_hp: DatasetHparams
+    model_hp: ModelHparams
+    training_hp: TrainingHparams
+    dataset: "data.Dataset"
+    writable: bool = True   # False on non-chief workers
+
+    @property
+    def replicate_dir(self) -> str:
+        return os.path.join(self.run_dir, f"replicate_{self.replicate}")
+
+    @property
+    def model_seed(self) -> int:
+        hp = self.training_hp
+        return hp.model_seed if hp.model_seed is not None else self.replicate
+
+    @property
+    def data_seed(self) -> int:
+        hp = self.training_hp
+        return hp.data_seed if hp.data_seed is not None else self.replicate
+
+
+def set_precision_policy(training_hp: TrainingHparams) -> None:
+    """Global Keras dtype policy: bfloat16 compute when mixed precision is asked for."""
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if training_hp.mixed_precision else "float32")
+
+
+def build_masked_model(ctx: RunContext, seed: int = None):
+    """The configured network, wrapped with masks, created under the strategy scope."""
+    set_precision_policy(ctx.training_hp)
+    info = ctx.dataset.info
+    with ctx.strategy.scope():
+        plain = models.build(ctx.model_hp.name, tuple(info.input_shape), info.num_classes,
+                             seed=ctx.model_seed if seed is None else seed,
+                             **dict(ctx.model_hp.options))
+        return masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))

@@ -1,0 +1,31 @@
+"""'train': dense (or fixed-mask) training of one network, one phase.
+
+Output: replicate_<r>/train/ with metrics, checkpoints ('init', 'end', any
+TrainingHparams.checkpoint_steps) and final.json.
+"""
+import os
+
+from absl import logging
+
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.training.loop import PhaseSteps, Trainer
+
+
+@REGISTRY.register("train")
+class TrainExperiment:
+    name = "train"
+
+    def hparams(self):
+        return []
+
+    def validate(self, ctx: RunContext) -> None:
+        PhaseSteps.resolve(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+
+    def run(self, ctx: RunContext) -> dict:
+        model = build_masked_model(ctx)
+        trainer = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
+                          os.path.join(ctx.replicate_dir, "train"), writable=ctx.writable)
+        final = trainer.run()
+        logging.info("final test accuracy: %.2f%%", 100 * final["test_accuracy"])
+        return final

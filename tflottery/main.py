@@ -1,0 +1,46 @@
+"""Command line: `python -m tflottery.main --gin_file=quickstart.gin`.
+
+Flags carry only what differs between invocations of the same experiment;
+everything else is configured with gin (see gin_configs/ and README.md).
+"""
+import sys
+
+import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+from absl import app, flags, logging
+
+from tflottery import gin_files, runner
+from tflottery.errors import TfLotteryError
+from tflottery.training.strategy import build_strategy
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("gin_file", [], "gin config file (path, or a name in gin_configs/)")
+flags.DEFINE_multi_string("gin_bindings", [], "extra gin binding, e.g. TrainingHparams.lr=0.01")
+flags.DEFINE_string("root_dir", "runs", "where run directories are created (local or gs://)")
+flags.DEFINE_string("tpu", None, "TPU to use: 'local' on a Cloud TPU VM, or a TPU name")
+flags.DEFINE_integer("replicate", 0, "replicate number; seeds the model and data order")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    try:
+        if not FLAGS.gin_file:
+            raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin")
+        gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        strategy = build_strategy(FLAGS.tpu)
+        result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy)
+    except TfLotteryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if isinstance(result, dict) and "test_accuracy" in result:
+        print(f"final test accuracy: {100 * result['test_accuracy']:.2f}%")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

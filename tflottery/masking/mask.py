@@ -1,0 +1,164 @@
+"""`Mask`: which weights survive pruning, as plain NumPy booleans.
+
+A Mask is a value, independent of any model or device: it maps each stable
+weight name ("dense_1/kernel") to a bool array (True = kept).  Keeping it
+outside TensorFlow lets pruning rules be ordinary NumPy, lets masks be saved
+and compared across runs, and lets one mask fit the wrapped model, its
+exported twin, and the same architecture under any distribution strategy.
+"""
+import io
+import json
+import posixpath
+import uuid
+from collections.abc import Mapping
+from typing import Dict
+
+import numpy as np
+import tensorflow as tf
+
+from tflottery.errors import ConfigError, MaskMismatchError
+
+MASK_FILENAME = "mask.npz"
+REPORT_FILENAME = "sparsity.json"
+
+
+def _as_bool_array(name: str, value) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype == np.bool_:
+        out = array.copy()
+    elif (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) \
+            and np.all((array == 0) | (array == 1)):
+        out = array.astype(np.bool_)
+    else:
+        raise ConfigError(
+            f"mask entry {name!r} must be booleans or numbers that are all 0 or 1 "
+            f"(got dtype {array.dtype})")
+    out.setflags(write=False)  # a Mask is a value: no silent edits through getitem
+    return out
+
+
+def _counts(total: int, remaining: int) -> Dict:
+    density = remaining / total if total else 1.0
+    return {"num_weights": total, "num_remaining": remaining,
+            "density": density, "sparsity": 1.0 - density}
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary name, then rename, so readers never see half a file."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
+    try:
+        with tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(data)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+
+
+class Mask(Mapping):
+    """Immutable mapping stable weight name -> NumPy bool array (True = kept)."""
+
+    def __init__(self, arrays: Mapping):
+        self._arrays = {str(name): _as_bool_array(str(name), value)
+                        for name, value in dict(arrays).items()}
+
+    # -- mapping ---------------------------------------------------------
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Mask):
+            return NotImplemented
+        return (list(self.keys()) == list(other.keys()) or set(self) == set(other)) and all(
+            self[k].shape == other[k].shape and np.array_equal(self[k], other[k]) for k in self)
+
+    __hash__ = None  # equal masks must hash equal; arrays are not hashable
+
+    def __repr__(self) -> str:
+        return (f"Mask({len(self)} weights, {self.num_remaining}/{self.num_weights} kept, "
+                f"sparsity={self.sparsity:.4f})")
+
+    # -- counts ----------------------------------------------------------
+    @property
+    def num_weights(self) -> int:
+        return int(sum(a.size for a in self._arrays.values()))
+
+    @property
+    def num_remaining(self) -> int:
+        return int(sum(np.count_nonzero(a) for a in self._arrays.values()))
+
+    @property
+    def density(self) -> float:
+        """Fraction kept; 1.0 for an empty mask (nothing is pruned)."""
+        return _counts(self.num_weights, self.num_remaining)["density"]
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.density
+
+    def report(self) -> Dict:
+        """JSON-able per-weight and total counts, density and sparsity."""
+        layers = {}
+        for name, array in self._arrays.items():
+            layers[name] = {"shape": list(array.shape),
+                            **_counts(int(array.size), int(np.count_nonzero(array)))}
+        return {"layers": layers, "total": _counts(self.num_weights, self.num_remaining)}
+
+    # -- files -----------------------------------------------------------
+    def save(self, directory: str) -> None:
+        """Write `mask.npz` and a human-readable `sparsity.json` to `directory`.
+
+        Uses tf.io.gfile so `directory` may be a gs:// path.
+        """
+        tf.io.gfile.makedirs(directory)
+        buffer = io.BytesIO()
+        np.savez(buffer, **self._arrays)
+        _write_atomically(posixpath.join(directory, MASK_FILENAME), buffer.getvalue())
+        report = json.dumps(self.report(), indent=2, sort_keys=True).encode("utf-8")
+        _write_atomically(posixpath.join(directory, REPORT_FILENAME), report)
+
+    @classmethod
+    def load(cls, directory: str) -> "Mask":
+        path = posixpath.join(directory, MASK_FILENAME)
+        if not tf.io.gfile.exists(path):
+            raise ConfigError(
+                f"no mask at {path}: expected a {MASK_FILENAME} written by Mask.save()")
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            return cls({name: npz[name] for name in npz.files})
+
+    # -- models ----------------------------------------------------------
+    @classmethod
+    def ones_like(cls, model) -> "Mask":
+        """The mask that keeps every prunable weight of `model`."""
+        from tflottery.masking.walk import prunable_variables
+        return cls({name: np.ones(var.shape, np.bool_)
+                    for name, var in prunable_variables(model).items()})
+
+    def validate(self, model) -> None:
+        """Raise MaskMismatchError unless this mask covers exactly model's prunable weights."""
+        from tflottery.masking.walk import prunable_variables
+        self.check_shapes({name: tuple(var.shape) for name, var in
+                           prunable_variables(model).items()})
+
+    def check_shapes(self, shapes: Mapping) -> None:
+        """Like validate(), against a {stable name: shape} mapping."""
+        problems = []
+        for name, shape in shapes.items():
+            if name not in self._arrays:
+                problems.append(f"weight {name!r} is missing from the mask")
+            elif tuple(self._arrays[name].shape) != tuple(shape):
+                problems.append(f"weight {name!r} has shape {tuple(shape)} "
+                                f"but the mask has {tuple(self._arrays[name].shape)}")
+        for name in self._arrays:
+            if name not in shapes:
+                problems.append(f"mask entry {name!r} is not a prunable weight of the model")
+        if problems:
+            raise MaskMismatchError("mask does not fit the model: " + "; ".join(problems))

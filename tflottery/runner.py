@@ -1,0 +1,54 @@
+"""From parsed gin configuration to a finished run directory.
+
+Order matters for "nothing half-written": every input is validated (names,
+numbers, data available, steps inside training) before the run directory is
+created; then config.gin is written, the experiment runs (each of its stages
+skipping work already done), and operative_config.gin is written last.
+"""
+import os
+
+import gin
+from absl import logging
+
+from tflottery import data, experiments, models
+from tflottery.errors import ConfigError
+from tflottery.experiments.context import RunContext
+from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
+from tflottery.runs import io
+from tflottery.runs.naming import run_name
+from tflottery.training.strategy import build_strategy, is_chief
+
+
+def prepare(root_dir: str, replicate: int = 0, strategy=None):
+    """Build hyperparameters, validate them, and return (experiment, RunContext)."""
+    if replicate < 0:
+        raise ConfigError(f"replicate must be >= 0, got {replicate}")
+    exp_hp = ExperimentHparams()
+    experiment = experiments.REGISTRY.get(exp_hp.name)()
+    dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
+    models.REGISTRY.get(model_hp.name)   # fail on an unknown model before loading data
+    dataset = data.build(dataset_hp)
+    all_hp = [exp_hp, dataset_hp, model_hp, training_hp] + list(experiment.hparams())
+    name = run_name(exp_hp.name, all_hp)
+    strategy = strategy if strategy is not None else build_strategy()
+    ctx = RunContext(strategy=strategy, run_dir=os.path.join(root_dir, name),
+                     replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
+                     training_hp=training_hp, dataset=dataset, writable=is_chief(strategy))
+    experiment.validate(ctx)
+    return experiment, ctx
+
+
+def run(root_dir: str, replicate: int = 0, strategy=None) -> dict:
+    """Run the gin-configured experiment; returns the experiment's result."""
+    experiment, ctx = prepare(root_dir, replicate, strategy)
+    logging.info("run directory: %s", ctx.replicate_dir)
+    if ctx.writable:
+        io.makedirs(ctx.replicate_dir)
+        config_path = os.path.join(ctx.run_dir, "config.gin")
+        if not io.exists(config_path):
+            io.atomic_write_text(config_path, gin.config_str())
+    result = experiment.run(ctx)
+    if ctx.writable:
+        io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
+                             gin.operative_config_str())
+    return result

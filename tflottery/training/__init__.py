@@ -1,0 +1,1 @@
+"""Training: the strategy, optimizers, LR schedules, and the one training loop."""

@@ -1,0 +1,68 @@
+"""Checkpoints of one training phase: a rolling 'latest' and named ones.
+
+'latest' is what a preempted job resumes from (weights, optimizer slots and
+the step counter; the data position is the step, because the input pipeline
+can start at any step).  Named checkpoints ('init', 'step_<N>', 'end') are
+kept for the experiments (rewinding, interpolation).  A named checkpoint
+counts as written only once its `info.json` exists, which is written
+atomically after the checkpoint files.
+"""
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from tflottery.runs import io
+
+
+class Checkpointer:
+    def __init__(self, directory: str, model, optimizer, writable: bool = True):
+        self.directory = directory
+        self.writable = writable
+        self._ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        latest_dir = os.path.join(directory, "latest")
+        self._manager = tf.train.CheckpointManager(self._ckpt, latest_dir, max_to_keep=1)
+
+    # The rolling checkpoint for resumption.
+    def save_latest(self, step: int) -> None:
+        if self.writable:
+            self._manager.save(checkpoint_number=step)
+
+    def restore_latest(self) -> bool:
+        """Restore the newest rolling checkpoint; False if there is none."""
+        path = self._manager.latest_checkpoint
+        if path is None:
+            return False
+        self._ckpt.restore(path).assert_existing_objects_matched()
+        return True
+
+    # Named checkpoints.
+    def named_path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def has_named(self, name: str) -> bool:
+        return io.exists(os.path.join(self.named_path(name), "info.json"))
+
+    def save_named(self, name: str, info: dict) -> None:
+        if not self.writable:
+            return
+        self._ckpt.write(os.path.join(self.named_path(name), "ckpt"))
+        io.atomic_write_json(os.path.join(self.named_path(name), "info.json"), info)
+
+
+def restore_weights(model, directory: str, name: str) -> dict:
+    """Load only the model weights of a named checkpoint into `model`; return its info."""
+    path = os.path.join(directory, name)
+    info_path = os.path.join(path, "info.json")
+    if not io.exists(info_path):
+        raise FileNotFoundError(f"no finished checkpoint {name!r} in {directory}")
+    tf.train.Checkpoint(model=model).read(os.path.join(path, "ckpt")).expect_partial()
+    return io.read_json(info_path)
+
+
+def latest_step(directory: str) -> Optional[int]:
+    """The step of the rolling checkpoint in `directory`, if any."""
+    path = tf.train.latest_checkpoint(os.path.join(directory, "latest"))
+    if path is None:
+        return None
+    return int(path.rsplit("-", 1)[-1])

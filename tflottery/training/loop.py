@@ -1,0 +1,323 @@
+"""The training loop every experiment uses.
+
+Shape (as in Google's reference TPU code and Orbit): the host calls a
+`tf.function` that runs `steps_per_loop` training steps, each through
+`strategy.run`; between those calls the host evaluates, checkpoints, writes
+metrics and prints progress.  Masks are never changed in here.
+
+A phase trains `model` from `start_step` to `end_step` (iterations of the
+LR schedule; rewinding starts at k > 0) and writes to `out_dir`:
+
+  out_dir/metrics.jsonl      one JSON object per evaluation / progress line
+  out_dir/checkpoints/       'latest' (for resuming), 'init', 'step_<N>', 'end'
+  out_dir/tensorboard/       summaries
+  out_dir/final.json         written last: its presence means "phase done"
+
+Re-running a phase whose final.json exists returns the stored result; a phase
+with a 'latest' checkpoint continues from it, with the same data stream
+because the input pipeline can start at any step.
+"""
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Dict, Iterable, Optional
+
+import tensorflow as tf
+from absl import logging
+
+from tflottery.errors import ConfigError, TrainingDivergedError
+from tflottery.keras_compat import keras
+from tflottery.runs import io
+from tflottery.steps import to_iterations
+from tflottery.training.checkpoints import Checkpointer
+from tflottery.training.optimizers import build_optimizer
+from tflottery.training.schedules import LotterySchedule
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseSteps:
+    """All step quantities of a phase, resolved to iterations."""
+
+    total: int          # length of the LR schedule / of full training
+    start: int          # first step of this phase (k for rewinding)
+    end: int            # last step of this phase
+    eval_every: int
+    named: Dict[str, int]   # named checkpoints: name -> step
+
+    @classmethod
+    def resolve(cls, hp, iterations_per_epoch: int, start_step=0, end_step=None,
+                extra_checkpoints: Iterable = ()):
+        ipe, dil = iterations_per_epoch, hp.dilation
+        total = to_iterations(hp.training_steps, ipe, dil)
+        if total <= 0:
+            raise ConfigError(f"training_steps must be positive, got {hp.training_steps!r}")
+        start = to_iterations(start_step, ipe, dil)
+        end = total if end_step is None else to_iterations(end_step, ipe, dil)
+        if not 0 <= start <= end <= total:
+            raise ConfigError(
+                f"phase from step {start} to {end} does not fit in training of {total} steps "
+                f"({hp.training_steps}); choose steps at most {hp.training_steps}")
+        eval_every = to_iterations(hp.eval_every, ipe, dil)
+        if eval_every <= 0:
+            raise ConfigError(f"eval_every must be positive, got {hp.eval_every!r}")
+        named = {"init": start, "end": end}
+        for value in tuple(hp.checkpoint_steps) + tuple(extra_checkpoints):
+            step = to_iterations(value, ipe, dil)
+            if step > total:
+                raise ConfigError(
+                    f"checkpoint step {value!r} ({step} iterations) is past the end of training "
+                    f"({hp.training_steps} = {total} iterations)")
+            if start <= step <= end:
+                named[f"step_{step}"] = step
+        return cls(total, start, end, eval_every, named)
+
+
+def build_schedule(hp, total_steps: int, iterations_per_epoch: int) -> LotterySchedule:
+    milestones = []
+    for m in hp.milestones:
+        step = to_iterations(m, iterations_per_epoch, hp.dilation)
+        if step > total_steps:
+            raise ConfigError(f"LR milestone {m!r} ({step} it) is past the end of training "
+                              f"({total_steps} it)")
+        milestones.append(step)
+    warmup = to_iterations(hp.warmup, iterations_per_epoch, hp.dilation)
+    if warmup > total_steps:
+        raise ConfigError(f"warmup {hp.warmup!r} is longer than training ({total_steps} it)")
+    return LotterySchedule(hp.lr, hp.schedule, total_steps, milestones, hp.gamma,
+                           hp.final_lr, warmup)
+
+
+def weight_decay_variables(model) -> list:
+    """Trainable variables of every layer except BatchNormalization ones."""
+    bn_ids = set()
+    for module in model.submodules:
+        if isinstance(module, keras.layers.BatchNormalization):
+            bn_ids.update(id(v) for v in module.trainable_variables)
+    return [v for v in model.trainable_variables if id(v) not in bn_ids]
+
+
+class Trainer:
+    """Trains one phase of one model under a strategy (see module docstring)."""
+
+    def __init__(self, strategy, model, dataset, hp, data_seed: int, out_dir: str,
+                 start_step=0, end_step=None, extra_checkpoints: Iterable = (),
+                 writable: bool = True, progress_every_seconds: float = 10.0):
+        self.strategy = strategy
+        self.model = model
+        self.dataset = dataset
+        self.hp = hp
+        self.data_seed = int(data_seed)
+        self.out_dir = out_dir
+        self.writable = writable
+        self.progress_every_seconds = progress_every_seconds
+        self.steps = PhaseSteps.resolve(hp, dataset.iterations_per_epoch, start_step, end_step,
+                                        extra_checkpoints)
+        if hp.steps_per_loop < 1:
+            raise ConfigError(f"steps_per_loop must be >= 1, got {hp.steps_per_loop}")
+        schedule = build_schedule(hp, self.steps.total, dataset.iterations_per_epoch)
+        self.schedule = schedule
+        with strategy.scope():
+            self.optimizer = build_optimizer(hp, schedule)
+            self.optimizer.build(model.trainable_variables)
+            self.train_loss = keras.metrics.Mean("train_loss")
+            self.train_acc = keras.metrics.SparseCategoricalAccuracy("train_accuracy")
+            self.eval_loss = keras.metrics.Mean("eval_loss")
+            self.eval_acc = keras.metrics.SparseCategoricalAccuracy("eval_accuracy")
+        self._decay_vars = weight_decay_variables(model)
+        self._checkpointer = Checkpointer(os.path.join(out_dir, "checkpoints"), model,
+                                          self.optimizer, writable)
+        self._train_loop = None
+        self._eval_fns = {}
+
+    # ---- the replica-side computations ----
+    def _loss(self, labels, logits):
+        labels = tf.cast(labels, tf.int32)
+        logits = tf.cast(logits, tf.float32)
+        if self.hp.label_smoothing:
+            onehot = tf.one_hot(labels, tf.shape(logits)[-1])
+            return keras.losses.categorical_crossentropy(
+                onehot, logits, from_logits=True, label_smoothing=self.hp.label_smoothing)
+        return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+    def _replica_train_step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            per_example = self._loss(labels, logits)
+            loss = tf.nn.compute_average_loss(per_example,
+                                              global_batch_size=self.dataset.batch_size)
+            if self.hp.weight_decay:
+                l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
+                               for v in self._decay_vars])
+                loss += tf.nn.scale_regularization_loss(0.5 * self.hp.weight_decay * l2)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+        variables = self.model.trainable_variables
+        grads = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        self.train_loss.update_state(per_example)
+        self.train_acc.update_state(labels, logits)
+
+    def _replica_eval_step(self, images, labels):
+        logits = self.model(images, training=False)
+        self.eval_loss.update_state(self._loss(labels, logits))
+        self.eval_acc.update_state(labels, logits)
+
+    def _make_train_loop(self, iterator):
+        strategy = self.strategy
+
+        @tf.function
+        def train_loop(num_steps):
+            for _ in tf.range(num_steps):
+                images, labels = next(iterator)
+                strategy.run(self._replica_train_step, args=(images, labels))
+        return train_loop
+
+    def evaluate(self, split: str = "test") -> dict:
+        """Loss and accuracy (in [0, 1]) of the current model on a whole split."""
+        if split not in self._eval_fns:
+            dist = self.strategy.distribute_datasets_from_function(
+                lambda ctx: self.dataset.eval_dataset(split, ctx))
+            strategy = self.strategy
+
+            @tf.function
+            def eval_fn():
+                for images, labels in dist:
+                    strategy.run(self._replica_eval_step, args=(images, labels))
+            self._eval_fns[split] = eval_fn
+        self.eval_loss.reset_state()
+        self.eval_acc.reset_state()
+        self._eval_fns[split]()
+        return {"loss": float(self.eval_loss.result()), "accuracy": float(self.eval_acc.result())}
+
+    # ---- the host loop ----
+    def _metrics_path(self):
+        return os.path.join(self.out_dir, "metrics.jsonl")
+
+    def _append_metrics(self, record: dict) -> None:
+        if not self.writable:
+            return
+        path = self._metrics_path()
+        old = io.read_text(path) if io.exists(path) else ""
+        io.atomic_write_text(path, old + json.dumps(record, sort_keys=True) + "\n")
+
+    def _drop_metrics_after(self, step: int) -> None:
+        """On resume, forget records written after the checkpoint we restored."""
+        path = self._metrics_path()
+        if not (self.writable and io.exists(path)):
+            return
+        lines = [l for l in io.read_text(path).splitlines() if l.strip()]
+        kept = [l for l in lines if json.loads(l)["step"] <= step]
+        if len(kept) != len(lines):
+            io.atomic_write_text(path, "".join(l + "\n" for l in kept))
+
+    def _event_steps(self):
+        s = self.steps
+        events = set(s.named.values()) | {s.end}
+        first_eval = (s.start // s.eval_every + 1) * s.eval_every
+        events.update(range(first_eval, s.end, s.eval_every))
+        return sorted(e for e in events if e >= s.start)
+
+    def _checkpoint_info(self, step: int) -> dict:
+        ipe = self.dataset.iterations_per_epoch
+        return {"step": step, "epoch": step // ipe, "iteration_in_epoch": step % ipe,
+                "data_seed": self.data_seed}
+
+    def run(self) -> dict:
+        """Train the phase (or resume it, or return it if done); returns final metrics."""
+        final_path = os.path.join(self.out_dir, "final.json")
+        if io.exists(final_path):
+            logging.info("phase %s already finished; skipping", self.out_dir)
+            return io.read_json(final_path)
+        s = self.steps
+        if self._checkpointer.restore_latest():
+            step = int(self.optimizer.iterations.numpy())
+            logging.info("resuming %s at step %d", self.out_dir, step)
+            self._drop_metrics_after(step)
+        else:
+            step = s.start
+            self.optimizer.iterations.assign(step)
+            if self.writable:
+                io.makedirs(self.out_dir)
+
+        dist = self.strategy.distribute_datasets_from_function(
+            lambda ctx: self.dataset.train_dataset(self.data_seed, ctx, start_step=step))
+        iterator = iter(dist)
+        train_loop = self._make_train_loop(iterator)
+        writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+                  if self.writable else tf.summary.create_noop_writer())
+
+        self._save_named_at(step)
+        if step == s.start and s.start != s.end:
+            self._record_eval(step, writer)
+        last_print, t_loop, steps_since = time.time(), time.time(), 0
+        for event in [e for e in self._event_steps() if e > step]:
+            while step < event:
+                n = min(self.hp.steps_per_loop, event - step)
+                train_loop(tf.constant(n, tf.int64))
+                step += n
+                steps_since += n
+                loss = float(self.train_loss.result())
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"loss became {loss} by step {step}: training diverged; lower "
+                        f"TrainingHparams.lr (now {self.hp.lr}) or add warmup")
+                now = time.time()
+                if now - last_print >= self.progress_every_seconds or step == event == s.end:
+                    rate = steps_since / max(now - t_loop, 1e-9)
+                    logging.info("step %d/%d  %.1f steps/s  loss %.4f  train acc %.2f%%  lr %.3g",
+                                 step, s.end, rate, loss, 100 * float(self.train_acc.result()),
+                                 float(self.schedule(step)))
+                    last_print = now
+            record = {"step": step, "train_loss": float(self.train_loss.result()),
+                      "train_accuracy": float(self.train_acc.result()),
+                      "steps_per_second": steps_since / max(time.time() - t_loop, 1e-9)}
+            with writer.as_default(step=step):
+                tf.summary.scalar("train/loss", record["train_loss"])
+                tf.summary.scalar("train/accuracy", record["train_accuracy"])
+            self.train_loss.reset_state()
+            self.train_acc.reset_state()
+            self._append_metrics(record)
+            self._record_eval(step, writer)
+            self._save_named_at(step)
+            self._checkpointer.save_latest(step)
+            t_loop, steps_since = time.time(), 0
+
+        final = self._final_result(step)
+        if self.writable:
+            io.atomic_write_json(final_path, final)
+        writer.flush()
+        return final
+
+    def _record_eval(self, step, writer):
+        is_eval = step == self.steps.end or step % self.steps.eval_every == 0
+        if not is_eval:
+            return
+        result = self.evaluate("test")
+        self._last_eval = (step, result)
+        with writer.as_default(step=step):
+            tf.summary.scalar("test/loss", result["loss"])
+            tf.summary.scalar("test/accuracy", result["accuracy"])
+        self._append_metrics({"step": step, "test_loss": result["loss"],
+                              "test_accuracy": result["accuracy"]})
+        logging.info("step %d  test loss %.4f  test accuracy %.2f%%", step, result["loss"],
+                     100 * result["accuracy"])
+
+    def _save_named_at(self, step):
+        for name, at in self.steps.named.items():
+            if at == step and not self._checkpointer.has_named(name):
+                self._checkpointer.save_named(name, self._checkpoint_info(step))
+
+    def _final_result(self, step) -> dict:
+        last = getattr(self, "_last_eval", None)
+        result = last[1] if last and last[0] == step else self.evaluate("test")
+        return {"step": step, "test_loss": result["loss"], "test_accuracy": result["accuracy"]}
+
+
+def read_metrics(out_dir: str) -> list:
+    """The JSON records of a phase's metrics.jsonl."""
+    path = os.path.join(out_dir, "metrics.jsonl")
+    if not io.exists(path):
+        return []
+    return [json.loads(l) for l in io.read_text(path).splitlines() if l.strip()]
