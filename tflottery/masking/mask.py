@@ -75,7 +75,7 @@ class Mask(Mapping):
     def __eq__(self, other) -> bool:
         if not isinstance(other, Mask):
             return NotImplemented
-        return (list(self.keys()) == list(other.keys()) or set(self) == set(other)) and all(
+        return set(self) == set(other) and all(
             self[k].shape == other[k].shape and np.array_equal(self[k], other[k]) for k in self)
 
     __hash__ = None  # equal masks must hash equal; arrays are not hashable

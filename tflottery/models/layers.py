@@ -46,6 +46,10 @@ _KERNEL_INITIALIZERS = {
 }
 _BN_GAMMA_INITIALIZERS = ("ones", "uniform")
 
+# Every family names its classifier layer this way, so a pruning config can
+# exclude it (thesis ch. 3 prunes it at half the rate of the other FC layers).
+OUTPUT_LAYER = "output"
+
 
 def derive_seed(seed: int, layer_name: str, role: str) -> int:
     """A 31-bit seed that depends on the model seed, the layer and the weight's role."""
@@ -127,7 +131,6 @@ class LayerFactory:
 
     def logits(self, units):
         """The classifier: float32 even under a mixed-precision policy (stable softmax/loss)."""
-        from tflottery.models.registry import OUTPUT_LAYER
         return self.dense(OUTPUT_LAYER, units, dtype="float32")
 
     def bn(self, name):

@@ -15,10 +15,6 @@ from tflottery.registry import Registry
 
 REGISTRY = Registry("model")
 
-# Every family names its classifier layer this way, so a pruning config can
-# exclude it (thesis ch. 3 prunes it at half the rate of the other FC layers).
-OUTPUT_LAYER = "output"
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:

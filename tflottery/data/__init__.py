@@ -1,0 +1,19 @@
+"""Datasets for tflottery: `data.build(DatasetHparams)` -> `data.Dataset`.
+
+    ds = data.build(DatasetHparams(name='digits', batch_size=60))
+    ds.info                      # DatasetInfo(name, input_shape, num_classes, num_train, num_test, num_holdout)
+    ds.iterations_per_epoch      # num_train // batch_size
+    ds.train_dataset(seed, input_context=None, start_step=0)   # infinite, seeded, resumable
+    ds.eval_dataset('test' | 'train' | 'holdout', input_context=None, batch_size=None)
+
+Modules: sources (read arrays: tfds, IDX, npz, sklearn digits, synthetic),
+registry (name -> loader + preprocessing constants), splits (fixed-seed
+holdout/subset), augment (stateless crop/flip), pipeline (the tf.data streams).
+"""
+from tflottery.data.pipeline import Dataset, DatasetInfo, build  # noqa: F401
+from tflottery.data.registry import DATASETS, Source  # noqa: F401
+
+
+def names():
+    """The registered dataset names, sorted."""
+    return DATASETS.names()

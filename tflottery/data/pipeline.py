@@ -1,0 +1,189 @@
+"""The seeded tf.data pipelines over in-memory arrays.
+
+The data order is an explicit function, not the state of a shuffle buffer:
+epoch e visits the training examples in the permutation
+stateless_shuffle(range(N), seed=[seed, e]), truncated to
+iterations_per_epoch * batch_size examples, and the augmentation of the
+example at position q of epoch e uses the stateless seed
+fold_in([seed, e], q).  Hence:
+  * the same seed gives the same stream, bit for bit;
+  * `start_step=s` rebuilds exactly the stream after s global batches without
+    generating the skipped epochs (a restored checkpoint continues with the
+    data it would have seen);
+  * the global stream does not depend on how many replicas or hosts read it.
+
+Distribution.  The global batch of step t is positions [t*B, (t+1)*B) of
+that stream.  With an InputContext of P input pipelines, pipeline p takes the
+contiguous block [p*B/P, (p+1)*B/P) of every global batch and batches it to
+the per-replica size.  tf.distribute hands consecutive per-replica batches of
+one pipeline to its local replicas in order, so the per-replica batches of
+one global step, concatenated in replica order, are exactly the unsharded
+global batch (checked in tests/test_data.py under MirroredStrategy).
+"""
+import dataclasses
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tflottery.data.registry import Source
+from tflottery.data.splits import train_holdout_indices
+from tflottery.errors import ConfigError
+
+AUTOTUNE = tf.data.AUTOTUNE
+_MAX_EPOCHS = 2 ** 62  # "infinite": more epochs than any run will reach
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and a training loop need to know about a dataset."""
+
+    name: str
+    input_shape: Tuple[int, int, int]
+    num_classes: int
+    num_train: int
+    num_test: int
+    num_holdout: int
+
+
+def example_seed(seed: tf.Tensor, epoch: tf.Tensor, position: tf.Tensor) -> tf.Tensor:
+    """The stateless seed of one example's augmentation: a hash of (run seed, epoch, position)."""
+    return tf.random.experimental.stateless_fold_in(tf.stack([seed, epoch]), position)
+
+
+def epoch_permutation(seed: tf.Tensor, epoch: tf.Tensor, num_examples: int) -> tf.Tensor:
+    """The order in which epoch `epoch` visits the training examples (int64 indices)."""
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), seed=tf.stack([seed, epoch]))
+
+
+class Dataset:
+    """One dataset's splits in memory plus the pipelines that read them.
+
+    splits maps 'train', 'test' and (if any) 'holdout' to (images, labels).
+    """
+
+    def __init__(self, info: DatasetInfo, source: Source, splits: Dict[str, Tuple[np.ndarray, np.ndarray]],
+                 batch_size: int, augment: bool):
+        self.info = info
+        self.batch_size = batch_size
+        self.iterations_per_epoch = info.num_train // batch_size
+        if self.iterations_per_epoch < 1:
+            raise ConfigError(
+                f"batch_size {batch_size} is larger than the {info.num_train} training examples of "
+                f"{info.name!r}: not even one batch per epoch")
+        self._splits = splits
+        self._augment = source.augment if augment else None
+        x = splits["train"][0]
+        scale = source.pixel_scale or (255.0 if x.dtype == np.uint8 else 1.0)
+        self._scale = np.float32(scale)
+        self._mean = np.asarray(source.mean, np.float32)
+        self._std = np.asarray(source.std, np.float32)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _normalise(self, raw: tf.Tensor) -> tf.Tensor:
+        return (tf.cast(raw, tf.float32) / self._scale - self._mean) / self._std
+
+    def _per_replica(self, input_context, batch_size: int) -> Tuple[int, int, int]:
+        """(per-replica batch, number of pipelines, this pipeline's id)."""
+        if input_context is None:
+            return batch_size, 1, 0
+        try:
+            per_replica = input_context.get_per_replica_batch_size(batch_size)
+        except ValueError as e:
+            raise ConfigError(
+                f"batch size {batch_size} is not divisible by the "
+                f"{input_context.num_replicas_in_sync} replicas: {e}") from e
+        return per_replica, input_context.num_input_pipelines, input_context.input_pipeline_id
+
+    # --- pipelines -------------------------------------------------------------------------
+
+    def train_dataset(self, seed: int, input_context: Optional[tf.distribute.InputContext] = None,
+                      start_step: int = 0) -> tf.data.Dataset:
+        """The infinite training stream (images float32 [b,H,W,C], labels int32 [b]) from global step start_step."""
+        if start_step < 0:
+            raise ConfigError(f"start_step must be >= 0, got {start_step}")
+        global_batch, ipe = self.batch_size, self.iterations_per_epoch
+        per_replica, num_pipelines, pipeline_id = self._per_replica(input_context, global_batch)
+        images, labels = (tf.constant(a) for a in self._splits["train"])
+        num_train = self.info.num_train
+        per_epoch = ipe * global_batch
+        start_epoch, skip = start_step // ipe, (start_step % ipe) * global_batch
+        seed_t = tf.constant(seed, tf.int64)
+
+        def one_epoch(epoch):
+            order = epoch_permutation(seed_t, epoch, num_train)
+            first = tf.where(epoch == start_epoch, tf.constant(skip, tf.int64), tf.constant(0, tf.int64))
+            positions = tf.range(first, per_epoch, dtype=tf.int64)
+            return tf.data.Dataset.from_tensor_slices(
+                (tf.gather(order, positions), tf.fill(tf.shape(positions), epoch), positions))
+
+        ds = tf.data.Dataset.range(start_epoch, _MAX_EPOCHS).flat_map(one_epoch)
+        if num_pipelines > 1:
+            share = global_batch // num_pipelines  # a multiple of per_replica: replicas split evenly over pipelines
+            lo, hi = pipeline_id * share, (pipeline_id + 1) * share
+            ds = ds.batch(global_batch, drop_remainder=True).map(
+                lambda i, e, q: (i[lo:hi], e[lo:hi], q[lo:hi])).unbatch()
+
+        augment = self._augment
+
+        def load(index, epoch, position):
+            raw = tf.gather(images, index)
+            if augment is not None:
+                raw = tf.map_fn(lambda a: augment(a[0], example_seed(seed_t, a[1], a[2])),
+                                (raw, epoch, position), fn_output_signature=raw.dtype)
+            return self._normalise(raw), tf.gather(labels, index)
+
+        ds = ds.batch(per_replica, drop_remainder=True)
+        ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return ds.prefetch(AUTOTUNE)
+
+    def eval_dataset(self, split: str = "test", input_context: Optional[tf.distribute.InputContext] = None,
+                     batch_size: Optional[int] = None) -> tf.data.Dataset:
+        """One pass over `split` ('test', 'train' or 'holdout') in file order, unaugmented, last batch partial.
+
+        With P input pipelines, pipeline p reads the p-th of P contiguous,
+        nearly equal blocks of the split (np.array_split), so the pipelines'
+        outputs concatenated in pipeline order are the whole split in order.
+        """
+        if split not in ("test", "train", "holdout"):
+            raise ConfigError(f"unknown split {split!r}; choose one of: holdout, test, train")
+        if split not in self._splits:
+            raise ConfigError(f"split 'holdout' is empty: set DatasetHparams.holdout_fraction > 0 to get one")
+        default, num_pipelines, pipeline_id = self._per_replica(input_context, self.batch_size)
+        batch_size = batch_size or default
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        x, y = self._splits[split]
+        block = np.array_split(np.arange(len(x)), num_pipelines)[pipeline_id]
+        images, labels = tf.constant(x[block]), tf.constant(y[block])
+
+        def load(index):
+            return self._normalise(tf.gather(images, index)), tf.gather(labels, index)
+
+        ds = tf.data.Dataset.range(len(block)).batch(batch_size)
+        return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+
+
+def build(hparams) -> Dataset:
+    """Load the dataset named by a DatasetHparams and split off its holdout / subset."""
+    from tflottery.data.registry import DATASETS
+
+    source = DATASETS.get(hparams.name)
+    if hparams.batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {hparams.batch_size}")
+    if not 0.0 <= hparams.holdout_fraction < 1.0:
+        raise ConfigError(f"holdout_fraction must be in [0, 1), got {hparams.holdout_fraction}")
+    arrays = source.load(hparams.data_dir)
+    train_idx, holdout_idx = train_holdout_indices(
+        len(arrays.x_train), hparams.holdout_fraction, hparams.num_train_examples)
+    splits = {"train": (arrays.x_train[train_idx], arrays.y_train[train_idx]),
+              "test": (arrays.x_test, arrays.y_test)}
+    if len(holdout_idx):
+        splits["holdout"] = (arrays.x_train[holdout_idx], arrays.y_train[holdout_idx])
+    num_classes = source.num_classes or int(max(arrays.y_train.max(initial=0), arrays.y_test.max(initial=0))) + 1
+    info = DatasetInfo(
+        name=hparams.name, input_shape=tuple(int(d) for d in arrays.x_train.shape[1:]), num_classes=num_classes,
+        num_train=len(train_idx), num_test=len(arrays.x_test), num_holdout=len(holdout_idx))
+    return Dataset(info, source, splits, hparams.batch_size, hparams.augment)

@@ -1,0 +1,25 @@
+"""Masks for Lottery Ticket pruning of tf_keras models.
+
+Typical use::
+
+    with strategy.scope():
+        masked = masking.wrap(model)          # same function, all-ones mask
+    masking.set_mask(masked, mask)            # between training phases
+    masking.get_mask(masked).save(run_dir)
+    plain = masking.export(masked)            # zeros baked in, no Masked layers
+
+Masks multiply the weights in the forward pass, so pruned weights get exactly
+zero gradient; see layer.py.
+"""
+from tflottery.masking.assign import get_mask, set_mask
+from tflottery.masking.layer import Masked
+from tflottery.masking.mask import MASK_FILENAME, REPORT_FILENAME, Mask
+from tflottery.masking.prunable import PRUNABLE_WEIGHTS, prunable_attrs, stable_name
+from tflottery.masking.walk import masked_layers, prunable_variables
+from tflottery.masking.wrap import export, wrap
+
+__all__ = [
+    "Mask", "Masked", "MASK_FILENAME", "REPORT_FILENAME", "PRUNABLE_WEIGHTS",
+    "export", "get_mask", "masked_layers", "prunable_attrs", "prunable_variables",
+    "set_mask", "stable_name", "wrap",
+]

@@ -1,0 +1,40 @@
+"""Reading and writing the mask held by a wrapped model."""
+import numpy as np
+import tensorflow as tf
+
+from tflottery.masking.mask import Mask
+from tflottery.masking.walk import masked_pairs
+
+
+def get_mask(model) -> Mask:
+    """The model's current mask (from its mask variables)."""
+    return Mask({name: mask_var.numpy() for name, (_, mask_var) in masked_pairs(model).items()})
+
+
+def set_mask(model, mask: Mask) -> None:
+    """Install `mask` in `model` and zero the pruned entries of the stored weights.
+
+    The forward pass already multiplies by the mask; zeroing the stored values
+    too makes checkpoints and exported weights exactly sparse, and means
+    momentum or weight decay cannot bring a pruned weight back (its gradient is
+    exactly zero, so as long as its optimizer state starts at zero -- e.g. a
+    fresh optimizer per training phase -- it stays 0.0).
+
+    Call between training phases, eagerly, in cross-replica context (i.e. not
+    inside strategy.run or a tf.function).
+    """
+    if not tf.executing_eagerly():
+        raise RuntimeError("set_mask must be called eagerly, not inside a tf.function")
+    if tf.distribute.has_strategy() and not tf.distribute.in_cross_replica_context():
+        raise RuntimeError("set_mask must be called in cross-replica context, "
+                           "not inside strategy.run()")
+    if not isinstance(mask, Mask):
+        mask = Mask(mask)
+    pairs = masked_pairs(model)
+    mask.check_shapes({name: tuple(weight.shape) for name, (weight, _) in pairs.items()})
+    for name, (weight, mask_var) in pairs.items():
+        keep = mask[name]
+        mask_var.assign(keep.astype(np.float32))
+        value = weight.numpy()
+        # np.where rather than value*keep: gives +0.0 (not -0.0) and drops NaNs.
+        weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
