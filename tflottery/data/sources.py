@@ -208,8 +208,14 @@ def load_tfds(tfds_name: str, data_dir: Optional[str]) -> Arrays:
 
     out = []
     for split in ("train", "test"):
-        batch = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-        out += [_with_channels(np.asarray(batch["image"])), _labels(batch["label"])]
+        # Chunks of 4,096, not batch_size=-1: tfds sizes that one batch from the
+        # split metadata, which is absent (-> sys.maxsize, a crash) under mock_data.
+        ds = builder.as_dataset(split=split).map(lambda ex: (ex["image"], ex["label"])).batch(4096)
+        chunks = list(tfds.as_numpy(ds))
+        if not chunks:
+            raise DataNotAvailableError(f"tfds dataset {tfds_name!r} has an empty {split!r} split in {data_dir}")
+        out += [_with_channels(np.concatenate([c[0] for c in chunks])),
+                _labels(np.concatenate([c[1] for c in chunks]))]
     return Arrays(*out)
 
 

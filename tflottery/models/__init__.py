@@ -1,0 +1,40 @@
+"""Model zoo: plain (unmasked) functional tf_keras models, looked up by name.
+
+    from tflottery import models
+    model = models.build('resnet_20', (32, 32, 3), 10, seed=0, bn_momentum=0.9)
+
+`build` returns a built functional model whose output is float32 logits (no
+softmax), even under a 'mixed_bfloat16' policy.  Its initial weights are a
+pure function of `seed` (see models/layers.py) and every layer has a fixed,
+unique name, because masks are keyed by layer name.  The classifier layer is
+always named `OUTPUT_LAYER` ('output').
+
+Registered names: lenet_300_100; conv_2, conv_4, conv_6, conv_8; resnet_20,
+resnet_56, resnet_110, wrn_14_8, wrn_14_10, wrn_20_8, wrn_32_2, resnet_18;
+vgg_11, vgg_13, vgg_16, vgg_19.  Options per family: PlainOptions
+(lenet, conv), BatchNormOptions (resnets), VGGOptions (vgg).
+"""
+from tflottery.models.registry import REGISTRY, ModelSpec, build_spec, register  # noqa: F401
+from tflottery.models.layers import (  # noqa: F401
+    OUTPUT_LAYER, BatchNormOptions, PlainOptions)
+from tflottery.models import conv, lenet, resnet, vgg  # noqa: F401  (they register themselves)
+from tflottery.models.vgg import VGGOptions  # noqa: F401
+
+
+def build(name: str, input_shape, num_classes: int, seed: int = 0, **options):
+    """Build the registered model `name` for images of `input_shape` (H, W, C).
+
+    Raises ConfigError for an unknown name, an unknown option (the message
+    lists the family's options) or a bad option value.
+    """
+    return build_spec(REGISTRY.get(name), input_shape, num_classes, seed, **options)
+
+
+def names():
+    return REGISTRY.names()
+
+
+def options_of(name: str):
+    """The option names `build(name, ...)` accepts, with their defaults."""
+    spec = REGISTRY.get(name)
+    return dict(vars(spec.options_cls()))
