@@ -9,9 +9,9 @@ Layers: 'conv_1', 'conv_2', 'pool_1', 'conv_3', ..., 'flatten', 'fc_1',
 
 Kernel weights on 32x32x3 (biases add 650 / 906 / 1,418): Conv-2 4,300,992
 (paper's Figure 2: 4.3M), Conv-4 2,425,024 (2.4M), Conv-6 2,261,184.  The
-paper gives 1.7M for Conv-6 although its own layer list (convolutions 1.1M,
-as stated there, plus FC 4*4*256*256 + 256*256 + 256*10) gives 2.26M; we
-follow the layer list.  Conv-8 (thesis only) adds conv 512, 512, pool: 5.28M.
+paper gives 1.7M for Conv-6 although its own layer list gives 2.26M
+(convolutions 1,144,512 plus FC 4*4*256*256 + 256*256 + 256*10); we follow
+the layer list, which gives Conv-2 and Conv-4 exactly.  Conv-8 (thesis only) adds conv 512, 512, pool: 5.28M.
 """
 from tflottery.keras_compat import keras
 from tflottery.models.layers import LayerFactory, PlainOptions, check_min_size

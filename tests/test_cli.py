@@ -1,0 +1,85 @@
+"""The command line end to end on the offline digits data, and its errors.
+
+Each case runs `python -m tflottery.main` in a subprocess, as a user would,
+and checks the exit status, the one-line error and what is on disk.
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(root, *args, timeout=300):
+    cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}", *args]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_quickstart_end_to_end_and_rerun_skips(tmp_path):
+    root = str(tmp_path / "runs")
+    args = ["--gin_file=quickstart.gin", "--gin_bindings=TrainingHparams.training_steps='120it'",
+            "--gin_bindings=TrainingHparams.eval_every='50it'"]
+    first = run_main(root, *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    line = [l for l in first.stdout.splitlines() if l.startswith("final test accuracy")]
+    assert line, first.stdout
+    acc = float(line[0].split()[-1].rstrip("%"))
+    assert acc > 50.0   # 120 Adam steps on digits; chance is 10%
+    (run_dir,) = glob.glob(os.path.join(root, "train_*"))
+    for name in ("config.gin", "operative_config.gin", "replicate_0/train/final.json",
+                 "replicate_0/train/metrics.jsonl", "replicate_0/train/checkpoints/init/info.json",
+                 "replicate_0/train/checkpoints/end/info.json"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    records = [json.loads(l) for l in open(os.path.join(run_dir, "replicate_0/train/metrics.jsonl"))]
+    assert [r["step"] for r in records if "test_accuracy" in r] == [0, 50, 100, 120]
+    second = run_main(root, *args)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "already finished" in second.stderr
+    assert [l for l in second.stdout.splitlines() if l.startswith("final test accuracy")] == line
+
+
+BAD_INPUTS = [
+    (["--gin_bindings=ModelHparams.name='resnet_21'"], "unknown model 'resnet_21'"),
+    (["--gin_bindings=DatasetHparams.name='imagenet42'"], "unknown dataset 'imagenet42'"),
+    (["--gin_bindings=TrainingHparams.optimizer='adagrad'"], "unknown optimizer 'adagrad'"),
+    (["--gin_bindings=TrainingHparams.lr = (("], "bad gin configuration"),
+    (["--gin_file=no_such_config"], "unknown gin file 'no_such_config'"),
+    (["--gin_bindings=TrainingHparams.training_steps='0it'"], "training_steps must be positive"),
+    (["--gin_bindings=TrainingHparams.checkpoint_steps=('5000it',)"], "past the end of training"),
+    (["--gin_bindings=DatasetHparams.name='cifar10'", "--gin_bindings=DatasetHparams.data_dir='{empty}'"],
+     "not available offline"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_one_line_error_nothing_written(tmp_path, extra, message):
+    root = tmp_path / "runs"
+    empty = tmp_path / "empty_data_dir"
+    empty.mkdir()
+    extra = [e.replace("{empty}", str(empty)) for e in extra]
+    gin = [] if any(e.startswith("--gin_file") for e in extra) else ["--gin_file=quickstart.gin"]
+    result = run_main(str(root), *gin, *extra)
+    assert result.returncode == 2, (result.stdout, result.stderr[-2000:])
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_nan_loss_stops_with_error_and_no_final(tmp_path):
+    root = tmp_path / "runs"
+    result = run_main(str(root), "--gin_file=quickstart.gin",
+                      "--gin_bindings=TrainingHparams.optimizer='sgd'",
+                      "--gin_bindings=TrainingHparams.lr=1e30",
+                      "--gin_bindings=TrainingHparams.training_steps='100it'")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: loss became") and "lower TrainingHparams.lr" in last
+    assert glob.glob(str(root / "*" / "config.gin"))
+    assert not glob.glob(str(root / "*" / "replicate_0" / "train" / "final.json"))

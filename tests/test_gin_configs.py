@@ -1,0 +1,67 @@
+"""Every file in gin_configs/ parses, binds, and names things that exist."""
+import os
+
+import gin
+import pytest
+
+from tflottery import data, gin_files, models
+from tflottery.experiments import REGISTRY as EXPERIMENTS
+from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
+from tflottery.training.loop import PhaseSteps, build_schedule
+from tflottery.training.optimizers import OPTIMIZERS
+
+# Base files are included by others and name no model on purpose.
+BASE_FILES = {"cifar10_sgd_base.gin", "conv_cifar10_base.gin"}
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("name", gin_files.available_configs())
+def test_config_parses_and_binds(name):
+    gin_files.parse([name], [])
+    exp, ds, model, tr = ExperimentHparams(), DatasetHparams(), ModelHparams(), TrainingHparams()
+    assert exp.name in EXPERIMENTS
+    assert ds.name in data.names()
+    assert tr.optimizer in OPTIMIZERS
+    if name not in BASE_FILES:
+        assert model.name in models.names()
+        assert model.name != ModelHparams().name or name.startswith(("lenet", "quickstart"))
+    # Steps resolve inside training with a plausible epoch length.
+    steps = PhaseSteps.resolve(tr, iterations_per_epoch=100)
+    build_schedule(tr, steps.total, 100)
+
+
+def test_every_config_has_a_header():
+    for name in gin_files.available_configs():
+        with open(os.path.join(gin_files.CONFIG_DIR, name)) as f:
+            first = f.readline()
+        assert first.startswith("#"), name
+
+
+def test_table_4_1_values():
+    gin_files.parse(["resnet20_cifar10_warmup.gin"], [])
+    tr = TrainingHparams()
+    assert (tr.lr, tr.warmup, tr.milestones, tr.training_steps, tr.momentum) == (
+        0.03, "30000it", ("32000it", "48000it"), "63000it", 0.9)
+    assert DatasetHparams().batch_size == 128 and ModelHparams().name == "resnet_20"
+    gin.clear_config()
+    gin_files.parse(["lenet_mnist.gin"], [])
+    tr = TrainingHparams()
+    assert (tr.optimizer, tr.lr, tr.training_steps, DatasetHparams().batch_size) == (
+        "adam", 1.2e-3, "24000it", 60)
+
+
+def test_unknown_and_malformed():
+    from tflottery.errors import ConfigError
+    with pytest.raises(ConfigError, match="unknown gin file 'nope'"):
+        gin_files.parse(["nope"], [])
+    with pytest.raises(ConfigError, match="bad gin configuration"):
+        gin_files.parse(["quickstart.gin"], ["TrainingHparams.lr = (("])
+    gin.clear_config()
+    with pytest.raises(ConfigError, match="bad gin configuration"):
+        gin_files.parse(["quickstart.gin"], ["TrainingHparams.no_such_field = 3"])
