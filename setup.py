@@ -14,6 +14,8 @@ setup(
         "tf_keras>=2.16,<2.22",
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9",
+        "tensorboard",
+        "importlib_resources",
         "absl-py",
         "gin-config>=0.5",
         "numpy",

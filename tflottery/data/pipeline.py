@@ -150,7 +150,7 @@ class Dataset:
         if split not in ("test", "train", "holdout"):
             raise ConfigError(f"unknown split {split!r}; choose one of: holdout, test, train")
         if split not in self._splits:
-            raise ConfigError(f"split 'holdout' is empty: set DatasetHparams.holdout_fraction > 0 to get one")
+            raise ConfigError("split 'holdout' is empty: set DatasetHparams.holdout_fraction > 0 to get one")
         default, num_pipelines, pipeline_id = self._per_replica(input_context, self.batch_size)
         batch_size = batch_size or default
         if batch_size < 1:

@@ -179,6 +179,14 @@ def load_tiny_imagenet(data_dir: Optional[str]) -> Arrays:
 
 # --- tensorflow-datasets ----------------------------------------------------------------------
 
+def _check_network(host: str = "storage.googleapis.com", timeout: float = 5.0) -> None:
+    """Fail in seconds when offline, instead of sitting in tfds's download retries
+    (urllib3 backs off for minutes before giving up on an unreachable host)."""
+    import socket
+    with socket.create_connection((host, 443), timeout=timeout):
+        pass
+
+
 def load_tfds(tfds_name: str, data_dir: Optional[str]) -> Arrays:
     """Both splits of a tfds image dataset, read whole into NumPy.
 
@@ -202,6 +210,7 @@ def load_tfds(tfds_name: str, data_dir: Optional[str]) -> Arrays:
         if not builder.is_prepared():
             if os.environ.get("TFLOTTERY_TFDS_DOWNLOAD", "1") == "0":
                 raise FileNotFoundError("not prepared and downloads are disabled")
+            _check_network()
             builder.download_and_prepare()
     except Exception as e:  # noqa: BLE001 -- offline failures come in many types
         raise unavailable(e) from e

@@ -9,7 +9,7 @@ from absl import logging
 
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import RunContext, build_masked_model
-from tflottery.training.loop import PhaseSteps, Trainer
+from tflottery.training.loop import Trainer, validate_training
 
 
 @REGISTRY.register("train")
@@ -20,7 +20,7 @@ class TrainExperiment:
         return []
 
     def validate(self, ctx: RunContext) -> None:
-        PhaseSteps.resolve(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+        validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
 
     def run(self, ctx: RunContext) -> dict:
         model = build_masked_model(ctx)

@@ -22,13 +22,19 @@ def _is_cloneable(model) -> bool:
     return isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)
 
 
+_SUBCLASSED_HINT = {
+    "wrap()": "subclassed models can use tflottery.masking.Masked(layer) layers directly instead",
+    "export()": "for a subclassed model, build its plain twin yourself and copy the "
+                "weights, multiplying each by get_mask(model)[name]",
+}
+
+
 def _check_cloneable(model, action: str) -> None:
     check_tf_keras_model(model)
     if not _is_cloneable(model):
         raise ConfigError(
             f"{action} needs a Sequential or functional tf_keras model, got the subclassed "
-            f"model {type(model).__name__}; subclassed models can use "
-            "tflottery.masking.Masked(layer) layers directly instead")
+            f"model {type(model).__name__}; {_SUBCLASSED_HINT.get(action, '')}")
 
 
 def _check_model(model, action: str) -> None:

@@ -32,7 +32,7 @@ from tflottery.keras_compat import keras
 from tflottery.runs import io
 from tflottery.steps import to_iterations
 from tflottery.training.checkpoints import Checkpointer
-from tflottery.training.optimizers import build_optimizer
+from tflottery.training.optimizers import OPTIMIZERS, build_optimizer
 from tflottery.training.schedules import LotterySchedule
 
 
@@ -89,6 +89,19 @@ def build_schedule(hp, total_steps: int, iterations_per_epoch: int) -> LotterySc
                            hp.final_lr, warmup)
 
 
+def validate_training(hp, iterations_per_epoch: int, start_step=0, end_step=None,
+                      extra_checkpoints: Iterable = ()) -> PhaseSteps:
+    """Check every training setting without building anything; return the steps."""
+    steps = PhaseSteps.resolve(hp, iterations_per_epoch, start_step, end_step, extra_checkpoints)
+    if hp.steps_per_loop < 1:
+        raise ConfigError(f"steps_per_loop must be >= 1, got {hp.steps_per_loop}")
+    if hp.weight_decay < 0 or not 0 <= hp.label_smoothing < 1:
+        raise ConfigError("weight_decay must be >= 0 and label_smoothing in [0, 1)")
+    OPTIMIZERS.get(hp.optimizer)
+    build_schedule(hp, steps.total, iterations_per_epoch)
+    return steps
+
+
 def weight_decay_variables(model) -> list:
     """Trainable variables of every layer except BatchNormalization ones."""
     bn_ids = set()
@@ -112,10 +125,8 @@ class Trainer:
         self.out_dir = out_dir
         self.writable = writable
         self.progress_every_seconds = progress_every_seconds
-        self.steps = PhaseSteps.resolve(hp, dataset.iterations_per_epoch, start_step, end_step,
-                                        extra_checkpoints)
-        if hp.steps_per_loop < 1:
-            raise ConfigError(f"steps_per_loop must be >= 1, got {hp.steps_per_loop}")
+        self.steps = validate_training(hp, dataset.iterations_per_epoch, start_step, end_step,
+                                       extra_checkpoints)
         schedule = build_schedule(hp, self.steps.total, dataset.iterations_per_epoch)
         self.schedule = schedule
         with strategy.scope():

@@ -1,0 +1,245 @@
+"""Tests of the model zoo: shapes, trainability, parameter counts, seeding, naming.
+
+Parameter counts are checked against numbers derived by hand below (and
+published by open_lth's own tests), never against this package's output.
+"""
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflottery import models
+from tflottery.errors import ConfigError
+from tflottery.keras_compat import keras
+
+ALL_NAMES = models.names()
+
+
+def trainable_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def kernel_count(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights if "kernel" in w.name)
+
+
+# ---- Hand arithmetic -------------------------------------------------------------------
+
+def conv_params(c_in, c_out, k, bias):
+    return k * k * c_in * c_out + (c_out if bias else 0)
+
+
+def bn_params(c):
+    return 2 * c  # gamma, beta (moving statistics are not trainable)
+
+
+def resnet_params(stage_widths, stage_blocks, num_classes=10, c_in=3):
+    """He-style basic-block ResNet with 1x1 conv + BN projection shortcuts."""
+    total = conv_params(c_in, stage_widths[0], 3, False) + bn_params(stage_widths[0])
+    c = stage_widths[0]
+    for width, blocks in zip(stage_widths, stage_blocks):
+        for _ in range(blocks):
+            total += conv_params(c, width, 3, False) + conv_params(width, width, 3, False)
+            total += 2 * bn_params(width)
+            if c != width:
+                total += conv_params(c, width, 1, False) + bn_params(width)
+            c = width
+    return total + c * num_classes + num_classes
+
+
+def conv_net_kernels(stage_widths, image=32, c_in=3):
+    """Kernel weights (no biases) of Frankle & Carbin's Conv-N nets, FC 256-256-10."""
+    total, c = 0, c_in
+    for w in stage_widths:
+        total += 9 * c * w + 9 * w * w
+        c, image = w, image // 2
+    flat = image * image * c
+    return total + flat * 256 + 256 * 256 + 256 * 10
+
+
+def test_hand_arithmetic_matches_published_counts():
+    # open_lth models/test/test_cifar_resnet.py: 272,474 / 1,730,714 / 11,093,130.
+    assert resnet_params((16, 32, 64), (3, 3, 3)) == 272_474
+    assert resnet_params((16, 32, 64), (18, 18, 18)) == 1_730_714
+    assert resnet_params((128, 256, 512), (2, 2, 2)) == 11_093_130
+    # pytorch-cifar's ResNet18 (3x3 stem, no max-pool), 10 classes: 11,173,962.
+    assert resnet_params((64, 128, 256, 512), (2, 2, 2, 2)) == 11_173_962
+
+
+def test_lenet_parameter_count_on_mnist():
+    model = models.build("lenet_300_100", (28, 28, 1), 10)
+    expected = 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert expected == 266_610
+    assert trainable_count(model) == expected
+
+
+@pytest.mark.parametrize("name,depth,width", [
+    ("resnet_20", 20, 1), ("resnet_110", 110, 1), ("wrn_14_8", 14, 8), ("wrn_32_2", 32, 2)])
+def test_cifar_resnet_parameter_counts(name, depth, width):
+    n = (depth - 2) // 6
+    expected = resnet_params(tuple(width * w for w in (16, 32, 64)), (n, n, n))
+    assert trainable_count(models.build(name, (32, 32, 3), 10)) == expected
+
+
+def test_resnet20_is_272474():
+    assert trainable_count(models.build("resnet_20", (32, 32, 3), 10)) == 272_474
+
+
+def test_resnet18_parameter_count_tinyimagenet():
+    model = models.build("resnet_18", (64, 64, 3), 200)
+    assert trainable_count(model) == resnet_params((64, 128, 256, 512), (2, 2, 2, 2), 200)
+
+
+@pytest.mark.parametrize("name,expected", [
+    # open_lth models/test/test_cifar_vgg.py (convs with bias, BN, one Dense 512->10)
+    ("vgg_11", 9_231_114), ("vgg_16", 14_728_266)])
+def test_vgg_parameter_counts(name, expected):
+    assert trainable_count(models.build(name, (32, 32, 3), 10)) == expected
+
+
+@pytest.mark.parametrize("name,stage_widths,paper_millions", [
+    ("conv_2", (64,), 4.3), ("conv_4", (64, 128), 2.4), ("conv_6", (64, 128, 256), None)])
+def test_conv_net_kernel_counts(name, stage_widths, paper_millions):
+    expected = conv_net_kernels(stage_widths)
+    assert kernel_count(models.build(name, (32, 32, 3), 10)) == expected
+    if paper_millions is not None:  # Figure 2 of Frankle & Carbin (2019), rounded
+        assert round(expected / 1e6, 1) == paper_millions
+    # Conv-6: the paper says 1.7M, but its own layer list gives 2.26M (see models/conv.py).
+
+
+# ---- Every registered model: forward pass and one training step ------------------------
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_forward_and_one_sgd_step(name):
+    model = models.build(name, (32, 32, 3), 10, seed=0)
+    x = tf.random.stateless_uniform((2, 32, 32, 3), seed=(1, 2))
+    y = tf.constant([3, 7])
+    logits = model(x, training=False)
+    assert logits.shape == (2, 10)
+    assert logits.dtype == tf.float32
+    assert np.all(np.isfinite(logits.numpy()))
+
+    before = [w.numpy().copy() for w in model.trainable_weights]
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(y, model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    keras.optimizers.SGD(0.1).apply_gradients(zip(grads, model.trainable_weights))
+    assert np.isfinite(loss.numpy())
+    kernel_changed = [not np.array_equal(b, w.numpy())
+                      for b, w in zip(before, model.trainable_weights) if "kernel" in w.name]
+    assert all(kernel_changed)
+
+
+def test_lenet_accepts_small_grayscale_images():
+    assert models.build("lenet_300_100", (8, 8, 1), 10)(np.zeros((1, 8, 8, 1))).shape == (1, 10)
+
+
+# ---- Seeding ---------------------------------------------------------------------------
+
+def weights_of(name, seed, **options):
+    return [w.numpy() for w in models.build(name, (32, 32, 3), 10, seed=seed, **options).weights]
+
+
+@pytest.mark.parametrize("name", ["lenet_300_100", "resnet_20"])
+def test_same_seed_same_weights_different_seed_different_weights(name):
+    a, b, c = weights_of(name, 0), weights_of(name, 0), weights_of(name, 1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    random_ones = [i for i, x in enumerate(a) if x.std() > 0]  # kernels, not zero biases
+    assert random_ones
+    assert all(not np.array_equal(a[i], c[i]) for i in random_ones)
+
+
+def test_layers_of_one_model_get_different_values():
+    model = models.build("conv_4", (32, 32, 3), 10)
+    k3, k4 = model.get_layer("conv_3").kernel.numpy(), model.get_layer("conv_4").kernel.numpy()
+    assert not np.array_equal(k3, k4)
+
+
+def test_uniform_bn_gamma_is_seeded():
+    a = weights_of("resnet_20", 0, bn_gamma_initializer="uniform")
+    b = weights_of("resnet_20", 0, bn_gamma_initializer="uniform")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    gamma = models.build("resnet_20", (32, 32, 3), 10, bn_gamma_initializer="uniform") \
+        .get_layer("stem_bn").gamma.numpy()
+    assert 0 <= gamma.min() and gamma.max() <= 1 and gamma.std() > 0
+
+
+def _draw_global_randoms():
+    return (tf.random.uniform((3,)).numpy(), np.random.rand(3), random.random())
+
+
+def test_building_does_not_touch_global_random_state():
+    tf.random.set_seed(123), np.random.seed(123), random.seed(123)
+    expected = _draw_global_randoms()
+    tf.random.set_seed(123), np.random.seed(123), random.seed(123)
+    models.build("resnet_20", (32, 32, 3), 10, seed=5)
+    models.build("lenet_300_100", (32, 32, 3), 10, seed=5, kernel_initializer="kaiming_normal")
+    got = _draw_global_randoms()
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
+
+
+def test_kaiming_normal_is_untruncated_with_he_variance():
+    model = models.build("resnet_20", (32, 32, 3), 10, seed=3)
+    kernel = model.get_layer("stage3_block1_conv_b").kernel.numpy()  # fan_in 9*64
+    std = np.sqrt(2.0 / (9 * 64))
+    assert kernel.std() == pytest.approx(std, rel=0.02)
+    assert np.abs(kernel).max() > 2.5 * std  # a truncated normal stops at 2 std
+
+
+# ---- Errors and names ------------------------------------------------------------------
+
+def test_unknown_name():
+    with pytest.raises(ConfigError, match="unknown model 'resnet_21'.*resnet_20"):
+        models.build("resnet_21", (32, 32, 3), 10)
+
+
+def test_unknown_option_lists_valid_options():
+    with pytest.raises(ConfigError, match="'bn_momentun'.*resnet_20.*bn_momentum.*bn_epsilon"):
+        models.build("resnet_20", (32, 32, 3), 10, bn_momentun=0.99)
+    with pytest.raises(ConfigError, match="'bn_momentum'.*lenet_300_100.*kernel_initializer"):
+        models.build("lenet_300_100", (28, 28, 1), 10, bn_momentum=0.9)
+
+
+def test_bad_option_values_and_arguments():
+    with pytest.raises(ConfigError, match="kernel_initializer.*glorot_normal"):
+        models.build("conv_2", (32, 32, 3), 10, kernel_initializer="xavier")
+    with pytest.raises(ConfigError, match="bn_momentum"):
+        models.build("vgg_11", (32, 32, 3), 10, bn_momentum=1.5)
+    with pytest.raises(ConfigError, match="input_shape"):
+        models.build("conv_2", (32, 32), 10)
+    with pytest.raises(ConfigError, match="at least 16x16"):
+        models.build("conv_8", (8, 8, 1), 10)
+    with pytest.raises(ConfigError, match="seed"):
+        models.build("conv_2", (32, 32, 3), 10, seed=-1)
+
+
+def test_options_are_applied():
+    model = models.build("vgg_11", (32, 32, 3), 10, bn_momentum=0.99, bn_epsilon=1e-3,
+                         conv_bias=False)
+    bn = model.get_layer("bn_1")
+    assert (bn.momentum, bn.epsilon) == (0.99, 1e-3)
+    assert model.get_layer("conv_1").bias is None
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_layer_names_unique_stable_and_output_named(name):
+    first = [layer.name for layer in models.build(name, (32, 32, 3), 10).layers]
+    second = [layer.name for layer in models.build(name, (32, 32, 3), 10, seed=1).layers]
+    assert first == second
+    assert len(set(first)) == len(first)
+    assert first[-1] == models.OUTPUT_LAYER
+
+
+def test_mixed_bfloat16_policy_gives_float32_logits():
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = models.build("resnet_20", (32, 32, 3), 10)
+        assert model.get_layer("stage1_block1_conv_a").compute_dtype == "bfloat16"
+        out = model(np.zeros((2, 32, 32, 3), np.float32))
+        assert out.dtype == tf.float32
+        assert model.output.dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,204 @@
+"""The training loop: strategies agree, resumption is exact, masks hold, the
+loss and weight decay are what the docs say (checked against NumPy)."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflottery import data, masking, models
+from tflottery.errors import ConfigError, TrainingDivergedError
+from tflottery.hparams import DatasetHparams, TrainingHparams
+from tflottery.keras_compat import keras
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, read_metrics
+
+SYNTH = DatasetHparams(name="synthetic", batch_size=32)
+
+
+def lenet(strategy, seed=0, input_shape=(8, 8, 1)):
+    with strategy.scope():
+        return masking.wrap(models.build("lenet_300_100", input_shape, 10, seed=seed))
+
+
+def weights(model):
+    return [w.copy() for w in model.get_weights()]
+
+
+def mirrored():
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def test_mirrored_matches_default(tmp_path):
+    dataset = data.build(SYNTH)
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
+                         training_steps="30it", eval_every="10it", steps_per_loop=7)
+    results = []
+    for i, strategy in enumerate([tf.distribute.get_strategy(), mirrored()]):
+        model = lenet(strategy)
+        final = Trainer(strategy, model, dataset, hp, data_seed=3,
+                        out_dir=str(tmp_path / str(i))).run()
+        results.append((weights(model), final))
+    (w_default, f_default), (w_mirror, f_mirror) = results
+    # Two replicas sum their halves of the batch in a different order than one
+    # device does: agreement to float32 round-off over 30 steps, not bit-equality.
+    for a, b in zip(w_default, w_mirror):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert f_default["test_accuracy"] == pytest.approx(f_mirror["test_accuracy"], abs=1e-6)
+    assert not np.allclose(w_default[0], lenet(tf.distribute.get_strategy()).get_weights()[0])
+
+
+class SimulatedCrash(Exception):
+    pass
+
+
+def test_resume_from_checkpoint_gives_same_final_weights(tmp_path, monkeypatch):
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, training_steps="40it",
+                         eval_every="10it", steps_per_loop=4)
+    straight = lenet(strategy)
+    Trainer(strategy, straight, dataset, hp, data_seed=5, out_dir=str(tmp_path / "a")).run()
+
+    original = checkpoints.Checkpointer.save_latest
+
+    def crash_at_20(self, step):
+        original(self, step)
+        if step == 20:
+            raise SimulatedCrash()
+
+    monkeypatch.setattr(checkpoints.Checkpointer, "save_latest", crash_at_20)
+    first = lenet(strategy)
+    with pytest.raises(SimulatedCrash):
+        Trainer(strategy, first, dataset, hp, data_seed=5, out_dir=str(tmp_path / "b")).run()
+    monkeypatch.setattr(checkpoints.Checkpointer, "save_latest", original)
+    assert checkpoints.latest_step(str(tmp_path / "b" / "checkpoints")) == 20
+    assert not os.path.exists(tmp_path / "b" / "final.json")
+
+    resumed = lenet(strategy, seed=99)   # different init: everything must come from the checkpoint
+    Trainer(strategy, resumed, dataset, hp, data_seed=5, out_dir=str(tmp_path / "b")).run()
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_array_equal(a, b)
+    steps = [r["step"] for r in read_metrics(str(tmp_path / "b")) if "test_accuracy" in r]
+    assert steps == [0, 10, 20, 30, 40]
+
+
+def test_finished_phase_is_not_retrained(tmp_path):
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(lr=0.05, training_steps="8it", eval_every="4it")
+    out = str(tmp_path / "p")
+    first = Trainer(strategy, lenet(strategy), dataset, hp, 0, out).run()
+    model = lenet(strategy, seed=7)
+    before = weights(model)
+    second = Trainer(strategy, model, dataset, hp, 0, out).run()
+    assert first == second
+    for a, b in zip(before, weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_pruned_weights_stay_exactly_zero(tmp_path):
+    dataset = data.build(SYNTH)
+    strategy = mirrored()
+    model = lenet(strategy)
+    rng = np.random.default_rng(0)
+    mask = {name: rng.random(v.shape) < 0.3 for name, v in masking.prunable_variables(model).items()}
+    masking.set_mask(model, masking.Mask(mask))
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-3,
+                         training_steps="50it", eval_every="25it")
+    before = {n: v.numpy().copy() for n, v in masking.prunable_variables(model).items()}
+    Trainer(strategy, model, dataset, hp, 0, str(tmp_path)).run()
+    for name, var in masking.prunable_variables(model).items():
+        value = var.numpy()
+        assert np.all(value[~mask[name]] == 0.0), name
+        assert not np.array_equal(value[mask[name]], before[name][mask[name]]), name
+    # The stored checkpoint is exactly sparse too.
+    reloaded = lenet(tf.distribute.get_strategy(), seed=1)
+    checkpoints.restore_weights(reloaded, str(tmp_path / "checkpoints"), "end")
+    for name, var in masking.prunable_variables(reloaded).items():
+        assert np.all(var.numpy()[~mask[name]] == 0.0)
+
+
+def _softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_one_sgd_step_matches_numpy(tmp_path, label_smoothing):
+    """One step of plain SGD on a linear softmax model with weight decay on the
+    kernel and bias but not on BatchNorm: new weights computed by hand."""
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.BatchNormalization(name="bn", center=True, scale=True)(x)
+    logits = keras.layers.Dense(10, name="dense",
+                                kernel_initializer=keras.initializers.RandomNormal(seed=1))(x)
+    model = masking.wrap(keras.Model(inputs, logits))
+    bn = model.get_layer("bn")
+    bn.set_weights([np.full(64, 1.5, np.float32), np.full(64, 0.25, np.float32),
+                    np.zeros(64, np.float32), np.ones(64, np.float32)])
+    dense_vars = masking.prunable_variables(model)
+    kernel0 = dense_vars["dense/kernel"].numpy().copy()
+    bias_var = [v for v in model.trainable_variables if "bias" in v.name and "bn" not in v.name][0]
+    bias0 = bias_var.numpy().copy()
+
+    lr, wd = 0.1, 0.01
+    hp = TrainingHparams(optimizer="sgd", lr=lr, weight_decay=wd, training_steps="1it",
+                         eval_every="1it", label_smoothing=label_smoothing)
+    images, labels = next(iter(dataset.train_dataset(seed=4)))
+    images = images.numpy().reshape(len(labels), -1)
+    labels = labels.numpy()
+    Trainer(strategy, model, dataset, hp, data_seed=4, out_dir=str(tmp_path)).run()
+
+    # BatchNorm in training mode: batch statistics (biased variance), eps 1e-3.
+    mean, var = images.mean(0), images.var(0)
+    h = 1.5 * (images - mean) / np.sqrt(var + 1e-3) + 0.25
+    p = _softmax(h @ kernel0 + bias0)
+    target = np.eye(10)[labels] * (1 - label_smoothing) + label_smoothing / 10
+    dlogits = (p - target) / len(labels)
+    kernel1 = kernel0 - lr * (h.T @ dlogits + wd * kernel0)
+    bias1 = bias0 - lr * (dlogits.sum(0) + wd * bias0)
+    np.testing.assert_allclose(dense_vars["dense/kernel"].numpy(), kernel1, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bias_var.numpy(), bias1, rtol=1e-4, atol=1e-6)
+    # BatchNorm's gamma gets no weight decay: its step is the cross-entropy gradient only.
+    gamma1 = bn.gamma.numpy()
+    dh = dlogits @ kernel0.T
+    xhat = (images - mean) / np.sqrt(var + 1e-3)
+    np.testing.assert_allclose(gamma1, 1.5 - lr * (dh * xhat).sum(0), rtol=1e-3, atol=1e-6)
+
+
+def test_nan_loss_raises_and_leaves_no_final(tmp_path):
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(lr=1e30, training_steps="20it", eval_every="10it", steps_per_loop=5)
+    with pytest.raises(TrainingDivergedError, match="loss became"):
+        Trainer(strategy, lenet(strategy), dataset, hp, 0, str(tmp_path)).run()
+    assert not os.path.exists(tmp_path / "final.json")
+
+
+def test_named_checkpoints_and_bad_steps(tmp_path):
+    dataset = data.build(SYNTH)   # 256 examples / 32 = 8 iterations per epoch
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(lr=0.05, training_steps="2ep", eval_every="1ep",
+                         checkpoint_steps=("3it", "1ep1it"))
+    model = lenet(strategy)
+    Trainer(strategy, model, dataset, hp, 0, str(tmp_path)).run()
+    names = sorted(os.path.basename(os.path.dirname(p))
+                   for p in glob.glob(str(tmp_path / "checkpoints" / "*" / "info.json")))
+    assert names == ["end", "init", "step_3", "step_9"]
+    info = checkpoints.restore_weights(lenet(strategy, seed=3), str(tmp_path / "checkpoints"),
+                                       "step_9")
+    assert (info["step"], info["epoch"], info["iteration_in_epoch"]) == (9, 1, 1)
+    with pytest.raises(ConfigError, match="past the end of training"):
+        Trainer(strategy, model, dataset, TrainingHparams(training_steps="2ep",
+                checkpoint_steps=("3ep",)), 0, str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="training_steps must be positive"):
+        Trainer(strategy, model, dataset, TrainingHparams(training_steps="0it"), 0,
+                str(tmp_path / "y"))
+    with pytest.raises(ConfigError, match="does not fit"):
+        Trainer(strategy, model, dataset, TrainingHparams(training_steps="2ep"), 0,
+                str(tmp_path / "z"), start_step="3ep")
