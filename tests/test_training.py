@@ -202,3 +202,29 @@ def test_named_checkpoints_and_bad_steps(tmp_path):
     with pytest.raises(ConfigError, match="does not fit"):
         Trainer(strategy, model, dataset, TrainingHparams(training_steps="2ep"), 0,
                 str(tmp_path / "z"), start_step="3ep")
+
+
+def test_fast_path_equals_forward_multiply(tmp_path, monkeypatch):
+    """The training step skips the forward multiply (masking/fast_path.py); it
+    must train exactly as the always-multiply path does, even when a pruned
+    weight was overwritten after set_mask (the trainer re-zeroes it)."""
+    from tflottery.masking import fast_path
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-3,
+                         training_steps="20it", eval_every="10it")
+    results = []
+    for use_fast_path in (True, False):
+        monkeypatch.setattr(fast_path, "active", lambda: False) if not use_fast_path else None
+        model = lenet(strategy)
+        rng = np.random.default_rng(0)
+        mask = {n: rng.random(v.shape) < 0.5 for n, v in masking.prunable_variables(model).items()}
+        masking.set_mask(model, mask)
+        kernel = masking.prunable_variables(model)["fc_1/kernel"]
+        kernel.assign(kernel.numpy() + 1.0)   # a user writes into pruned entries
+        Trainer(strategy, model, dataset, hp, 0, str(tmp_path / str(use_fast_path))).run()
+        results.append({n: v.numpy() for n, v in masking.prunable_variables(model).items()})
+        for name, value in results[-1].items():
+            assert np.all(value[~mask[name]] == 0.0)
+    for name in results[0]:
+        np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-5, atol=1e-6)

@@ -3,6 +3,7 @@
 Flags carry only what differs between invocations of the same experiment;
 everything else is configured with gin (see gin_configs/ and README.md).
 """
+import logging as std_logging
 import sys
 
 import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -25,6 +26,9 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
+    # Our progress lines at INFO; TensorFlow's own INFO chatter only at WARNING and up.
+    logging.get_absl_handler().addFilter(
+        lambda r: r.levelno >= std_logging.WARNING or "tflottery" in r.pathname)
     try:
         if not FLAGS.gin_file:
             raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin")

@@ -11,7 +11,8 @@ Typical use::
 Masks multiply the weights in the forward pass, so pruned weights get exactly
 zero gradient; see layer.py.
 """
-from tflottery.masking.assign import get_mask, set_mask
+from tflottery.masking.assign import get_mask, set_mask, zero_pruned_weights
+from tflottery.masking.fast_path import trusted_zero_pruned_weights
 from tflottery.masking.layer import Masked
 from tflottery.masking.mask import MASK_FILENAME, REPORT_FILENAME, Mask
 from tflottery.masking.prunable import PRUNABLE_WEIGHTS, prunable_attrs, stable_name
@@ -21,5 +22,5 @@ from tflottery.masking.wrap import export, wrap
 __all__ = [
     "Mask", "Masked", "MASK_FILENAME", "REPORT_FILENAME", "PRUNABLE_WEIGHTS",
     "export", "get_mask", "masked_layers", "prunable_attrs", "prunable_variables",
-    "set_mask", "stable_name", "wrap",
+    "set_mask", "stable_name", "trusted_zero_pruned_weights", "wrap", "zero_pruned_weights",
 ]

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.masking.mask import Mask
-from tflottery.masking.walk import masked_pairs
+from tflottery.masking.walk import masked_layers, masked_pairs
 
 
 def get_mask(model) -> Mask:
@@ -38,3 +38,17 @@ def set_mask(model, mask: Mask) -> None:
         value = weight.numpy()
         # np.where rather than value*keep: gives +0.0 (not -0.0) and drops NaNs.
         weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
+
+
+def zero_pruned_weights(model) -> None:
+    """Re-establish the fast path's premise: pruned entries of the weights are 0.0.
+
+    Eager, cross-replica; cheap (one pass over the prunable weights).
+    """
+    if not masked_layers(model):
+        return   # a plain model: nothing is pruned
+    for weight, mask_var in masked_pairs(model).values():
+        keep = mask_var.numpy() > 0
+        if not keep.all():
+            value = weight.numpy()
+            weight.assign(np.where(keep, value, np.zeros((), value.dtype)))

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import keras
+from tflottery.masking import fast_path
 from tflottery.masking.prunable import prunable_attrs as _default_attrs
 from tflottery.masking.prunable import stable_name
 
@@ -95,7 +96,11 @@ class Masked(keras.layers.Wrapper):
                 # Converting an AutoCastVariable inside __call__ yields the
                 # compute dtype (e.g. bfloat16); the mask follows that dtype.
                 value = tf.convert_to_tensor(weight)
-                masked = value * tf.cast(self.mask_variable(attr), value.dtype)
+                mask = self.mask_variable(attr)
+                if fast_path.active():
+                    masked = fast_path.gradient_masked(value, mask)
+                else:
+                    masked = value * tf.cast(mask, value.dtype)
                 # object.__setattr__ bypasses Keras attribute tracking, which
                 # would otherwise untrack the variable and re-append it on
                 # restore, reordering the inner layer's weights.

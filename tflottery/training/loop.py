@@ -27,6 +27,7 @@ from typing import Dict, Iterable, Optional
 import tensorflow as tf
 from absl import logging
 
+from tflottery import masking
 from tflottery.errors import ConfigError, TrainingDivergedError
 from tflottery.keras_compat import keras
 from tflottery.runs import io
@@ -175,7 +176,15 @@ class Trainer:
         self.eval_loss.update_state(self._loss(labels, logits))
         self.eval_acc.update_state(labels, logits)
 
-    def _make_train_loop(self, iterator):
+    def make_train_fn(self, start_step: int):
+        """A function `f(n)` that trains n more steps on the data stream from `start_step`.
+
+        One tf.function trace serves every n (it is a tensor).  `run()` uses it;
+        benchmarks call it directly to time training steps alone.
+        """
+        dist = self.strategy.distribute_datasets_from_function(
+            lambda ctx: self.dataset.train_dataset(self.data_seed, ctx, start_step=start_step))
+        iterator = iter(dist)
         strategy = self.strategy
 
         @tf.function
@@ -183,7 +192,15 @@ class Trainer:
             for _ in tf.range(num_steps):
                 images, labels = next(iterator)
                 strategy.run(self._replica_train_step, args=(images, labels))
-        return train_loop
+        model = self.model
+
+        def run_steps(n):
+            # Traced (on the first call) with the masking fast path: the
+            # caller guarantees pruned weights are zero (see run()).
+            with masking.trusted_zero_pruned_weights():
+                return train_loop(tf.constant(n, tf.int64))
+        masking.zero_pruned_weights(model)
+        return run_steps
 
     def evaluate(self, split: str = "test") -> dict:
         """Loss and accuracy (in [0, 1]) of the current model on a whole split."""
@@ -252,10 +269,7 @@ class Trainer:
             if self.writable:
                 io.makedirs(self.out_dir)
 
-        dist = self.strategy.distribute_datasets_from_function(
-            lambda ctx: self.dataset.train_dataset(self.data_seed, ctx, start_step=step))
-        iterator = iter(dist)
-        train_loop = self._make_train_loop(iterator)
+        train_loop = self.make_train_fn(step)
         writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
                   if self.writable else tf.summary.create_noop_writer())
 
@@ -266,7 +280,7 @@ class Trainer:
         for event in [e for e in self._event_steps() if e > step]:
             while step < event:
                 n = min(self.hp.steps_per_loop, event - step)
-                train_loop(tf.constant(n, tf.int64))
+                train_loop(n)
                 step += n
                 steps_since += n
                 loss = float(self.train_loss.result())
