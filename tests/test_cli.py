@@ -52,6 +52,7 @@ BAD_INPUTS = [
     (["--gin_file=no_such_config"], "unknown gin file 'no_such_config'"),
     (["--gin_bindings=TrainingHparams.training_steps='0it'"], "training_steps must be positive"),
     (["--gin_bindings=TrainingHparams.checkpoint_steps=('5000it',)"], "past the end of training"),
+    (["--gin_bindings=TrainingHparams.eval_every='900it'"], "eval_every '900it'"),
     (["--gin_bindings=DatasetHparams.name='cifar10'", "--gin_bindings=DatasetHparams.data_dir='{empty}'"],
      "not available offline"),
 ]

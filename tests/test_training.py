@@ -228,3 +228,26 @@ def test_fast_path_equals_forward_multiply(tmp_path, monkeypatch):
             assert np.all(value[~mask[name]] == 0.0)
     for name in results[0]:
         np.testing.assert_allclose(results[0][name], results[1][name], rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_mixed_precision_trains(tmp_path):
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = lenet(strategy)
+        assert model.get_layer("masked_fc_1").compute_dtype == "bfloat16"
+        hp = TrainingHparams(lr=0.05, training_steps="16it", eval_every="8it",
+                             mixed_precision=True)
+        final = Trainer(strategy, model, dataset, hp, 0, str(tmp_path)).run()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(final["test_loss"]) and final["test_accuracy"] > 0.2
+    assert all(v.dtype == tf.float32 for v in model.trainable_variables)
+
+
+def test_eval_interval_past_end_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="eval_every '5ep'.*past the end"):
+        Trainer(tf.distribute.get_strategy(), lenet(tf.distribute.get_strategy()),
+                data.build(SYNTH), TrainingHparams(training_steps="2ep", eval_every="5ep"), 0,
+                str(tmp_path))

@@ -63,6 +63,10 @@ class PhaseSteps:
         eval_every = to_iterations(hp.eval_every, ipe, dil)
         if eval_every <= 0:
             raise ConfigError(f"eval_every must be positive, got {hp.eval_every!r}")
+        if eval_every > total:
+            raise ConfigError(
+                f"eval_every {hp.eval_every!r} ({eval_every} it) is past the end of training "
+                f"({hp.training_steps} = {total} it); make it at most training_steps")
         named = {"init": start, "end": end}
         for value in tuple(hp.checkpoint_steps) + tuple(extra_checkpoints):
             step = to_iterations(value, ipe, dil)
