@@ -1,0 +1,1 @@
+"""Run directories: naming by config hash, atomic writes, resumable stages."""
