@@ -22,26 +22,39 @@ def run_main(root, *args, timeout=300):
 
 
 def test_quickstart_end_to_end_and_rerun_skips(tmp_path):
+    """The README's main job (IMP on digits), shortened: 2 levels + reinit branch."""
     root = str(tmp_path / "runs")
     args = ["--gin_file=quickstart.gin", "--gin_bindings=TrainingHparams.training_steps='120it'",
-            "--gin_bindings=TrainingHparams.eval_every='50it'"]
+            "--gin_bindings=TrainingHparams.eval_every='50it'",
+            "--gin_bindings=PruningHparams.levels=2"]
     first = run_main(root, *args)
     assert first.returncode == 0, first.stderr[-2000:]
     line = [l for l in first.stdout.splitlines() if l.startswith("final test accuracy")]
     assert line, first.stdout
     acc = float(line[0].split()[-1].rstrip("%"))
     assert acc > 50.0   # 120 Adam steps on digits; chance is 10%
-    (run_dir,) = glob.glob(os.path.join(root, "train_*"))
-    for name in ("config.gin", "operative_config.gin", "replicate_0/train/final.json",
-                 "replicate_0/train/metrics.jsonl", "replicate_0/train/checkpoints/init/info.json",
-                 "replicate_0/train/checkpoints/end/info.json"):
+    assert "| level | density % |" in first.stdout
+    (run_dir,) = glob.glob(os.path.join(root, "lottery_*"))
+    rep = os.path.join(run_dir, "replicate_0")
+    for name in ("config.gin", "operative_config.gin", "summary.json", "summary.md"):
         assert os.path.exists(os.path.join(run_dir, name)), name
-    records = [json.loads(l) for l in open(os.path.join(run_dir, "replicate_0/train/metrics.jsonl"))]
+    for level in range(3):
+        for name in ("mask/mask.npz", "mask/sparsity.json", "train/final.json",
+                     "train/metrics.jsonl", "train/checkpoints/init/info.json",
+                     "train/checkpoints/end/info.json"):
+            assert os.path.exists(os.path.join(rep, f"level_{level}", name)), (level, name)
+    for level in (1, 2):
+        assert os.path.exists(os.path.join(rep, f"level_{level}", "branch_random_reinit",
+                                           "train", "final.json"))
+    records = [json.loads(l) for l in open(os.path.join(rep, "level_1/train/metrics.jsonl"))]
     assert [r["step"] for r in records if "test_accuracy" in r] == [0, 50, 100, 120]
+    densities = [json.load(open(os.path.join(rep, f"level_{l}/mask/sparsity.json")))["total"]
+                 ["density"] for l in range(3)]
+    assert densities == pytest.approx([1.0, 0.8, 0.64], abs=1e-4)
     second = run_main(root, *args)
     assert second.returncode == 0, second.stderr[-2000:]
-    assert "already finished" in second.stderr
     assert [l for l in second.stdout.splitlines() if l.startswith("final test accuracy")] == line
+    assert "training from step" not in second.stderr   # nothing was retrained
 
 
 BAD_INPUTS = [
@@ -78,9 +91,11 @@ def test_nan_loss_stops_with_error_and_no_final(tmp_path):
     result = run_main(str(root), "--gin_file=quickstart.gin",
                       "--gin_bindings=TrainingHparams.optimizer='sgd'",
                       "--gin_bindings=TrainingHparams.lr=1e30",
-                      "--gin_bindings=TrainingHparams.training_steps='100it'")
+                      "--gin_bindings=TrainingHparams.training_steps='100it'",
+                      "--gin_bindings=TrainingHparams.eval_every='50it'")
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: loss became") and "lower TrainingHparams.lr" in last
     assert glob.glob(str(root / "*" / "config.gin"))
-    assert not glob.glob(str(root / "*" / "replicate_0" / "train" / "final.json"))
+    assert not glob.glob(str(root / "*" / "replicate_0" / "level_0" / "train" / "final.json"))
+    assert not glob.glob(str(root / "*" / "replicate_0" / "level_1"))

@@ -8,10 +8,13 @@ from tflottery import data, gin_files, models
 from tflottery.experiments import REGISTRY as EXPERIMENTS
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.training.loop import PhaseSteps, build_schedule
+from tflottery.steps import Step
 from tflottery.training.optimizers import OPTIMIZERS
 
 # Base files are included by others and name no model on purpose.
 BASE_FILES = {"cifar10_sgd_base.gin", "conv_cifar10_base.gin"}
+# Experiment files are combined with a network file (they come after it).
+EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin"}
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +26,10 @@ def clean_gin():
 
 @pytest.mark.parametrize("name", gin_files.available_configs())
 def test_config_parses_and_binds(name):
-    gin_files.parse([name], [])
+    files = ["lenet_mnist.gin", name] if name in EXPERIMENT_FILES else [name]
+    if name == "oneshot.gin":
+        files.insert(1, "imp_rewind.gin")
+    gin_files.parse(files, [])
     exp, ds, model, tr = ExperimentHparams(), DatasetHparams(), ModelHparams(), TrainingHparams()
     assert exp.name in EXPERIMENTS
     assert ds.name in data.names()
@@ -33,6 +39,11 @@ def test_config_parses_and_binds(name):
     # Steps resolve inside training with a plausible epoch length.
     steps = PhaseSteps.resolve(tr, iterations_per_epoch=100)
     build_schedule(tr, steps.total, 100)
+    if exp.name == "lottery":
+        from tflottery.experiments.lottery import LevelPlan
+        from tflottery.hparams import LotteryHparams, PruningHparams
+        assert LevelPlan.from_hparams(PruningHparams()).num_levels >= 2
+        assert Step.parse(LotteryHparams().rewind_step).iterations(100) < steps.total
 
 
 def test_every_config_has_a_header():

@@ -118,3 +118,72 @@ class ExperimentHparams:
     """Which experiment runs ('train', ...; see `tflottery.experiments`)."""
 
     name: str = "train"
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PruningHparams:
+    """How IMP prunes after each level (thesis Algorithms 1, 2, 4).
+
+    fraction: fraction of the *remaining* weights removed per level (0.2).
+    levels: number of pruning levels after the dense level 0.
+    target_sparsity: if set, the levels are as many as needed to reach it
+      (or, with one_shot, the single level prunes straight to it).
+    one_shot: prune to target_sparsity in one level instead of iteratively.
+    scope: 'global' (one magnitude ranking over all layers; the thesis) or
+      'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019).
+    layer_fractions: per-layer rates, keyed by layer name ('output') or
+      weight name ('output/kernel'); 0 excludes a layer from pruning.  Only
+      exclusions (0) are allowed with scope 'global'.
+    """
+
+    fraction: float = 0.2
+    levels: int = 10
+    target_sparsity: Optional[float] = None
+    one_shot: bool = False
+    scope: str = "global"
+    layer_fractions: dict = dataclasses.field(default_factory=dict)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class LotteryHparams:
+    """What happens between pruning levels.
+
+    mode: 'rewind' (IMP: survivors go back to their values at rewind_step;
+      rewind_step '0it' resets to initialisation) or 'lrr' (learning-rate
+      rewinding: keep the trained weights and replay the whole LR schedule).
+    rewind_step: the step k of weight rewinding, e.g. '0it', '500it', '2ep'.
+    """
+
+    mode: str = "rewind"
+    rewind_step: str = "0it"
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class BranchHparams:
+    """Ablation branches trained from IMP levels (not part of the run's hash:
+    adding a branch later reuses the finished IMP levels).
+
+    names: registered branch names (see `tflottery.experiments.branches`).
+    levels: the levels to branch from; None means every pruned level.
+    data_seed, dilation: settings of the 'retrain' branch.
+    """
+
+    names: Tuple[str, ...] = ()
+    levels: Optional[Tuple[int, ...]] = None
+    data_seed: Optional[int] = None
+    dilation: Optional[float] = None
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class SummaryHparams:
+    """How results are judged (not part of the run's hash).
+
+    matching_tolerance: a subnetwork is *matching* when its mean test accuracy
+      is at most this many percentage points below the dense network's.
+    """
+
+    matching_tolerance: float = 0.2

@@ -8,4 +8,4 @@ from tflottery.registry import Registry
 
 REGISTRY = Registry("experiment")
 
-from tflottery.experiments import train  # noqa: E402,F401  (registers 'train')
+from tflottery.experiments import lottery, train  # noqa: E402,F401  (registers them)

@@ -1,0 +1,107 @@
+"""Ablation branches of an IMP level, registered by name.
+
+Each branch takes a finished level L (its mask m_L, and W_k) and trains a
+variant to the end in level_<L>/branch_<name>/ (mask/ and train/ inside):
+
+  random_reinit           m_L applied to a fresh sample of the initializers
+  random_prune_global     a random mask with m_L's total density, W_k
+  random_prune_layerwise  m_L shuffled within each layer (same per-layer counts), W_k
+  inverted                keep the lowest-magnitude weights instead of the highest, W_k
+  retrain                 m_L and W_k again, with BranchHparams.data_seed / dilation
+
+"W_k" is whatever the level itself started from: the rewound weights for IMP,
+the previous level's trained weights for LRR.
+
+The branch seeds are derived from the replicate and the level, so the
+branches of different levels and replicates are independent draws.
+"""
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Callable, NamedTuple
+
+from tflottery import masking, pruning
+from tflottery.errors import ConfigError
+from tflottery.experiments.context import build_masked_model
+from tflottery.registry import Registry
+from tflottery.runs import io
+from tflottery.training.loop import Trainer
+
+
+class BranchSpec(NamedTuple):
+    make_mask: Callable     # (experiment, ctx, level, level_mask, seed) -> Mask
+    fresh_init: bool        # True: fresh initial weights instead of W_k
+    description: str
+
+
+REGISTRY = Registry("branch")
+
+
+def _excluded(exp, mask):
+    from tflottery.experiments.lottery import layer_fractions_by_weight
+    fractions = layer_fractions_by_weight(exp.pruning_hp, list(mask.keys()))
+    return [name for name, f in fractions.items() if f == 0]
+
+
+REGISTRY.register("random_reinit", BranchSpec(
+    lambda exp, ctx, level, mask, seed: mask, True,
+    "same mask, weights freshly sampled from the initializers"))
+REGISTRY.register("random_prune_global", BranchSpec(
+    lambda exp, ctx, level, mask, seed: pruning.random_mask(
+        mask, seed, "global", excluded=_excluded(exp, mask)), False,
+    "random mask with the same total density, rewound weights"))
+REGISTRY.register("random_prune_layerwise", BranchSpec(
+    lambda exp, ctx, level, mask, seed: pruning.shuffle_within_layers(mask, seed), False,
+    "the level's mask shuffled within each layer, rewound weights"))
+REGISTRY.register("inverted", BranchSpec(
+    lambda exp, ctx, level, mask, seed: exp.level_mask(ctx, level, invert=True), False,
+    "keep the lowest-magnitude weights instead, rewound weights"))
+REGISTRY.register("retrain", BranchSpec(
+    lambda exp, ctx, level, mask, seed: mask, False,
+    "the same subnetwork retrained with BranchHparams.data_seed / dilation"))
+
+
+def branch_seed(replicate: int, level: int, name: str) -> int:
+    digest = hashlib.sha256(f"{name}/{replicate}/{level}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def branch_dir_name(exp, name: str) -> str:
+    if name != "retrain":
+        return f"branch_{name}"
+    settings = {k: v for k, v in (("data_seed", exp.branch_hp.data_seed),
+                                  ("dilation", exp.branch_hp.dilation)) if v is not None}
+    if not settings:
+        raise ConfigError("the 'retrain' branch needs BranchHparams.data_seed and/or dilation")
+    tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"branch_retrain_{tag}"
+
+
+def run_branch(exp, ctx, name: str, level: int) -> dict:
+    """Train branch `name` of IMP level `level` (skipped when already done)."""
+    spec = REGISTRY.get(name)
+    level_dir = exp.level_dir(ctx, level)
+    if not io.exists(os.path.join(level_dir, "train", "final.json")):
+        raise ConfigError(f"branch {name!r} asked of level {level}, which has not run")
+    out = os.path.join(level_dir, branch_dir_name(exp, name))
+    final_path = os.path.join(out, "train", "final.json")
+    if io.exists(final_path):
+        return io.read_json(final_path)
+    level_mask = masking.Mask.load(os.path.join(level_dir, "mask"))
+    seed = branch_seed(ctx.replicate, level, name)
+    mask = exp.load_or_make_mask(ctx, os.path.join(out, "mask"),
+                                 lambda: spec.make_mask(exp, ctx, level, level_mask, seed))
+    training_hp, data_seed = ctx.training_hp, ctx.data_seed
+    if name == "retrain":
+        if exp.branch_hp.dilation is not None:
+            training_hp = dataclasses.replace(training_hp, dilation=exp.branch_hp.dilation)
+        if exp.branch_hp.data_seed is not None:
+            data_seed = exp.branch_hp.data_seed
+    model = build_masked_model(ctx)
+    start = exp.load_start_weights(ctx, model, level, training_hp)
+    if spec.fresh_init:
+        model = build_masked_model(ctx, seed=seed)
+    masking.set_mask(model, mask)
+    return Trainer(ctx.strategy, model, ctx.dataset, training_hp, data_seed,
+                   os.path.join(out, "train"), start_step=start, writable=ctx.writable).run()

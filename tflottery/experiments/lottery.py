@@ -1,0 +1,232 @@
+"""'lottery': iterative magnitude pruning with resetting/rewinding, and LRR.
+
+IMP (thesis Algorithms 1 and 4): create W0; train to the rewinding step k
+(k = 0: nothing to train, W_k = W0); then level 0 trains the dense m*W_k
+from k to the end, and each level L >= 1 prunes the lowest-magnitude
+remaining weights of level L-1's trained network, rewinds the survivors to
+W_k and trains them from k to the end.
+
+LRR (Algorithm 2): level L starts from level L-1's *trained* weights, pruned,
+and replays the whole learning-rate schedule from step 0.
+
+Layout, under replicate_<r>/:
+
+    pretrain/                    training from 0 to k; checkpoints/end = W_k
+    level_<L>/mask/              mask.npz + sparsity.json of the level
+    level_<L>/train/             the level's training phase (loop.py layout)
+    level_<L>/branch_<name>/     ablation branches (see branches.py)
+
+Every piece is skipped when its output exists, so re-running the same
+command continues a killed run, and a finished run is not retrained.
+"""
+import dataclasses
+import os
+from typing import List
+
+import numpy as np
+from absl import logging
+
+from tflottery import masking, pruning
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
+from tflottery.runs import io
+from tflottery.steps import to_iterations
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, validate_training
+
+MODES = ("rewind", "lrr")
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelPlan:
+    """The pruning schedule resolved from PruningHparams: fraction per level."""
+
+    fractions: List[float]   # fractions[L-1] is what level L removes; level 0 removes nothing
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.fractions) + 1
+
+    @classmethod
+    def from_hparams(cls, hp: PruningHparams) -> "LevelPlan":
+        if not 0.0 <= hp.fraction < 1.0:
+            raise ConfigError(f"pruning fraction must be in [0, 1), got {hp.fraction}")
+        if hp.scope not in ("global", "layerwise"):
+            raise ConfigError(f"unknown pruning scope {hp.scope!r}; use 'global' or 'layerwise'")
+        if hp.target_sparsity is not None and not 0.0 <= hp.target_sparsity < 1.0:
+            raise ConfigError(f"target_sparsity must be in [0, 1), got {hp.target_sparsity}")
+        if hp.one_shot:
+            if hp.target_sparsity is None:
+                raise ConfigError("one_shot pruning needs PruningHparams.target_sparsity")
+            return cls([pruning.fraction_for_density(1.0, 1.0 - hp.target_sparsity)])
+        if hp.target_sparsity is not None:
+            return cls([hp.fraction] * pruning.levels_for_sparsity(hp.fraction, hp.target_sparsity))
+        if hp.levels < 0:
+            raise ConfigError(f"levels must be >= 0, got {hp.levels}")
+        return cls([hp.fraction] * hp.levels)
+
+
+def layer_fractions_by_weight(hp: PruningHparams, weight_names) -> dict:
+    """Expand layer-name keys ('output') to weight names ('output/kernel')."""
+    out = {}
+    for key, value in dict(hp.layer_fractions).items():
+        matches = [w for w in weight_names if w == key or w.split("/")[0] == key]
+        if not matches:
+            raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
+                              f"choose from: {', '.join(sorted(weight_names))}")
+        out.update({w: float(value) for w in matches})
+    return out
+
+
+def magnitudes(model) -> dict:
+    return {name: np.abs(v.numpy()) for name, v in masking.prunable_variables(model).items()}
+
+
+@REGISTRY.register("lottery")
+class LotteryExperiment:
+    name = "lottery"
+
+    def __init__(self):
+        self.pruning_hp = PruningHparams()
+        self.lottery_hp = LotteryHparams()
+        self.branch_hp = BranchHparams()
+        self.summary_hp = SummaryHparams()
+        self.plan = None
+
+    def hparams(self):
+        # Branch and summary settings are deliberately not hashed.
+        return [self.pruning_hp, self.lottery_hp]
+
+    # ---- validation: everything that can be wrong, before anything is written ----
+    def validate(self, ctx: RunContext) -> None:
+        from tflottery.experiments import branches
+        hp = self.lottery_hp
+        if hp.mode not in MODES:
+            raise ConfigError(f"unknown lottery mode {hp.mode!r}; choose one of: {', '.join(MODES)}")
+        ipe = ctx.dataset.iterations_per_epoch
+        steps = validate_training(ctx.training_hp, ipe)
+        k = to_iterations(hp.rewind_step, ipe, ctx.training_hp.dilation)
+        if k >= steps.total:
+            raise ConfigError(
+                f"rewind_step {hp.rewind_step!r} ({k} it) is not before the end of training "
+                f"({ctx.training_hp.training_steps} = {steps.total} it); choose a smaller step")
+        if hp.mode == "lrr" and k != 0:
+            raise ConfigError("learning-rate rewinding keeps the trained weights; "
+                              "leave LotteryHparams.rewind_step at '0it' with mode 'lrr'")
+        self.plan = LevelPlan.from_hparams(self.pruning_hp)
+        if self.pruning_hp.scope == "global" and any(
+                v != 0 for v in dict(self.pruning_hp.layer_fractions).values()):
+            raise ConfigError("per-layer rates other than 0 (exclusion) need "
+                              "PruningHparams.scope = 'layerwise'")
+        for name in self.branch_hp.names:
+            branches.REGISTRY.get(name)
+        for level in self.branch_levels():
+            if not 0 <= level < self.plan.num_levels:
+                raise ConfigError(
+                    f"branch level {level} has not run: this IMP run has levels 0.."
+                    f"{self.plan.num_levels - 1}; choose levels in that range")
+        if not self.summary_hp.matching_tolerance >= 0:
+            raise ConfigError("matching_tolerance must be >= 0 percentage points")
+
+    def branch_levels(self):
+        if self.branch_hp.levels is None:
+            return list(range(1, self.plan.num_levels)) if self.branch_hp.names else []
+        return list(self.branch_hp.levels)
+
+    # ---- the run ----
+    def run(self, ctx: RunContext) -> dict:
+        from tflottery.experiments import branches
+        from tflottery.reporting import summary
+        if self.plan is None:
+            self.validate(ctx)
+        for level in range(self.plan.num_levels):
+            self.run_level(ctx, level)
+        for level in self.branch_levels():
+            for name in self.branch_hp.names:
+                branches.run_branch(self, ctx, name, level)
+        table = summary.summarize(ctx.run_dir, self.summary_hp.matching_tolerance)
+        if ctx.writable:
+            summary.write(ctx.run_dir, table)
+        print(summary.to_markdown(table), flush=True)
+        last = summary.level_result(ctx.replicate_dir, self.plan.num_levels - 1)
+        return {"test_accuracy": last["test_accuracy"], "summary": table}
+
+    def level_dir(self, ctx: RunContext, level: int) -> str:
+        return os.path.join(ctx.replicate_dir, f"level_{level}")
+
+    def rewind_iterations(self, ctx: RunContext, training_hp=None) -> int:
+        dilation = (training_hp or ctx.training_hp).dilation
+        return to_iterations(self.lottery_hp.rewind_step, ctx.dataset.iterations_per_epoch,
+                             dilation)
+
+    def pretrain_dir(self, ctx: RunContext) -> str:
+        return os.path.join(ctx.replicate_dir, "pretrain")
+
+    def rewind_weights(self, ctx: RunContext, model) -> None:
+        """Load W_k (the weights at the rewinding step) into `model`."""
+        out = self.pretrain_dir(ctx)
+        if not io.exists(os.path.join(out, "final.json")):
+            trainer = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
+                              out, end_step=self.rewind_iterations(ctx), writable=ctx.writable)
+            trainer.run()
+        checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+
+    def load_start_weights(self, ctx: RunContext, model, level: int, training_hp=None) -> int:
+        """Load the weights level `level` starts from; return the step it starts at.
+
+        IMP: W_k and step k.  LRR: level L-1's trained weights and step 0.
+        """
+        if self.lottery_hp.mode == "lrr" and level > 0:
+            checkpoints.restore_weights(
+                model, os.path.join(self.level_dir(ctx, level - 1), "train", "checkpoints"),
+                "end")
+            return 0
+        self.rewind_weights(ctx, model)
+        return self.rewind_iterations(ctx, training_hp)
+
+    def trained_model(self, ctx: RunContext, level: int):
+        """A model holding level `level`'s trained (end) weights and mask."""
+        model = build_masked_model(ctx)
+        checkpoints.restore_weights(
+            model, os.path.join(self.level_dir(ctx, level), "train", "checkpoints"), "end")
+        return model
+
+    def level_mask(self, ctx: RunContext, level: int, invert: bool = False) -> masking.Mask:
+        """Level L's mask: level L-1's trained weights, pruned by magnitude."""
+        prev = self.trained_model(ctx, level - 1)
+        current = masking.get_mask(prev)
+        fractions = layer_fractions_by_weight(self.pruning_hp, list(current.keys()))
+        return pruning.prune(magnitudes(prev), current, self.plan.fractions[level - 1],
+                             scope=self.pruning_hp.scope, layer_fractions=fractions or None,
+                             invert=invert)
+
+    def load_or_make_mask(self, ctx: RunContext, directory: str, make) -> masking.Mask:
+        if io.exists(os.path.join(directory, masking.MASK_FILENAME)):
+            return masking.Mask.load(directory)
+        mask = make()
+        if ctx.writable:
+            mask.save(directory)
+        return mask
+
+    def run_level(self, ctx: RunContext, level: int) -> dict:
+        out = os.path.join(self.level_dir(ctx, level), "train")
+        if io.exists(os.path.join(out, "final.json")):
+            return io.read_json(os.path.join(out, "final.json"))
+        mask_dir = os.path.join(self.level_dir(ctx, level), "mask")
+        if level == 0:
+            mask = self.load_or_make_mask(
+                ctx, mask_dir, lambda: masking.Mask.ones_like(build_masked_model(ctx)))
+        else:
+            mask = self.load_or_make_mask(ctx, mask_dir, lambda: self.level_mask(ctx, level))
+        model = build_masked_model(ctx)
+        start = self.load_start_weights(ctx, model, level)
+        masking.set_mask(model, mask)
+        logging.info("level %d: density %.2f%%, training from step %d", level,
+                     100 * mask.density, start)
+        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                        start_step=start, writable=ctx.writable).run()
+        logging.info("level %d: density %.2f%%, test accuracy %.2f%%", level,
+                     100 * mask.density, 100 * final["test_accuracy"])
+        return final

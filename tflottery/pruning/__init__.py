@@ -1,0 +1,18 @@
+"""Which weights to prune, as pure NumPy functions on `Mask`s.
+
+Typical iterative magnitude pruning level::
+
+    scores = {name: np.abs(trained[name]) for name in mask}   # caller takes |w|
+    mask = pruning.prune(scores, mask, fraction=0.2, scope="layerwise",
+                         layer_fractions={"output/kernel": 0.1})
+
+One-shot pruning to a density: ``prune(scores, mask,
+fraction_for_density(mask.density, 0.1))``.  Controls: ``random_mask`` and
+``shuffle_within_layers`` (ablations.py); the inversion ablation is
+``prune(..., invert=True)``.
+"""
+from tflottery.pruning.ablations import random_mask, shuffle_within_layers
+from tflottery.pruning.select import SCOPES, fraction_for_density, levels_for_sparsity, prune
+
+__all__ = ["SCOPES", "fraction_for_density", "levels_for_sparsity", "prune",
+           "random_mask", "shuffle_within_layers"]

@@ -1,0 +1,221 @@
+"""Choosing which weights to remove: magnitude pruning as pure NumPy on Masks.
+
+Lottery-ticket experiments differ mostly in *how many* weights each pruning
+level removes and *where* (one ranking over the whole network, or one per
+layer); the selection itself is always "drop the lowest scores among what is
+still alive".  Keeping that rule here, free of TensorFlow and of any model,
+lets the same function serve iterative and one-shot pruning, the inversion
+ablation, and tests that check exact counts by hand.
+
+Conventions shared by every function in this module:
+
+* `fraction` is a fraction of the weights that are *still remaining*, as in
+  Frankle & Carbin (2019): pruning 20% per level leaves 0.8**L after L levels.
+* Counts are rounded half up (``floor(x + 0.5)``, with a tiny tolerance for
+  binary floating point such as 0.35 * 10 = 3.4999999999999996), not Python's
+  round-half-to-even, so the number removed never depends on the parity of a
+  count and never decreases when the fraction grows.
+* Ties are broken by position so results are reproducible: layers are taken in
+  sorted name order, entries in flat (C) order, and among equal scores the
+  earlier entry is removed first.
+"""
+import math
+from collections.abc import Mapping
+from numbers import Real
+from typing import Dict, Optional
+
+import numpy as np
+
+from tflottery.errors import ConfigError
+from tflottery.masking.mask import Mask
+
+SCOPES = ("global", "layerwise")
+
+# Absorbs binary floating-point error in products and powers of user fractions
+# (e.g. 1 - 0.8**2 == 0.3599999999999999) without changing any real answer.
+_EPS = 1e-9
+
+
+# -- argument checks ----------------------------------------------------------
+def check_number(what: str, value, low: float, high: float, *,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """Return `value` as a float if it lies in the interval, else a one-line ConfigError.
+
+    Bools are refused although Python treats them as numbers: `fraction=True`
+    is a mistake, not a request to prune everything.
+    """
+    ok = isinstance(value, Real) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = (value > low if low_open else value >= low) and \
+             (value < high if high_open else value <= high)  # NaN fails both
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{what} must be a number in {interval} (got {value!r})")
+    return value
+
+
+def check_scope(scope) -> str:
+    if scope not in SCOPES:
+        raise ConfigError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    return scope
+
+
+def check_names(what: str, names, mask: Mask) -> None:
+    """Every name the caller mentions must be a weight of the mask (typos fail loudly)."""
+    unknown = sorted(str(n) for n in names if n not in mask)
+    if unknown:
+        raise ConfigError(
+            f"{what} names weights that are not in the mask: {', '.join(map(repr, unknown))}; "
+            f"valid names are: {', '.join(sorted(mask))}")
+
+
+def round_count(x: float) -> int:
+    """Round a non-negative expected count half up (see the module docstring)."""
+    return int(math.floor(x + 0.5 + _EPS))
+
+
+def _check_scores(scores: Mapping, current: Mask) -> Dict[str, np.ndarray]:
+    """Scores for every mask weight, same shapes, finite where the weight remains.
+
+    Extra score entries are ignored so the caller may pass magnitudes of all
+    trainable weights (biases included) and let the mask decide what is prunable.
+    """
+    missing = sorted(name for name in current if name not in scores)
+    if missing:
+        raise ConfigError(
+            f"scores are missing weights of the mask: {', '.join(map(repr, missing))}; "
+            f"pass one score array per mask entry")
+    out = {}
+    for name in current:
+        array = np.asarray(scores[name])
+        if array.shape != current[name].shape:
+            raise ConfigError(
+                f"scores for {name!r} have shape {array.shape} but the mask has "
+                f"{current[name].shape}; pass scores computed from that weight")
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+            raise ConfigError(f"scores for {name!r} must be real numbers (got dtype {array.dtype})")
+        array = array.astype(np.float64)  # exact for float32/float16, so the order is unchanged
+        if not np.all(np.isfinite(array[current[name]])):
+            raise ConfigError(
+                f"scores for {name!r} contain NaN or infinity at remaining weights; "
+                f"the trained weights are probably corrupt (did training diverge?)")
+        out[name] = array
+    return out
+
+
+def _layer_fractions(fraction: float, scope: str, layer_fractions: Optional[Mapping],
+                     current: Mask) -> Dict[str, float]:
+    """The fraction to apply to each layer, after validating the overrides."""
+    overrides = dict(layer_fractions or {})
+    check_names("layer_fractions", overrides, current)
+    for name, value in overrides.items():
+        check_number(f"layer_fractions[{name!r}]", value, 0.0, 1.0, high_open=True)
+    if scope == "global":
+        per_layer = sorted(name for name, value in overrides.items() if value != 0)
+        if per_layer:
+            raise ConfigError(
+                f"layer_fractions gives non-zero rates for {', '.join(map(repr, per_layer))} "
+                f"with scope 'global', which only allows 0 (exclude a layer); "
+                f"per-layer rates need scope 'layerwise'")
+    return {name: float(overrides.get(name, fraction)) for name in current}
+
+
+# -- pruning ------------------------------------------------------------------
+def _removal_order(scores: np.ndarray, invert: bool) -> np.ndarray:
+    """Indices into `scores`, first-to-remove first; stable, so ties go by position."""
+    return np.argsort(-scores if invert else scores, kind="stable")
+
+
+def prune(scores: Mapping, current: Mask, fraction: float, scope: str = "global",
+          layer_fractions: Optional[Mapping] = None, invert: bool = False) -> Mask:
+    """Remove `fraction` of the remaining weights of `current`, the lowest-scoring ones.
+
+    `scores` maps each mask name to an array of the weight's shape.  They are
+    ranked as given, without abs(): magnitude pruning passes |w| of the trained
+    weights, and other criteria (e.g. |w_final| - |w_init|) can be passed
+    unchanged.  Already-pruned entries stay pruned whatever their score, so a
+    large weight that was once removed is never revived.
+
+    scope 'global': one ranking over the remaining weights of every layer whose
+    fraction is non-zero; round(fraction * their remaining count) are removed,
+    so layers with many small weights lose more.  `layer_fractions` may only
+    map a layer to 0, which leaves its mask unchanged (e.g. the output layer).
+
+    scope 'layerwise': each layer removes round(f * its remaining count) of its
+    own weights, f = layer_fractions.get(name, fraction); this is how Frankle &
+    Carbin prune conv layers, FC layers and the output layer at different rates.
+
+    invert=True removes the *highest*-scoring remaining weights instead, in the
+    same numbers (the ablation that keeps the smallest weights).
+    """
+    fraction = check_number("pruning fraction", fraction, 0.0, 1.0, high_open=True)
+    check_scope(scope)
+    fractions = _layer_fractions(fraction, scope, layer_fractions, current)
+    scores = _check_scores(scores, current)
+
+    new = {name: np.array(current[name]) for name in current}  # writable copies
+    names = [name for name in sorted(current) if fractions[name] > 0]
+    if scope == "global":
+        groups = [(names, fraction)]
+    else:
+        groups = [([name], fractions[name]) for name in names]
+
+    for group, rate in groups:
+        # Flat positions (within each layer) of the remaining weights, and their scores.
+        alive = [np.flatnonzero(current[name]) for name in group]
+        pooled = np.concatenate([scores[name].ravel()[idx] for name, idx in zip(group, alive)]
+                                + [np.zeros(0)])
+        count = round_count(rate * pooled.size)
+        if count == 0:
+            continue
+        removed = np.zeros(pooled.size, np.bool_)
+        removed[_removal_order(pooled, invert)[:count]] = True
+        start = 0
+        for name, idx in zip(group, alive):
+            flat = new[name].reshape(-1)  # a view: writes go into new[name]
+            flat[idx[removed[start:start + idx.size]]] = False
+            start += idx.size
+    return Mask({name: new[name] for name in current})
+
+
+# -- schedules ----------------------------------------------------------------
+def fraction_for_density(current_density: float, target_density: float) -> float:
+    """The fraction of remaining weights to prune to go from one density to another in one step.
+
+    One-shot pruning is a single call of prune() with this fraction: keeping
+    target/current of the remaining weights leaves target density overall.
+    """
+    current_density = check_number("current density", current_density, 0.0, 1.0, low_open=True)
+    target_density = check_number("target density", target_density, 0.0, 1.0, low_open=True)
+    if target_density > current_density:
+        raise ConfigError(
+            f"target density {target_density:g} is above the current density "
+            f"{current_density:g}; pruning can only remove weights, so choose a target "
+            f"at or below the current density")
+    return 1.0 - target_density / current_density
+
+
+def levels_for_sparsity(fraction: float, target_sparsity: float) -> int:
+    """The fewest levels, each pruning `fraction` of the remaining, that reach target_sparsity.
+
+    That is the smallest L with 1 - (1 - fraction)**L >= target_sparsity.  The
+    comparison tolerates floating-point error, so e.g. fraction 0.2 reaches
+    sparsity 0.36 in exactly 2 levels although 1 - 0.8**2 == 0.3599999999999999.
+    Rounding of weight counts is ignored: this is the nominal schedule.
+    """
+    fraction = check_number("pruning fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
+    target_sparsity = check_number("target sparsity", target_sparsity, 0.0, 1.0, high_open=True)
+    target_density = 1.0 - target_sparsity
+
+    def reaches(levels: int) -> bool:
+        return (1.0 - fraction) ** levels <= target_density * (1.0 + _EPS)
+
+    # Logarithms give the answer directly even for tiny fractions; the checks
+    # below correct the at-most-one-off error of the float estimate.
+    levels = max(0, math.ceil(math.log(target_density) / math.log1p(-fraction)))
+    while levels > 0 and reaches(levels - 1):
+        levels -= 1
+    while not reaches(levels):
+        levels += 1
+    return levels

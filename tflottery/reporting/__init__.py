@@ -1,0 +1,1 @@
+"""Summaries, tables and plots made from run directories."""

@@ -1,0 +1,118 @@
+"""The IMP summary table of a run: per level, density and accuracy of IMP and
+of each branch over the replicates, which are *matching* the dense network,
+the highest matching sparsity, and where IMP is non-trivial (matching where
+random pruning is not).
+
+Everything is read back from the run directory, so the table can be rebuilt
+at any time (`python -m tflottery.report RUN_DIR`) and covers every
+replicate that has run so far.
+"""
+import glob
+import os
+import re
+from typing import Dict, List
+
+from tflottery.runs import io
+
+RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
+
+
+def level_result(replicate_dir: str, level: int) -> dict:
+    return io.read_json(os.path.join(replicate_dir, f"level_{level}", "train", "final.json"))
+
+
+def _stats(values: List[float]) -> dict:
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+def _numbered(pattern: str, prefix: str):
+    out = []
+    for path in glob.glob(pattern):
+        match = re.fullmatch(prefix + r"(\d+)", os.path.basename(path))
+        if match:
+            out.append((int(match.group(1)), path))
+    return sorted(out)
+
+
+def _density(directory: str):
+    path = os.path.join(directory, "mask", "sparsity.json")
+    return io.read_json(path)["total"]["density"] if io.exists(path) else None
+
+
+def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
+    """Collect every finished level and branch of every replicate in `run_dir`."""
+    per_level: Dict[int, dict] = {}
+    for _, rep_dir in _numbered(os.path.join(run_dir, "replicate_*"), "replicate_"):
+        for level, level_dir in _numbered(os.path.join(rep_dir, "level_*"), "level_"):
+            final = os.path.join(level_dir, "train", "final.json")
+            if not io.exists(final):
+                continue
+            entry = per_level.setdefault(level, {"imp": [], "densities": [], "branches": {}})
+            entry["imp"].append(io.read_json(final)["test_accuracy"])
+            entry["densities"].append(_density(level_dir))
+            for branch_dir in sorted(glob.glob(os.path.join(level_dir, "branch_*"))):
+                bfinal = os.path.join(branch_dir, "train", "final.json")
+                if io.exists(bfinal):
+                    name = os.path.basename(branch_dir)[len("branch_"):]
+                    entry["branches"].setdefault(name, []).append(
+                        io.read_json(bfinal)["test_accuracy"])
+    if 0 not in per_level:
+        return {"levels": [], "dense_accuracy": None, "matching_tolerance": matching_tolerance,
+                "highest_matching_sparsity": None, "nontrivial_levels": []}
+    dense = _stats(per_level[0]["imp"])["mean"]
+    threshold = dense - matching_tolerance / 100.0
+
+    def judged(values):
+        stats = _stats(values)
+        stats["matching"] = bool(stats["mean"] >= threshold)
+        return stats
+
+    rows = []
+    for level in sorted(per_level):
+        entry = per_level[level]
+        densities = [d for d in entry["densities"] if d is not None]
+        density = sum(densities) / len(densities) if densities else None
+        rows.append({"level": level, "density": density,
+                     "sparsity": None if density is None else 1.0 - density,
+                     "imp": judged(entry["imp"]),
+                     "branches": {n: judged(v) for n, v in sorted(entry["branches"].items())}})
+    matching = [r["sparsity"] for r in rows if r["imp"]["matching"] and r["sparsity"] is not None]
+    nontrivial = [r["level"] for r in rows if r["imp"]["matching"] and any(
+        not r["branches"][b]["matching"] for b in RANDOM_PRUNING_BRANCHES if b in r["branches"])]
+    return {"levels": rows, "dense_accuracy": dense, "matching_tolerance": matching_tolerance,
+            "highest_matching_sparsity": max(matching) if matching else None,
+            "nontrivial_levels": nontrivial}
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.2f}"
+
+
+def to_markdown(table: dict) -> str:
+    if not table["levels"]:
+        return "(no finished levels yet)"
+    branch_names = sorted({n for r in table["levels"] for n in r["branches"]})
+    head = ["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in branch_names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table["levels"]:
+        def cell(s):
+            mark = " ✓" if s["matching"] else ""
+            spread = f" ({_pct(s['min'])}-{_pct(s['max'])})" if s["n"] > 1 else ""
+            return f"{_pct(s['mean'])}{spread}{mark}"
+        cells = [str(r["level"]), _pct(r["density"]), cell(r["imp"])]
+        cells += [cell(r["branches"][n]) if n in r["branches"] else "" for n in branch_names]
+        lines.append("| " + " | ".join(cells) + " |")
+    n = max(r["imp"]["n"] for r in table["levels"])
+    lines.append("")
+    lines.append(f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "
+                 f"✓ = matching (mean within {table['matching_tolerance']} points of dense).")
+    lines.append(f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
+                 f"IMP non-trivial (matching where random pruning is not) at levels: "
+                 f"{table['nontrivial_levels'] or 'none'}.")
+    return "\n".join(lines)
+
+
+def write(run_dir: str, table: dict) -> None:
+    io.atomic_write_json(os.path.join(run_dir, "summary.json"), table)
+    io.atomic_write_text(os.path.join(run_dir, "summary.md"), to_markdown(table) + "\n")
