@@ -17,6 +17,10 @@ BASE_FILES = {"cifar10_sgd_base.gin", "conv_cifar10_base.gin"}
 EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin"}
 
 
+TRAIN_SIZES = {"digits": 1497, "mnist": 60000, "mnist_local": 8000, "cifar10": 50000,
+               "cifar100": 50000}
+
+
 @pytest.fixture(autouse=True)
 def clean_gin():
     gin.clear_config()
@@ -36,14 +40,17 @@ def test_config_parses_and_binds(name):
     assert tr.optimizer in OPTIMIZERS
     if name not in BASE_FILES:
         assert model.name in models.names()
-    # Steps resolve inside training with a plausible epoch length.
-    steps = PhaseSteps.resolve(tr, iterations_per_epoch=100)
-    build_schedule(tr, steps.total, 100)
+    if name in BASE_FILES:
+        return
+    # Steps resolve inside training with the dataset's real epoch length.
+    ipe = TRAIN_SIZES[ds.name] // ds.batch_size
+    steps = PhaseSteps.resolve(tr, iterations_per_epoch=ipe)
+    build_schedule(tr, steps.total, ipe)
     if exp.name == "lottery":
         from tflottery.experiments.lottery import LevelPlan
         from tflottery.hparams import LotteryHparams, PruningHparams
         assert LevelPlan.from_hparams(PruningHparams()).num_levels >= 2
-        assert Step.parse(LotteryHparams().rewind_step).iterations(100) < steps.total
+        assert Step.parse(LotteryHparams().rewind_step).iterations(ipe) < steps.total
 
 
 def test_every_config_has_a_header():
