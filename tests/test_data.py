@@ -51,8 +51,15 @@ def synthetic():
 
 @pytest.fixture(scope="module")
 def mock_cifar():
-    with tfds.testing.mock_data(num_examples=64):
-        return data.build(DatasetHparams(name="cifar10", batch_size=8, augment=True))
+    # mock_data replaces the download; our offline probe must not veto it.
+    from tflottery.data import sources
+    real_probe = sources._check_network
+    sources._check_network = lambda: None
+    try:
+        with tfds.testing.mock_data(num_examples=64):
+            return data.build(DatasetHparams(name="cifar10", batch_size=8, augment=True))
+    finally:
+        sources._check_network = real_probe
 
 
 # --- data order -----------------------------------------------------------------------------
