@@ -36,7 +36,8 @@ def test_quickstart_end_to_end_and_rerun_skips(tmp_path):
     assert "| level | density % |" in first.stdout
     (run_dir,) = glob.glob(os.path.join(root, "lottery_*"))
     rep = os.path.join(run_dir, "replicate_0")
-    for name in ("config.gin", "operative_config.gin", "summary.json", "summary.md"):
+    for name in ("config.gin", "operative_config.gin", "summary.json", "summary.md",
+                 "summary.png"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     for level in range(3):
         for name in ("mask/mask.npz", "mask/sparsity.json", "train/final.json",

@@ -233,6 +233,16 @@ def test_summary_table_by_hand(tmp_path):
     assert table["nontrivial_levels"] == [1]
     text = summary.to_markdown(table)
     assert "| 1 | 80.00 | 98.30 (98.10-98.50) ✓ | 97.90 (97.50-98.30) |" in text
+    from tflottery.reporting import plots
+    png = plots.plot_run(str(tmp_path), table)
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # The report command rebuilds the same table from the directory.
+    result = subprocess.run([sys.executable, "-m", "tflottery.report", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-1000:]
+    assert "| 1 | 80.00 | 98.30 (98.10-98.50) ✓ |" in result.stdout
+    assert json.load(open(tmp_path / "summary.json"))["nontrivial_levels"] == [1]
 
 
 def run_cli(root, *bindings, wait=True):

@@ -148,7 +148,7 @@ class LotteryExperiment:
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
         from tflottery.experiments import branches
-        from tflottery.reporting import summary
+        from tflottery.reporting import plots, summary
         if self.plan is None:
             self.validate(ctx)
         for level in range(self.plan.num_levels):
@@ -159,6 +159,7 @@ class LotteryExperiment:
         table = summary.summarize(ctx.run_dir, self.summary_hp.matching_tolerance)
         if ctx.writable:
             summary.write(ctx.run_dir, table)
+            plots.plot_run(ctx.run_dir, table)
         print(summary.to_markdown(table), flush=True)
         last = summary.level_result(ctx.replicate_dir, self.plan.num_levels - 1)
         return {"test_accuracy": last["test_accuracy"], "summary": table}
