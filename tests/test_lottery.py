@@ -246,10 +246,10 @@ def test_summary_table_by_hand(tmp_path):
 
 
 def run_cli(root, *bindings, wait=True):
-    cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}"]
+    cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}", "--deterministic"]
     cmd += [f"--gin_bindings={b}" for b in BASE + list(bindings)]
     cmd += ["--gin_file=" + os.path.join(gin_files.CONFIG_DIR, "quickstart.gin")]
-    env = dict(os.environ, TF_DETERMINISTIC_OPS="1", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True,
                             cwd=os.path.dirname(gin_files.CONFIG_DIR))

@@ -20,6 +20,8 @@ flags.DEFINE_multi_string("gin_bindings", [], "extra gin binding, e.g. TrainingH
 flags.DEFINE_string("root_dir", "runs", "where run directories are created (local or gs://)")
 flags.DEFINE_string("tpu", None, "TPU to use: 'local' on a Cloud TPU VM, or a TPU name")
 flags.DEFINE_integer("replicate", 0, "replicate number; seeds the model and data order")
+flags.DEFINE_bool("deterministic", False, "enable TensorFlow op determinism: bit-for-bit "
+                  "repeatable runs (and resumed runs) on CPU, at some cost in speed")
 
 
 def main(argv):
@@ -33,6 +35,9 @@ def main(argv):
         if not FLAGS.gin_file:
             raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin")
         gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        if FLAGS.deterministic:
+            import tensorflow as tf
+            tf.config.experimental.enable_op_determinism()
         strategy = build_strategy(FLAGS.tpu)
         result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy)
     except TfLotteryError as e:
