@@ -168,6 +168,17 @@ def test_branches(tmp_path):
         os.path.basename(retrain_dir)[len("branch_"):]}
 
 
+def test_more_levels_extend_the_same_run(tmp_path):
+    run_dir, _ = run_lottery(tmp_path, "PruningHparams.levels = 1")
+    end = os.path.join(run_dir, "replicate_0", "level_1", "train", "final.json")
+    before = os.stat(end).st_mtime_ns
+    run_dir2, _ = run_lottery(tmp_path, "PruningHparams.levels = 2")
+    assert run_dir2 == run_dir and os.stat(end).st_mtime_ns == before   # level 1 not retrained
+    assert os.path.exists(os.path.join(run_dir, "replicate_0", "level_2", "train", "final.json"))
+    run_dir3, _ = run_lottery(tmp_path, "PruningHparams.target_sparsity = 0.3")  # 2 levels
+    assert run_dir3 == run_dir
+
+
 def test_one_shot_and_layerwise_rates(tmp_path):
     run_dir, _ = run_lottery(tmp_path / "a", "PruningHparams.one_shot = True",
                              "PruningHparams.target_sparsity = 0.7")

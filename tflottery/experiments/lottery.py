@@ -96,8 +96,15 @@ class LotteryExperiment:
         self.plan = None
 
     def hparams(self):
-        # Branch and summary settings are deliberately not hashed.
-        return [self.pruning_hp, self.lottery_hp]
+        """What names the run.  Level L does not depend on how many levels
+        follow it, so the number of levels (and, when iterative, the target
+        sparsity that sets it) is left out: asking for more levels later
+        extends the same run.  Branch and summary settings are not hashed."""
+        hp = self.pruning_hp
+        hashed = dataclasses.replace(
+            hp, levels=PruningHparams.levels,
+            target_sparsity=hp.target_sparsity if hp.one_shot else None)
+        return [hashed, self.lottery_hp]
 
     # ---- validation: everything that can be wrong, before anything is written ----
     def validate(self, ctx: RunContext) -> None:
