@@ -1,5 +1,5 @@
-"""Slow (pytest -m slow, ~6 min): iterative IMP on LeNet-300-100 with the real
-MNIST digits (8,000 / 2,000, 3,000 steps per level), 11 levels plus the
+"""Slow (pytest -m slow, ~8 min): iterative IMP on LeNet-300-100 with the real
+MNIST digits (8,000 / 2,000, 3,000 steps per level), 15 levels plus the
 random-reinitialisation and layerwise-random-pruning branches at every level.
 The lottery ticket effect: at 10% density and below, IMP beats both."""
 import gin
@@ -13,7 +13,7 @@ def test_imp_beats_random_baselines_on_real_mnist(tmp_path, mnist_dir):
     gin.clear_config()
     try:
         gin_files.parse(["lenet_mnist_local.gin", "imp.gin"],
-                        [f"DatasetHparams.data_dir = '{mnist_dir}'", "PruningHparams.levels = 11"])
+                        [f"DatasetHparams.data_dir = '{mnist_dir}'", "PruningHparams.levels = 15"])
         table = runner.run(str(tmp_path))["summary"]
     finally:
         gin.clear_config()

@@ -28,6 +28,10 @@ def accuracy_vs_density(table: dict, path: str) -> str:
     if table["dense_accuracy"] is not None:
         ax.axhline(100 * table["dense_accuracy"], color="gray", ls="--", lw=1, label="dense")
     ax.set_xscale("log")
+    ticks = sorted({round(100 * r["density"], 1) for r in rows}, reverse=True)[::2]
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=8)
+    ax.minorticks_off()
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("test accuracy (%)")
