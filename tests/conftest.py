@@ -29,3 +29,33 @@ def mnist_dir():
     if not os.path.exists(os.path.join(path, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("../shared/data/mnist not present")
     return path
+
+
+_MIRRORED = []
+
+
+def two_cpu_strategy():
+    """The one MirroredStrategy over the two virtual CPUs, shared by all tests.
+
+    Separate MirroredStrategy objects in one process reuse the same collective
+    instance keys; TensorFlow caches a collective's shapes by key, so a
+    second strategy's all-reduce of another shape fails ("Shape mismatch in
+    the collective instance").  One shared strategy avoids that.
+    """
+    if not _MIRRORED:
+        _MIRRORED.append(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    return _MIRRORED[0]
+
+
+# A run small enough for in-process experiment tests: LeNet-300-100 on the
+# 'synthetic' data (256 examples, batch 32: 8 iterations per epoch), 24 steps.
+SMALL_RUN = [
+    "DatasetHparams.name = 'synthetic'",
+    "DatasetHparams.batch_size = 32",
+    "ModelHparams.name = 'lenet_300_100'",
+    "TrainingHparams.optimizer = 'sgd'",
+    "TrainingHparams.lr = 0.05",
+    "TrainingHparams.momentum = 0.9",
+    "TrainingHparams.training_steps = '24it'",
+    "TrainingHparams.eval_every = '8it'",
+]

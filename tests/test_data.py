@@ -5,6 +5,7 @@ examples are identified by their pixels (looked up in the unaugmented
 training split), augmentations are re-done in NumPy, and MNIST labels are
 read straight from the gzip file.
 """
+from conftest import two_cpu_strategy  # noqa: E402
 import gzip
 import os
 import socket
@@ -173,7 +174,7 @@ def test_eval_pipelines_read_contiguous_blocks(synthetic):
 
 def test_mirrored_replicas_get_the_global_batch_in_replica_order(synthetic):
     ds = synthetic
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     dist = iter(strategy.distribute_datasets_from_function(lambda ctx: ds.train_dataset(SEED, ctx)))
     gx, gy = batches(ds.train_dataset(SEED), 6)
     for t in range(6):

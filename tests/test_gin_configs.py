@@ -14,7 +14,8 @@ from tflottery.training.optimizers import OPTIMIZERS
 # Base files are included by others and name no model on purpose.
 BASE_FILES = {"cifar10_sgd_base.gin", "conv_cifar10_base.gin"}
 # Experiment files are combined with a network file (they come after it).
-EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin"}
+EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin", "lmc.gin",
+                    "lmc_imp.gin"}
 
 
 TRAIN_SIZES = {"digits": 1497, "mnist": 60000, "mnist_local": 8000, "cifar10": 50000,
@@ -51,6 +52,10 @@ def test_config_parses_and_binds(name):
         from tflottery.hparams import LotteryHparams, PruningHparams
         assert LevelPlan.from_hparams(PruningHparams()).num_levels >= 2
         assert Step.parse(LotteryHparams().rewind_step).iterations(ipe) < steps.total
+    if exp.name == "lmc":
+        from tflottery.hparams import InstabilityHparams
+        for k in InstabilityHparams().rewind_steps:
+            assert Step.parse(k).iterations(ipe) < steps.total
 
 
 def test_every_config_has_a_header():

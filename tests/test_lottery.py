@@ -1,6 +1,7 @@
 """The lottery experiment (IMP, rewinding, LRR, branches, summaries), run
 in-process on small synthetic data and checked against NumPy computations
 on the weights it saved."""
+from conftest import SMALL_RUN  # noqa: E402
 import glob
 import json
 import os
@@ -19,16 +20,8 @@ from tflottery.errors import ConfigError
 from tflottery.reporting import summary
 from tflottery.training import checkpoints
 
-BASE = [
+BASE = SMALL_RUN + [
     "ExperimentHparams.name = 'lottery'",
-    "DatasetHparams.name = 'synthetic'",      # 256 examples, batch 32: 8 iterations per epoch
-    "DatasetHparams.batch_size = 32",
-    "ModelHparams.name = 'lenet_300_100'",
-    "TrainingHparams.optimizer = 'sgd'",
-    "TrainingHparams.lr = 0.05",
-    "TrainingHparams.momentum = 0.9",
-    "TrainingHparams.training_steps = '24it'",
-    "TrainingHparams.eval_every = '8it'",
     "PruningHparams.levels = 2",
 ]
 

@@ -4,6 +4,7 @@ Expected values are computed independently of the code under test: NumPy
 re-implementations of Dense/Conv2D, NumPy counts, or the original unmasked
 model's own outputs.
 """
+from conftest import two_cpu_strategy  # noqa: E402
 import json
 
 import numpy as np
@@ -339,7 +340,7 @@ def test_mirrored_strategy_matches_default():
     masking.set_mask(reference, mask)
     expected = reference(x, training=False).numpy()
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    strategy = two_cpu_strategy()
     with strategy.scope():
         mirrored = masking.wrap(model)
     masking.set_mask(mirrored, mask)

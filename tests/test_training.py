@@ -1,5 +1,6 @@
 """The training loop: strategies agree, resumption is exact, masks hold, the
 loss and weight decay are what the docs say (checked against NumPy)."""
+from conftest import two_cpu_strategy  # noqa: E402
 import glob
 import os
 
@@ -27,7 +28,7 @@ def weights(model):
 
 
 def mirrored():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    return two_cpu_strategy()
 
 
 def test_mirrored_matches_default(tmp_path):

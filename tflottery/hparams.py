@@ -184,6 +184,40 @@ class SummaryHparams:
 
     matching_tolerance: a subnetwork is *matching* when its mean test accuracy
       is at most this many percentage points below the dense network's.
+    stability_threshold: training from a state is *stable* when the test
+      error barrier between two copies is below this many points.
     """
 
     matching_tolerance: float = 0.2
+    stability_threshold: float = 2.0
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class InstabilityHparams:
+    """Instability analysis (thesis Algorithm 3, chapter 4).
+
+    rewind_steps: the steps k to analyse, e.g. ('0it', '500it', '2ep');
+      not hashed, so adding a k extends the same run.
+    subnetwork: 'dense', or 'imp' for the IMP subnetwork at `level` found
+      by the lottery run with the same Pruning/LotteryHparams and rewinding
+      to k (its masks are reused from that run directory, or made there).
+    copy_seeds: data-order seeds of the two copies (offset by 1000 x replicate).
+    schedule: 'continue' (train the copies for T - k steps, the LR schedule
+      continuing from k) or 'restart' (T steps with the schedule restarted:
+      the control of thesis 4.1.2).
+    bn_mode: 'recompute' (BatchNorm statistics recomputed for every
+      interpolated network; the default) or 'interpolate'.
+    num_alphas: points on the linear path, evenly spaced in [0, 1].
+    per_epoch: also measure the instability between the copies at every
+      epoch of their training (thesis Figure 4-5).
+    """
+
+    rewind_steps: Tuple[str, ...] = ("0it",)
+    subnetwork: str = "dense"
+    level: int = 0
+    copy_seeds: Tuple[int, int] = (1, 2)
+    schedule: str = "continue"
+    bn_mode: str = "recompute"
+    num_alphas: int = 30
+    per_epoch: bool = False

@@ -1,0 +1,227 @@
+"""'lmc': instability analysis by linear mode connectivity (thesis Algorithm 3).
+
+For each rewinding step k: take the network's state at k (dense: trained
+from W0 to k; 'imp': the IMP subnetwork m_L * W_k of the matching lottery
+run), train two copies to the end with different data orders and
+augmentation, and evaluate the linear path between them at `num_alphas`
+points on the test and the training set.  Instability = the highest error on
+the path minus the mean of the two end points' errors; stable when below
+SummaryHparams.stability_threshold points.
+
+Layout, under replicate_<r>/k_<k iterations>/:
+
+    pretrain/            (dense) training from W0 to k
+    copy_0/, copy_1/     the two copies' training phases
+    instability.json     curves, barriers, end accuracies, distances (written last)
+    instability.png      test and train error along the path
+
+For 'imp', the lottery run directory sits beside this run in root_dir, named
+exactly as `--gin_file=imp.gin` with rewind_step k would name it, so both
+experiments share its levels.
+"""
+import dataclasses
+import os
+
+from absl import logging
+
+from tflottery import analysis, masking
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.hparams import (ExperimentHparams, InstabilityHparams, LotteryHparams,
+                               PruningHparams, SummaryHparams)
+from tflottery.runs import io
+from tflottery.runs.naming import run_name
+from tflottery.steps import to_iterations
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, validate_training
+
+SUBNETWORKS = ("dense", "imp")
+SCHEDULES = ("continue", "restart")
+BN_MODES = ("recompute", "interpolate")
+
+
+@REGISTRY.register("lmc")
+class InstabilityExperiment:
+    name = "lmc"
+
+    def __init__(self):
+        self.hp = InstabilityHparams()
+        self.summary_hp = SummaryHparams()
+
+    def hparams(self):
+        """rewind_steps is left out: adding a k extends the run.  For 'imp',
+        the pruning/lottery settings that define the masks are included."""
+        hashed = [dataclasses.replace(self.hp, rewind_steps=InstabilityHparams.rewind_steps)]
+        if self.hp.subnetwork == "imp":
+            from tflottery.experiments.lottery import LotteryExperiment
+            hashed += LotteryExperiment().hparams()
+        return hashed
+
+    # ---- validation ----
+    def validate(self, ctx: RunContext) -> None:
+        hp = self.hp
+        for value, allowed, what in ((hp.subnetwork, SUBNETWORKS, "subnetwork"),
+                                     (hp.schedule, SCHEDULES, "schedule"),
+                                     (hp.bn_mode, BN_MODES, "bn_mode")):
+            if value not in allowed:
+                raise ConfigError(f"unknown instability {what} {value!r}; choose one of: "
+                                  f"{', '.join(allowed)}")
+        if hp.num_alphas < 2:
+            raise ConfigError(f"num_alphas must be >= 2, got {hp.num_alphas}")
+        if len(hp.copy_seeds) != 2 or hp.copy_seeds[0] == hp.copy_seeds[1]:
+            raise ConfigError(f"copy_seeds must be two different seeds, got {hp.copy_seeds}")
+        if not hp.rewind_steps:
+            raise ConfigError("InstabilityHparams.rewind_steps is empty; give at least one step")
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        for k in self.rewind_iterations(ctx):
+            if k >= total:
+                raise ConfigError(
+                    f"rewind step {k} it is not before the end of training "
+                    f"({ctx.training_hp.training_steps} = {total} it); choose smaller steps")
+        if hp.subnetwork == "imp":
+            for k_text in hp.rewind_steps:
+                lottery, _ = self.lottery_for(ctx, k_text)
+                if not 0 <= hp.level < lottery.plan.num_levels:
+                    raise ConfigError(
+                        f"IMP level {hp.level} is not in the lottery run's levels 0.."
+                        f"{lottery.plan.num_levels - 1}; raise PruningHparams.levels")
+
+    def rewind_iterations(self, ctx: RunContext):
+        ipe, dil = ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation
+        return [to_iterations(k, ipe, dil) for k in self.hp.rewind_steps]
+
+    # ---- where the state at step k comes from ----
+    def lottery_for(self, ctx: RunContext, k_text: str):
+        """The lottery experiment (and its context) with rewinding to k."""
+        from tflottery.experiments.lottery import LotteryExperiment
+        lottery = LotteryExperiment()
+        lottery.lottery_hp = dataclasses.replace(lottery.lottery_hp, mode="rewind",
+                                                 rewind_step=k_text)
+        lottery.branch_hp = dataclasses.replace(lottery.branch_hp, names=())
+        hps = [ExperimentHparams(name="lottery"), ctx.dataset_hp, ctx.model_hp, ctx.training_hp]
+        name = run_name("lottery", hps + lottery.hparams())
+        lottery_ctx = dataclasses.replace(ctx, run_dir=os.path.join(os.path.dirname(ctx.run_dir),
+                                                                    name))
+        lottery.validate(lottery_ctx)
+        return lottery, lottery_ctx
+
+    def state_at_k(self, ctx: RunContext, k_text: str, k: int, out: str):
+        """(model holding the state at k, its mask, path of W0's checkpoint dir)."""
+        model = build_masked_model(ctx)
+        if self.hp.subnetwork == "dense":
+            pretrain = os.path.join(out, "pretrain")
+            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, pretrain,
+                    end_step=k, writable=ctx.writable).run()
+            checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
+            return model, masking.get_mask(model), os.path.join(pretrain, "checkpoints")
+        lottery, lottery_ctx = self.lottery_for(ctx, k_text)
+        for level in range(self.hp.level + 1):
+            lottery.run_level(lottery_ctx, level)
+        mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, self.hp.level),
+                                              "mask"))
+        lottery.rewind_weights(lottery_ctx, model)
+        masking.set_mask(model, mask)
+        return model, mask, os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
+
+    # ---- the run ----
+    def run(self, ctx: RunContext) -> dict:
+        from tflottery.reporting import instability as report
+        results = []
+        for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx)):
+            results.append(self.analyse_k(ctx, k_text, k))
+        table = report.summarize(ctx.run_dir, self.summary_hp)
+        if ctx.writable:
+            report.write(ctx.run_dir, table)
+        print(report.to_markdown(table), flush=True)
+        return {"test_accuracy": results[-1]["end_accuracy"][0], "summary": table}
+
+    def analyse_k(self, ctx: RunContext, k_text: str, k: int) -> dict:
+        from tflottery.reporting import instability as report
+        out = os.path.join(ctx.replicate_dir, f"k_{k}")
+        result_path = os.path.join(out, "instability.json")
+        if io.exists(result_path):
+            return io.read_json(result_path)
+        start_model, mask, init_dir = self.state_at_k(ctx, k_text, k, out)
+        state_k = [v.numpy() for v in start_model.variables]
+        start = k if self.hp.schedule == "continue" else 0
+        ipe = ctx.dataset.iterations_per_epoch
+        total = validate_training(ctx.training_hp, ipe).total
+        epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
+        extra = [f"{s}it" for s in epochs] if self.hp.per_epoch else []
+        copies = []
+        for i, seed in enumerate(self.hp.copy_seeds):
+            model = build_masked_model(ctx)
+            for var, value in zip(model.variables, state_k):
+                var.assign(value)
+            data_seed = seed + 1000 * ctx.replicate
+            phase = os.path.join(out, f"copy_{i}")
+            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
+                    start_step=start, extra_checkpoints=extra, writable=ctx.writable).run()
+            # A finished phase is skipped without loading weights: load them.
+            checkpoints.restore_weights(model, os.path.join(phase, "checkpoints"), "end")
+            copies.append(model)
+        mix = build_masked_model(ctx)
+        interp = analysis.Interpolator(ctx.strategy, copies[0], copies[1], mix, ctx.dataset,
+                                       bn_mode=self.hp.bn_mode)
+        alphas = analysis.alphas(self.hp.num_alphas)
+        curves = interp.evaluate(alphas, splits=("test", "train"))
+        result = {
+            "k": k, "rewind_step": k_text, "subnetwork": self.hp.subnetwork,
+            "level": self.hp.level if self.hp.subnetwork == "imp" else None,
+            "density": mask.density, "bn_mode": self.hp.bn_mode, "schedule": self.hp.schedule,
+            "curves": curves,
+            "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
+            "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
+            "distances": self.distances(ctx, copies, init_dir, out),
+            "dense_accuracy": self.dense_accuracy(ctx, k_text),
+        }
+        if self.hp.per_epoch:
+            result["per_epoch"] = self.per_epoch(ctx, copies, mix, out, epochs)
+        logging.info("k=%d: test instability %.2f points, train %.2f points", k,
+                     100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
+        if ctx.writable:
+            report.plot_curves(os.path.join(out, "instability.png"), result)
+            io.atomic_write_json(result_path, result)
+        return result
+
+    def dense_accuracy(self, ctx, k_text):
+        """For 'imp': the dense network's accuracy (lottery level 0), to judge matching."""
+        if self.hp.subnetwork != "imp":
+            return None
+        lottery, lottery_ctx = self.lottery_for(ctx, k_text)
+        final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
+        return io.read_json(final)["test_accuracy"]
+
+    def distances(self, ctx, copies, init_dir, out) -> dict:
+        """Thesis 4.3: init -> k, k -> end, copy <-> copy; plus functional distances."""
+        model = build_masked_model(ctx)
+        checkpoints.restore_weights(model, init_dir, "init")
+        w_init = analysis.weight_vector(model)
+        checkpoints.restore_weights(model, os.path.join(out, "copy_0", "checkpoints"), "init")
+        w_k = analysis.weight_vector(model)
+        w_a, w_b = analysis.weight_vector(copies[0]), analysis.weight_vector(copies[1])
+        result = {"l2_init_to_k": analysis.l2_distance(w_init, w_k),
+                  "l2_k_to_end": analysis.l2_distance(w_k, w_a),
+                  "l2_copies": analysis.l2_distance(w_a, w_b),
+                  "cosine_copies": analysis.cosine_distance(w_a, w_b)}
+        for split in ("test", "train"):
+            pa, la = analysis.predictions_and_losses(ctx.strategy, copies[0], ctx.dataset, split)
+            pb, lb = analysis.predictions_and_losses(ctx.strategy, copies[1], ctx.dataset, split)
+            result[f"disagreement_{split}"] = analysis.disagreement(pa, pb)
+            result[f"loss_distance_{split}"] = analysis.loss_distance(la, lb)
+        return result
+
+    def per_epoch(self, ctx, copies, mix, out, epochs) -> list:
+        """Instability between the copies at each epoch of their training."""
+        rows = []
+        for step in epochs:
+            for i, model in enumerate(copies):
+                checkpoints.restore_weights(
+                    model, os.path.join(out, f"copy_{i}", "checkpoints"), f"step_{step}")
+            curves = analysis.Interpolator(ctx.strategy, copies[0], copies[1], mix, ctx.dataset,
+                                           bn_mode=self.hp.bn_mode).evaluate(
+                analysis.alphas(self.hp.num_alphas), splits=("test",))
+            rows.append({"step": step, "test_barrier": analysis.error_barrier(
+                curves["test"]["error"])})
+        return rows
