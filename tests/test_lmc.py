@@ -84,11 +84,12 @@ def test_imp_subnetwork_reuses_lottery_masks(tmp_path):
     level_final = os.path.join(lottery_dir, "replicate_0", "level_1", "train", "final.json")
     before = os.stat(level_final).st_mtime_ns
     run(tmp_path, "lmc", *lottery, "InstabilityHparams.subnetwork = 'imp'",
-        "InstabilityHparams.level = 1", "InstabilityHparams.rewind_steps = ('8it',)")
+        "InstabilityHparams.levels = (1,)", "InstabilityHparams.rewind_steps = ('8it',)")
     assert os.stat(level_final).st_mtime_ns == before        # not recomputed
     assert glob.glob(str(tmp_path / "lottery_*")) == [lottery_dir]
     (lmc_dir,) = glob.glob(str(tmp_path / "lmc_*"))
-    rec = json.load(open(os.path.join(lmc_dir, "replicate_0", "k_8", "instability.json")))
+    rec = json.load(open(os.path.join(lmc_dir, "replicate_0", "level_1", "k_8",
+                                      "instability.json")))
     mask = masking.Mask.load(os.path.join(lottery_dir, "replicate_0", "level_1", "mask"))
     assert rec["density"] == pytest.approx(mask.density)
     level0 = json.load(open(os.path.join(lottery_dir, "replicate_0", "level_0", "train",
@@ -110,5 +111,49 @@ def test_bad_inputs(tmp_path, binding, message):
 def test_imp_level_beyond_lottery_levels(tmp_path):
     with pytest.raises(ConfigError, match="IMP level 4 is not in the lottery run"):
         run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'imp'",
-            "InstabilityHparams.level = 4", "PruningHparams.levels = 2")
+            "InstabilityHparams.levels = (1, 4)", "PruningHparams.levels = 2")
     assert not any(tmp_path.iterdir())
+
+
+def test_random_reinit_control_uses_the_imp_mask_with_fresh_weights(tmp_path):
+    run(tmp_path, "lmc", "PruningHparams.levels = 1", "InstabilityHparams.subnetwork = "
+        "'random_reinit'", "InstabilityHparams.levels = (1,)")
+    (lottery_dir,) = glob.glob(str(tmp_path / "lottery_*"))
+    (lmc_dir,) = glob.glob(str(tmp_path / "lmc_*"))
+    mask = masking.Mask.load(os.path.join(lottery_dir, "replicate_0", "level_1", "mask"))
+    out = os.path.join(lmc_dir, "replicate_0", "level_1", "k_0")
+    start = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+    from tflottery.training import checkpoints
+    checkpoints.restore_weights(start, os.path.join(out, "copy_0", "checkpoints"), "init")
+    assert masking.get_mask(start) == mask
+    w0 = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))   # replicate 0's W0
+    kept = mask["fc_1/kernel"]
+    a = masking.prunable_variables(start)["fc_1/kernel"].numpy()
+    b = masking.prunable_variables(w0)["fc_1/kernel"].numpy()
+    assert np.all(a[~kept] == 0) and not np.allclose(a[kept], b[kept])
+
+
+def test_earliest_stable_and_matching_k_by_hand(tmp_path):
+    from tflottery.hparams import SummaryHparams
+    from tflottery.reporting import instability
+    # Test barriers (fractions) and accuracies per replicate at k = 0, 100, 500;
+    # dense accuracy 0.90; threshold 2 points; tolerance 0.2 points.
+    table = {0: [(0.05, 0.88), (0.01, 0.90), (0.00, 0.90)],     # stable from 100, matching 100
+             1: [(0.05, 0.88), (0.03, 0.89), (0.01, 0.899)],    # stable from 500, matching 500
+             2: [(0.05, 0.88), (0.04, 0.85), (0.03, 0.85)]}     # never
+    for rep, values in table.items():
+        for k, (barrier, acc) in zip((0, 100, 500), values):
+            out = tmp_path / f"replicate_{rep}" / "level_2" / f"k_{k}"
+            out.mkdir(parents=True)
+            json.dump({"level": 2, "k": k, "rewind_step": f"{k}it", "subnetwork": "imp",
+                       "density": 0.64, "barrier": {"test": barrier, "train": barrier / 2},
+                       "end_accuracy": [acc, acc], "dense_accuracy": 0.90},
+                      open(out / "instability.json", "w"))
+    result = instability.summarize(str(tmp_path), SummaryHparams())
+    # Per replicate earliest stable k: 100, 500, never -> median 500; same for matching.
+    assert result["earliest"] == [{"level": 2, "stable_k": 500.0, "matching_k": 500.0}]
+    row = [r for r in result["rows"] if r["k"] == 100][0]
+    assert row["test_barrier_mean"] == pytest.approx((0.01 + 0.03 + 0.04) / 3)
+    assert row["test_barrier_std"] == pytest.approx(np.std([0.01, 0.03, 0.04]))
+    assert row["stable"] is False     # mean 2.67 points >= 2
+    assert "earliest stable k (median over replicates) 500.0" in instability.to_markdown(result)

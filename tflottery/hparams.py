@@ -199,9 +199,13 @@ class InstabilityHparams:
 
     rewind_steps: the steps k to analyse, e.g. ('0it', '500it', '2ep');
       not hashed, so adding a k extends the same run.
-    subnetwork: 'dense', or 'imp' for the IMP subnetwork at `level` found
-      by the lottery run with the same Pruning/LotteryHparams and rewinding
-      to k (its masks are reused from that run directory, or made there).
+    subnetwork: 'dense'; 'imp' for the IMP subnetworks at `levels` found by
+      the lottery run with the same Pruning/LotteryHparams and rewinding to k
+      (its masks are reused from that run directory, or made there); or a
+      control built from those levels: 'random_reinit' (IMP mask, fresh
+      initialisation), 'random_prune_global' or 'random_prune_layerwise'
+      (random masks of the same density, rewound weights).
+    levels: the IMP levels (sparsities) to analyse; not hashed.
     copy_seeds: data-order seeds of the two copies (offset by 1000 x replicate).
     schedule: 'continue' (train the copies for T - k steps, the LR schedule
       continuing from k) or 'restart' (T steps with the schedule restarted:
@@ -215,7 +219,7 @@ class InstabilityHparams:
 
     rewind_steps: Tuple[str, ...] = ("0it",)
     subnetwork: str = "dense"
-    level: int = 0
+    levels: Tuple[int, ...] = (0,)
     copy_seeds: Tuple[int, int] = (1, 2)
     schedule: str = "continue"
     bn_mode: str = "recompute"

@@ -8,7 +8,8 @@ points on the test and the training set.  Instability = the highest error on
 the path minus the mean of the two end points' errors; stable when below
 SummaryHparams.stability_threshold points.
 
-Layout, under replicate_<r>/k_<k iterations>/:
+Layout, under replicate_<r>/k_<k iterations>/ (dense) or
+replicate_<r>/level_<L>/k_<k iterations>/ (subnetworks of IMP level L):
 
     pretrain/            (dense) training from W0 to k
     copy_0/, copy_1/     the two copies' training phases
@@ -36,7 +37,7 @@ from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
 from tflottery.training.loop import Trainer, validate_training
 
-SUBNETWORKS = ("dense", "imp")
+SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
 SCHEDULES = ("continue", "restart")
 BN_MODES = ("recompute", "interpolate")
 
@@ -50,10 +51,12 @@ class InstabilityExperiment:
         self.summary_hp = SummaryHparams()
 
     def hparams(self):
-        """rewind_steps is left out: adding a k extends the run.  For 'imp',
-        the pruning/lottery settings that define the masks are included."""
-        hashed = [dataclasses.replace(self.hp, rewind_steps=InstabilityHparams.rewind_steps)]
-        if self.hp.subnetwork == "imp":
+        """rewind_steps and levels are left out: adding a k or a level extends
+        the run.  For subnetworks, the pruning/lottery settings that define
+        the masks are included."""
+        hashed = [dataclasses.replace(self.hp, rewind_steps=InstabilityHparams.rewind_steps,
+                                      levels=InstabilityHparams.levels)]
+        if self.hp.subnetwork != "dense":
             from tflottery.experiments.lottery import LotteryExperiment
             hashed += LotteryExperiment().hparams()
         return hashed
@@ -79,13 +82,16 @@ class InstabilityExperiment:
                 raise ConfigError(
                     f"rewind step {k} it is not before the end of training "
                     f"({ctx.training_hp.training_steps} = {total} it); choose smaller steps")
-        if hp.subnetwork == "imp":
+        if hp.subnetwork != "dense":
+            if not hp.levels:
+                raise ConfigError("InstabilityHparams.levels is empty; give at least one level")
             for k_text in hp.rewind_steps:
                 lottery, _ = self.lottery_for(ctx, k_text)
-                if not 0 <= hp.level < lottery.plan.num_levels:
-                    raise ConfigError(
-                        f"IMP level {hp.level} is not in the lottery run's levels 0.."
-                        f"{lottery.plan.num_levels - 1}; raise PruningHparams.levels")
+                for level in hp.levels:
+                    if not 0 <= level < lottery.plan.num_levels:
+                        raise ConfigError(
+                            f"IMP level {level} is not in the lottery run's levels 0.."
+                            f"{lottery.plan.num_levels - 1}; raise PruningHparams.levels")
 
     def rewind_iterations(self, ctx: RunContext):
         ipe, dil = ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation
@@ -106,8 +112,9 @@ class InstabilityExperiment:
         lottery.validate(lottery_ctx)
         return lottery, lottery_ctx
 
-    def state_at_k(self, ctx: RunContext, k_text: str, k: int, out: str):
+    def state_at_k(self, ctx: RunContext, level, k_text: str, k: int, out: str):
         """(model holding the state at k, its mask, path of W0's checkpoint dir)."""
+        from tflottery.experiments import branches
         model = build_masked_model(ctx)
         if self.hp.subnetwork == "dense":
             pretrain = os.path.join(out, "pretrain")
@@ -116,11 +123,16 @@ class InstabilityExperiment:
             checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
             return model, masking.get_mask(model), os.path.join(pretrain, "checkpoints")
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
-        for level in range(self.hp.level + 1):
-            lottery.run_level(lottery_ctx, level)
-        mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, self.hp.level),
-                                              "mask"))
+        for lvl in range(level + 1):
+            lottery.run_level(lottery_ctx, lvl)
+        mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, level), "mask"))
         lottery.rewind_weights(lottery_ctx, model)
+        if self.hp.subnetwork != "imp":
+            spec = branches.REGISTRY.get(self.hp.subnetwork)
+            seed = branches.branch_seed(ctx.replicate, level, self.hp.subnetwork)
+            mask = spec.make_mask(lottery, lottery_ctx, level, mask, seed)
+            if spec.fresh_init:
+                model = build_masked_model(ctx, seed=seed)
         masking.set_mask(model, mask)
         return model, mask, os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
 
@@ -128,21 +140,25 @@ class InstabilityExperiment:
     def run(self, ctx: RunContext) -> dict:
         from tflottery.reporting import instability as report
         results = []
-        for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx)):
-            results.append(self.analyse_k(ctx, k_text, k))
+        levels = [None] if self.hp.subnetwork == "dense" else list(self.hp.levels)
+        for level in levels:
+            for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx)):
+                results.append(self.analyse_k(ctx, level, k_text, k))
         table = report.summarize(ctx.run_dir, self.summary_hp)
         if ctx.writable:
             report.write(ctx.run_dir, table)
         print(report.to_markdown(table), flush=True)
         return {"test_accuracy": results[-1]["end_accuracy"][0], "summary": table}
 
-    def analyse_k(self, ctx: RunContext, k_text: str, k: int) -> dict:
+    def analyse_k(self, ctx: RunContext, level, k_text: str, k: int) -> dict:
         from tflottery.reporting import instability as report
-        out = os.path.join(ctx.replicate_dir, f"k_{k}")
+        base = ctx.replicate_dir if level is None else os.path.join(ctx.replicate_dir,
+                                                                    f"level_{level}")
+        out = os.path.join(base, f"k_{k}")
         result_path = os.path.join(out, "instability.json")
         if io.exists(result_path):
             return io.read_json(result_path)
-        start_model, mask, init_dir = self.state_at_k(ctx, k_text, k, out)
+        start_model, mask, init_dir = self.state_at_k(ctx, level, k_text, k, out)
         state_k = [v.numpy() for v in start_model.variables]
         start = k if self.hp.schedule == "continue" else 0
         ipe = ctx.dataset.iterations_per_epoch
@@ -168,7 +184,7 @@ class InstabilityExperiment:
         curves = interp.evaluate(alphas, splits=("test", "train"))
         result = {
             "k": k, "rewind_step": k_text, "subnetwork": self.hp.subnetwork,
-            "level": self.hp.level if self.hp.subnetwork == "imp" else None,
+            "level": level,
             "density": mask.density, "bn_mode": self.hp.bn_mode, "schedule": self.hp.schedule,
             "curves": curves,
             "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
@@ -182,12 +198,14 @@ class InstabilityExperiment:
                      100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
         if ctx.writable:
             report.plot_curves(os.path.join(out, "instability.png"), result)
+            if self.hp.per_epoch:
+                report.plot_per_epoch(os.path.join(out, "instability_per_epoch.png"), result)
             io.atomic_write_json(result_path, result)
         return result
 
     def dense_accuracy(self, ctx, k_text):
-        """For 'imp': the dense network's accuracy (lottery level 0), to judge matching."""
-        if self.hp.subnetwork != "imp":
+        """For subnetworks: the dense network's accuracy (lottery level 0), to judge matching."""
+        if self.hp.subnetwork == "dense":
             return None
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")

@@ -14,12 +14,15 @@ from tflottery.runs import io
 
 
 def _records(run_dir: str):
-    """{replicate: {k: instability.json record}}."""
+    """{replicate: {(level, k): instability.json record}}; level is None for dense."""
     out = {}
-    for path in glob.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json")):
-        k_dir = os.path.dirname(path)
-        rep = int(re.fullmatch(r"replicate_(\d+)", os.path.basename(os.path.dirname(k_dir)))[1])
-        out.setdefault(rep, {})[int(os.path.basename(k_dir)[2:])] = io.read_json(path)
+    paths = glob.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json"))
+    paths += glob.glob(os.path.join(run_dir, "replicate_*", "level_*", "k_*", "instability.json"))
+    for path in paths:
+        rep_name = os.path.relpath(path, run_dir).split(os.sep)[0]
+        rep = int(re.fullmatch(r"replicate_(\d+)", rep_name)[1])
+        record = io.read_json(path)
+        out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
     return out
 
 
@@ -33,60 +36,80 @@ def _median_earliest(per_replicate):
     return None if not np.isfinite(median) else median
 
 
+def _sort_key(key):
+    level, k = key
+    return (-1 if level is None else level, k)
+
+
 def summarize(run_dir: str, summary_hp) -> dict:
+    """Rows per (level, k) and, per level, the earliest stable / matching k."""
     records = _records(run_dir)
     threshold = summary_hp.stability_threshold / 100.0
     tolerance = summary_hp.matching_tolerance / 100.0
-    ks = sorted({k for reps in records.values() for k in reps})
+
+    def is_stable(r):
+        return r["barrier"]["test"] < threshold
+
+    def is_matching(r):
+        return (r.get("dense_accuracy") is not None and
+                float(np.mean(r["end_accuracy"])) >= r["dense_accuracy"] - tolerance)
+
+    keys = sorted({key for reps in records.values() for key in reps}, key=_sort_key)
     rows = []
-    for k in ks:
-        recs = [reps[k] for reps in records.values() if k in reps]
+    for key in keys:
+        recs = [reps[key] for reps in records.values() if key in reps]
         test = [r["barrier"]["test"] for r in recs]
         train = [r["barrier"]["train"] for r in recs]
         acc = [float(np.mean(r["end_accuracy"])) for r in recs]
         dense = [r["dense_accuracy"] for r in recs if r.get("dense_accuracy") is not None]
-        row = {"k": k, "rewind_step": recs[0]["rewind_step"], "n": len(recs),
-               "density": float(np.mean([r["density"] for r in recs])),
-               "test_barrier_mean": float(np.mean(test)), "test_barrier_std": float(np.std(test)),
-               "train_barrier_mean": float(np.mean(train)),
-               "train_barrier_std": float(np.std(train)),
-               "accuracy_mean": float(np.mean(acc)),
-               "stable": bool(np.mean(test) < threshold)}
-        row["matching"] = (bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None)
-        rows.append(row)
+        rows.append({
+            "level": key[0], "k": key[1], "rewind_step": recs[0]["rewind_step"], "n": len(recs),
+            "subnetwork": recs[0].get("subnetwork", "dense"),
+            "density": float(np.mean([r["density"] for r in recs])),
+            "test_barrier_mean": float(np.mean(test)), "test_barrier_std": float(np.std(test)),
+            "train_barrier_mean": float(np.mean(train)),
+            "train_barrier_std": float(np.std(train)),
+            "accuracy_mean": float(np.mean(acc)),
+            "stable": bool(np.mean(test) < threshold),
+            "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None})
 
-    def earliest(pred):
-        per_rep = []
+    earliest = []
+    for level in sorted({key[0] for key in keys}, key=lambda l: -1 if l is None else l):
+        per_rep_stable, per_rep_matching = [], []
         for reps in records.values():
-            hits = [k for k in sorted(reps) if pred(reps[k])]
-            per_rep.append(hits[0] if hits else None)
-        return _median_earliest(per_rep)
-
-    stable_k = earliest(lambda r: r["barrier"]["test"] < threshold)
-    matching_k = earliest(lambda r: r.get("dense_accuracy") is not None and
-                          np.mean(r["end_accuracy"]) >= r["dense_accuracy"] - tolerance)
-    return {"rows": rows, "stability_threshold": summary_hp.stability_threshold,
-            "matching_tolerance": summary_hp.matching_tolerance,
-            "earliest_stable_k": stable_k, "earliest_matching_k": matching_k}
+            ks = sorted(k for (lvl, k) in reps if lvl == level)
+            per_rep_stable.append(next((k for k in ks if is_stable(reps[(level, k)])), None))
+            per_rep_matching.append(next((k for k in ks if is_matching(reps[(level, k)])), None))
+        earliest.append({"level": level, "stable_k": _median_earliest(per_rep_stable),
+                         "matching_k": _median_earliest(per_rep_matching)})
+    return {"rows": rows, "earliest": earliest,
+            "stability_threshold": summary_hp.stability_threshold,
+            "matching_tolerance": summary_hp.matching_tolerance}
 
 
 def to_markdown(table: dict) -> str:
     if not table["rows"]:
         return "(no finished instability analyses yet)"
-    lines = ["| k (it) | step | density % | test instability (points) | train instability "
-             "(points) | accuracy % | stable | matching |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| subnetwork | level | k (it) | step | density % | test instability (points) | "
+             "train instability (points) | accuracy % | stable | matching |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
+        level = "-" if r["level"] is None else r["level"]
         lines.append(
-            f"| {r['k']} | {r['rewind_step']} | {100 * r['density']:.2f} | "
+            f"| {r['subnetwork']} | {level} | {r['k']} | {r['rewind_step']} | "
+            f"{100 * r['density']:.2f} | "
             f"{100 * r['test_barrier_mean']:.2f} ± {100 * r['test_barrier_std']:.2f} | "
             f"{100 * r['train_barrier_mean']:.2f} ± {100 * r['train_barrier_std']:.2f} | "
             f"{100 * r['accuracy_mean']:.2f} | {'yes' if r['stable'] else 'no'} | {match} |")
     lines.append("")
     lines.append(f"Stable: test instability below {table['stability_threshold']} points "
-                 f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)). "
-                 f"Earliest stable k (median over replicates): {table['earliest_stable_k']}; "
-                 f"earliest matching k: {table['earliest_matching_k']}.")
+                 f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)); matching: "
+                 f"within {table['matching_tolerance']} points of the dense accuracy.")
+    for e in table["earliest"]:
+        where = "dense" if e["level"] is None else f"level {e['level']}"
+        lines.append(f"- {where}: earliest stable k (median over replicates) {e['stable_k']}, "
+                     f"earliest matching k {e['matching_k']}")
     return "\n".join(lines)
 
 
@@ -109,6 +132,25 @@ def plot_curves(path: str, result: dict) -> None:
     ax.set_ylabel("error (%)")
     ax.set_title(f"k = {result['rewind_step']}, density {100 * result['density']:.1f}%")
     ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    io.atomic_write_bytes(path, buffer.getvalue())
+
+
+def plot_per_epoch(path: str, result: dict) -> None:
+    """Test instability between the copies at each epoch of their training."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = result["per_epoch"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3)
+    ax.set_xlabel("training step of the copies")
+    ax.set_ylabel("test instability (points)")
+    ax.set_title(f"k = {result['rewind_step']}: instability during training")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buffer = _io.BytesIO()
