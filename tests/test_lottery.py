@@ -301,3 +301,13 @@ def test_sigkill_mid_level_then_rerun_equals_uninterrupted(tmp_path):
     wb = weights_at(os.path.join(killed_dir, "replicate_0", "level_2", "train"))
     for n in wa:
         np.testing.assert_array_equal(wa[n], wb[n])
+
+
+def test_rewinding_with_dilation_resolves_steps_once(tmp_path):
+    # Dilation 2: training 48 it, rewind step '1ep' (8 it) becomes 16 it.
+    run_dir, _ = run_lottery(tmp_path, "TrainingHparams.dilation = 2.0",
+                             "LotteryHparams.rewind_step = '1ep'", "PruningHparams.levels = 1")
+    rep = os.path.join(run_dir, "replicate_0")
+    assert json.load(open(os.path.join(rep, "pretrain/checkpoints/end/info.json")))["step"] == 16
+    metrics = [json.loads(l) for l in open(os.path.join(rep, "level_1/train/metrics.jsonl"))]
+    assert metrics[0]["step"] == 16 and metrics[-1]["step"] == 48

@@ -252,3 +252,17 @@ def test_eval_interval_past_end_is_an_error(tmp_path):
         Trainer(tf.distribute.get_strategy(), lenet(tf.distribute.get_strategy()),
                 data.build(SYNTH), TrainingHparams(training_steps="2ep", eval_every="5ep"), 0,
                 str(tmp_path))
+
+
+def test_phase_from_step_k_counts_optimizer_steps_from_zero(tmp_path):
+    """A rewound phase gets a fresh optimizer (Adam's bias correction starts
+    afresh) while the LR schedule continues from k."""
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    hp = TrainingHparams(optimizer="adam", lr=0.01, schedule="step", milestones=("12it",),
+                         gamma=0.5, training_steps="24it", eval_every="8it")
+    trainer = Trainer(strategy, lenet(strategy), dataset, hp, 0, str(tmp_path), start_step=8)
+    assert float(trainer.schedule(0)) == pytest.approx(0.01)      # schedule step 8
+    assert float(trainer.schedule(4)) == pytest.approx(0.005)     # schedule step 12
+    trainer.run()
+    assert int(trainer.optimizer.iterations.numpy()) == 16

@@ -164,7 +164,7 @@ class InstabilityExperiment:
         ipe = ctx.dataset.iterations_per_epoch
         total = validate_training(ctx.training_hp, ipe).total
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
-        extra = [f"{s}it" for s in epochs] if self.hp.per_epoch else []
+        extra = list(epochs) if self.hp.per_epoch else []
         copies = []
         for i, seed in enumerate(self.hp.copy_seeds):
             model = build_masked_model(ctx)

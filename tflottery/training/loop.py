@@ -50,12 +50,20 @@ class PhaseSteps:
     @classmethod
     def resolve(cls, hp, iterations_per_epoch: int, start_step=0, end_step=None,
                 extra_checkpoints: Iterable = ()):
+        """Step strings ('2ep') are resolved and dilated; plain ints are taken as
+        iterations already resolved (and dilated) by the caller."""
         ipe, dil = iterations_per_epoch, hp.dilation
+
+        def iters(value):
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            return to_iterations(value, ipe, dil)
+
         total = to_iterations(hp.training_steps, ipe, dil)
         if total <= 0:
             raise ConfigError(f"training_steps must be positive, got {hp.training_steps!r}")
-        start = to_iterations(start_step, ipe, dil)
-        end = total if end_step is None else to_iterations(end_step, ipe, dil)
+        start = iters(start_step)
+        end = total if end_step is None else iters(end_step)
         if not 0 <= start <= end <= total:
             raise ConfigError(
                 f"phase from step {start} to {end} does not fit in training of {total} steps "
@@ -69,7 +77,7 @@ class PhaseSteps:
                 f"({hp.training_steps} = {total} it); make it at most training_steps")
         named = {"init": start, "end": end}
         for value in tuple(hp.checkpoint_steps) + tuple(extra_checkpoints):
-            step = to_iterations(value, ipe, dil)
+            step = iters(value)
             if step > total:
                 raise ConfigError(
                     f"checkpoint step {value!r} ({step} iterations) is past the end of training "
@@ -79,7 +87,8 @@ class PhaseSteps:
         return cls(total, start, end, eval_every, named)
 
 
-def build_schedule(hp, total_steps: int, iterations_per_epoch: int) -> LotterySchedule:
+def build_schedule(hp, total_steps: int, iterations_per_epoch: int,
+                   offset: int = 0) -> LotterySchedule:
     milestones = []
     for m in hp.milestones:
         step = to_iterations(m, iterations_per_epoch, hp.dilation)
@@ -91,7 +100,7 @@ def build_schedule(hp, total_steps: int, iterations_per_epoch: int) -> LotterySc
     if warmup > total_steps:
         raise ConfigError(f"warmup {hp.warmup!r} is longer than training ({total_steps} it)")
     return LotterySchedule(hp.lr, hp.schedule, total_steps, milestones, hp.gamma,
-                           hp.final_lr, warmup)
+                           hp.final_lr, warmup, offset=offset)
 
 
 def validate_training(hp, iterations_per_epoch: int, start_step=0, end_step=None,
@@ -132,7 +141,11 @@ class Trainer:
         self.progress_every_seconds = progress_every_seconds
         self.steps = validate_training(hp, dataset.iterations_per_epoch, start_step, end_step,
                                        extra_checkpoints)
-        schedule = build_schedule(hp, self.steps.total, dataset.iterations_per_epoch)
+        # The optimizer counts this phase's iterations from 0 (so Adam's bias
+        # correction starts afresh, as with a new optimizer in PyTorch/open_lth);
+        # the schedule adds the phase's start step to find its place.
+        schedule = build_schedule(hp, self.steps.total, dataset.iterations_per_epoch,
+                                  offset=self.steps.start)
         self.schedule = schedule
         with strategy.scope():
             self.optimizer = build_optimizer(hp, schedule)
@@ -270,12 +283,11 @@ class Trainer:
             return io.read_json(final_path)
         s = self.steps
         if self._checkpointer.restore_latest():
-            step = int(self.optimizer.iterations.numpy())
+            step = s.start + int(self.optimizer.iterations.numpy())
             logging.info("resuming %s at step %d", self.out_dir, step)
             self._drop_metrics_after(step)
         else:
             step = s.start
-            self.optimizer.iterations.assign(step)
             if self.writable:
                 io.makedirs(self.out_dir)
 
@@ -303,7 +315,7 @@ class Trainer:
                     rate = steps_since / max(now - t_loop, 1e-9)
                     logging.info("step %d/%d  %.1f steps/s  loss %.4f  train acc %.2f%%  lr %.3g",
                                  step, s.end, rate, loss, 100 * float(self.train_acc.result()),
-                                 float(self.schedule(step)))
+                                 float(self.schedule(step - s.start)))
                     last_print = now
             record = {"step": step, "train_loss": float(self.train_loss.result()),
                       "train_accuracy": float(self.train_acc.result()),
