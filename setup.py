@@ -7,7 +7,6 @@ setup(
     description="Lottery Ticket Hypothesis experiments (IMP, rewinding, LMC, pruning at init) "
                 "for TensorFlow / tf_keras, from CPU to Cloud TPU",
     packages=find_packages(include=["tflottery", "tflottery.*"]),
-    package_data={"tflottery": ["gin_configs/*.gin"]},
     python_requires=">=3.9",
     install_requires=[
         "tensorflow>=2.16,<2.22",
@@ -15,7 +14,7 @@ setup(
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9",
         "tensorboard",
-        "importlib_resources",
+        "importlib_resources",  # tfds needs it to download datasets
         "absl-py",
         "gin-config>=0.5",
         "numpy",

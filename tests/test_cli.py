@@ -52,6 +52,7 @@ def test_quickstart_end_to_end_and_rerun_skips(tmp_path):
     densities = [json.load(open(os.path.join(rep, f"level_{l}/mask/sparsity.json")))["total"]
                  ["density"] for l in range(3)]
     assert densities == pytest.approx([1.0, 0.8, 0.64], abs=1e-4)
+    assert "training from step" in first.stderr
     second = run_main(root, *args)
     assert second.returncode == 0, second.stderr[-2000:]
     assert [l for l in second.stdout.splitlines() if l.startswith("final test accuracy")] == line
@@ -67,6 +68,7 @@ BAD_INPUTS = [
     (["--gin_bindings=TrainingHparams.training_steps='0it'"], "training_steps must be positive"),
     (["--gin_bindings=TrainingHparams.checkpoint_steps=('5000it',)"], "past the end of training"),
     (["--gin_bindings=TrainingHparams.eval_every='900it'"], "eval_every '900it'"),
+    (["--gin_bindings=TrainingHparams.lr='0.1'"], "TrainingHparams.lr = '0.1' is not of type float"),
     (["--gin_bindings=DatasetHparams.name='cifar10'", "--gin_bindings=DatasetHparams.data_dir='{empty}'"],
      "not available offline"),
 ]

@@ -7,14 +7,55 @@ does not rename old runs.  Step quantities are strings such as '90ep' or
 '500it' (see `tflottery.steps.Step`).
 """
 import dataclasses
+import typing
 from typing import Optional, Tuple
 
 import gin
 
+from tflottery.errors import ConfigError
+
+
+class _Checked:
+    """Type checks for gin-bound values: a string where a number belongs (or
+    the reverse) becomes a one-line ConfigError instead of a traceback deep
+    inside training."""
+
+    def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not _fits(value, hints[field.name]):
+                raise ConfigError(
+                    f"{type(self).__name__}.{field.name} = {value!r} is not of type "
+                    f"{_type_name(hints[field.name])}; fix the gin binding")
+
+
+def _fits(value, annotation) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(_fits(value, a) for a in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin in (tuple, typing.Tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return isinstance(value, (tuple, list)) and all(
+            any(_fits(v, a) for a in args) for v in value) if args else isinstance(value, tuple)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _type_name(annotation) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class DatasetHparams:
+class DatasetHparams(_Checked):
     """Which data, how it is batched and augmented.
 
     name: a dataset registered in `tflottery.data` ('digits', 'mnist',
@@ -39,7 +80,7 @@ class DatasetHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ModelHparams:
+class ModelHparams(_Checked):
     """Which network and which of its weights carry masks.
 
     name: a model registered in `tflottery.models` ('lenet_300_100', 'resnet_20', ...).
@@ -54,7 +95,7 @@ class ModelHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class TrainingHparams:
+class TrainingHparams(_Checked):
     """How to train: optimizer, schedule, length, regularisation, bookkeeping.
 
     optimizer: 'sgd' (with `momentum`, `nesterov`) or 'adam'.
@@ -63,8 +104,8 @@ class TrainingHparams:
       'linear' (linear decay from lr to `final_lr` at the end of training).
     warmup: linear warmup from 0 to lr over this many steps ('0it': none).
     training_steps: total length of training, e.g. '160ep' or '63000it'.
-    weight_decay: adds weight_decay * sum(w^2) / 2 over all non-BatchNorm,
-      non-bias trainable weights to the loss.
+    weight_decay: adds weight_decay * sum(w^2) / 2 over all trainable weights
+      except BatchNorm's (biases included, as in Google's reference TPU ResNet).
     label_smoothing: label smoothing of the cross-entropy.
     mixed_precision: compute in bfloat16 with float32 variables and logits.
     dilation: scales every step quantity of the run (thesis 3.3.6).
@@ -114,7 +155,7 @@ def non_default_fields(hparams) -> dict:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ExperimentHparams:
+class ExperimentHparams(_Checked):
     """Which experiment runs ('train', ...; see `tflottery.experiments`)."""
 
     name: str = "train"
@@ -122,7 +163,7 @@ class ExperimentHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class PruningHparams:
+class PruningHparams(_Checked):
     """How IMP prunes after each level (thesis Algorithms 1, 2, 4).
 
     fraction: fraction of the *remaining* weights removed per level (0.2).
@@ -147,7 +188,7 @@ class PruningHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class LotteryHparams:
+class LotteryHparams(_Checked):
     """What happens between pruning levels.
 
     mode: 'rewind' (IMP: survivors go back to their values at rewind_step;
@@ -162,7 +203,7 @@ class LotteryHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class BranchHparams:
+class BranchHparams(_Checked):
     """Ablation branches trained from IMP levels (not part of the run's hash:
     adding a branch later reuses the finished IMP levels).
 
@@ -179,7 +220,7 @@ class BranchHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class SummaryHparams:
+class SummaryHparams(_Checked):
     """How results are judged (not part of the run's hash).
 
     matching_tolerance: a subnetwork is *matching* when its mean test accuracy
@@ -194,7 +235,7 @@ class SummaryHparams:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class InstabilityHparams:
+class InstabilityHparams(_Checked):
     """Instability analysis (thesis Algorithm 3, chapter 4).
 
     rewind_steps: the steps k to analyse, e.g. ('0it', '500it', '2ep');

@@ -41,7 +41,8 @@ def main(argv):
         strategy = build_strategy(FLAGS.tpu)
         result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy)
     except TfLotteryError as e:
-        print(f"error: {e}", file=sys.stderr)
+        # gin appends "In call to configurable ..." lines; the first line says it all.
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     if isinstance(result, dict) and "test_accuracy" in result:
         print(f"final test accuracy: {100 * result['test_accuracy']:.2f}%")

@@ -15,7 +15,8 @@ from tflottery.reporting import plots, summary
 from tflottery.runs import io
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("matching_tolerance", 0.2, "percentage points below dense still 'matching'")
+flags.DEFINE_float("matching_tolerance", None, "percentage points below dense still "
+                   "'matching'; default: the run's own (from its summary.json), else 0.2")
 
 
 def main(argv):
@@ -25,7 +26,11 @@ def main(argv):
     if not io.exists(run_dir):
         print(f"error: no run directory {run_dir}", file=sys.stderr)
         sys.exit(2)
-    table = summary.summarize(run_dir, FLAGS.matching_tolerance)
+    tolerance = FLAGS.matching_tolerance
+    previous = f"{run_dir}/summary.json"
+    if tolerance is None:
+        tolerance = io.read_json(previous)["matching_tolerance"] if io.exists(previous) else 0.2
+    table = summary.summarize(run_dir, tolerance)
     if not table["levels"]:
         print(f"error: {run_dir} has no finished lottery levels", file=sys.stderr)
         sys.exit(2)

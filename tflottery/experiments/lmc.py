@@ -39,7 +39,6 @@ from tflottery.training.loop import Trainer, validate_training
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
 SCHEDULES = ("continue", "restart")
-BN_MODES = ("recompute", "interpolate")
 
 
 @REGISTRY.register("lmc")
@@ -58,7 +57,8 @@ class InstabilityExperiment:
                                       levels=InstabilityHparams.levels)]
         if self.hp.subnetwork != "dense":
             from tflottery.experiments.lottery import LotteryExperiment
-            hashed += LotteryExperiment().hparams()
+            # Only the pruning settings: lottery_for() fixes mode and rewind step.
+            hashed += LotteryExperiment().hparams()[:1]
         return hashed
 
     # ---- validation ----
@@ -66,7 +66,7 @@ class InstabilityExperiment:
         hp = self.hp
         for value, allowed, what in ((hp.subnetwork, SUBNETWORKS, "subnetwork"),
                                      (hp.schedule, SCHEDULES, "schedule"),
-                                     (hp.bn_mode, BN_MODES, "bn_mode")):
+                                     (hp.bn_mode, analysis.BN_MODES, "bn_mode")):
             if value not in allowed:
                 raise ConfigError(f"unknown instability {what} {value!r}; choose one of: "
                                   f"{', '.join(allowed)}")
@@ -113,28 +113,43 @@ class InstabilityExperiment:
         return lottery, lottery_ctx
 
     def state_at_k(self, ctx: RunContext, level, k_text: str, k: int, out: str):
-        """(model holding the state at k, its mask, path of W0's checkpoint dir)."""
+        """(model holding the state at k, its mask, W0 as a vector under that mask)."""
         from tflottery.experiments import branches
         model = build_masked_model(ctx)
         if self.hp.subnetwork == "dense":
             pretrain = os.path.join(out, "pretrain")
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, pretrain,
                     end_step=k, writable=ctx.writable).run()
+            w_init = self.initial_weights(ctx, os.path.join(pretrain, "checkpoints"))
             checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
-            return model, masking.get_mask(model), os.path.join(pretrain, "checkpoints")
+            return model, masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         for lvl in range(level + 1):
             lottery.run_level(lottery_ctx, lvl)
         mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, level), "mask"))
         lottery.rewind_weights(lottery_ctx, model)
+        init_dir = os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
+        fresh = False
         if self.hp.subnetwork != "imp":
             spec = branches.REGISTRY.get(self.hp.subnetwork)
             seed = branches.branch_seed(ctx.replicate, level, self.hp.subnetwork)
             mask = spec.make_mask(lottery, lottery_ctx, level, mask, seed)
             if spec.fresh_init:
-                model = build_masked_model(ctx, seed=seed)
+                fresh, model = True, build_masked_model(ctx, seed=seed)
         masking.set_mask(model, mask)
-        return model, mask, os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
+        # A fresh initialisation is its own W0 (and its own state at k).
+        w_init = (analysis.weight_vector(model) if fresh
+                  else self.initial_weights(ctx, init_dir, mask))
+        return model, mask, w_init
+
+    @staticmethod
+    def initial_weights(ctx: RunContext, init_dir: str, mask=None):
+        """W0 from a phase's 'init' checkpoint, as a vector, under `mask` if given."""
+        model = build_masked_model(ctx)
+        checkpoints.restore_weights(model, init_dir, "init")
+        if mask is not None:
+            masking.set_mask(model, mask)
+        return analysis.weight_vector(model)
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
@@ -158,7 +173,7 @@ class InstabilityExperiment:
         result_path = os.path.join(out, "instability.json")
         if io.exists(result_path):
             return io.read_json(result_path)
-        start_model, mask, init_dir = self.state_at_k(ctx, level, k_text, k, out)
+        start_model, mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
         state_k = [v.numpy() for v in start_model.variables]
         start = k if self.hp.schedule == "continue" else 0
         ipe = ctx.dataset.iterations_per_epoch
@@ -189,11 +204,11 @@ class InstabilityExperiment:
             "curves": curves,
             "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
             "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
-            "distances": self.distances(ctx, copies, init_dir, out),
+            "distances": self.distances(ctx, copies, w_init, out),
             "dense_accuracy": self.dense_accuracy(ctx, k_text),
         }
         if self.hp.per_epoch:
-            result["per_epoch"] = self.per_epoch(ctx, copies, mix, out, epochs)
+            result["per_epoch"] = self.per_epoch(ctx, copies, interp, out, epochs)
         logging.info("k=%d: test instability %.2f points, train %.2f points", k,
                      100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
         if ctx.writable:
@@ -211,11 +226,10 @@ class InstabilityExperiment:
         final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
         return io.read_json(final)["test_accuracy"]
 
-    def distances(self, ctx, copies, init_dir, out) -> dict:
-        """Thesis 4.3: init -> k, k -> end, copy <-> copy; plus functional distances."""
+    def distances(self, ctx, copies, w_init, out) -> dict:
+        """Thesis 4.3: init -> k, k -> end, copy <-> copy (all after masking);
+        plus the functional distances between the copies."""
         model = build_masked_model(ctx)
-        checkpoints.restore_weights(model, init_dir, "init")
-        w_init = analysis.weight_vector(model)
         checkpoints.restore_weights(model, os.path.join(out, "copy_0", "checkpoints"), "init")
         w_k = analysis.weight_vector(model)
         w_a, w_b = analysis.weight_vector(copies[0]), analysis.weight_vector(copies[1])
@@ -230,16 +244,15 @@ class InstabilityExperiment:
             result[f"loss_distance_{split}"] = analysis.loss_distance(la, lb)
         return result
 
-    def per_epoch(self, ctx, copies, mix, out, epochs) -> list:
-        """Instability between the copies at each epoch of their training."""
+    def per_epoch(self, ctx, copies, interp, out, epochs) -> list:
+        """Instability between the copies at each epoch of their training
+        (the same Interpolator: its tf.functions are traced once)."""
         rows = []
         for step in epochs:
             for i, model in enumerate(copies):
                 checkpoints.restore_weights(
                     model, os.path.join(out, f"copy_{i}", "checkpoints"), f"step_{step}")
-            curves = analysis.Interpolator(ctx.strategy, copies[0], copies[1], mix, ctx.dataset,
-                                           bn_mode=self.hp.bn_mode).evaluate(
-                analysis.alphas(self.hp.num_alphas), splits=("test",))
+            curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))
             rows.append({"step": step, "test_barrier": analysis.error_barrier(
                 curves["test"]["error"])})
         return rows

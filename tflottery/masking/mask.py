@@ -7,9 +7,7 @@ and compared across runs, and lets one mask fit the wrapped model, its
 exported twin, and the same architecture under any distribution strategy.
 """
 import io
-import json
 import posixpath
-import uuid
 from collections.abc import Mapping
 from typing import Dict
 
@@ -17,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.errors import ConfigError, MaskMismatchError
+from tflottery.runs import io as runs_io
 
 MASK_FILENAME = "mask.npz"
 REPORT_FILENAME = "sparsity.json"
@@ -41,18 +40,6 @@ def _counts(total: int, remaining: int) -> Dict:
     density = remaining / total if total else 1.0
     return {"num_weights": total, "num_remaining": remaining,
             "density": density, "sparsity": 1.0 - density}
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary name, then rename, so readers never see half a file."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-    try:
-        with tf.io.gfile.GFile(tmp, "wb") as f:
-            f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
-    finally:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.remove(tmp)
 
 
 class Mask(Mapping):
@@ -117,11 +104,11 @@ class Mask(Mapping):
         Uses tf.io.gfile so `directory` may be a gs:// path.
         """
         tf.io.gfile.makedirs(directory)
+        # The report first: mask.npz is what marks the mask as saved.
+        runs_io.atomic_write_json(posixpath.join(directory, REPORT_FILENAME), self.report())
         buffer = io.BytesIO()
         np.savez(buffer, **self._arrays)
-        _write_atomically(posixpath.join(directory, MASK_FILENAME), buffer.getvalue())
-        report = json.dumps(self.report(), indent=2, sort_keys=True).encode("utf-8")
-        _write_atomically(posixpath.join(directory, REPORT_FILENAME), report)
+        runs_io.atomic_write_bytes(posixpath.join(directory, MASK_FILENAME), buffer.getvalue())
 
     @classmethod
     def load(cls, directory: str) -> "Mask":

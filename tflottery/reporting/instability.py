@@ -3,21 +3,21 @@ train error barriers (mean and standard deviation over replicates), whether
 training from k is stable, whether the subnetwork is matching, and the
 earliest stable and matching k (median over replicates, thesis Figure 4-18);
 plus the plot of the error along the linear path."""
-import glob
-import io as _io
 import os
 import re
 
 import numpy as np
+import tensorflow as tf
 
+from tflottery.reporting.plots import save_figure
 from tflottery.runs import io
 
 
 def _records(run_dir: str):
     """{replicate: {(level, k): instability.json record}}; level is None for dense."""
     out = {}
-    paths = glob.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json"))
-    paths += glob.glob(os.path.join(run_dir, "replicate_*", "level_*", "k_*", "instability.json"))
+    paths = tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json"))
+    paths += tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "level_*", "k_*", "instability.json"))
     for path in paths:
         rep_name = os.path.relpath(path, run_dir).split(os.sep)[0]
         rep = int(re.fullmatch(r"replicate_(\d+)", rep_name)[1])
@@ -133,11 +133,7 @@ def plot_curves(path: str, result: dict) -> None:
     ax.set_title(f"k = {result['rewind_step']}, density {100 * result['density']:.1f}%")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def plot_per_epoch(path: str, result: dict) -> None:
@@ -152,8 +148,4 @@ def plot_per_epoch(path: str, result: dict) -> None:
     ax.set_ylabel("test instability (points)")
     ax.set_title(f"k = {result['rewind_step']}: instability during training")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)

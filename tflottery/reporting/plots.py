@@ -37,12 +37,18 @@ def accuracy_vs_density(table: dict, path: str) -> str:
     ax.set_ylabel("test accuracy (%)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
+    save_figure(fig, path, dpi=120)
+    return path
+
+
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (gs:// paths too) and close it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120)
+    fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
     io.atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def plot_run(run_dir: str, table: dict) -> str:

@@ -7,10 +7,11 @@ Everything is read back from the run directory, so the table can be rebuilt
 at any time (`python -m tflottery.report RUN_DIR`) and covers every
 replicate that has run so far.
 """
-import glob
 import os
 import re
 from typing import Dict, List
+
+import tensorflow as tf
 
 from tflottery.runs import io
 
@@ -28,7 +29,7 @@ def _stats(values: List[float]) -> dict:
 
 def _numbered(pattern: str, prefix: str):
     out = []
-    for path in glob.glob(pattern):
+    for path in tf.io.gfile.glob(pattern):
         match = re.fullmatch(prefix + r"(\d+)", os.path.basename(path))
         if match:
             out.append((int(match.group(1)), path))
@@ -51,7 +52,7 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
             entry = per_level.setdefault(level, {"imp": [], "densities": [], "branches": {}})
             entry["imp"].append(io.read_json(final)["test_accuracy"])
             entry["densities"].append(_density(level_dir))
-            for branch_dir in sorted(glob.glob(os.path.join(level_dir, "branch_*"))):
+            for branch_dir in sorted(tf.io.gfile.glob(os.path.join(level_dir, "branch_*"))):
                 bfinal = os.path.join(branch_dir, "train", "final.json")
                 if io.exists(bfinal):
                     name = os.path.basename(branch_dir)[len("branch_"):]

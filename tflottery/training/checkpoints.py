@@ -12,6 +12,7 @@ from typing import Optional
 
 import tensorflow as tf
 
+from tflottery.errors import TfLotteryError
 from tflottery.runs import io
 
 
@@ -55,7 +56,8 @@ def restore_weights(model, directory: str, name: str) -> dict:
     path = os.path.join(directory, name)
     info_path = os.path.join(path, "info.json")
     if not io.exists(info_path):
-        raise FileNotFoundError(f"no finished checkpoint {name!r} in {directory}")
+        raise TfLotteryError(f"no finished checkpoint {name!r} in {directory}; the stage that "
+                             "writes it has not run (re-run the experiment that makes it)")
     tf.train.Checkpoint(model=model).read(os.path.join(path, "ckpt")).expect_partial()
     return io.read_json(info_path)
 
