@@ -11,10 +11,6 @@ import uuid
 import tensorflow as tf
 
 
-def join(*parts: str) -> str:
-    return os.path.join(*parts)
-
-
 def exists(path: str) -> bool:
     return tf.io.gfile.exists(path)
 
