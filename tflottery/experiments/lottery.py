@@ -53,8 +53,7 @@ class LevelPlan:
     def from_hparams(cls, hp: PruningHparams) -> "LevelPlan":
         if not 0.0 <= hp.fraction < 1.0:
             raise ConfigError(f"pruning fraction must be in [0, 1), got {hp.fraction}")
-        if hp.scope not in ("global", "layerwise"):
-            raise ConfigError(f"unknown pruning scope {hp.scope!r}; use 'global' or 'layerwise'")
+        pruning.select.check_scope(hp.scope)
         if hp.target_sparsity is not None and not 0.0 <= hp.target_sparsity < 1.0:
             raise ConfigError(f"target_sparsity must be in [0, 1), got {hp.target_sparsity}")
         if hp.one_shot:
