@@ -266,3 +266,73 @@ class InstabilityHparams(_Checked):
     bn_mode: str = "recompute"
     num_alphas: int = 30
     per_epoch: bool = False
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PaiHparams(_Checked):
+    """Pruning at initialisation or early in training (thesis chapter 5).
+
+    method: a scorer registered in `tflottery.scoring` ('random', 'magnitude',
+      'snip', 'grasp', 'grasp_abs', 'synflow', 'isnip',
+      'magnitude_unit_variance').
+    target_sparsity: fraction of the prunable weights removed, in [0, 1).
+    prune_step: the step k at which to score and prune ('0it': at
+      initialisation); the network is trained densely from 0 to k first.
+    schedule: 'replay' (train the pruned network with the whole learning-rate
+      schedule again, from step 0; Renda et al. 2020) or 'continue' (train it
+      for the remaining T - k steps; the same thing when k = 0).
+    scope: 'global' (one ranking over all layers) or 'layerwise' (every
+      layer pruned to the target density).
+    examples_per_class: the class-balanced batch the data-driven scorers
+      (SNIP, GraSP, iterative SNIP) see.
+    iterations: rounds of the iterative scorers (SynFlow, iterative SNIP);
+      None keeps their default of 100.
+    excluded_layers: layer names never pruned (e.g. ('output',)).
+    """
+
+    method: str = "magnitude"
+    target_sparsity: float = 0.9
+    prune_step: str = "0it"
+    schedule: str = "replay"
+    scope: str = "global"
+    examples_per_class: int = 10
+    iterations: Optional[int] = None
+    excluded_layers: Tuple[str, ...] = ()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PaiAblationHparams(_Checked):
+    """Ablations of a network pruned early (thesis 5.4), each trained like it.
+
+    Not part of the run's hash: adding an ablation later reuses the pruned
+    network.  names: any of 'shuffle' (each layer's mask shuffled within the
+    layer), 'reinit' (same mask, weights from a fresh initialisation), and
+    'invert' (prune the weights the method ranks highest instead).
+    """
+
+    names: Tuple[str, ...] = ()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class GradualHparams(_Checked):
+    """Gradual magnitude pruning during training (Zhu & Gupta 2018).
+
+    The sparsity at step t follows tensorflow-model-optimization's
+    PolynomialDecay: s_t = final + (initial - final) * (1 - (t - begin) /
+    (end - begin))^power between begin_step and end_step, applied every
+    `frequency` steps by pruning the lowest-magnitude weights.
+    scope: 'layerwise' (every layer at s_t, as tfmot's own pruning does) or
+    'global'.  excluded_layers: layer names never pruned.
+    """
+
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.9
+    begin_step: str = "0it"
+    end_step: str = "1ep"
+    power: int = 3
+    frequency: str = "100it"
+    scope: str = "layerwise"
+    excluded_layers: Tuple[str, ...] = ()

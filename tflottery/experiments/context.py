@@ -5,6 +5,7 @@ import os
 import tensorflow as tf
 
 from tflottery import data, masking, models
+from tflottery.errors import ConfigError
 from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams
 from tflottery.keras_compat import keras
 
@@ -52,3 +53,15 @@ def build_masked_model(ctx: RunContext, seed: int = None):
                              seed=ctx.model_seed if seed is None else seed,
                              **dict(ctx.model_hp.options))
         return masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
+
+
+def excluded_weights(layer_names, weight_names):
+    """Weight names ('output/kernel') of the excluded layer names ('output')."""
+    out = []
+    for layer in layer_names:
+        matches = [w for w in weight_names if w == layer or w.split("/")[0] == layer]
+        if not matches:
+            raise ConfigError(f"excluded layer {layer!r} is not a prunable layer; choose from: "
+                              f"{', '.join(sorted(weight_names))}")
+        out.extend(matches)
+    return out

@@ -9,10 +9,12 @@ Typical iterative magnitude pruning level::
 One-shot pruning to a density: ``prune(scores, mask,
 fraction_for_density(mask.density, 0.1))``.  Controls: ``random_mask`` and
 ``shuffle_within_layers`` (ablations.py); the inversion ablation is
-``prune(..., invert=True)``.
+``prune(..., invert=True)``.  Per-layer density and neuron-collapse
+statistics of a mask: ``mask_statistics`` (statistics.py).
 """
 from tflottery.pruning.ablations import random_mask, shuffle_within_layers
 from tflottery.pruning.select import SCOPES, fraction_for_density, levels_for_sparsity, prune
+from tflottery.pruning.statistics import mask_statistics, save_statistics
 
-__all__ = ["SCOPES", "fraction_for_density", "levels_for_sparsity", "prune",
-           "random_mask", "shuffle_within_layers"]
+__all__ = ["SCOPES", "fraction_for_density", "levels_for_sparsity", "mask_statistics", "prune",
+           "random_mask", "save_statistics", "shuffle_within_layers"]

@@ -130,8 +130,16 @@ class Trainer:
 
     def __init__(self, strategy, model, dataset, hp, data_seed: int, out_dir: str,
                  start_step=0, end_step=None, extra_checkpoints: Iterable = (),
-                 writable: bool = True, progress_every_seconds: float = 10.0):
+                 writable: bool = True, progress_every_seconds: float = 10.0,
+                 mask_hook=None):
+        """mask_hook: None, or an object with `steps` (the steps at which it
+        acts) and `__call__(model, step)`, which may change the masks; the
+        loop stops at those steps and calls it on the host.  Because masks
+        then change inside the phase, the fast path (which trusts that pruned
+        weights stay zero) is off and the pruned weights are re-zeroed on the
+        host after every loop, so checkpoints stay exactly sparse."""
         self.strategy = strategy
+        self.mask_hook = mask_hook
         self.model = model
         self.dataset = dataset
         self.hp = hp
@@ -222,8 +230,13 @@ class Trainer:
             # caller guarantees pruned weights are zero (see run()).
             with masking.trusted_zero_pruned_weights():
                 return train_loop(tf.constant(n, tf.int64))
+
+        def run_steps_changing_masks(n):
+            result = train_loop(tf.constant(n, tf.int64))
+            masking.zero_pruned_weights(model)
+            return result
         masking.zero_pruned_weights(model)
-        return run_steps
+        return run_steps if self.mask_hook is None else run_steps_changing_masks
 
     def evaluate(self, split: str = "test") -> dict:
         """Loss and accuracy (in [0, 1]) of the current model on a whole split."""
@@ -266,6 +279,8 @@ class Trainer:
     def _event_steps(self):
         s = self.steps
         events = set(s.named.values()) | {s.end}
+        if self.mask_hook is not None:
+            events.update(t for t in self.mask_hook.steps if s.start <= t < s.end)
         first_eval = (s.start // s.eval_every + 1) * s.eval_every
         events.update(range(first_eval, s.end, s.eval_every))
         return sorted(e for e in events if e >= s.start)
@@ -299,6 +314,12 @@ class Trainer:
         if step == s.start and s.start != s.end:
             self._record_eval(step, writer)
         last_print, t_loop, steps_since = time.time(), time.time(), 0
+        hook_steps = set(self.mask_hook.steps) if self.mask_hook is not None else set()
+        if step in hook_steps:
+            # Also on resuming at a hook step: the checkpoint of that step was
+            # taken before the hook acted (a hook is deterministic, so
+            # repeating it is harmless).
+            self.mask_hook(self.model, step)
         for event in [e for e in self._event_steps() if e > step]:
             while step < event:
                 n = min(self.hp.steps_per_loop, event - step)
@@ -329,6 +350,8 @@ class Trainer:
             self._record_eval(step, writer)
             self._save_named_at(step)
             self._checkpointer.save_latest(step)
+            if step in hook_steps:
+                self.mask_hook(self.model, step)
             t_loop, steps_since = time.time(), 0
 
         final = self._final_result(step)

@@ -1,0 +1,163 @@
+"""'gradual': gradual magnitude pruning during training (Zhu & Gupta 2018).
+
+The "prune during training" baseline of chapter 5: one training run in which
+the lowest-magnitude weights are removed every `frequency` steps, the
+sparsity rising from initial_sparsity at begin_step to final_sparsity at
+end_step along tensorflow-model-optimization's `PolynomialDecay` schedule
+(cubic by default).  tfmot supplies the schedule (when to prune and to what
+sparsity); the pruning itself uses tflottery's masks, so the result is a
+`Mask` like every other experiment's and the training is our own loop under
+any tf.distribute strategy.
+
+Layout, under replicate_<r>/:
+
+    train/                  the training phase (loop.py layout)
+    train/sparsity.jsonl    one record per pruning step: {step, target_sparsity, sparsity}
+    mask/                   the final mask, sparsity.json, statistics.json
+"""
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tflottery import masking, pruning
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import RunContext, build_masked_model, excluded_weights
+from tflottery.hparams import GradualHparams
+from tflottery.pruning.select import check_number, check_scope
+from tflottery.runs import io
+from tflottery.steps import to_iterations
+from tflottery.training.loop import Trainer, validate_training
+
+SPARSITY_LOG = "sparsity.jsonl"
+
+
+def polynomial_decay(hp: GradualHparams, begin: int, end: int, frequency: int):
+    """tfmot's PolynomialDecay for these (already resolved) step counts."""
+    import tensorflow_model_optimization as tfmot
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=hp.initial_sparsity, final_sparsity=hp.final_sparsity,
+        begin_step=begin, end_step=end, power=hp.power, frequency=frequency)
+
+
+class GradualPruningHook:
+    """Called by the Trainer at each pruning step: prune to the schedule's sparsity.
+
+    Removes the lowest-magnitude remaining weights until the prunable,
+    non-excluded weights reach the target sparsity; pruned weights stay
+    pruned (the sparsity only rises).
+    """
+
+    def __init__(self, schedule, steps, scope: str, excluded, log_path: str, writable: bool):
+        self.schedule = schedule
+        self.steps = list(steps)
+        self.scope = scope
+        self.excluded = list(excluded)
+        self.log_path = log_path
+        self.writable = writable
+
+    def target(self, step: int) -> float:
+        _, sparsity = self.schedule(tf.constant(step, tf.int64))
+        return float(sparsity)
+
+    def __call__(self, model, step: int) -> None:
+        current = masking.get_mask(model)
+        names = [n for n in current if n not in self.excluded]
+        total = sum(current[n].size for n in names)
+        kept = sum(int(current[n].sum()) for n in names)
+        target = self.target(step)
+        goal_kept = int(np.floor((1.0 - target) * total + 0.5))
+        if kept > goal_kept and kept > 0:
+            weights = {n: np.abs(v.numpy()) for n, v in masking.prunable_variables(model).items()}
+            fraction = min(1.0 - 1e-12, (kept - goal_kept) / kept)
+            if self.scope == "layerwise":
+                fraction = 1.0 - (1.0 - target) / max(kept / total, 1e-12)
+                fraction = min(max(fraction, 0.0), 1.0 - 1e-12)
+            new = pruning.prune(weights, current, fraction, scope=self.scope,
+                                layer_fractions={n: 0.0 for n in self.excluded} or None)
+            masking.set_mask(model, new)
+            current = new
+        achieved = 1.0 - sum(int(current[n].sum()) for n in names) / total
+        logging.info("gradual pruning at step %d: target sparsity %.2f%%, now %.2f%%", step,
+                     100 * target, 100 * achieved)
+        self._log(step, target, achieved)
+
+    def _log(self, step, target, achieved):
+        if not self.writable:
+            return
+        records = {}
+        if io.exists(self.log_path):
+            for line in io.read_text(self.log_path).splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    records[record["step"]] = record
+        records[step] = {"step": step, "target_sparsity": target, "sparsity": achieved}
+        io.makedirs(os.path.dirname(self.log_path))
+        io.atomic_write_text(self.log_path, "".join(
+            json.dumps(records[s]) + "\n" for s in sorted(records)))
+
+
+@REGISTRY.register("gradual")
+class GradualExperiment:
+    name = "gradual"
+
+    def __init__(self):
+        self.hp = GradualHparams()
+
+    def hparams(self):
+        return [self.hp]
+
+    def resolved_steps(self, ctx: RunContext):
+        ipe, dilation = ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation
+        return tuple(to_iterations(v, ipe, dilation)
+                     for v in (self.hp.begin_step, self.hp.end_step, self.hp.frequency))
+
+    def validate(self, ctx: RunContext) -> None:
+        hp = self.hp
+        check_number("GradualHparams.initial_sparsity", hp.initial_sparsity, 0.0, 1.0,
+                     high_open=True)
+        check_number("GradualHparams.final_sparsity", hp.final_sparsity, 0.0, 1.0,
+                     high_open=True)
+        if hp.final_sparsity < hp.initial_sparsity:
+            raise ConfigError("GradualHparams.final_sparsity must be >= initial_sparsity")
+        check_scope(hp.scope)
+        steps = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+        begin, end, frequency = self.resolved_steps(ctx)
+        if frequency < 1:
+            raise ConfigError("GradualHparams.frequency must be at least one step")
+        if not begin < end < steps.total:
+            raise ConfigError(
+                f"gradual pruning needs begin_step < end_step < the end of training (so the "
+                f"network trains at the final sparsity); got {begin} it, {end} it and "
+                f"{steps.total} it; fix GradualHparams")
+        from tflottery.experiments.lottery import LotteryExperiment
+        excluded_weights(hp.excluded_layers, LotteryExperiment.prunable_names(ctx))
+
+    def run(self, ctx: RunContext) -> dict:
+        begin, end, frequency = self.resolved_steps(ctx)
+        model = build_masked_model(ctx)
+        out = os.path.join(ctx.replicate_dir, "train")
+        steps = list(range(begin, end + 1, frequency))
+        if steps[-1] != end:
+            steps.append(end)   # reach final_sparsity at end_step even when off the frequency grid
+        hook = GradualPruningHook(
+            polynomial_decay(self.hp, begin, end, frequency), steps, self.hp.scope,
+            excluded_weights(self.hp.excluded_layers, list(masking.prunable_variables(model))),
+            os.path.join(out, SPARSITY_LOG), ctx.writable)
+        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                        writable=ctx.writable, mask_hook=hook).run()
+        mask_dir = os.path.join(ctx.replicate_dir, "mask")
+        if ctx.writable and not io.exists(os.path.join(mask_dir, masking.MASK_FILENAME)):
+            from tflottery.training import checkpoints
+            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+            mask = masking.get_mask(model)
+            pruning.save_statistics(mask, mask_dir)
+            mask.save(mask_dir)
+        final = dict(final, density=masking.Mask.load(mask_dir).density
+                     if io.exists(os.path.join(mask_dir, masking.MASK_FILENAME)) else None)
+        logging.info("gradual pruning: density %s, test accuracy %.2f%%", final["density"],
+                     100 * final["test_accuracy"])
+        return final

@@ -1,0 +1,189 @@
+"""'pai': prune at initialisation or early in training, then train (thesis chapter 5).
+
+Train the dense network from 0 to the pruning step k (k = 0: nothing to
+train), score its weights with PaiHparams.method (a `tflottery.scoring`
+scorer), keep the top (1 - target_sparsity) of them, and train the pruned
+network: with the whole learning-rate schedule replayed from step 0 (Renda
+et al. 2020; the default) or for the remaining T - k steps.
+
+Ablations (PaiAblationHparams.names) ask what the method really found
+(thesis 5.4, "Missing the Mark"): 'shuffle' keeps each layer's density and
+moves its kept weights to random positions, 'reinit' keeps the mask and
+draws fresh weights, 'invert' keeps the weights the method ranks lowest.
+If a method survives shuffling and reinitialisation unharmed, what it
+learned is only a per-layer density.
+
+Layout, under replicate_<r>/:
+
+    pretrain/               dense training from 0 to k (k > 0 only)
+    mask/                   mask.npz, sparsity.json, statistics.json
+    train/                  the pruned network's training (loop.py layout)
+    branch_<name>/mask/     the ablation's mask (+ statistics.json)
+    branch_<name>/train/    its training
+    pai.json                method, density, k and every test accuracy
+
+Each piece is skipped when its output exists, so re-running the same command
+resumes a killed run.
+"""
+import hashlib
+import os
+
+from absl import logging
+
+from tflottery import masking, pruning, scoring
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import RunContext, build_masked_model, excluded_weights
+from tflottery.hparams import PaiAblationHparams, PaiHparams
+from tflottery.pruning.select import check_number, check_scope
+from tflottery.runs import io
+from tflottery.steps import to_iterations
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, validate_training
+
+SCHEDULES = ("replay", "continue")
+ABLATIONS = ("shuffle", "reinit", "invert")
+RESULT_FILENAME = "pai.json"
+
+
+def ablation_seed(replicate: int, name: str) -> int:
+    digest = hashlib.sha256(f"pai/{name}/{replicate}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+@REGISTRY.register("pai")
+class PaiExperiment:
+    name = "pai"
+
+    def __init__(self):
+        self.pai_hp = PaiHparams()
+        self.ablation_hp = PaiAblationHparams()
+
+    def hparams(self):
+        return [self.pai_hp]
+
+    # ---- validation ----
+    def validate(self, ctx: RunContext) -> None:
+        hp = self.pai_hp
+        scoring.REGISTRY.get(hp.method)
+        check_number("PaiHparams.target_sparsity", hp.target_sparsity, 0.0, 1.0, high_open=True)
+        check_scope(hp.scope)
+        if hp.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown PaiHparams.schedule {hp.schedule!r}; choose one of: "
+                              f"{', '.join(SCHEDULES)}")
+        if hp.examples_per_class < 1:
+            raise ConfigError(f"PaiHparams.examples_per_class must be >= 1, got "
+                              f"{hp.examples_per_class}")
+        if hp.iterations is not None and hp.iterations < 1:
+            raise ConfigError(f"PaiHparams.iterations must be >= 1 (or None), got {hp.iterations}")
+        steps = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+        k = self.prune_iterations(ctx)
+        if k >= steps.total:
+            raise ConfigError(
+                f"prune_step {hp.prune_step!r} ({k} it) is not before the end of training "
+                f"({ctx.training_hp.training_steps} = {steps.total} it); choose a smaller step")
+        for name in self.ablation_hp.names:
+            if name not in ABLATIONS:
+                raise ConfigError(f"unknown ablation {name!r}; choose from: {', '.join(ABLATIONS)}")
+        from tflottery.experiments.lottery import LotteryExperiment
+        excluded_weights(hp.excluded_layers, LotteryExperiment.prunable_names(ctx))
+
+    def prune_iterations(self, ctx: RunContext) -> int:
+        return to_iterations(self.pai_hp.prune_step, ctx.dataset.iterations_per_epoch,
+                             ctx.training_hp.dilation)
+
+    # ---- the run ----
+    def run(self, ctx: RunContext) -> dict:
+        result = {"method": self.pai_hp.method, "target_sparsity": self.pai_hp.target_sparsity,
+                  "prune_step": self.prune_iterations(ctx)}
+        mask = self.mask(ctx)
+        result["density"] = mask.density
+        result["test_accuracy"] = self.train(ctx, mask, "train")["test_accuracy"]
+        result["branches"] = {}
+        for name in self.ablation_hp.names:
+            branch_mask = self.ablation_mask(ctx, name, mask)
+            final = self.train(ctx, branch_mask, os.path.join(f"branch_{name}", "train"),
+                               fresh_seed=ablation_seed(ctx.replicate, name)
+                               if name == "reinit" else None)
+            result["branches"][name] = {"density": branch_mask.density,
+                                        "test_accuracy": final["test_accuracy"]}
+        if ctx.writable:
+            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+        print(self.table(result), flush=True)
+        return result
+
+    @staticmethod
+    def table(result: dict) -> str:
+        rows = [("pruned", result["density"], result["test_accuracy"])]
+        rows += [(name, b["density"], b["test_accuracy"]) for name, b in result["branches"].items()]
+        lines = [f"| {result['method']} at step {result['prune_step']} | density | test accuracy |",
+                 "|---|---|---|"]
+        lines += [f"| {name} | {100 * d:.2f}% | {100 * a:.2f}% |" for name, d, a in rows]
+        return "\n".join(lines)
+
+    def state_at_k(self, ctx: RunContext):
+        """A masked model (all-ones mask) holding the weights at the pruning step k."""
+        model = build_masked_model(ctx)
+        k = self.prune_iterations(ctx)
+        if k > 0:
+            out = os.path.join(ctx.replicate_dir, "pretrain")
+            if not io.exists(os.path.join(out, "final.json")):
+                Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                        end_step=k, writable=ctx.writable).run()
+            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+        return model
+
+    def _prune(self, ctx: RunContext, model, invert: bool = False) -> masking.Mask:
+        hp = self.pai_hp
+        batch = scoring.class_balanced_batch(ctx.dataset, hp.examples_per_class,
+                                             seed=ctx.data_seed)
+        excluded = excluded_weights(hp.excluded_layers, list(masking.prunable_variables(model)))
+        logging.info("scoring with %s at step %d (target sparsity %.2f%%)", hp.method,
+                     self.prune_iterations(ctx), 100 * hp.target_sparsity)
+        return scoring.prune_to_density(
+            hp.method, model, 1.0 - hp.target_sparsity, batch=batch, scope=hp.scope,
+            excluded=excluded, seed=ctx.model_seed, iterations=hp.iterations, invert=invert)
+
+    def _load_or_make(self, ctx: RunContext, directory: str, make) -> masking.Mask:
+        if io.exists(os.path.join(directory, masking.MASK_FILENAME)):
+            return masking.Mask.load(directory)
+        mask = make()
+        if ctx.writable:
+            # Statistics first: the mask file is the marker that this step is done.
+            pruning.save_statistics(mask, directory)
+            mask.save(directory)
+        return mask
+
+    def mask(self, ctx: RunContext) -> masking.Mask:
+        return self._load_or_make(ctx, os.path.join(ctx.replicate_dir, "mask"),
+                                  lambda: self._prune(ctx, self.state_at_k(ctx)))
+
+    def ablation_mask(self, ctx: RunContext, name: str, mask: masking.Mask) -> masking.Mask:
+        directory = os.path.join(ctx.replicate_dir, f"branch_{name}", "mask")
+        if name == "shuffle":
+            make = lambda: pruning.shuffle_within_layers(mask, ablation_seed(ctx.replicate, name))  # noqa: E731
+        elif name == "invert":
+            make = lambda: self._prune(ctx, self.state_at_k(ctx), invert=True)  # noqa: E731
+        else:
+            make = lambda: mask  # noqa: E731
+        return self._load_or_make(ctx, directory, make)
+
+    def train(self, ctx: RunContext, mask: masking.Mask, out: str, fresh_seed=None) -> dict:
+        """Train `mask` applied to W_k (or to a fresh initialisation) in replicate_dir/out."""
+        out = os.path.join(ctx.replicate_dir, out)
+        final_path = os.path.join(out, "final.json")
+        if io.exists(final_path):
+            return io.read_json(final_path)
+        if fresh_seed is None:
+            model = self.state_at_k(ctx)
+        else:
+            model = build_masked_model(ctx, seed=fresh_seed)
+        masking.set_mask(model, mask)
+        start = 0 if self.pai_hp.schedule == "replay" else self.prune_iterations(ctx)
+        logging.info("training %s: density %.2f%% from step %d", out, 100 * mask.density, start)
+        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                        start_step=start, writable=ctx.writable).run()
+        logging.info("%s: density %.2f%%, test accuracy %.2f%%", out, 100 * mask.density,
+                     100 * final["test_accuracy"])
+        return final
+
