@@ -65,7 +65,7 @@ class PaiExperiment:
     # ---- validation ----
     def validate(self, ctx: RunContext) -> None:
         hp = self.pai_hp
-        scoring.REGISTRY.get(hp.method)
+        scoring.SCORERS.get(hp.method)
         check_number("PaiHparams.target_sparsity", hp.target_sparsity, 0.0, 1.0, high_open=True)
         check_scope(hp.scope)
         if hp.schedule not in SCHEDULES:

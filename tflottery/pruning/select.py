@@ -179,6 +179,43 @@ def prune(scores: Mapping, current: Mask, fraction: float, scope: str = "global"
     return Mask({name: new[name] for name in current})
 
 
+def prune_to_count(scores: Mapping, current: Mask, keep: int, names=None,
+                   invert: bool = False) -> Mask:
+    """Keep exactly `keep` of the remaining weights of the layers `names`, the highest-scoring.
+
+    The exact-count counterpart of prune(), for callers that plan their own
+    counts (pruning at initialisation to a density in several rounds must end
+    on exactly the requested number of weights, which a fraction of the
+    remaining cannot always express after rounding).  The remaining weights of
+    `names` (default: every layer of `current`) are ranked together; layers
+    not named are unchanged; already-pruned entries stay pruned; ties go by
+    position as in prune(); invert=True removes the highest scores instead.
+    """
+    names = sorted(current) if names is None else sorted(set(names))
+    check_names("prune_to_count names", names, current)
+    remaining = sum(int(np.count_nonzero(current[name])) for name in names)
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) \
+            or not 0 <= keep <= remaining:
+        raise ConfigError(
+            f"keep must be an integer between 0 and the {remaining} remaining weights "
+            f"of the named layers (got {keep!r})")
+    count = remaining - int(keep)
+    if count == 0:
+        return current
+    scores = _check_scores({name: scores[name] for name in names if name in scores},
+                           Mask({name: current[name] for name in names}))
+    new = {name: np.array(current[name]) for name in current}
+    alive = [np.flatnonzero(current[name]) for name in names]
+    pooled = np.concatenate([scores[name].ravel()[idx] for name, idx in zip(names, alive)])
+    removed = np.zeros(pooled.size, np.bool_)
+    removed[_removal_order(pooled, invert)[:count]] = True
+    start = 0
+    for name, idx in zip(names, alive):
+        new[name].reshape(-1)[idx[removed[start:start + idx.size]]] = False
+        start += idx.size
+    return Mask({name: new[name] for name in current})
+
+
 # -- schedules ----------------------------------------------------------------
 def fraction_for_density(current_density: float, target_density: float) -> float:
     """The fraction of remaining weights to prune to go from one density to another in one step.

@@ -1,0 +1,39 @@
+"""Scoring weights for pruning at (and early after) initialisation (thesis chapter 5).
+
+    from tflottery import scoring
+    batch = scoring.class_balanced_batch(dataset, per_class=10, seed=0)
+    mask = scoring.prune_to_density('snip', model, 0.1, batch=batch)
+    masking.set_mask(model, mask)
+
+Scorers (one module each; conventions in their docstrings):
+
+    random                   U[0,1) from the seed                 random_scores.py
+    magnitude                |w|                                  magnitude.py
+    magnitude_unit_variance  |w| / std(layer kernel)              magnitude.py
+    snip                     |dL/dw * w|, 10 examples/class       snip.py
+    isnip                    snip rescored over 100 rounds        snip.py
+    grasp                    -w * Hg, T=200; prunes the HIGHEST   grasp.py
+    grasp_abs                |-w * Hg|                            grasp.py
+    synflow                  |dR/dw * w| of the |.| network,
+                             ones input, float64, 100 rounds      synflow.py
+
+`model` is a masked (masking.wrap'd) Sequential or functional tf_keras
+model.  prune_to_density respects its current mask, never changes its
+weights or mask, and returns a Mask keeping exactly
+round(target_density * num_weights) weights (schedule.py: exclusions,
+global/layerwise scope, the exponential schedule of iterative scorers).
+Scores are computed on a host-CPU copy in float32 (float64 for SynFlow),
+so they are the same under any tf.distribute strategy (host.py).
+"""
+from tflottery.scoring import grasp, magnitude, random_scores, snip, synflow  # noqa: F401  (register)
+from tflottery.scoring.api import compute_scores, prune_to_density
+from tflottery.scoring.batch import class_balanced_batch
+from tflottery.scoring.registry import SCORERS, Scorer
+
+__all__ = ["SCORERS", "Scorer", "class_balanced_batch", "compute_scores", "names",
+           "prune_to_density"]
+
+
+def names():
+    """The registered scorer names, sorted."""
+    return SCORERS.names()

@@ -1,0 +1,105 @@
+"""compute_scores and prune_to_density: running a scorer on a masked model.
+
+Both read the model (weights, current mask) once, then work on NumPy copies
+and private host copies (state.py, host.py), so the model's weights and
+mask are never written.  Scoring runs eagerly in cross-replica context on
+the host CPU; called inside a strategy scope it runs in a helper thread
+where no scope is active (host.outside_strategy).
+"""
+from typing import Dict, Iterable, Optional
+
+import numpy as np
+
+from tflottery.errors import ConfigError
+from tflottery.masking.mask import Mask
+from tflottery.pruning.select import prune_to_count
+from tflottery.scoring import schedule
+from tflottery.scoring.host import check_context, outside_strategy
+from tflottery.scoring.objective import check_batch
+from tflottery.scoring.registry import SCORERS, Scorer
+from tflottery.scoring.state import ScoringState
+
+
+def _prepare_batch(scorer: Scorer, batch, model):
+    if batch is None:
+        if scorer.needs_batch:
+            raise ConfigError(
+                f"scorer {scorer.name!r} needs a batch of training data: pass "
+                f"batch=scoring.class_balanced_batch(dataset)")
+        return None
+    return check_batch(batch, model)
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer (got {seed!r})")
+    return int(seed)
+
+
+def _score(scorer: Scorer, state: ScoringState, batch, seed: int, round_index: int,
+           needed: Iterable[str]) -> Dict[str, np.ndarray]:
+    scores = scorer.fn(state, batch, seed, round_index)
+    for name in needed:
+        alive = state.mask[name]
+        if not np.all(np.isfinite(scores[name][alive])):
+            raise ConfigError(
+                f"{scorer.name} scores of {name!r} are NaN or infinite at remaining weights "
+                f"(round {round_index + 1}); the weights or the batch are probably corrupt"
+                + (", or the network is too deep even for float64"
+                   if scorer.name == "synflow" else ""))
+    return scores
+
+
+def compute_scores(name: str, model, batch=None, seed: int = 0) -> Dict[str, np.ndarray]:
+    """One round of scorer `name`'s scores {weight name: float64 array} for the model's current mask.
+
+    These are the raw scores: for 'grasp' the weights with the HIGHEST
+    scores are the ones pruned (SCORERS.get(name).prune_highest).
+    """
+    scorer = SCORERS.get(name)
+    seed = _check_seed(seed)
+    check_context()
+    batch = _prepare_batch(scorer, batch, model)
+    state = ScoringState(model)
+    return outside_strategy(lambda: scorer.fn(state, batch, seed, 0))
+
+
+def prune_to_density(name: str, model, target_density: float, batch=None, scope: str = "global",
+                     excluded: Iterable[str] = (), seed: int = 0,
+                     iterations: Optional[int] = None, invert: bool = False) -> Mask:
+    """The mask scorer `name` keeps at `target_density` of all prunable weights of `model`.
+
+    The model's current mask is respected (pruned weights stay pruned) and
+    neither its weights nor its mask are changed.  `excluded` weights keep
+    their current mask.  scope 'global' ranks all non-excluded weights
+    together; 'layerwise' prunes every non-excluded layer to the same
+    fraction of its remaining weights.  Iterative scorers (and any scorer
+    given iterations > 1) rescore the mask of the previous round on the
+    exponential schedule; the result keeps exactly
+    round(target_density * num_weights) weights (schedule.py).
+
+    invert=True is the inversion ablation: every round removes the weights
+    the scorer would keep (its best-ranked ones) instead, in the same numbers.
+    """
+    scorer = SCORERS.get(name)
+    seed = _check_seed(seed)
+    excluded = tuple(excluded) if not isinstance(excluded, str) else (excluded,)
+    rounds_n = scorer.iterations if iterations is None else schedule.check_iterations(iterations)
+    check_context()
+    batch = _prepare_batch(scorer, batch, model)
+    state = ScoringState(model, rounds=rounds_n)
+    rounds = schedule.plan(state.mask, target_density, scope, excluded, rounds_n)
+
+    def run() -> Mask:
+        mask = state.mask
+        for index, groups in enumerate(rounds):
+            if all(count == sum(int(mask[n].sum()) for n in names) for names, count in groups):
+                continue   # nothing to remove this round: the scores would not be used
+            state.mask = mask
+            needed = [n for names, _ in groups for n in names]
+            scores = _score(scorer, state, batch, seed, index, needed)
+            for names, count in groups:
+                mask = prune_to_count(scores, mask, count, names, invert=scorer.prune_highest != bool(invert))
+        return mask
+
+    return outside_strategy(run)
