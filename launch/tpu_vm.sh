@@ -1,24 +1,28 @@
 #!/usr/bin/env bash
-# Run a tflottery experiment on an existing Cloud TPU VM.
+# The short way: install this checkout on an existing Cloud TPU VM and start
+# an experiment there (launch/tpu_install.sh, then launch/tpu_run.sh).
 #
-# Usage: launch/tpu_vm.sh TPU_NAME ZONE GS_ROOT_DIR GIN_FILE [more main.py flags...]
-# e.g.   launch/tpu_vm.sh my-v3-8 europe-west4-a gs://my-bucket/runs resnet20_cifar10.gin \
+# Usage: launch/tpu_vm.sh [--dry-run] TPU_NAME ZONE GS_ROOT_DIR GIN_FILE [more main.py flags...]
+#        (--dry-run, or DRY_RUN=1, prints the commands instead of running them)
+# e.g.   launch/tpu_vm.sh my-v3-8 europe-west4-a gs://my-bucket/runs resnet50_imagenet.gin \
 #            --gin_bindings="DatasetHparams.data_dir='gs://my-bucket/tfds'"
 #
-# It copies this checkout to the VM, installs it, and starts the run in a
-# tmux session so it survives the ssh connection.  Re-running it after a
-# preemption resumes the run (the run directory is on GCS).
+# The run starts in a tmux session on the VM, so it survives the ssh
+# connection; re-running this command after a preemption (on a re-created
+# VM) resumes it from its checkpoints in GS_ROOT_DIR.  For pod slices, job
+# names, --wait, projects: use tpu_install.sh and tpu_run.sh directly.
 set -euo pipefail
-if [ "$#" -lt 4 ]; then
-  sed -n '2,11p' "$0"; exit 2
-fi
-TPU="$1"; ZONE="$2"; ROOT="$3"; GIN="$4"; shift 4
-HERE="$(cd "$(dirname "$0")/.." && pwd)"
-gcloud compute tpus tpu-vm scp --zone="$ZONE" --recurse "$HERE" "$TPU":~/tflottery-src
-gcloud compute tpus tpu-vm ssh "$TPU" --zone="$ZONE" --command="
-  set -e
-  pip install -q -e ~/tflottery-src
-  tmux new-session -d -s tflottery \
-    'cd ~/tflottery-src && python -m tflottery.main --tpu=local --root_dir=$ROOT --gin_file=$GIN $* 2>&1 | tee -a ~/tflottery.log'
-"
-echo "started; follow with: gcloud compute tpus tpu-vm ssh $TPU --zone=$ZONE --command='tail -f ~/tflottery.log'"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+case "${1:-}" in
+  -h | --help) usage; exit 0 ;;
+  --dry-run) DRY_RUN=1; shift ;;
+esac
+(($# >= 4)) || usage_error "need TPU_NAME ZONE GS_ROOT_DIR GIN_FILE"
+tpu="$1" zone="$2" root="$3" gin="$4"
+shift 4
+export DRY_RUN
+"$LAUNCH_DIR/tpu_install.sh" --name="$tpu" --zone="$zone"
+"$LAUNCH_DIR/tpu_run.sh" --name="$tpu" --zone="$zone" --root_dir="$root" -- \
+  --gin_file="$gin" "$@"

@@ -20,7 +20,7 @@ EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin", "lmc.
 
 
 TRAIN_SIZES = {"digits": 1497, "mnist": 60000, "mnist_local": 8000, "cifar10": 50000,
-               "cifar100": 50000}
+               "cifar100": 50000, "tiny_imagenet": 100000, "imagenet2012": 1281167}
 
 
 @pytest.fixture(autouse=True)

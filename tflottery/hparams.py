@@ -68,6 +68,10 @@ class DatasetHparams(_Checked):
       fixed seed so that it is the same in every run.
     num_train_examples: use only the first N (shuffled with a fixed seed)
       training examples; None uses them all.
+    image_size: side of the square model inputs of a streamed dataset
+      (imagenet2012: crops are resized to image_size x image_size); None is
+      the dataset's own default (224 for imagenet2012; Inception-v3 uses 299).
+      In-memory datasets keep their stored size and reject it.
     """
 
     name: str = "digits"
@@ -76,6 +80,7 @@ class DatasetHparams(_Checked):
     augment: bool = True
     holdout_fraction: float = 0.0
     num_train_examples: Optional[int] = None
+    image_size: Optional[int] = None
 
 
 @gin.configurable
@@ -107,6 +112,10 @@ class TrainingHparams(_Checked):
     weight_decay: adds weight_decay * sum(w^2) / 2 over all trainable weights
       except BatchNorm's (biases included, as in Google's reference TPU ResNet).
     label_smoothing: label smoothing of the cross-entropy.
+    aux_loss_weight: weight of the cross-entropy of an auxiliary classifier
+      (a model's outputs after the first, e.g. Inception-v3's aux head) in
+      the training loss; 0.4 as in Google's reference TPU Inception-v3.
+      Models with a single output ignore it.
     mixed_precision: compute in bfloat16 with float32 variables and logits.
     dilation: scales every step quantity of the run (thesis 3.3.6).
     eval_every: evaluate on the test set at this interval (and at the end).
@@ -128,6 +137,7 @@ class TrainingHparams(_Checked):
     training_steps: str = "1ep"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
+    aux_loss_weight: float = 0.4
     mixed_precision: bool = False
     dilation: float = 1.0
     eval_every: str = "1ep"

@@ -11,7 +11,7 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
-from tflottery import masking
+from tflottery import masking, models
 from tflottery.errors import ConfigError
 
 
@@ -81,14 +81,16 @@ def predictions_and_losses(strategy, model, dataset, split: str) -> Tuple[np.nda
     Per-replica outputs are concatenated in replica order, step by step: with
     one input pipeline per host, tf.distribute hands consecutive batches of
     the pipeline to the replicas in order, so this restores the split's
-    order.  Single host only (the local replicas are all it sees).
+    order.  Single host only (the local replicas are all it sees).  Padding
+    examples (label < 0, see data/imagenet.py) are left out.
     """
     dist = strategy.distribute_datasets_from_function(lambda ctx: dataset.eval_dataset(split, ctx))
 
     def replica_fn(images, labels):
         def run():
-            logits = tf.cast(model(images, training=False), tf.float32)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int32), logits=logits)
+            logits = tf.cast(models.main_logits(model(images, training=False)), tf.float32)
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.maximum(tf.cast(labels, tf.int32), 0), logits=logits)
             return tf.argmax(logits, axis=-1, output_type=tf.int32), loss
         # An empty replica batch (last step) would break TF's CPU conv: skip the model.
         return tf.cond(tf.size(labels) > 0, run,
@@ -97,11 +99,13 @@ def predictions_and_losses(strategy, model, dataset, split: str) -> Tuple[np.nda
     # reduce_retracing: the partial last batch has another shape.
     step = tf.function(lambda images, labels: strategy.run(replica_fn, args=(images, labels)),
                        reduce_retracing=True)
-    preds, losses = [], []
+    preds, losses, real = [], [], []
     for images, labels in dist:
         pred, loss = step(images, labels)
         preds += [p.numpy() for p in strategy.experimental_local_results(pred)]
         losses += [l.numpy() for l in strategy.experimental_local_results(loss)]
+        real += [y.numpy() >= 0 for y in strategy.experimental_local_results(labels)]
     if not preds:
         return np.zeros([0], np.int32), np.zeros([0], np.float32)
-    return np.concatenate(preds).astype(np.int32), np.concatenate(losses).astype(np.float32)
+    real = np.concatenate(real)
+    return np.concatenate(preds)[real].astype(np.int32), np.concatenate(losses)[real].astype(np.float32)

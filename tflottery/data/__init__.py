@@ -9,6 +9,12 @@
 Modules: sources (read arrays: tfds, IDX, npz, sklearn digits, synthetic),
 registry (name -> loader + preprocessing constants), splits (fixed-seed
 holdout/subset), augment (stateless crop/flip), pipeline (the tf.data streams).
+
+'imagenet2012' does not fit in memory: `build` returns an
+imagenet.StreamingDataset (same interface) that reads the tfds records with
+the reference TPU ResNet-50 preprocessing (imagenet_preprocessing; inputs
+DatasetHparams.image_size, default 224).  Its eval batches have static
+shapes, padded with label -1 examples that evaluation must ignore.
 """
 from tflottery.data.pipeline import Dataset, DatasetInfo, build  # noqa: F401
 from tflottery.data.registry import DATASETS, Source  # noqa: F401

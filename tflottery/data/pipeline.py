@@ -167,7 +167,10 @@ class Dataset:
 
 
 def build(hparams) -> Dataset:
-    """Load the dataset named by a DatasetHparams and split off its holdout / subset."""
+    """Load the dataset named by a DatasetHparams and split off its holdout / subset.
+
+    A registry entry with a `build` (ImageNet) makes its own streaming dataset instead.
+    """
     from tflottery.data.registry import DATASETS
 
     source = DATASETS.get(hparams.name)
@@ -175,6 +178,11 @@ def build(hparams) -> Dataset:
         raise ConfigError(f"batch_size must be >= 1, got {hparams.batch_size}")
     if not 0.0 <= hparams.holdout_fraction < 1.0:
         raise ConfigError(f"holdout_fraction must be in [0, 1), got {hparams.holdout_fraction}")
+    if source.build is not None:
+        return source.build(hparams, source)
+    if hparams.image_size is not None:
+        raise ConfigError(f"image_size applies only to streamed datasets (imagenet2012); {hparams.name!r} "
+                          f"keeps its stored size, so leave DatasetHparams.image_size unset")
     arrays = source.load(hparams.data_dir)
     train_idx, holdout_idx = train_holdout_indices(
         len(arrays.x_train), hparams.holdout_fraction, hparams.num_train_examples)

@@ -5,7 +5,9 @@ A `Source` says where the arrays come from and how raw pixels become model
 inputs: x = (raw / pixel_scale - mean) / std, per channel, applied inside the
 tf.data pipeline (arrays stay uint8 in memory).  `augment` (image, seed) ->
 image runs on the raw pixels of training examples when
-DatasetHparams.augment is true.
+DatasetHparams.augment is true.  A dataset too large for memory (ImageNet)
+has a `build` instead of a `load`: it returns its own streaming dataset with
+the interface of pipeline.Dataset.
 """
 import dataclasses
 import functools
@@ -19,7 +21,9 @@ from tflottery.registry import Registry
 class Source:
     """How to get one dataset's arrays and turn its pixels into inputs.
 
-    load: data_dir -> sources.Arrays.
+    load: data_dir -> sources.Arrays (in-memory datasets).
+    build: (DatasetHparams, Source) -> a streaming dataset with the interface
+      of pipeline.Dataset; data.build calls it instead of `load` when set.
     pixel_scale: raw values are divided by this; None means 255 for uint8
       arrays and 1 for float arrays (the generic npz source).
     mean, std: per-channel (or single) constants applied after scaling.
@@ -27,12 +31,13 @@ class Source:
     num_classes: None means max label + 1 over both splits.
     """
 
-    load: Callable[[Optional[str]], sources.Arrays]
+    load: Optional[Callable[[Optional[str]], sources.Arrays]] = None
     pixel_scale: Optional[float] = None
     mean: Tuple[float, ...] = (0.0,)
     std: Tuple[float, ...] = (1.0,)
     augment: Optional[Callable] = None
     num_classes: Optional[int] = None
+    build: Optional[Callable] = None
 
 
 DATASETS: Registry[Source] = Registry("dataset")
@@ -46,6 +51,9 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 TINY_IMAGENET_MEAN, TINY_IMAGENET_STD = (0.4802, 0.4481, 0.3975), (0.2770, 0.2691, 0.2821)
+# ImageNet: the RGB mean/std of [0, 1] pixels used by Google's reference TPU
+# ResNet-50 (there as 255 * these) and by torchvision.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # Offline quickstart: 1,497 train / 300 test, values /16 -> [0, 1], no augmentation.
 DATASETS.register("digits", Source(sources.load_digits, pixel_scale=16.0, num_classes=10))
@@ -62,3 +70,14 @@ DATASETS.register("cifar100", Source(functools.partial(sources.load_tfds, "cifar
 DATASETS.register("tiny_imagenet", Source(sources.load_tiny_imagenet, 255.0, TINY_IMAGENET_MEAN,
                                           TINY_IMAGENET_STD, augment.pad_crop_flip_fn(8), num_classes=200))
 DATASETS.register("npz", Source(sources.load_npz))
+
+
+def _build_imagenet(hparams, source):
+    # Imported on use: the streaming module imports tensorflow_datasets and pipeline.py.
+    from tflottery.data import imagenet
+    return imagenet.build(hparams, source)
+
+
+# ImageNet streamed from tfds records; the reference TPU ResNet-50 input (see data/imagenet.py).
+DATASETS.register("imagenet2012", Source(pixel_scale=255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                                         num_classes=1000, build=_build_imagenet))

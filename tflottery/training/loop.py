@@ -27,7 +27,7 @@ from typing import Dict, Iterable, Optional
 import tensorflow as tf
 from absl import logging
 
-from tflottery import masking
+from tflottery import masking, models
 from tflottery.errors import ConfigError, TrainingDivergedError
 from tflottery.keras_compat import keras
 from tflottery.runs import io
@@ -180,9 +180,17 @@ class Trainer:
 
     def _replica_train_step(self, images, labels):
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
+            outputs = self.model(images, training=True)
+            logits = models.main_logits(outputs)
             per_example = self._loss(labels, logits)
-            loss = tf.nn.compute_average_loss(per_example,
+            objective = per_example
+            if isinstance(outputs, (list, tuple)):
+                # Auxiliary classifiers (Inception-v3's) join the objective with
+                # weight aux_loss_weight, as in the reference; the train metrics
+                # stay those of the main classifier, comparable with evaluation.
+                for aux_logits in outputs[1:]:
+                    objective += self.hp.aux_loss_weight * self._loss(labels, aux_logits)
+            loss = tf.nn.compute_average_loss(objective,
                                               global_batch_size=self.dataset.batch_size)
             if self.hp.weight_decay:
                 l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32)))
@@ -204,8 +212,14 @@ class Trainer:
         logits = tf.cond(tf.size(labels) > 0,
                          lambda: tf.cast(self.model(images, training=False), tf.float32),
                          lambda: tf.zeros([0, num_classes], tf.float32))
-        self.eval_loss.update_state(self._loss(labels, logits))
-        self.eval_acc.update_state(labels, logits)
+        # Labels < 0 mark padding (static-shape datasets fill their last batch
+        # with them, see data/imagenet.py): weight 0 in both metrics.
+        labels = tf.cast(labels, tf.int32)
+        real = labels >= 0
+        labels = tf.where(real, labels, tf.zeros_like(labels))
+        weight = tf.cast(real, tf.float32)
+        self.eval_loss.update_state(self._loss(labels, logits), sample_weight=weight)
+        self.eval_acc.update_state(labels, logits, sample_weight=weight)
 
     def make_train_fn(self, start_step: int):
         """A function `f(n)` that trains n more steps on the data stream from `start_step`.
@@ -373,6 +387,14 @@ class Trainer:
                               "test_accuracy": result["accuracy"]})
         logging.info("step %d  test loss %.4f  test accuracy %.2f%%", step, result["loss"],
                      100 * result["accuracy"])
+        if getattr(self.dataset.info, "num_holdout", 0):
+            # The early-stopping metric (thesis 3.3.6) needs the holdout loss at every evaluation.
+            holdout = self.evaluate("holdout")
+            with writer.as_default(step=step):
+                tf.summary.scalar("holdout/loss", holdout["loss"])
+                tf.summary.scalar("holdout/accuracy", holdout["accuracy"])
+            self._append_metrics({"step": step, "holdout_loss": holdout["loss"],
+                                  "holdout_accuracy": holdout["accuracy"]})
 
     def _save_named_at(self, step):
         for name, at in self.steps.named.items():
