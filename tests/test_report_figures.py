@@ -1,0 +1,123 @@
+"""Every report figure from the synthetic root: written as PNG and PDF under
+the expected names, and nothing (no file, no error) when its data is absent."""
+import os
+import sys
+
+import pytest
+
+import synthetic_runs
+from tflottery.reporting import collect, figures, page
+from tflottery.reporting.figures import accuracy, lmc, pai, training
+
+PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
+GROUP = "conv_2_on_cifar10_pruned_at_0it"
+EXPECTED = {
+    "lottery_accuracy": ["lottery_accuracy__lottery_aaaaaaaaaa",
+                         "lottery_accuracy__lottery_bbbbbbbbbb",
+                         "lottery_accuracy__lottery_0123456789"],
+    "lottery_comparison": ["lottery_comparison__conv_2_on_cifar10"],
+    "training_curves": ["training_curves__lottery_aaaaaaaaaa",
+                        "training_curves__lottery_bbbbbbbbbb",
+                        "training_curves__lottery_0123456789"],
+    # the run with the truncated mask trains another network: its own group
+    "pai_accuracy": [f"pai_accuracy__{GROUP}",
+                     "pai_accuracy__lenet_300_100_on_cifar10_pruned_at_0it"],
+    "pai_ablations": [f"pai_ablations__{GROUP}"],
+    "interpolation": ["interpolation__lmc_cccccccccc_level_2",
+                      "interpolation__lmc_cccccccccc_level_4", "interpolation__lmc_dddddddddd"],
+    "instability_vs_k": ["instability__lmc_cccccccccc", "instability__lmc_dddddddddd"],
+    "stable_k_vs_sparsity": ["stable_k__lmc_cccccccccc"],
+    "layer_sparsity": [f"layer_sparsity__{GROUP}"],
+    "neuron_collapse": [f"neuron_collapse__{GROUP}"],
+}
+
+
+@pytest.fixture(scope="module")
+def drawn(tmp_path_factory):
+    """The whole report of the synthetic root, written in-process (without a
+    speed section, so that only this package's code is under test)."""
+    root = str(tmp_path_factory.mktemp("root"))
+    synthetic_runs.build(root)
+    table = collect.collect(root)
+    out = str(tmp_path_factory.mktemp("report"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(sys.modules, "tflottery.reporting.speed", None)
+        written = page.write_report(table, out)
+    return table, os.path.join(out, page.FIGURE_DIR), written
+
+
+def test_every_figure_is_drawn_as_png_and_pdf(drawn):
+    table, out, written = drawn
+    assert not [p for p in table["problems"] if "figure failed" in p["error"]]
+    want = [os.path.join(out, name + ext) for names in EXPECTED.values() for name in names
+            for ext in (".png", ".pdf")]
+    assert sorted(written["figures"]) == sorted(want)
+    for path in want:
+        with open(path, "rb") as f:
+            assert f.read(4) == (PNG if path.endswith(".png") else PDF)[:4], path
+
+
+def test_page_references_every_figure_and_has_the_tables(drawn):
+    table, out, written = drawn
+    md, html = open(written["markdown"]).read(), open(written["html"]).read()
+    for path in written["figures"]:
+        rel = os.path.relpath(path, os.path.dirname(written["markdown"]))
+        assert rel in md and f'"{rel}"' in html, rel
+    for _, title, caption, _ in figures.FIGURES:
+        assert f"### {title}" in md and caption in md
+    lottery = [l for l in md.splitlines()
+               if l.startswith("| lottery_aaaaaaaaaa |") and "| IMP |" in l]
+    # dense (0.800 + 0.802) / 2; every level matching -> sparsity 1 - 0.8^6
+    assert lottery and "| IMP | 500it | 2 | 7 | 80.10 | 73.79 | 0.2 |" in lottery[0]
+    assert "| lmc_cccccccccc | conv_2 on cifar10 | imp | 2 | 64.00 | 2 |" in md
+    assert "| SNIP | 79.95 (79.90-80.00) |" in md and "| ↳ layerwise shuffle |" in md
+    assert "| gradual magnitude |" in md                     # joins the pai table
+    assert md.count("<details>") == len(table["runs"]) == html.count("<details>")
+    assert "Training speed" not in md
+    for problem in table["problems"]:
+        assert problem["file"] in md
+
+
+def test_lottery_figures_count_only_finished_levels(drawn):
+    table, _, _ = drawn
+    from tflottery.reporting import groups
+    levels = groups.lottery_levels(table, "lottery_0123456789")
+    assert [e["level"] for e in levels] == [0]          # level 1 is partial
+    levels = groups.lottery_levels(table, "lottery_aaaaaaaaaa")
+    assert levels[6]["branches"]["inverted"]["n"] == 1   # the corrupt replicate is skipped
+    assert levels[6]["imp"]["n"] == 2
+
+
+EMPTY = {"root": "/nowhere", "runs": [], "rows": [], "instability": [], "statistics": [],
+         "problems": [], "notes": []}
+
+
+@pytest.mark.parametrize("function", [f for _, _, _, f in figures.FIGURES],
+                         ids=[k for k, _, _, _ in figures.FIGURES])
+def test_nothing_drawn_without_data(tmp_path, function):
+    assert function(dict(EMPTY), str(tmp_path / "out")) == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_lottery_runs_give_no_lmc_or_pai_figures(drawn, tmp_path):
+    table, _, _ = drawn
+    only = dict(table, runs=[r for r in table["runs"] if r["experiment"] == "lottery"],
+                rows=[r for r in table["rows"] if r["experiment"] == "lottery"],
+                instability=[], statistics=[])
+    out = str(tmp_path)
+    for function in (accuracy.pai_accuracy, accuracy.pai_ablations, lmc.interpolation,
+                     lmc.instability_vs_k, lmc.stable_k_vs_sparsity, pai.layer_sparsity,
+                     pai.neuron_collapse):
+        assert function(only, out) == []
+    assert training.training_curves(only, out)
+    assert sorted(os.listdir(out)) == sorted(
+        f"training_curves__{r}.{e}" for r in ("lottery_0123456789", "lottery_aaaaaaaaaa",
+                                              "lottery_bbbbbbbbbb") for e in ("png", "pdf"))
+
+
+def test_dense_lmc_alone_has_no_stable_k_figure(drawn, tmp_path):
+    table, _, _ = drawn
+    dense = dict(table, runs=[r for r in table["runs"] if r["run"] == "lmc_dddddddddd"],
+                 instability=[r for r in table["instability"] if r["run"] == "lmc_dddddddddd"])
+    assert lmc.stable_k_vs_sparsity(dense, str(tmp_path)) == []
+    assert len(lmc.instability_vs_k(dense, str(tmp_path))) == 2

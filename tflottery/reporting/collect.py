@@ -1,0 +1,543 @@
+"""Every result under a root directory as one tidy table.
+
+A sweep leaves many run directories (`<experiment>_<hash>/`), each with
+replicates, levels, branches, rewinding steps.  Tables and figures should
+not each walk that tree again, nor each decide what a half-finished or
+damaged run means; this module does it once:
+
+* `rows`: one row per training phase (a level, a branch, a pruned network, a
+  pretraining segment, a copy), with what the phase is (run, experiment,
+  replicate, level, branch, method, density, steps) and its result
+  (test accuracy at the final step), plus the run's config bindings as
+  'Class.field' columns.  A phase that has started but has no final.json is
+  a row with status 'partial' (step = last step logged); figures and tables
+  use only status 'done'.
+* `instability`: one row per instability analysis (lmc's instability.json).
+* `statistics`: the pruning statistics (per-layer sparsity, neuron collapse)
+  of every mask that has a statistics.json.
+* `runs`: per run its config (text and bindings), replicates and status.
+* `problems`: every file that could not be read (bad JSON, truncated npz),
+  by path; the file is skipped and the rest is collected.
+
+Paths go through tf.io.gfile, so a gs:// root works.
+"""
+import csv
+import io as _io
+import json
+import os
+import re
+import statistics as _stats
+import types
+from typing import Dict, List, Optional
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from tflottery.reporting import ginconfig
+from tflottery.runs import io
+
+RUN_NAME = re.compile(r"(?P<experiment>.+)_(?P<hash>[0-9a-f]{10})")
+EXPERIMENTS = ("train", "lottery", "lmc", "pai", "gradual")
+
+PHASE_COLUMNS = [
+    "run", "experiment", "replicate", "phase", "kind", "level", "branch", "branch_settings",
+    "method", "density", "sparsity", "target_sparsity", "rewind_step", "prune_step", "k",
+    "step", "test_accuracy", "test_loss", "steps_per_second", "status", "path"]
+INSTABILITY_COLUMNS = [
+    "run", "experiment", "replicate", "level", "k", "rewind_step", "subnetwork", "density",
+    "test_instability", "train_instability", "end_accuracy", "dense_accuracy", "bn_mode",
+    "schedule", "path"]
+
+# Directories never holding results: not descended into (checkpoints are big).
+_SKIP = {"checkpoints", "tensorboard", "mask"}
+# How deep under the root to look for run directories (root/sweep/group/run).
+_MAX_DEPTH = 3
+
+
+class _Reader:
+    """Reads result files; each unreadable one becomes a `problems` entry."""
+
+    def __init__(self):
+        self.problems: List[dict] = []
+
+    def _problem(self, path, err):
+        message = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+        self.problems.append({"file": path, "error": message})
+        logging.warning("skipping unreadable %s (%s)", path, message)
+
+    def json(self, path: str):
+        if not io.exists(path):
+            return None
+        try:
+            return io.read_json(path)
+        except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
+            self._problem(path, err)
+            return None
+
+    def jsonl(self, path: str) -> list:
+        if not io.exists(path):
+            return []
+        try:
+            text = io.read_text(path)
+        except (UnicodeDecodeError, tf.errors.OpError) as err:
+            self._problem(path, err)
+            return []
+        records, bad = [], 0
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    bad += 1
+        if bad:
+            self._problem(path, ValueError(f"{bad} line(s) are not JSON; kept the others"))
+        return records
+
+    def text(self, path: str) -> Optional[str]:
+        try:
+            return io.read_text(path) if io.exists(path) else None
+        except (UnicodeDecodeError, tf.errors.OpError) as err:
+            self._problem(path, err)
+            return None
+
+    def npz_density(self, path: str) -> Optional[float]:
+        """Fraction of True entries over all arrays of a mask.npz."""
+        if not io.exists(path):
+            return None
+        try:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            with np.load(_io.BytesIO(data)) as arrays:
+                kept = sum(int(np.count_nonzero(arrays[k])) for k in arrays.files)
+                total = sum(int(arrays[k].size) for k in arrays.files)
+            return kept / total if total else None
+        except Exception as err:  # zipfile.BadZipFile, EOFError, ValueError, ...
+            self._problem(path, err)
+            return None
+
+
+def _join(*parts):
+    return os.path.join(*parts)
+
+
+def _listdir(path: str) -> List[str]:
+    try:
+        return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+    except tf.errors.OpError:
+        return []
+
+
+def _numbered(names, prefix):
+    out = []
+    for name in names:
+        match = re.fullmatch(prefix + r"(\d+)", name)
+        if match:
+            out.append((int(match.group(1)), name))
+    return sorted(out)
+
+
+def is_run_dir(path: str) -> bool:
+    names = _listdir(path)
+    return "config.gin" in names or bool(_numbered(names, "replicate_"))
+
+
+def find_runs(root: str) -> List[str]:
+    """Run directories: `root` itself, or directories up to 3 levels below it."""
+    if is_run_dir(root):
+        return [root]
+    runs, frontier = [], [root]
+    for _ in range(_MAX_DEPTH):
+        deeper = []
+        for directory in frontier:
+            for name in _listdir(directory):
+                child = _join(directory, name)
+                if not tf.io.gfile.isdir(child):
+                    continue
+                (runs if is_run_dir(child) else deeper).append(child)
+        frontier = deeper
+    return sorted(runs)
+
+
+# ---- one replicate: its phases and result files ----
+
+def _parts(rel: str) -> dict:
+    """What the path of a phase inside a replicate says about it."""
+    parts = [p for p in rel.split("/") if p and p != "."]
+    info = {"level": None, "k": None, "branch": None}
+    for part in parts:
+        if re.fullmatch(r"level_\d+", part):
+            info["level"] = int(part[6:])
+        elif re.fullmatch(r"k_\d+", part):
+            info["k"] = int(part[2:])
+        elif part.startswith("branch_"):
+            info["branch"] = part[len("branch_"):]
+    last = parts[-1] if parts else ""
+    info["kind"] = ("pretrain" if last == "pretrain" else
+                    "copy" if re.fullmatch(r"copy_\d+", last) else "train")
+    return info
+
+
+def _walk_replicate(rep_dir: str):
+    """(relative dir, file names, subdir names) of every directory of a
+    replicate, not entering checkpoints/, tensorboard/ or mask/."""
+    for top, dirs, files in tf.io.gfile.walk(rep_dir):
+        names = [d.rstrip("/") for d in dirs]
+        dirs[:] = sorted(d for d, n in zip(dirs, names) if n not in _SKIP)
+        rel = os.path.relpath(top, rep_dir).replace(os.sep, "/")
+        yield ("" if rel == "." else rel), set(f.rstrip("/") for f in files), set(names)
+
+
+def _scan_replicate(rep_dir: str):
+    """Phase directories and instability.json files of one replicate."""
+    phases, instability = [], []
+    for rel, files, dirs in _walk_replicate(rep_dir):
+        if "final.json" in files or "metrics.jsonl" in files or "checkpoints" in dirs:
+            phases.append(rel)
+        if "instability.json" in files:
+            instability.append(rel)
+    return phases, instability
+
+
+def _infer_experiment(name: str, values: dict, scans) -> str:
+    """From config.gin, else the run name's prefix, else the layout."""
+    configured = values.get("ExperimentHparams.name")
+    if isinstance(configured, str):
+        return configured
+    match = RUN_NAME.fullmatch(name)
+    if match:
+        return match.group("experiment")
+    rels = [rel for phases, inst in scans for rel in phases + inst]
+    if any(re.search(r"(^|/)k_\d+", rel) for rel in rels):
+        return "lmc"
+    if any(re.search(r"(^|/)level_\d+", rel) for rel in rels):
+        return "lottery"
+    if any(rel.startswith("branch_") for rel in rels):
+        return "pai"
+    return "train" if rels else "unknown"
+
+
+class _Collector:
+    def __init__(self):
+        self.reader = _Reader()
+        self.notes: List[str] = []
+        self.runs, self.rows, self.instability, self.statistics = [], [], [], []
+
+    # ---- densities and per-run settings ----
+    def _mask_density(self, mask_dir: str) -> Optional[float]:
+        report = self.reader.json(_join(mask_dir, "sparsity.json"))
+        if isinstance(report, dict) and "total" in report:
+            return float(report["total"]["density"])
+        stats = self.reader.json(_join(mask_dir, "statistics.json"))
+        if isinstance(stats, dict) and stats.get("layers"):
+            size = sum(v["size"] for v in stats["layers"].values())
+            return sum(v["kept"] for v in stats["layers"].values()) / size if size else None
+        return self.reader.npz_density(_join(mask_dir, "mask.npz"))
+
+    def _retrain_settings(self, branch: str, branch_dir: str, run: dict) -> Optional[dict]:
+        """The data seed / dilation of a 'retrain_<tag>' branch.
+
+        The directory name holds only a hash of them.  A `branch.json` in the
+        branch directory is used if present; otherwise the BranchHparams of
+        config.gin and operative_config.gin are hashed the way branches.py
+        names the directory, and used when they give the same tag (a run
+        extended later with other settings may match neither: None)."""
+        if not branch.startswith("retrain_"):
+            return None
+        saved = self.reader.json(_join(branch_dir, "branch.json"))
+        if isinstance(saved, dict):
+            return {k: saved[k] for k in ("data_seed", "dilation") if saved.get(k) is not None}
+        from tflottery.experiments import branches
+        for values in run["_candidates"]:
+            settings = {k: values.get(f"BranchHparams.{k}") for k in ("data_seed", "dilation")}
+            hp = types.SimpleNamespace(**settings)
+            try:
+                name = branches.branch_dir_name(types.SimpleNamespace(branch_hp=hp), "retrain")
+            except Exception:  # no settings at all
+                continue
+            if name == "branch_" + branch:
+                return {k: v for k, v in settings.items() if v is not None}
+        return None
+
+    def _run_values(self, run_dir: str, run: dict) -> None:
+        texts = {}
+        for fname in ("config.gin", "operative_config.gin"):
+            text = self.reader.text(_join(run_dir, fname))
+            if text is not None:
+                texts[fname] = text
+        run["_candidates"] = []
+        for fname, text in texts.items():
+            values, error = ginconfig.parse(text)
+            if error:
+                self.reader.problems.append({"file": _join(run_dir, fname), "error": error})
+            run["_candidates"].append(values)
+        source = "config.gin" if "config.gin" in texts else (
+            "operative_config.gin" if texts else None)
+        if source != "config.gin":
+            run["notes"].append("no config.gin" + (
+                "; settings read from operative_config.gin" if source else
+                "; settings unknown, experiment inferred from the directory name/layout"))
+        run["config_file"] = source
+        run["config_text"] = texts.get(source, "")
+        run["_values"] = run["_candidates"][0] if source else {}
+        run["config"] = {k: ginconfig.as_text(v) for k, v in sorted(run["_values"].items())}
+
+    # ---- one run ----
+    def collect_run(self, run_dir: str) -> None:
+        name = os.path.basename(run_dir.rstrip("/"))
+        run = {"run": name, "run_dir": run_dir, "notes": []}
+        self._run_values(run_dir, run)
+        replicates = _numbered(_listdir(run_dir), "replicate_")
+        scans = {r: _scan_replicate(_join(run_dir, d)) for r, d in replicates}
+        values = run["_values"]
+        run["experiment"] = _infer_experiment(name, values, scans.values())
+        run["replicates"] = [r for r, _ in replicates]
+        model = ginconfig.lookup(values, "ModelHparams.name")
+        data = ginconfig.lookup(values, "DatasetHparams.name")
+        run["network"] = f"{model} on {data}" if run["config_file"] else "unknown network"
+        before = len(self.rows)
+        for r, d in replicates:
+            self._collect_replicate(run, r, _join(run_dir, d), *scans[r])
+        mine = self.rows[before:]
+        if not mine and not any(i["run"] == name for i in self.instability):
+            run["status"] = "empty"
+            run["notes"].append("no training phase has started")
+        elif any(row["status"] == "partial" for row in mine) or not io.exists(
+                _join(run_dir, "operative_config.gin")):
+            run["status"] = "partial"
+        else:
+            run["status"] = "done"
+        for note in run["notes"]:
+            self.notes.append(f"{name}: {note}")
+        self.runs.append(run)
+
+    def _settings(self, run: dict, rep_dir: str) -> dict:
+        """Per-replicate settings: method, target sparsity, steps, pai.json."""
+        values, exp = run["_values"], run["experiment"]
+        out = {"method": None, "target_sparsity": None, "rewind_step": None,
+               "prune_step": None, "k": None, "pai": None}
+        pretrain = self.reader.json(_join(rep_dir, "pretrain", "final.json"))
+        if exp == "lottery":
+            mode = ginconfig.lookup(values, "LotteryHparams.mode")
+            out["method"] = {"rewind": "imp", "lrr": "lrr"}.get(mode, mode)
+            out["rewind_step"] = ginconfig.lookup(values, "LotteryHparams.rewind_step")
+            out["k"] = pretrain.get("step") if isinstance(pretrain, dict) else None
+        elif exp == "lmc":
+            out["method"] = ginconfig.lookup(values, "InstabilityHparams.subnetwork")
+        elif exp == "pai":
+            pai = self.reader.json(_join(rep_dir, "pai.json"))
+            pai = pai if isinstance(pai, dict) else {}
+            out["pai"] = pai
+            for field in ("method", "target_sparsity", "prune_step"):
+                # config.gin, else what pai.json says, else the hparams default.
+                key = f"PaiHparams.{field}"
+                out[field] = values[key] if key in values else (
+                    pai[field] if field in pai and field != "prune_step"
+                    else ginconfig.lookup(values, key))
+            if "prune_step" in pai:
+                out["k"] = pai["prune_step"]
+            elif isinstance(pretrain, dict):
+                out["k"] = pretrain.get("step")
+            elif not io.exists(_join(rep_dir, "pretrain")):
+                out["k"] = 0     # no pretraining phase: pruned at step 0
+        elif exp == "gradual":
+            out["method"] = "gradual"
+            out["target_sparsity"] = ginconfig.lookup(values, "GradualHparams.final_sparsity")
+        elif exp == "train":
+            out["method"] = "dense"
+        return out
+
+    def _collect_replicate(self, run, replicate, rep_dir, phases, instability_dirs):
+        settings = self._settings(run, rep_dir)
+        k_dirs = {}
+        for rel in instability_dirs:
+            row = self._instability_row(run, replicate, rep_dir, rel)
+            if row is not None:
+                self.instability.append(row)
+                k_dirs[rel] = row
+        for rel in phases:
+            row = self._phase_row(run, replicate, rep_dir, rel, settings, k_dirs)
+            if row is not None:
+                self.rows.append(row)
+
+    def _phase_row(self, run, replicate, rep_dir, rel, settings, k_dirs):
+        phase_dir = _join(rep_dir, rel) if rel else rep_dir
+        info = _parts(rel)
+        final_path = _join(phase_dir, "final.json")
+        final = None
+        if io.exists(final_path):
+            final = self.reader.json(final_path)
+            if not isinstance(final, dict) or "test_accuracy" not in final:
+                if final is not None:
+                    self.reader.problems.append(
+                        {"file": final_path, "error": "no test_accuracy in it"})
+                return None      # corrupt: reported, skipped
+        metrics = self.reader.jsonl(_join(phase_dir, "metrics.jsonl"))
+        rates = [m["steps_per_second"] for m in metrics if "steps_per_second" in m][1:]
+        exp = run["experiment"]
+        row = {"run": run["run"], "experiment": exp, "replicate": replicate,
+               "phase": rel or ".", "kind": info["kind"], "level": info["level"],
+               "branch": info["branch"], "branch_settings": None,
+               "method": settings["method"], "target_sparsity": settings["target_sparsity"],
+               "rewind_step": settings["rewind_step"], "prune_step": settings["prune_step"],
+               "k": info["k"] if info["k"] is not None else settings["k"],
+               "status": "done" if final is not None else "partial",
+               "step": (final or {}).get("step", metrics[-1]["step"] if metrics else None),
+               "test_accuracy": (final or {}).get("test_accuracy"),
+               "test_loss": (final or {}).get("test_loss"),
+               "steps_per_second": _stats.median(rates) if rates else None,
+               "path": phase_dir}
+        if info["branch"] is not None:
+            branch_dir = phase_dir[:phase_dir.rindex("branch_" + info["branch"])] + (
+                "branch_" + info["branch"])
+            row["branch_settings"] = self._retrain_settings(info["branch"], branch_dir, run)
+        row["density"] = self._phase_density(run, rep_dir, rel, info, settings, k_dirs)
+        if info["kind"] == "pretrain":
+            row["method"] = "dense" if exp != "lmc" else row["method"]
+            row["target_sparsity"] = None
+        if exp == "lmc":
+            k_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            record = k_dirs.get(k_rel)
+            if record:
+                row["rewind_step"] = record["rewind_step"]
+                row["method"] = record["subnetwork"] or row["method"]
+        row["sparsity"] = None if row["density"] is None else 1.0 - row["density"]
+        row.update(run["config"])
+        if info["kind"] == "train" and row["status"] == "done":
+            self._statistics(run, replicate, rep_dir, rel, row)
+        return row
+
+    def _phase_density(self, run, rep_dir, rel, info, settings, k_dirs):
+        if info["kind"] == "pretrain":
+            return 1.0          # pretraining is dense in every experiment
+        if info["kind"] == "copy":
+            k_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            record = k_dirs.get(k_rel)
+            return record["density"] if record else None
+        phase_dir = _join(rep_dir, rel) if rel else rep_dir
+        parent = os.path.dirname(phase_dir) if rel.split("/")[-1] == "train" else phase_dir
+        candidates = [_join(parent, "mask")]
+        if info["branch"] is not None and info["level"] is not None:
+            candidates.append(_join(rep_dir, f"level_{info['level']}", "mask"))
+        if info["branch"] is not None and run["experiment"] == "pai":
+            pai_branch = ((settings["pai"] or {}).get("branches") or {}).get(info["branch"], {})
+            if "density" in pai_branch:
+                return float(pai_branch["density"])
+        for mask_dir in candidates:
+            if tf.io.gfile.isdir(mask_dir):
+                density = self._mask_density(mask_dir)
+                if density is not None:
+                    return density
+        if run["experiment"] == "pai" and info["branch"] is None and settings["pai"]:
+            return settings["pai"].get("density")
+        return 1.0 if run["experiment"] == "train" else None
+
+    def _statistics(self, run, replicate, rep_dir, rel, row):
+        phase_dir = row["path"]
+        parent = os.path.dirname(phase_dir) if rel.split("/")[-1] == "train" else phase_dir
+        path = _join(parent, "mask", "statistics.json")
+        stats = self.reader.json(path)
+        if stats is None:
+            return
+        if not isinstance(stats, dict) or not isinstance(stats.get("layers"), dict):
+            self.reader.problems.append({"file": path, "error": "no 'layers' in it"})
+            return
+        record = {key: row[key] for key in ("run", "experiment", "replicate", "level",
+                                            "branch", "method", "density",
+                                            "target_sparsity")}
+        record.update({"path": path, "layers": stats["layers"],
+                       "thresholds": stats.get("thresholds"),
+                       "neuron_collapse": stats.get("neuron_collapse") or {},
+                       "network_neuron_collapse": stats.get("network_neuron_collapse"),
+                       "fully_pruned_layers": stats.get("fully_pruned_layers") or []})
+        self.statistics.append(record)
+
+    def _instability_row(self, run, replicate, rep_dir, rel):
+        path = _join(rep_dir, rel, "instability.json")
+        record = self.reader.json(path)
+        if record is None:
+            return None
+        try:
+            row = {"run": run["run"], "experiment": run["experiment"], "replicate": replicate,
+                   "level": record.get("level"), "k": int(record["k"]),
+                   "rewind_step": record.get("rewind_step"),
+                   "subnetwork": record.get("subnetwork", "dense"),
+                   "density": record.get("density"),
+                   "test_instability": float(record["barrier"]["test"]),
+                   "train_instability": float(record["barrier"]["train"]),
+                   "end_accuracy": float(np.mean(record["end_accuracy"])),
+                   "dense_accuracy": record.get("dense_accuracy"),
+                   "bn_mode": record.get("bn_mode"), "schedule": record.get("schedule"),
+                   "path": path, "curves": record.get("curves"),
+                   "per_epoch": record.get("per_epoch")}
+        except (KeyError, TypeError, ValueError) as err:
+            self.reader._problem(path, err)
+            return None
+        for key, value in (record.get("distances") or {}).items():
+            row[f"distance_{key}"] = value
+        row.update(run["config"])
+        return row
+
+
+def collect(root: str) -> dict:
+    """Read every run under `root` (a directory of runs, or one run directory)."""
+    collector = _Collector()
+    for run_dir in find_runs(root):
+        collector.collect_run(run_dir)
+    kinds = {"pretrain": 0, "train": 1, "copy": 2}
+
+    def order(row):
+        return (row["run"], row["replicate"], -1 if row.get("level") is None else row["level"],
+                row.get("branch") or "", kinds.get(row.get("kind"), 3), row.get("k") or 0,
+                row.get("phase", ""))
+    return {"root": root, "runs": collector.runs, "rows": sorted(collector.rows, key=order),
+            "instability": sorted(collector.instability, key=order),
+            "statistics": collector.statistics,
+            "problems": collector.reader.problems, "notes": collector.notes}
+
+
+# ---- output ----
+
+def public(table: dict) -> dict:
+    """The table without the private parsed-config fields (for JSON)."""
+    runs = [{k: v for k, v in run.items() if not k.startswith("_")} for run in table["runs"]]
+    return dict(table, runs=runs)
+
+
+def _csv(rows: List[dict], columns: List[str]) -> str:
+    extra = sorted({k for row in rows for k in row if k not in columns} - {
+        "curves", "per_epoch"})
+    out = _io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns + extra, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True)
+                             if isinstance(v, (dict, list)) else v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def write(table: dict, out_dir: str) -> List[str]:
+    """results.json (everything), results.csv (phases), instability.csv; returns paths."""
+    paths = [_join(out_dir, "results.json"), _join(out_dir, "results.csv")]
+    io.atomic_write_json(paths[0], public(table))
+    io.atomic_write_text(paths[1], _csv(table["rows"], PHASE_COLUMNS))
+    if table["instability"]:
+        paths.append(_join(out_dir, "instability.csv"))
+        io.atomic_write_text(paths[-1], _csv(table["instability"], INSTABILITY_COLUMNS))
+    return paths
+
+
+# ---- helpers for tables and figures ----
+
+def done(rows: List[dict], **where) -> List[dict]:
+    """Finished rows matching every `column=value` given."""
+    return [r for r in rows if r["status"] == "done" and r.get("test_accuracy") is not None
+            and all(r.get(k) == v for k, v in where.items())]
+
+
+def run_values(table: dict, run: str) -> Dict[str, object]:
+    for r in table["runs"]:
+        if r["run"] == run:
+            return r.get("_values", {})
+    return {}

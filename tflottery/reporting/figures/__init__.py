@@ -1,0 +1,74 @@
+"""The report's figures, each drawn from the collected table (collect.py).
+
+Every figure function takes (table, out_dir), writes PNG and PDF files
+into out_dir, returns their paths, and returns [] (logging why) when the
+table holds nothing it can draw, so the report can call all of them on any
+mix of runs.
+"""
+import os
+from typing import List
+
+from absl import logging
+
+from tflottery.reporting.figures import accuracy, lmc, pai, training
+
+# (kind, section title, caption, function), in the order of the report.
+FIGURES = [
+    ("lottery_accuracy", "Accuracy against sparsity: lottery runs",
+     "Test accuracy at the end of training against the fraction of weights remaining "
+     "(log scale, sparser to the right) for IMP/LRR and its ablation branches (dashed); "
+     "lines are means over replicates, bands their min-max; the grey band is the dense "
+     "network (thesis Figs. 3-3, 3-5, 3-7).", accuracy.lottery_accuracy),
+    ("lottery_comparison", "Lottery runs compared",
+     "IMP/LRR runs of the same network with different settings (labelled by what differs).",
+     accuracy.lottery_comparison),
+    ("training_curves", "Test accuracy during training",
+     "Test accuracy over training iterations at several pruning levels of each lottery run; "
+     "dashed: the same level randomly reinitialised (thesis Fig. 3-1).",
+     training.training_curves),
+    ("pai_accuracy", "Pruning at initialisation: accuracy against sparsity",
+     "Test accuracy after training against the fraction of weights remaining, one line per "
+     "pruning method over the target sparsities (dotted: gradual magnitude pruning of the "
+     "same network); bands are min-max over replicates (thesis Fig. 5-4).",
+     accuracy.pai_accuracy),
+    ("pai_ablations", "Pruning at initialisation: ablations",
+     "Each method (solid) against its ablations (dashed): masks shuffled within layers, "
+     "weights reinitialised, scores inverted. An ablation that matches the method means the "
+     "method's per-weight choices do not matter (thesis Fig. 5-4).", accuracy.pai_ablations),
+    ("interpolation", "Linear interpolation between copies",
+     "Error along the linear path between two copies trained from the state at step k with "
+     "different data orders, per rewinding step k (thesis Fig. 4-2).", lmc.interpolation),
+    ("instability_vs_k", "Instability against the rewinding step",
+     "Instability (highest error on the path minus the mean error of its ends) against k; "
+     "below the dotted threshold training is stable (thesis Figs. 4-3, 4-15).",
+     lmc.instability_vs_k),
+    ("stable_k_vs_sparsity", "Earliest stable and matching rewinding step",
+     "The earliest k at which the IMP subnetwork is stable, and at which it is matching, "
+     "against the fraction of weights remaining (median over replicates; thesis Fig. 4-18).",
+     lmc.stable_k_vs_sparsity),
+    ("layer_sparsity", "Weights remaining per layer",
+     "Fraction of each layer's weights that each pruning method keeps (thesis Fig. 5-11).",
+     pai.layer_sparsity),
+    ("neuron_collapse", "Neuron collapse",
+     "Fraction of units (output channels / neurons) whose incoming weights are at least s% "
+     "pruned, against s (thesis Fig. 5-6).", pai.neuron_collapse),
+]
+
+
+def draw_all(table: dict, out_dir: str) -> List[dict]:
+    """Draw every figure the table supports; [{kind, title, caption, files}].
+
+    A figure that fails is logged and listed in table['problems']: one broken
+    figure must not cost the rest of the report."""
+    out = []
+    for kind, title, caption, function in FIGURES:
+        try:
+            files = function(table, out_dir)
+        except Exception as err:  # noqa: BLE001 -- reported, the report goes on
+            logging.warning("figure %s failed: %s", kind, err)
+            table.setdefault("problems", []).append(
+                {"file": os.path.join(out_dir, kind), "error": f"figure failed: {err}"})
+            continue
+        if files:
+            out.append({"kind": kind, "title": title, "caption": caption, "files": files})
+    return out

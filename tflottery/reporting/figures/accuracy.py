@@ -1,0 +1,192 @@
+"""Test accuracy against the fraction of weights remaining (thesis Figures
+3-3, 3-5, 3-7 and 5-4): the picture that says how sparse a network can be
+and still match the dense one, and whether the pruning method matters
+(its line above its ablations' lines)."""
+from typing import List
+
+from absl import logging
+
+from tflottery.reporting import collect, ginconfig, groups
+from tflottery.reporting.figures import style
+
+
+def _finish(ax, densities, legend_ax=None) -> None:
+    """Density axis, and the legend in its panel (or inside the axes)."""
+    style.density_axis(ax, densities)
+    low, high = ax.get_ylim()
+    if high > 100:                       # no room above 100% accuracy
+        ax.set_ylim(low, 100.5)
+    if legend_ax is not None:
+        ax.set_ylabel("test accuracy (%)")
+        style.legend_in_panel(ax, legend_ax)
+    else:
+        ax.legend(fontsize=7, loc="best", framealpha=0.9)
+
+
+def _n(levels) -> int:
+    return max((e["imp"]["n"] for e in levels if e["imp"]), default=0)
+
+
+def lottery_accuracy(table: dict, out_dir: str) -> List[str]:
+    """Per lottery run: IMP (or LRR) and each ablation branch, over the levels."""
+    paths = []
+    for run in groups.runs_of(table, "lottery"):
+        levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
+        if not levels:
+            continue
+        values = run.get("_values", {})
+        method = "LRR" if values.get("LotteryHparams.mode") == "lrr" else "IMP"
+        rewind = values.get("LotteryHparams.rewind_step", "0it")
+        how = "learning-rate rewinding" if method == "LRR" else (
+            "resetting to initialisation" if rewind in ("0it", "0ep") else
+            f"rewinding to {rewind}")
+        fig, ax, lax = style.axes_with_legend_panel(
+            f"{method} with {how}: {groups.network_label(run)}\n"
+            f"run {run['run']}, {style.replicates_note(_n(levels))}")
+        dense = [r["test_accuracy"] for r in collect.done(
+            table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+        style.dense_band(ax, dense)
+        imp = [e for e in levels if e["imp"]]
+        style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
+                             method, style.color("imp"), style.marker(0))
+        names = sorted({n for e in levels for n in e["branches"]})
+        for i, name in enumerate(names, start=1):
+            pts = [e["branches"][name] for e in levels if name in e["branches"]]
+            style.line_with_band(ax, [100 * p["density"] for p in pts], pts,
+                                 groups.label(name, pts[0].get("settings")),
+                                 style.color(name, i), style.marker(i), ls="--")
+        _finish(ax, [e["density"] for e in levels], lax)
+        paths += style.save(fig, out_dir, f"lottery_accuracy__{style.slug(run['run'])}")
+    if not paths:
+        logging.info("figure lottery_accuracy skipped: no finished lottery levels")
+    return paths
+
+
+def _differences(runs: List[dict]) -> dict:
+    """Per run, the settings in which it differs from the others of its group
+    (how many levels were asked for does not change a level's result)."""
+    ignore = ("SummaryHparams.", "BranchHparams.", "PruningHparams.levels",
+              "PruningHparams.target_sparsity")
+    keys = sorted({k for r in runs for k in r.get("_values", {}) if not k.startswith(ignore)})
+
+    def value(run, key):
+        return ginconfig.as_text(ginconfig.lookup(run["_values"], key, "default"))
+    varying = [k for k in keys if len({value(r, k) for r in runs}) > 1]
+    return {r["run"]: ", ".join(f"{k.split('.')[-1]}={value(r, k)}" for k in varying)
+            or r["run"] for r in runs}
+
+
+def lottery_comparison(table: dict, out_dir: str) -> List[str]:
+    """Lottery runs of the same network in one figure (e.g. resetting vs
+    rewinding vs LRR), IMP lines only; one figure per network."""
+    by_net = {}
+    for run in groups.runs_of(table, "lottery"):
+        if run.get("config_file"):
+            by_net.setdefault(groups.network_key(run["_values"]), []).append(run)
+    paths = []
+    for key, runs in sorted(by_net.items(), key=lambda kv: kv[1][0]["run"]):
+        curves = [(r, [e for e in groups.lottery_levels(table, r["run"])
+                       if e["density"] and e["imp"]]) for r in runs]
+        curves = [(r, lv) for r, lv in curves if len(lv) > 1]   # a line, not a dot
+        if len(curves) < 2:
+            continue
+        names = _differences([r for r, _ in curves])
+        network = groups.network_label(curves[0][0])
+        fig, ax, lax = style.axes_with_legend_panel(f"Lottery runs compared: {network}\n"
+                        f"{style.replicates_note(max(_n(lv) for _, lv in curves))}")
+        style.dense_band(ax, groups.dense_accuracies(table, key))
+        densities = []
+        for i, (run, levels) in enumerate(curves):
+            style.line_with_band(ax, [100 * e["density"] for e in levels],
+                                 [e["imp"] for e in levels], names[run["run"]], f"C{i % 10}",
+                                 style.marker(i))
+            densities += [e["density"] for e in levels]
+        _finish(ax, densities, lax)
+        paths += style.save(fig, out_dir, f"lottery_comparison__{style.slug(network)}")
+    if not paths:
+        logging.info("figure lottery_comparison skipped: fewer than two lottery runs "
+                     "of one network")
+    return paths
+
+
+def _plot_methods(ax, by_method: dict, ls: str = "-", start: int = 0, col=None):
+    densities = []
+    for i, (method, points) in enumerate(sorted(by_method.items()), start=start):
+        pts = list(points.values())
+        style.line_with_band(ax, [100 * p["density"] for p in pts], pts, groups.label(method),
+                             col or style.color(method, i), style.marker(i), ls=ls)
+        densities += [p["density"] for p in pts]
+    return densities
+
+
+def _pai_rows(table: dict, group: dict, branch=None) -> List[dict]:
+    return [r for run in group["runs"] for r in collect.done(
+        table["rows"], run=run, kind="train", branch=branch)]
+
+
+def pai_accuracy(table: dict, out_dir: str) -> List[str]:
+    """Per pai sweep: one line per method over the target sparsities (and
+    gradual magnitude pruning of the same network, if run)."""
+    paths = []
+    for group in groups.pai_groups(table):
+        methods = groups.by_method(_pai_rows(table, group))
+        if not methods:
+            continue
+        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
+                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        n = max(p["n"] for pts in methods.values() for p in pts.values())
+        fig, ax, lax = style.axes_with_legend_panel(
+            f"Pruning at step {group['prune_step'] or '?'}: {group['network']}\n"
+            f"{style.replicates_note(n)}")
+        style.dense_band(ax, groups.dense_accuracies(table, group["network_key"]))
+        densities = _plot_methods(ax, methods)
+        if gradual:
+            densities += _plot_methods(ax, groups.by_method(gradual), ls=":", start=len(methods))
+        _finish(ax, densities, lax)
+        paths += style.save(fig, out_dir, f"pai_accuracy__{style.slug(group['label'])}")
+    if not paths:
+        logging.info("figure pai_accuracy skipped: no finished pai runs")
+    return paths
+
+
+def pai_ablations(table: dict, out_dir: str) -> List[str]:
+    """Per pai sweep: one panel per method, the method (solid) and its
+    ablations (dashed: layerwise shuffle, reinitialisation, inversion)."""
+    plt = style.pyplot()
+    paths = []
+    for group in groups.pai_groups(table):
+        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
+                                                                 kind="train")]
+        main = groups.by_method([r for r in rows if r["branch"] is None])
+        ablated = sorted({r["method"] for r in rows if r["branch"] is not None})
+        ablated = [m for m in ablated if m in main]
+        if not ablated:
+            continue
+        cols = min(3, len(ablated))
+        nrows = (len(ablated) + cols - 1) // cols
+        fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.5 * nrows + 0.6),
+                                 sharey=True, squeeze=False)
+        dense = groups.dense_accuracies(table, group["network_key"])
+        for ax, method in zip(axes.flat, ablated):
+            # The method in black, so that the ablations' colours stand out.
+            densities = _plot_methods(ax, {method: main[method]}, col="black")
+            names = sorted({r["branch"] for r in rows
+                            if r["method"] == method and r["branch"] is not None})
+            for i, name in enumerate(names, start=1):
+                pts = groups.by_method([r for r in rows
+                                        if r["method"] == method and r["branch"] == name])
+                densities += _plot_methods(ax, {name: pts[method]}, ls="--", start=i)
+            style.dense_band(ax, dense, "dense")
+            ax.set_title(groups.label(method), fontsize=10)
+            ax.grid(alpha=0.3)
+            _finish(ax, densities)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("test accuracy (%)")
+        for ax in list(axes.flat)[len(ablated):]:
+            ax.set_visible(False)
+        fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "
+                     f"{group['network']}", fontsize=10)
+        paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")
+    if not paths:
+        logging.info("figure pai_ablations skipped: no pai ablation branches")
+    return paths

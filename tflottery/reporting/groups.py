@@ -1,0 +1,208 @@
+"""Grouping and averaging of the collected table, shared by tables and figures.
+
+Both the summary tables and the figures need the same answers: which runs
+train the same network (so a dense accuracy from one can be the reference
+of another), which pruning-at-initialisation runs belong in one sweep
+(they differ only in method and target sparsity), the mean and min-max of
+an accuracy over replicates, and the earliest stable / matching rewinding
+step.  Keeping them here keeps the tables and the figures consistent.
+"""
+import re
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from tflottery.reporting import collect, ginconfig
+
+NETWORK_PREFIXES = ("DatasetHparams.", "ModelHparams.", "TrainingHparams.")
+# Bindings that do not change which results are comparable in a pai sweep.
+PAI_SWEEP_KEYS = ("PaiHparams.method", "PaiHparams.target_sparsity", "ExperimentHparams.name")
+_NOT_COMPARED = ("SummaryHparams.", "BranchHparams.", "InstabilityHparams.rewind_steps",
+                 "InstabilityHparams.levels")
+
+LABELS = {
+    "imp": "IMP", "lrr": "LRR", "dense": "dense", "random_reinit": "random reinit",
+    "random_prune_global": "random pruning (global)",
+    "random_prune_layerwise": "random pruning (layerwise)", "inverted": "inverted mask",
+    "snip": "SNIP", "grasp": "GraSP", "grasp_abs": "GraSP |score|", "synflow": "SynFlow",
+    "magnitude": "magnitude", "random": "random", "isnip": "iterative SNIP",
+    "magnitude_unit_variance": "magnitude (unit variance)", "gradual": "gradual magnitude",
+    "shuffle": "layerwise shuffle", "reinit": "reinitialise", "invert": "invert scores",
+}
+
+
+def label(name: Optional[str], settings: Optional[dict] = None) -> str:
+    """Readable name of a method or branch ('retrain_1a2b3c4d' with its settings)."""
+    if name is None:
+        return "-"
+    if name.startswith("retrain_"):
+        if settings:
+            return "retrain (" + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                           for k, v in sorted(settings.items())) + ")"
+        return f"retrain ({name[len('retrain_'):]})"
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def stats(values: List[float]) -> dict:
+    values = [float(v) for v in values]
+    return {"mean": float(np.mean(values)), "min": min(values), "max": max(values),
+            "std": float(np.std(values)), "n": len(values)}
+
+
+def natural_key(text: str):
+    """'conv_10' after 'conv_2' (layer names in build order, not text order)."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def runs_of(table: dict, experiment: str) -> List[dict]:
+    return [r for r in table["runs"] if r["experiment"] == experiment]
+
+
+def network_key(values: Dict[str, object]) -> tuple:
+    """The settings that define the dense network and its training."""
+    keys = sorted(k for k in values if k.startswith(NETWORK_PREFIXES)
+                  and k not in ("TrainingHparams.data_seed", "TrainingHparams.model_seed"))
+    out = [(k, ginconfig.as_text(values[k])) for k in keys]
+    for key in ("ModelHparams.name", "DatasetHparams.name"):   # defaults made explicit
+        if key not in values:
+            out.append((key, ginconfig.as_text(ginconfig.lookup(values, key))))
+    return tuple(sorted(out))
+
+
+def network_label(run: dict) -> str:
+    return run.get("network") or "unknown network"
+
+
+def dense_accuracies(table: dict, key: tuple) -> List[float]:
+    """Test accuracies of dense networks trained like `key`: 'train' runs and
+    lottery level 0 (one per replicate)."""
+    out = []
+    for run in table["runs"]:
+        if not run.get("config_file") or network_key(run["_values"]) != key:
+            continue
+        if run["experiment"] == "train":
+            out += [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
+                                                             kind="train")]
+        elif run["experiment"] == "lottery":
+            out += [r["test_accuracy"] for r in collect.done(
+                table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+    return out
+
+
+def lottery_levels(table: dict, run: str) -> List[dict]:
+    """Per level: mean density, IMP accuracy stats, and each branch's stats."""
+    rows = collect.done(table["rows"], run=run, kind="train")
+    levels = sorted({r["level"] for r in rows if r["level"] is not None})
+    out = []
+    for level in levels:
+        at = [r for r in rows if r["level"] == level]
+        imp = [r for r in at if r["branch"] is None]
+        densities = [r["density"] for r in imp if r["density"] is not None]
+        entry = {"level": level, "density": float(np.mean(densities)) if densities else None,
+                 "imp": stats([r["test_accuracy"] for r in imp]) if imp else None,
+                 "branches": {}}
+        for name in sorted({r["branch"] for r in at if r["branch"] is not None}):
+            branch = [r for r in at if r["branch"] == name]
+            bd = [r["density"] for r in branch if r["density"] is not None]
+            entry["branches"][name] = dict(
+                stats([r["test_accuracy"] for r in branch]),
+                density=float(np.mean(bd)) if bd else entry["density"],
+                settings=branch[0].get("branch_settings"))
+        out.append(entry)
+    return out
+
+
+def summary_setting(table: dict, run: str, field: str) -> float:
+    """SummaryHparams.<field> of a run (its config, else the default), unless
+    the report overrides it (table['overrides'], e.g. --matching_tolerance)."""
+    override = (table.get("overrides") or {}).get(field)
+    if override is not None:
+        return float(override)
+    return float(ginconfig.lookup(collect.run_values(table, run), f"SummaryHparams.{field}"))
+
+
+# ---- pruning at initialisation sweeps ----
+
+def pai_groups(table: dict) -> List[dict]:
+    """pai runs that differ only in method and target sparsity, as one group each."""
+    groups: Dict[tuple, dict] = {}
+    for run in runs_of(table, "pai"):
+        values = run.get("_values", {})
+        key = tuple(sorted((k, ginconfig.as_text(v)) for k, v in values.items()
+                           if k not in PAI_SWEEP_KEYS and not k.startswith(_NOT_COMPARED)))
+        group = groups.setdefault(key, {"runs": [], "network": network_label(run),
+                                        "network_key": network_key(values),
+                                        "prune_step": ginconfig.lookup(
+                                            values, "PaiHparams.prune_step")})
+        group["runs"].append(run["run"])
+    out = list(groups.values())
+    seen = {}
+    for group in out:
+        base = f"{group['network']}, pruned at {group['prune_step'] or '?'}"
+        seen[base] = seen.get(base, 0) + 1
+        group["label"] = base if seen[base] == 1 else f"{base} (settings {seen[base]})"
+    return out
+
+
+def gradual_runs(table: dict, key: tuple) -> List[str]:
+    return [r["run"] for r in runs_of(table, "gradual")
+            if r.get("config_file") and network_key(r["_values"]) == key]
+
+
+def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:
+    """{method: {target (or density): {'density': mean, **accuracy stats}}}."""
+    out: Dict[str, Dict[float, List[dict]]] = {}
+    for r in rows:
+        target = r.get("target_sparsity")
+        x = round(1.0 - float(target), 6) if target is not None else (
+            round(r["density"], 4) if r["density"] is not None else None)
+        if x is None:
+            continue
+        out.setdefault(r["method"] or "?", {}).setdefault(x, []).append(r)
+    result = {}
+    for method, points in out.items():
+        result[method] = {}
+        for x, rs in sorted(points.items(), reverse=True):
+            ds = [r["density"] for r in rs if r["density"] is not None]
+            result[method][x] = dict(stats([r["test_accuracy"] for r in rs]),
+                                     density=float(np.mean(ds)) if ds else x)
+    return result
+
+
+# ---- instability ----
+
+def _median_earliest(values: List[Optional[float]]) -> Optional[float]:
+    """Median over replicates; a replicate that never gets there counts as infinite."""
+    if not values:
+        return None
+    median = float(np.median([np.inf if v is None else v for v in values]))
+    return median if np.isfinite(median) else None
+
+
+def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float) -> dict:
+    """Earliest stable and earliest matching k of one run's level (median over replicates)."""
+    stable, matching, can_match = [], [], False
+    for rep in sorted({r["replicate"] for r in rows}):
+        mine = sorted((r for r in rows if r["replicate"] == rep), key=lambda r: r["k"])
+        stable.append(next((r["k"] for r in mine
+                            if r["test_instability"] < threshold_points / 100.0), None))
+        judged = [r for r in mine if r["dense_accuracy"] is not None]
+        can_match = can_match or bool(judged)
+        matching.append(next((r["k"] for r in judged if r["end_accuracy"] >=
+                              r["dense_accuracy"] - tolerance_points / 100.0), None))
+    return {"stable_k": _median_earliest(stable),
+            "matching_k": _median_earliest(matching) if can_match else None,
+            "can_match": can_match, "replicates": len(stable)}
+
+
+def instability_levels(table: dict, run: str) -> List[dict]:
+    """Per level (None = dense) of an lmc run: density and its instability rows."""
+    rows = [r for r in table["instability"] if r["run"] == run]
+    levels = sorted({r["level"] for r in rows}, key=lambda l: -1 if l is None else l)
+    out = []
+    for level in levels:
+        mine = [r for r in rows if r["level"] == level]
+        ds = [r["density"] for r in mine if r["density"] is not None]
+        out.append({"level": level, "rows": mine, "subnetwork": mine[0]["subnetwork"],
+                    "density": float(np.mean(ds)) if ds else None})
+    return out

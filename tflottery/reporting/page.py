@@ -1,0 +1,128 @@
+"""One report page (report.md + report.html) for everything under a root.
+
+The page puts together what a reader needs to judge a sweep without the
+code: what ran and how far it got, the summary tables, every figure the
+results support (with a caption saying what it shows), the training-speed
+section when `tflottery.reporting.speed` provides one, each run's config
+(collapsed), and the files that could not be read.
+"""
+import importlib
+import os
+import posixpath
+from typing import List, Tuple
+
+from absl import logging
+
+from tflottery.reporting import collect, figures, markdown_html, tables
+from tflottery.runs import io
+
+FIGURE_DIR = "figures"
+
+
+def _rel(path: str, out_dir: str) -> str:
+    """A path relative to the page, with '/' (for links in Markdown and HTML)."""
+    rel = os.path.relpath(path, out_dir) if "://" not in path else path[len(out_dir) + 1:]
+    return rel.replace(os.sep, "/")
+
+
+def speed_section(table: dict, out_dir: str) -> Tuple[str, List[str]]:
+    """(markdown, figure paths) from tflottery.reporting.speed.report_section,
+    if that module exists and has it; ('', []) otherwise or if it fails."""
+    try:
+        speed = importlib.import_module("tflottery.reporting.speed")
+    except ImportError:
+        logging.info("no tflottery.reporting.speed: speed section skipped")
+        return "", []
+    section = getattr(speed, "report_section", None)
+    if section is None:
+        logging.info("tflottery.reporting.speed has no report_section: speed section skipped")
+        return "", []
+    try:
+        markdown, paths = section(table, out_dir)
+    except Exception as err:  # noqa: BLE001 -- its failure must not cost the report
+        logging.warning("speed section failed: %s", err)
+        table["problems"].append({"file": "tflottery/reporting/speed.py",
+                                  "error": f"report_section failed: {err}"})
+        return "", []
+    return markdown or "", list(paths or [])
+
+
+def _figure_markdown(entry: dict, out_dir: str) -> str:
+    lines = [f"### {entry['title']}", "", entry["caption"], ""]
+    pngs = [p for p in entry["files"] if p.endswith(".png")]
+    for png in pngs:
+        rel = _rel(png, out_dir)
+        pdf = png[:-4] + ".pdf"
+        name = posixpath.basename(rel)[:-4]
+        lines.append(f"![{name}]({rel})")
+        lines.append("")
+        lines.append(f"`{name}` ([PNG]({rel})" + (
+            f", [PDF]({_rel(pdf, out_dir)}))" if pdf in entry["files"] else ")"))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _config_markdown(table: dict) -> str:
+    parts = []
+    for run in table["runs"]:
+        what = run["config_file"] or "no config.gin"
+        text = run.get("config_text") or "(no configuration file)"
+        parts.append(f"<details><summary>{run['run']} ({run['experiment']}, {what})</summary>"
+                     f"\n\n```\n{text.rstrip()}\n```\n\n</details>")
+    return "\n\n".join(parts)
+
+
+def build_markdown(table: dict, drawn: List[dict], speed: Tuple[str, List[str]],
+                   out_dir: str, data_files: List[str]) -> str:
+    root = table["root"]
+    sections = [f"# Report: {root}", "",
+                f"{len(table['runs'])} run(s), "
+                f"{sum(r['status'] == 'done' for r in table['rows'])} finished training "
+                f"phase(s), {sum(r['status'] == 'partial' for r in table['rows'])} partial. "
+                "Accuracies are test accuracies in %. Tables of every phase: " +
+                ", ".join(f"[{posixpath.basename(p)}]({_rel(p, out_dir)})" for p in data_files)
+                + ".", "", "## Runs", "", tables.runs_overview(table), ""]
+    for title, text in (("Lottery runs: highest matching sparsity", tables.lottery_summary),
+                        ("Instability: earliest stable and matching rewinding step",
+                         tables.lmc_summary),
+                        ("Pruning at initialisation: accuracy by method and sparsity",
+                         tables.pai_summary),
+                        ("Dense and gradual-pruning runs", tables.train_summary)):
+        body = text(table)
+        if body:
+            sections += [f"## {title}", "", body, ""]
+    speed_md, speed_paths = speed
+    if speed_md or speed_paths:
+        heading = [] if speed_md.lstrip().startswith("## ") else ["## Training speed", ""]
+        sections += heading + [speed_md.strip(), ""]
+        for path in speed_paths:
+            rel = _rel(path, out_dir)
+            if path.endswith(".png") and rel not in speed_md:
+                sections += [f"![{posixpath.basename(rel)}]({rel})", ""]
+    if drawn:
+        sections += ["## Figures", ""]
+        sections += [_figure_markdown(entry, out_dir) for entry in drawn]
+    problems = tables.problems(table)
+    if problems:
+        sections += ["## Problems and notes", "",
+                     "Files that could not be read were skipped; the rest is reported.", "",
+                     problems, ""]
+    sections += ["## Configurations", "", _config_markdown(table), ""]
+    return "\n".join(sections)
+
+
+def write_report(table: dict, out_dir: str) -> dict:
+    """Draw the figures, write results.json/csv, report.md and report.html.
+
+    Returns {'markdown', 'html', 'figures': [paths], 'data': [paths]}."""
+    io.makedirs(out_dir)
+    figure_dir = os.path.join(out_dir, FIGURE_DIR)
+    drawn = figures.draw_all(table, figure_dir)
+    speed = speed_section(table, out_dir)
+    data_files = collect.write(table, out_dir)
+    markdown = build_markdown(table, drawn, speed, out_dir, data_files)
+    md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
+    io.atomic_write_text(md_path, markdown + "\n")
+    io.atomic_write_text(html_path, markdown_html.to_html(markdown, f"Report: {table['root']}"))
+    files = [p for entry in drawn for p in entry["files"]] + list(speed[1])
+    return {"markdown": md_path, "html": html_path, "figures": files, "data": data_files}

@@ -1,0 +1,202 @@
+"""The report's summary tables, as Markdown, from the collected table.
+
+The questions a reader of a sweep asks first: which runs exist and how far
+they got; how sparse each lottery run gets while still matching the dense
+network; from which rewinding step training is stable (and the subnetwork
+matching); and how each pruning-at-initialisation method compares with
+its ablations at each sparsity.  Matching and stability use each run's own
+SummaryHparams (or the report's --matching_tolerance).
+"""
+from typing import List
+
+import numpy as np
+
+from tflottery.reporting import collect, groups
+
+
+def _pct(x, digits=2) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+def md_table(header: List[str], rows: List[List[str]]) -> str:
+    def clean(cell):
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+    lines = ["| " + " | ".join(clean(h) for h in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _acc(s: dict, matching: bool = False) -> str:
+    if not s:
+        return ""
+    spread = f" ({_pct(s['min'])}-{_pct(s['max'])})" if s["n"] > 1 else ""
+    return f"{_pct(s['mean'])}{spread}{' ✓' if matching else ''}"
+
+
+def runs_overview(table: dict) -> str:
+    rows = []
+    for run in table["runs"]:
+        mine = [r for r in table["rows"] if r["run"] == run["run"]]
+        done = sum(r["status"] == "done" for r in mine)
+        partial = sum(r["status"] == "partial" for r in mine)
+        rates = [r["steps_per_second"] for r in mine if r.get("steps_per_second")]
+        rows.append([run["run"], run["experiment"], run["network"],
+                     len(run["replicates"]), done, partial,
+                     f"{float(np.median(rates)):.1f}" if rates else "-", run["status"],
+                     "; ".join(run["notes"])])
+    return md_table(["run", "experiment", "network", "replicates", "phases done",
+                     "phases partial", "training steps/s (median)", "status", "notes"], rows)
+
+
+# ---- lottery ----
+
+def lottery_level_table(table: dict, run: str) -> dict:
+    """Per level of one lottery run, judged against its dense accuracy."""
+    levels = groups.lottery_levels(table, run)
+    base = [e for e in levels if e["level"] == 0 and e["imp"]]
+    tol = groups.summary_setting(table, run, "matching_tolerance")
+    if not base:
+        return {"levels": levels, "dense": None, "tolerance": tol, "highest": None,
+                "nontrivial": []}
+    dense = base[0]["imp"]["mean"]
+    threshold = dense - tol / 100.0
+    highest, nontrivial = None, []
+    for e in levels:
+        e["matching"] = bool(e["imp"] and e["imp"]["mean"] >= threshold)
+        for b in e["branches"].values():
+            b["matching"] = b["mean"] >= threshold
+        if e["matching"] and e["density"] is not None:
+            highest = max(highest or 0.0, 1.0 - e["density"])
+        randoms = [e["branches"][b] for b in ("random_prune_global", "random_prune_layerwise")
+                   if b in e["branches"]]
+        if e["matching"] and any(not b["matching"] for b in randoms):
+            nontrivial.append(e["level"])
+    return {"levels": levels, "dense": dense, "tolerance": tol, "highest": highest,
+            "nontrivial": nontrivial}
+
+
+def lottery_summary(table: dict) -> str:
+    """One line per lottery run, then each run's table per level."""
+    runs = groups.runs_of(table, "lottery")
+    if not runs:
+        return ""
+    lines, details = [], []
+    for run in runs:
+        t = lottery_level_table(table, run["run"])
+        if not t["levels"]:
+            continue
+        values = run.get("_values", {})
+        method = "LRR" if values.get("LotteryHparams.mode") == "lrr" else "IMP"
+        n = max((e["imp"]["n"] for e in t["levels"] if e["imp"]), default=0)
+        lines.append([run["run"], run["network"], method,
+                      values.get("LotteryHparams.rewind_step", "0it"), n, len(t["levels"]),
+                      _pct(t["dense"]), _pct(t["highest"]), t["tolerance"],
+                      ", ".join(map(str, t["nontrivial"])) or "none"])
+        names = sorted({b for e in t["levels"] for b in e["branches"]})
+        settings = {b: e["branches"][b].get("settings") for e in t["levels"]
+                    for b in e["branches"]}
+        rows = [[e["level"], _pct(e["density"]), _acc(e["imp"], e.get("matching"))] +
+                [_acc(e["branches"].get(b), e["branches"].get(b, {}).get("matching"))
+                 for b in names] for e in t["levels"]]
+        details.append(f"**{run['run']}** ({run['network']}, {method}): test accuracy % "
+                       f"(min-max over replicates); ✓ = matching\n\n" +
+                       md_table(["level", "weights remaining %", method] +
+                                [groups.label(b, settings.get(b)) for b in names], rows))
+    if not lines:
+        return ""
+    head = md_table(["run", "network", "method", "rewind step", "replicates", "levels",
+                     "dense accuracy %", "highest matching sparsity %",
+                     "tolerance (points)", "non-trivial levels"], lines)
+    return head + ("\n\nMatching: mean accuracy within the tolerance of the dense (level 0) "
+                   "accuracy. Non-trivial: matching where random pruning is not.\n\n" +
+                   "\n\n".join(details))
+
+
+# ---- instability ----
+
+def lmc_summary(table: dict) -> str:
+    rows = []
+    for run in groups.runs_of(table, "lmc"):
+        threshold = groups.summary_setting(table, run["run"], "stability_threshold")
+        tol = groups.summary_setting(table, run["run"], "matching_tolerance")
+        for entry in groups.instability_levels(table, run["run"]):
+            found = groups.earliest_k(entry["rows"], threshold, tol)
+            ks = sorted({r["k"] for r in entry["rows"]})
+            by_k = ", ".join(f"{k}: {100 * np.mean(values):.2f}" for k, values in (
+                (k, [r["test_instability"] for r in entry["rows"] if r["k"] == k]) for k in ks))
+
+            def fmt(v):
+                return "never" if v is None else f"{v:g}"
+            rows.append([run["run"], run["network"], entry["subnetwork"],
+                         "-" if entry["level"] is None else entry["level"],
+                         _pct(entry["density"]), found["replicates"], by_k, threshold,
+                         fmt(found["stable_k"]),
+                         fmt(found["matching_k"]) if found["can_match"] else "n/a (dense)"])
+    if not rows:
+        return ""
+    return md_table(["run", "network", "subnetwork", "level", "weights remaining %",
+                     "replicates", "test instability (points) by k (it)", "threshold (points)",
+                     "earliest stable k (it)", "earliest matching k (it)"], rows) + (
+        "\n\nEarliest k: median over replicates of each replicate's earliest k "
+        "(never reached counts as infinite).")
+
+
+# ---- pruning at initialisation ----
+
+def pai_summary(table: dict) -> str:
+    parts = []
+    for group in groups.pai_groups(table):
+        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
+                                                                 kind="train")]
+        if not rows:
+            continue
+        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
+                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        main = groups.by_method([r for r in rows if r["branch"] is None] + gradual)
+        xs = sorted({x for pts in main.values() for x in pts}, reverse=True)
+        dense = groups.dense_accuracies(table, group["network_key"])
+        body = []
+        for method in sorted(main):
+            body.append([groups.label(method)] + [_acc(main[method].get(x)) for x in xs])
+            for name in sorted({r["branch"] for r in rows
+                                if r["method"] == method and r["branch"] is not None}):
+                ablated = groups.by_method([r for r in rows if r["method"] == method
+                                            and r["branch"] == name]).get(method, {})
+                body.append([f"↳ {groups.label(name)}"] + [_acc(ablated.get(x)) for x in xs])
+        note = (f"Dense accuracy {_pct(float(np.mean(dense)))}% (mean of {len(dense)} results)."
+                if dense else "No dense run of this network found.")
+        collapsed = sorted({(s["method"], _pct(s["density"]), layer)
+                            for s in table["statistics"] if s["run"] in group["runs"]
+                            for layer in s["fully_pruned_layers"]})
+        if collapsed:
+            note += " Fully pruned layers: " + "; ".join(
+                f"{groups.label(m)} at {d}% remaining: {layer}" for m, d, layer in collapsed)
+        parts.append(f"**{group['label']}**: test accuracy % (min-max over replicates) by "
+                     f"weights remaining; ↳ = ablation of the method above. {note}\n\n" +
+                     md_table(["method"] + [f"{100 * x:.3g}%" for x in xs], body))
+    return "\n\n".join(parts)
+
+
+def train_summary(table: dict) -> str:
+    rows = []
+    for run in groups.runs_of(table, "train") + groups.runs_of(table, "gradual"):
+        accs = [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
+                                                         kind="train", branch=None)]
+        if accs:
+            dens = [r["density"] for r in collect.done(table["rows"], run=run["run"],
+                                                       kind="train", branch=None)
+                    if r["density"] is not None]
+            rows.append([run["run"], run["experiment"], run["network"], len(accs),
+                         _pct(float(np.mean(dens))) if dens else "-",
+                         _acc(groups.stats(accs))])
+    if not rows:
+        return ""
+    return md_table(["run", "experiment", "network", "replicates", "weights remaining %",
+                     "test accuracy % (min-max)"], rows)
+
+
+def problems(table: dict) -> str:
+    lines = [f"- `{p['file']}`: {p['error']}" for p in table["problems"]]
+    lines += [f"- {note}" for note in table["notes"]]
+    return "\n".join(lines)
