@@ -166,12 +166,13 @@ def pai_summary(table: dict) -> str:
                 body.append([f"↳ {groups.label(name)}"] + [_acc(ablated.get(x)) for x in xs])
         note = (f"Dense accuracy {_pct(float(np.mean(dense)))}% (mean of {len(dense)} results)."
                 if dense else "No dense run of this network found.")
-        collapsed = sorted({(s["method"], _pct(s["density"]), layer)
+        collapsed = sorted({(s["method"], s["branch"] or "", _pct(s["density"]), layer)
                             for s in table["statistics"] if s["run"] in group["runs"]
                             for layer in s["fully_pruned_layers"]})
         if collapsed:
             note += " Fully pruned layers: " + "; ".join(
-                f"{groups.label(m)} at {d}% remaining: {layer}" for m, d, layer in collapsed)
+                f"{groups.label(m)}{f' ({groups.label(b)})' if b else ''} at {d}% remaining: "
+                f"{layer}" for m, b, d, layer in collapsed)
         parts.append(f"**{group['label']}**: test accuracy % (min-max over replicates) by "
                      f"weights remaining; ↳ = ablation of the method above. {note}\n\n" +
                      md_table(["method"] + [f"{100 * x:.3g}%" for x in xs], body))
