@@ -14,6 +14,10 @@ from tflottery.errors import ConfigError
 from tflottery.keras_compat import keras
 
 ALL_NAMES = models.names()
+# ResNet-101/152 are ResNet-50's builder with more blocks; building each twice
+# in every per-model test below would cost most of a minute on a CPU, so they
+# are checked by their parameter counts only (test_deep_imagenet_resnet_counts).
+PER_MODEL_NAMES = [n for n in ALL_NAMES if n not in ("resnet_101", "resnet_152")]
 
 
 def trainable_count(model):
@@ -45,6 +49,23 @@ def resnet_params(stage_widths, stage_blocks, num_classes=10, c_in=3):
             if c != width:
                 total += conv_params(c, width, 1, False) + bn_params(width)
             c = width
+    return total + c * num_classes + num_classes
+
+
+def bottleneck_resnet_params(stage_blocks, num_classes=1000, c_in=3):
+    """ImageNet ResNet: 7x7 stem conv + BN, bottleneck blocks (1x1, 3x3, 1x1 at 4x
+    width, a BN after each) of widths 64..512, projection shortcut in each
+    stage's first block, FC with bias."""
+    total = conv_params(c_in, 64, 7, False) + bn_params(64)
+    c = 64
+    for width, blocks in zip((64, 128, 256, 512), stage_blocks):
+        for b in range(blocks):
+            total += (conv_params(c, width, 1, False) + conv_params(width, width, 3, False)
+                      + conv_params(width, 4 * width, 1, False))
+            total += 2 * bn_params(width) + bn_params(4 * width)
+            if b == 0:
+                total += conv_params(c, 4 * width, 1, False) + bn_params(4 * width)
+            c = 4 * width
     return total + c * num_classes + num_classes
 
 
@@ -82,6 +103,14 @@ def test_cifar_resnet_parameter_counts(name, depth, width):
     assert trainable_count(models.build(name, (32, 32, 3), 10)) == expected
 
 
+@pytest.mark.parametrize("name,blocks,published", [
+    # torchvision's resnet101 / resnet152 (also v1.5, same parameters as v1)
+    ("resnet_101", (3, 4, 23, 3), 44_549_160), ("resnet_152", (3, 8, 36, 3), 60_192_808)])
+def test_deep_imagenet_resnet_counts(name, blocks, published):
+    assert bottleneck_resnet_params(blocks) == published
+    assert trainable_count(models.build(name, (224, 224, 3), 1000)) == published
+
+
 def test_resnet18_parameter_count_tinyimagenet():
     model = models.build("resnet_18", (64, 64, 3), 200)
     assert trainable_count(model) == resnet_params((64, 128, 256, 512), (2, 2, 2, 2), 200)
@@ -106,20 +135,39 @@ def test_conv_net_kernel_counts(name, stage_widths, paper_millions):
 
 # ---- Every registered model: forward pass and one training step ------------------------
 
-@pytest.mark.parametrize("name", ALL_NAMES)
+# Every model is tried on small images: 32x32, except Inception-v3, whose
+# auxiliary head needs at least 107x107 (the ImageNet models' parameter counts
+# at full resolution are in tests/test_imagenet_models.py).
+SMALL_INPUT = {"inception_v3": (107, 107, 3)}
+
+
+def small_input_shape(name):
+    return SMALL_INPUT.get(name, (32, 32, 3))
+
+
+# The ImageNet ResNets start each block's last BN gamma at 0, which by design
+# stops the first step's gradient at the residual branches; switch that off
+# here so that "every kernel gets a gradient" can be checked for them too.
+STEP_OPTIONS = {name: {"zero_init_last_bn_gamma": False}
+                for name in ALL_NAMES if models.options_of(name).get("zero_init_last_bn_gamma")}
+
+
+@pytest.mark.parametrize("name", PER_MODEL_NAMES)
 def test_forward_and_one_sgd_step(name):
-    model = models.build(name, (32, 32, 3), 10, seed=0)
-    x = tf.random.stateless_uniform((2, 32, 32, 3), seed=(1, 2))
+    shape = small_input_shape(name)
+    model = models.build(name, shape, 10, seed=0, **STEP_OPTIONS.get(name, {}))
+    x = tf.random.stateless_uniform((2,) + shape, seed=(1, 2))
     y = tf.constant([3, 7])
-    logits = model(x, training=False)
-    assert logits.shape == (2, 10)
-    assert logits.dtype == tf.float32
-    assert np.all(np.isfinite(logits.numpy()))
+    outputs = tf.nest.flatten(model(x, training=False))   # [logits] or [logits, aux_logits]
+    for out in outputs:
+        assert out.shape == (2, 10)
+        assert out.dtype == tf.float32
+        assert np.all(np.isfinite(out.numpy()))
 
     before = [w.numpy().copy() for w in model.trainable_weights]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     with tf.GradientTape() as tape:
-        loss = loss_fn(y, model(x, training=True))
+        loss = tf.add_n([loss_fn(y, out) for out in tf.nest.flatten(model(x, training=True))])
     grads = tape.gradient(loss, model.trainable_weights)
     keras.optimizers.SGD(0.1).apply_gradients(zip(grads, model.trainable_weights))
     assert np.isfinite(loss.numpy())
@@ -220,13 +268,17 @@ def test_options_are_applied():
     assert model.get_layer("conv_1").bias is None
 
 
-@pytest.mark.parametrize("name", ALL_NAMES)
+@pytest.mark.parametrize("name", PER_MODEL_NAMES)
 def test_layer_names_unique_stable_and_output_named(name):
-    first = [layer.name for layer in models.build(name, (32, 32, 3), 10).layers]
-    second = [layer.name for layer in models.build(name, (32, 32, 3), 10, seed=1).layers]
+    model = models.build(name, small_input_shape(name), 10)
+    first = [layer.name for layer in model.layers]
+    second = [layer.name for layer in models.build(name, small_input_shape(name), 10, seed=1).layers]
     assert first == second
     assert len(set(first)) == len(first)
-    assert first[-1] == models.OUTPUT_LAYER
+    # The (first) output comes from the classifier 'output'; a second output
+    # (Inception's auxiliary classifier) may be listed after it.
+    assert model.output_names[0] == models.OUTPUT_LAYER
+    assert first[-1] in model.output_names
 
 
 def test_mixed_bfloat16_policy_gives_float32_logits():

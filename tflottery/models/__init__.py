@@ -7,17 +7,23 @@
 softmax), even under a 'mixed_bfloat16' policy.  Its initial weights are a
 pure function of `seed` (see models/layers.py) and every layer has a fixed,
 unique name, because masks are keyed by layer name.  The classifier layer is
-always named `OUTPUT_LAYER` ('output').
+always named `OUTPUT_LAYER` ('output').  A model with an auxiliary classifier
+(Inception-v3 with aux_head=True) returns [logits, aux_logits]; code that
+wants the logits takes `main_logits(model(x))`.
 
 Registered names: lenet_300_100; conv_2, conv_4, conv_6, conv_8; resnet_20,
 resnet_56, resnet_110, wrn_14_8, wrn_14_10, wrn_20_8, wrn_32_2, resnet_18;
-vgg_11, vgg_13, vgg_16, vgg_19.  Options per family: PlainOptions
-(lenet, conv), BatchNormOptions (resnets), VGGOptions (vgg).
+resnet_50, resnet_101, resnet_152 (ImageNet, v1.5); inception_v3; vgg_11,
+vgg_13, vgg_16, vgg_19.  Options per family: PlainOptions (lenet, conv),
+ResNetOptions (CIFAR resnets, wrn, resnet_18), ImageNetResNetOptions
+(resnet_50/101/152), InceptionOptions (inception_v3), VGGOptions (vgg).
 """
 from tflottery.models.registry import REGISTRY, ModelSpec, build_spec, register  # noqa: F401
 from tflottery.models.layers import (  # noqa: F401
     OUTPUT_LAYER, BatchNormOptions, PlainOptions)
-from tflottery.models import conv, lenet, resnet, vgg  # noqa: F401  (they register themselves)
+from tflottery.models import conv, inception, lenet, resnet, vgg  # noqa: F401  (they register themselves)
+from tflottery.models.inception import InceptionOptions  # noqa: F401
+from tflottery.models.resnet import ImageNetResNetOptions, ResNetOptions  # noqa: F401
 from tflottery.models.vgg import VGGOptions  # noqa: F401
 
 
@@ -38,3 +44,15 @@ def options_of(name: str):
     """The option names `build(name, ...)` accepts, with their defaults."""
     spec = REGISTRY.get(name)
     return dict(vars(spec.options_cls()))
+
+
+def main_logits(outputs):
+    """The main classifier's logits among a model's outputs.
+
+    A model with an auxiliary head returns [logits, aux_logits]; every other
+    model returns the logits alone.  Call sites that only need the logits
+    (evaluation, analysis) go through this so they work with both.
+    """
+    if isinstance(outputs, (list, tuple)):
+        return outputs[0]
+    return outputs

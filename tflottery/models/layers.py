@@ -22,6 +22,20 @@ Initializer names (kernels of Conv2D and Dense; biases always start at zero):
 * 'he_normal' - Keras' He normal (truncated normal, variance 2/fan_in).
 * 'kaiming_uniform' - U(-b, b), b = sqrt(6/fan_in) (PyTorch kaiming_uniform_,
   identical to Keras' he_uniform).
+* 'lecun_normal' - truncated normal, variance 1/fan_in (Keras' lecun_normal).
+  This is `tf.compat.v1.variance_scaling_initializer()` with its defaults
+  (scale 1, fan_in, truncated), which Google's reference TPU ResNet uses for
+  every convolution.
+* 'slim_variance_scaling' - `tf.contrib.layers.variance_scaling_initializer()`
+  with its defaults, used by the TF-slim Inception-v3 of Google's reference
+  TPU code: a normal truncated at 2 std whose std parameter is
+  sqrt(1.3 * 2 / fan_in) (slim's 1.3 approximately undoes the truncation;
+  Keras' VarianceScaling divides by the exact 0.8796 instead, so the scale
+  below is chosen to give slim's std parameter exactly).
+
+Some layers of the ImageNet networks start from a fixed normal instead (the
+ResNet head N(0, 0.01), Inception's auxiliary head); `LayerFactory` takes a
+`kernel_stddev` for those, seeded the same way.
 
 BatchNorm: gamma 'ones' (default) or 'uniform' = U(0, 1), the latter being
 open_lth's default `batchnorm_init='uniform'`; beta always zero.  Momentum
@@ -36,6 +50,10 @@ import numpy as np
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import keras
 
+# Keras' VarianceScaling divides a truncated normal's std by this (the std of
+# a unit normal truncated at +-2), so that the *sampled* variance is scale/fan.
+_TRUNCATED_STD = 0.87962566103423978
+
 # name -> (scale, mode, distribution) of keras.initializers.VarianceScaling
 _KERNEL_INITIALIZERS = {
     "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
@@ -43,6 +61,8 @@ _KERNEL_INITIALIZERS = {
     "kaiming_normal": (2.0, "fan_in", "untruncated_normal"),
     "he_normal": (2.0, "fan_in", "truncated_normal"),
     "kaiming_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "slim_variance_scaling": (2.6 * _TRUNCATED_STD ** 2, "fan_in", "truncated_normal"),
 }
 _BN_GAMMA_INITIALIZERS = ("ones", "uniform")
 
@@ -60,6 +80,12 @@ def derive_seed(seed: int, layer_name: str, role: str) -> int:
 def kernel_initializer(name: str, seed: int):
     scale, mode, distribution = _KERNEL_INITIALIZERS[name]
     return keras.initializers.VarianceScaling(scale, mode, distribution, seed=seed)
+
+
+def fixed_normal(stddev: float, truncated: bool, seed: int):
+    """N(0, stddev^2), or truncated at 2 std as TF's truncated_normal_initializer."""
+    cls = keras.initializers.TruncatedNormal if truncated else keras.initializers.RandomNormal
+    return cls(0.0, stddev, seed=seed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,32 +140,46 @@ class LayerFactory:
         self.seed = seed
         self.options = options
 
-    def _kernel_init(self, name):
-        return kernel_initializer(self.options.kernel_initializer,
-                                  derive_seed(self.seed, name, "kernel"))
+    def _kernel_init(self, name, stddev=None, truncated=False):
+        seed = derive_seed(self.seed, name, "kernel")
+        if stddev is not None:
+            return fixed_normal(stddev, truncated, seed)
+        return kernel_initializer(self.options.kernel_initializer, seed)
 
-    def conv(self, name, filters, kernel_size=3, strides=1, use_bias=False, activation=None):
+    def conv(self, name, filters, kernel_size=3, strides=1, use_bias=False, activation=None,
+             padding="same", kernel_stddev=None, truncated=False):
+        """A Conv2D; kernel_stddev replaces the family initializer by a fixed normal."""
         return keras.layers.Conv2D(
-            filters, kernel_size, strides=strides, padding="same", use_bias=use_bias,
-            activation=activation, kernel_initializer=self._kernel_init(name),
+            filters, kernel_size, strides=strides, padding=padding, use_bias=use_bias,
+            activation=activation, kernel_initializer=self._kernel_init(name, kernel_stddev, truncated),
             bias_initializer="zeros", name=name)
 
-    def dense(self, name, units, activation=None, dtype=None):
+    def dense(self, name, units, activation=None, dtype=None, kernel_stddev=None, truncated=False):
         return keras.layers.Dense(
-            units, activation=activation, kernel_initializer=self._kernel_init(name),
+            units, activation=activation,
+            kernel_initializer=self._kernel_init(name, kernel_stddev, truncated),
             bias_initializer="zeros", name=name, dtype=dtype)
 
-    def logits(self, units):
-        """The classifier: float32 even under a mixed-precision policy (stable softmax/loss)."""
-        return self.dense(OUTPUT_LAYER, units, dtype="float32")
+    def logits(self, units, name=OUTPUT_LAYER, kernel_stddev=None, truncated=False):
+        """A classifier: float32 even under a mixed-precision policy (stable softmax/loss)."""
+        return self.dense(name, units, dtype="float32", kernel_stddev=kernel_stddev,
+                          truncated=truncated)
 
-    def bn(self, name):
-        if self.options.bn_gamma_initializer == "uniform":
+    def bn(self, name, zero_gamma=False, scale=True):
+        """BatchNorm with the family's settings.
+
+        zero_gamma: start gamma at 0 (the last BN of a residual block in
+          Goyal et al. 2017 / the TPU reference), whatever bn_gamma_initializer says.
+        scale: False drops gamma altogether (TF-slim's default, as in Inception-v3).
+        """
+        if zero_gamma:
+            gamma = "zeros"
+        elif self.options.bn_gamma_initializer == "uniform":
             gamma = keras.initializers.RandomUniform(0.0, 1.0, seed=derive_seed(self.seed, name, "gamma"))
         else:
             gamma = "ones"
         return keras.layers.BatchNormalization(
-            momentum=self.options.bn_momentum, epsilon=self.options.bn_epsilon,
+            momentum=self.options.bn_momentum, epsilon=self.options.bn_epsilon, scale=scale,
             gamma_initializer=gamma, beta_initializer="zeros", name=name)
 
 

@@ -19,12 +19,13 @@ from typing import Tuple
 import numpy as np
 import tensorflow as tf
 
+from tflottery import models
 from tflottery.errors import ConfigError
 
 
 def cross_entropy(model, images, labels, temperature: float = 1.0, training: bool = True):
     """mean over the batch of -log softmax(model(images) / temperature)[label]."""
-    logits = model(images, training=training)
+    logits = models.main_logits(model(images, training=training))
     if temperature != 1.0:
         logits = logits / tf.cast(temperature, logits.dtype)
     log_probs = tf.nn.log_softmax(logits, axis=-1)
@@ -52,7 +53,7 @@ def check_batch(batch, model) -> Tuple[np.ndarray, np.ndarray]:
                 e is not None and e != a for e, a in zip(expected, images.shape[1:])):
             raise ConfigError(
                 f"batch images have shape {images.shape[1:]} but the model takes {expected}")
-    classes = model.output_shape[-1]
+    classes = models.main_logits(model.output_shape)[-1]
     if classes is not None and (labels.min() < 0 or labels.max() >= classes):
         raise ConfigError(f"batch labels must be in [0, {classes}) for this model "
                           f"(got {labels.min()}..{labels.max()})")

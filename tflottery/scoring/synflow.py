@@ -23,6 +23,7 @@ built once per prune_to_density call and reused by every round.
 import numpy as np
 import tensorflow as tf
 
+from tflottery import models
 from tflottery.errors import ConfigError
 from tflottery.scoring.host import HOST
 from tflottery.scoring.registry import register
@@ -54,7 +55,7 @@ def _traced(state, batch):
 
         def scores():
             with tf.GradientTape() as tape:
-                flow = tf.reduce_sum(copy.model(ones, training=False))
+                flow = tf.reduce_sum(models.main_logits(copy.model(ones, training=False)))
             grads = tape.gradient(flow, kernels, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return [tf.abs(g * k) for g, k in zip(grads, kernels)]
 

@@ -111,6 +111,8 @@ def validate_training(hp, iterations_per_epoch: int, start_step=0, end_step=None
         raise ConfigError(f"steps_per_loop must be >= 1, got {hp.steps_per_loop}")
     if hp.weight_decay < 0 or not 0 <= hp.label_smoothing < 1:
         raise ConfigError("weight_decay must be >= 0 and label_smoothing in [0, 1)")
+    if hp.aux_loss_weight < 0:
+        raise ConfigError(f"aux_loss_weight must be >= 0, got {hp.aux_loss_weight}")
     OPTIMIZERS.get(hp.optimizer)
     build_schedule(hp, steps.total, iterations_per_epoch)
     return steps
@@ -210,7 +212,8 @@ class Trainer:
         # skip the model then (the metrics add nothing for zero examples).
         num_classes = self.dataset.info.num_classes
         logits = tf.cond(tf.size(labels) > 0,
-                         lambda: tf.cast(self.model(images, training=False), tf.float32),
+                         lambda: tf.cast(models.main_logits(self.model(images, training=False)),
+                                         tf.float32),
                          lambda: tf.zeros([0, num_classes], tf.float32))
         # Labels < 0 mark padding (static-shape datasets fill their last batch
         # with them, see data/imagenet.py): weight 0 in both metrics.
