@@ -85,6 +85,14 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
     if not io.exists(os.path.join(level_dir, "train", "final.json")):
         raise ConfigError(f"branch {name!r} asked of level {level}, which has not run")
     out = os.path.join(level_dir, branch_dir_name(exp, name))
+    info_path = os.path.join(out, "branch.json")
+    if ctx.writable and not io.exists(info_path):
+        # What the branch is, for reports: the retrain directory's tag is only a hash.
+        retrain = name == "retrain"
+        io.atomic_write_json(info_path, {
+            "name": name, "level": level,
+            "dilation": exp.branch_hp.dilation if retrain else None,
+            "data_seed": exp.branch_hp.data_seed if retrain else None})
     final_path = os.path.join(out, "train", "final.json")
     if io.exists(final_path):
         return io.read_json(final_path)

@@ -1,0 +1,188 @@
+"""Sweeps (`python -m tflottery.sweep`): grid expansion and quoting, the
+printed commands, one-line errors for bad grids, and a real two-job sweep
+that is resumed (the finished job skipped, the failing one reported)."""
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SMALL_RUN
+from tflottery import sweep
+from tflottery.errors import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_sweep_cli(*args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "tflottery.sweep", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_grid_product_bindings_order_and_quoting():
+    jobs = sweep.build_jobs(["a.gin", "b.gin"], ["X.y = 1"], "/r", replicates=2,
+                            grid=["TrainingHparams.lr=0.1,0.2,0.3",
+                                  "LotteryHparams.rewind_step='0it','1ep, 2it'"],
+                            python="py")
+    assert len(jobs) == 3 * 2 * 2
+    assert [j.index for j in jobs] == list(range(1, 13))
+    # Replicate 0's whole grid first, grid points in product order.
+    assert [j.replicate for j in jobs] == [0] * 6 + [1] * 6
+    assert jobs[1].bindings == ("TrainingHparams.lr=0.1", "LotteryHparams.rewind_step='1ep, 2it'")
+    assert jobs[6].bindings == ("TrainingHparams.lr=0.1", "LotteryHparams.rewind_step='0it'")
+    assert list(jobs[1].argv) == [
+        "py", "-m", "tflottery.main", "--gin_file=a.gin", "--gin_file=b.gin",
+        "--gin_bindings=X.y = 1", "--gin_bindings=TrainingHparams.lr=0.1",
+        "--gin_bindings=LotteryHparams.rewind_step='1ep, 2it'", "--root_dir=/r", "--replicate=0"]
+    for job in jobs:   # the shell reads back exactly the argv
+        assert shlex.split(job.command_line) == list(job.argv)
+    assert jobs[1].description == ("TrainingHparams.lr=0.1 LotteryHparams.rewind_step='1ep, 2it' "
+                                   "replicate=0")
+    # No grid: one job per replicate.
+    assert [j.bindings for j in sweep.build_jobs(["a.gin"], [], "/r", 3)] == [()] * 3
+
+
+def test_values_split_outside_quotes_and_brackets():
+    assert sweep.parse_grid("BranchHparams.levels=(0,2),(0, 4),None") == (
+        "BranchHparams.levels", ["(0,2)", "(0, 4)", "None"])
+    assert sweep.parse_grid("""ModelHparams.options={'a': [1, 2]},{"b": 'x,y'}""")[1] == [
+        "{'a': [1, 2]}", """{"b": 'x,y'}"""]
+    assert sweep.parse_grid("scope/TrainingHparams.lr = 1e-3 , 3e-3") == (
+        "scope/TrainingHparams.lr", ["1e-3", "3e-3"])
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("TrainingHparams.lr", "write Class.field=value1"),
+    ("=0.1,0.2", "write Class.field=value1"),
+    ("TrainingHparams.lr=0.1,", "empty value"),
+    ("TrainingHparams.lr=(0.1", "unclosed bracket"),
+    ("TrainingHparams.optimizer='sgd", "unclosed quote"),
+    ("TrainingHparams.optimizer=sgd", "'sgd' is not a gin value"),
+    ("Training Hparams.lr=0.1", "not a gin binding name"),
+])
+def test_bad_grid_is_an_error(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep.build_jobs(["a.gin"], [], "/r", grid=[spec])
+
+
+def test_same_key_twice_is_an_error():
+    with pytest.raises(ConfigError, match="given twice for TrainingHparams.lr"):
+        sweep.grid_points(["TrainingHparams.lr=0.1", "TrainingHparams.lr=0.2"])
+
+
+def test_print_commands(capsys, tmp_path):
+    root = str(tmp_path / "runs")
+    status = sweep.main(["--gin_file=quickstart.gin", f"--root_dir={root}", "--replicates=2",
+                         "--grid=TrainingHparams.optimizer='sgd','adam'", "--print_commands",
+                         "--python=python"])
+    assert status == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert shlex.split(lines[3]) == [
+        "python", "-m", "tflottery.main", "--gin_file=quickstart.gin",
+        "--gin_bindings=TrainingHparams.optimizer='adam'", f"--root_dir={root}", "--replicate=1"]
+    assert not os.path.exists(root)   # nothing run
+
+
+def test_bad_grid_cli_exit_2_one_line_nothing_run(tmp_path):
+    root = tmp_path / "runs"
+    result = run_sweep_cli("--gin_file=quickstart.gin", f"--root_dir={root}",
+                           "--grid=TrainingHparams.lr=0.1,,0.2")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: bad --grid 'TrainingHparams.lr=0.1,,0.2': empty value (a stray comma?)"]
+    assert result.stdout == "" and not root.exists()
+    missing = run_sweep_cli("--gin_file=no_such_config", f"--root_dir={root}")
+    assert missing.returncode == 2 and missing.stderr.startswith("error: unknown gin file")
+    assert not root.exists()
+
+
+def test_fail_fast_and_finished_jobs(tmp_path, monkeypatch, capsys):
+    """A fake job runner: job 2 fails; --fail_fast leaves job 3 unrun; a marker
+    whose run directory has gone does not count as finished."""
+    jobs = sweep.build_jobs(["quickstart.gin"], [], str(tmp_path), grid=["A.b=1,2,3"])
+    ran = []
+
+    def fake_run_job(job, marker, stream=False):
+        ran.append(job.index)
+        return (2, "error: boom") if job.index == 2 else (0, "")
+    monkeypatch.setattr(sweep, "run_job", fake_run_job)
+    outcome = sweep.run_sweep(jobs, ["quickstart.gin"], str(tmp_path), fail_fast=True)
+    assert ran == [1, 2]
+    assert [[j.index for j in outcome[k]] for k in ("succeeded", "failed", "not_run")] == [
+        [1], [2], [3]]
+    out = capsys.readouterr().out
+    assert "job 2/3: A.b=2 replicate=0: FAILED (exit 2) after 0 s: error: boom" in out
+    assert "job 3/3: A.b=3 replicate=0: not run (--fail_fast)" in out
+    assert sweep.summary_lines(outcome, 3)[0] == (
+        "sweep: 1/3 jobs finished (1 run now, 0 skipped as finished), 1 failed, "
+        "1 not run (--fail_fast)")
+    marker = tmp_path / "m.json"
+    marker.write_text(json.dumps({"run_directory": str(tmp_path / "gone")}))
+    assert not sweep._is_finished(str(marker))
+    marker.write_text(json.dumps({"run_directory": str(tmp_path)}))
+    assert sweep._is_finished(str(marker))
+
+
+def test_job_hanging_after_its_result_is_stopped_and_counts_as_done(tmp_path, monkeypatch):
+    """TensorFlow can hang in interpreter shutdown after the run is complete."""
+    monkeypatch.setattr(sweep, "EXIT_GRACE_SECONDS", 1.0)
+    code = "print('final test accuracy: 12.34%'); import time; time.sleep(120)"
+    job = sweep.Job(1, 0, (), (sys.executable, "-c", code))
+    marker = tmp_path / "job.json"
+    assert sweep.run_job(job, str(marker)) == (0, "")
+    assert json.loads(marker.read_text())["seconds"] < 30
+    assert (tmp_path / "job.log").read_text() == "final test accuracy: 12.34%\n"
+    failing = sweep.Job(2, 0, (), (sys.executable, "-c", "print('error: bad thing'); exit(2)"))
+    assert sweep.run_job(failing, str(tmp_path / "bad.json")) == (2, "error: bad thing")
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_real_sweep_resumes_and_reports_failures(tmp_path):
+    """Two jobs of a tiny lottery run with the retrain branch (levels 0 and 1,
+    holdout split): dilation 0.5 trains; dilation -1 fails with a one-line
+    error without stopping the sweep.  Run again: the first is skipped."""
+    gin_file = tmp_path / "tiny.gin"
+    gin_file.write_text("\n".join(SMALL_RUN + [
+        "ExperimentHparams.name = 'lottery'", "DatasetHparams.holdout_fraction = 0.25",
+        "PruningHparams.levels = 1", "BranchHparams.names = ('retrain',)",
+        "BranchHparams.levels = (0, 1)"]) + "\n")
+    root = tmp_path / "runs"
+    args = [f"--gin_file={gin_file}", f"--root_dir={root}",
+            "--grid=BranchHparams.dilation=0.5,-1.0", "--speed_report"]
+    first = run_sweep_cli(*args)
+    assert first.returncode == 1, first.stdout + first.stderr[-2000:]
+    out = first.stdout
+    assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: running" in out
+    assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: done in" in out
+    assert ("job 2/2: BranchHparams.dilation=-1.0 replicate=0: FAILED (exit 2)" in out and
+            "error: dilation factor must be positive" in out)
+    assert "sweep: 1/2 jobs finished (1 run now, 0 skipped as finished), 1 failed" in out
+    (run_dir,) = glob.glob(str(root / "lottery_*"))
+    rep = os.path.join(run_dir, "replicate_0")
+    for level in (0, 1):
+        (branch,) = [d for d in glob.glob(os.path.join(rep, f"level_{level}", "branch_retrain_*"))
+                     if os.path.exists(os.path.join(d, "train", "final.json"))]
+        assert json.load(open(os.path.join(branch, "branch.json"))) == {
+            "name": "retrain", "level": level, "dilation": 0.5, "data_seed": None}
+        metrics = [json.loads(l) for l in open(os.path.join(branch, "train", "metrics.jsonl"))]
+        # 24 it x 0.5 = 12 it, evaluations every 8 x 0.5 = 4 it.
+        assert [r["step"] for r in metrics if "test_accuracy" in r] == [0, 4, 8, 12]
+    report = [l for l in out.splitlines() if l.startswith("training-speed report: ")]
+    assert report and os.path.exists(report[0].split(": ", 1)[1])
+    name = os.path.basename(run_dir)
+    for kind in ("early_stopping", "dilation"):
+        assert os.path.exists(root / "speed" / f"speed_{name}_{kind}.png")
+    assert len(glob.glob(str(root / sweep.JOBS_DIRNAME / "*.log"))) == 2
+
+    second = run_sweep_cli(*args[:-1], "--fail_fast")
+    assert second.returncode == 1
+    assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: finished before, skipped" in second.stdout
+    assert "job 2/2: BranchHparams.dilation=-1.0 replicate=0: FAILED (exit 2)" in second.stdout
+    assert "sweep: 1/2 jobs finished (0 run now, 1 skipped as finished), 1 failed" in second.stdout
+    assert "failed: job 2: BranchHparams.dilation=-1.0 replicate=0" in second.stdout

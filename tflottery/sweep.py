@@ -1,0 +1,339 @@
+"""Replicates and grid sweeps: every (grid point x replicate) job of `tflottery.main`.
+
+    python -m tflottery.sweep --gin_file=lenet_mnist_local.gin --root_dir=runs \\
+        --replicates=3 --grid="TrainingHparams.lr=1e-3,3e-3" \\
+        --grid="LotteryHparams.rewind_step='0it','100it'"   # 3 x 2 x 2 = 12 jobs
+    python -m tflottery.sweep ... --print_commands          # one shell command per job
+
+A grid is `Key=v1,v2,...` with gin literals as values (strings quoted, tuples
+in parentheses: `BranchHparams.levels=(0,2),(0,4)` is two values); several
+grids make their product.  A job is `python -m tflottery.main` with the
+sweep's gin files and bindings, then the grid point's bindings, and
+`--replicate=r`.
+
+Jobs run one after another as subprocesses, not in this process: each gets a
+fresh gin configuration (gin is global state) and gives its TensorFlow
+memory back when it exits (one that hangs in TensorFlow's shutdown after
+printing its result is stopped, see _wait).  A failing job does not stop the
+others (unless --fail_fast); the exit status is 1 if any failed.
+
+Resuming: a job that exits 0 leaves a marker in <root_dir>/_sweep_jobs/
+(keyed by its command and the text of its gin files, with its output log),
+so running the same sweep again skips it while its run directory still
+exists; unfinished jobs are started again and the runs skip their own
+finished phases.  --print_commands output is for GNU parallel or the
+launch/ scripts (jobs of one lottery run share its directory, so run its
+first job alone before the others in parallel).
+"""
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+import tokenize
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+from tflottery.errors import ConfigError
+
+JOBS_DIRNAME = "_sweep_jobs"
+FINAL_LINE = "final test accuracy:"   # what tflottery.main prints when the run is done
+EXIT_GRACE_SECONDS = 30.0
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+class Job(NamedTuple):
+    index: int                      # 1-based position in the sweep
+    replicate: int
+    bindings: Tuple[str, ...]       # the grid point, as gin bindings
+    argv: Tuple[str, ...]           # the full command
+
+    @property
+    def description(self) -> str:
+        return " ".join(self.bindings + (f"replicate={self.replicate}",))
+
+    @property
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+
+# ---- grids ----
+def split_values(text: str) -> List[str]:
+    """Split `v1,v2,...` at the commas outside quotes and brackets."""
+    values, depth, quote, start, i = [], 0, None, 0, 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                raise ConfigError(f"unbalanced {c!r} in {text!r}")
+        elif c == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+        i += 1
+    if quote or depth:
+        raise ConfigError(f"unclosed {'quote' if quote else 'bracket'} in {text!r}")
+    values.append(text[start:].strip())
+    return values
+
+
+class _Literal:
+    """Gin parser delegate that accepts references and macros as they are."""
+
+    def configurable_reference(self, name, evaluate):
+        return f"@{name}"
+
+    def macro(self, name):
+        return f"%{name}"
+
+
+def _check_binding(key: str, value: str) -> None:
+    from gin import config_parser
+    try:
+        statements = list(config_parser.ConfigParser(f"{key} = {value}\n", _Literal()))
+    except (SyntaxError, ValueError, IndexError, StopIteration, tokenize.TokenError) as e:
+        why = " ".join(str(e.msg if isinstance(e, SyntaxError) else e).split())
+        why = why[why.find("Failed to parse"):] if "Failed to parse" in why else why
+        raise ConfigError(f"{value!r} is not a gin value ({why})") from None
+    if len(statements) != 1 or not isinstance(statements[0], config_parser.BindingStatement):
+        raise ConfigError(f"{key} = {value} is not one gin binding")
+
+
+def parse_grid(spec: str) -> Tuple[str, List[str]]:
+    """`Key=v1,v2` -> (key, [v1, v2]); each value checked with gin's own parser."""
+    key, eq, rest = spec.partition("=")
+    key = key.strip()
+    if not eq or not key:
+        raise ConfigError(f"bad --grid {spec!r}: write Class.field=value1,value2,...")
+    try:
+        if not re.fullmatch(r"[%\w./]+", key):
+            raise ConfigError(f"{key!r} is not a gin binding name such as Class.field")
+        values = split_values(rest)
+        if any(not v for v in values):
+            raise ConfigError("empty value (a stray comma?)")
+        for v in values:
+            _check_binding(key, v)
+    except ConfigError as e:
+        raise ConfigError(f"bad --grid {spec!r}: {e}") from None
+    return key, values
+
+
+def grid_points(specs: Sequence[str]) -> List[Tuple[str, ...]]:
+    """The product of all grids, as tuples of bindings `Key=value` (one empty point if none)."""
+    grids = [parse_grid(s) for s in specs]
+    keys = [k for k, _ in grids]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"--grid given twice for {', '.join(duplicates)}; put all values in one")
+    return [tuple(f"{k}={v}" for k, v in zip(keys, combo))
+            for combo in itertools.product(*[vals for _, vals in grids])]
+
+
+def build_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], root_dir: str,
+               replicates: int = 1, grid: Sequence[str] = (),
+               python: str = sys.executable, extra_flags: Sequence[str] = ()) -> List[Job]:
+    """Every job of the sweep, replicate by replicate (a full grid per replicate first)."""
+    if replicates < 1:
+        raise ConfigError(f"--replicates must be >= 1, got {replicates}")
+    if not gin_file:
+        raise ConfigError("no --gin_file given")
+    points = grid_points(grid)
+    jobs = []
+    for replicate, point in itertools.product(range(replicates), points):
+        argv = [python, "-m", "tflottery.main"]
+        argv += [f"--gin_file={f}" for f in gin_file]
+        argv += [f"--gin_bindings={b}" for b in tuple(gin_bindings) + point]
+        argv += [f"--root_dir={root_dir}", f"--replicate={replicate}", *extra_flags]
+        jobs.append(Job(len(jobs) + 1, replicate, point, tuple(argv)))
+    return jobs
+
+
+# ---- running ----
+def job_key(job: Job, gin_file: Sequence[str]) -> str:
+    """Names a job's marker: its command (not the interpreter) and its gin files' text."""
+    from tflottery import gin_files
+    texts = []
+    for f in gin_file:
+        with open(gin_files.resolve(f), encoding="utf-8") as fh:
+            texts.append(fh.read())
+    blob = json.dumps({"argv": list(job.argv[1:]), "gin": texts})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _is_finished(marker_path: str) -> bool:
+    from tflottery.runs import io
+    if not io.exists(marker_path):
+        return False
+    run_dir = io.read_json(marker_path).get("run_directory")
+    return run_dir is None or io.exists(run_dir)
+
+
+def _wait(proc, finished: threading.Event, grace: float) -> int:
+    """The job's exit status.  TensorFlow can hang for ever while the interpreter
+    shuts down (a tf.data iterator freed by the final garbage collection):
+    a job that has printed its final line and not exited `grace` seconds later
+    is stopped and counted as finished (its run directory is complete)."""
+    finished_at = None
+    while True:
+        try:
+            return proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            if finished.is_set():
+                finished_at = finished_at or time.time()
+                if time.time() - finished_at > grace:
+                    proc.kill()
+                    proc.wait()
+                    return 0
+
+
+def run_job(job: Job, marker_path: str, stream: bool = False) -> Tuple[int, str]:
+    """Run one job to its end; returns (exit status, last error line or '')."""
+    from tflottery.runs import io
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start = time.time()
+    proc = subprocess.Popen(job.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, env=env)
+    lines, finished = [], threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(FINAL_LINE):
+                finished.set()
+            if stream:
+                sys.stdout.write(line)
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        status = _wait(proc, finished, EXIT_GRACE_SECONDS)
+    except KeyboardInterrupt:
+        proc.terminate()    # the run resumes from its checkpoint next time
+        proc.wait()
+        raise
+    reader.join(timeout=10)
+    text = "".join(lines)
+    log_path = marker_path[:-len(".json")] + ".log"
+    io.atomic_write_text(log_path, text)
+    errors = [l for l in text.splitlines() if l.startswith("error:")]
+    error = errors[-1] if errors else (text.strip().splitlines() or [""])[-1][:300]
+    if status == 0:
+        found = re.findall(r"run directory: (.*\S)", text)
+        io.atomic_write_json(marker_path, {
+            "command": job.command_line, "seconds": round(time.time() - start, 1),
+            "run_directory": found[-1] if found else None, "log": log_path})
+        return 0, ""
+    return status, error
+
+
+def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
+              fail_fast: bool = False, stream: bool = False, out=None) -> dict:
+    """Run the jobs in order, skipping finished ones; returns the outcome of each."""
+    out = out or sys.stdout
+    jobs_dir = os.path.join(root_dir, JOBS_DIRNAME)
+    outcome = {"succeeded": [], "skipped": [], "failed": [], "not_run": []}
+    n = len(jobs)
+    for job in jobs:
+        marker = os.path.join(jobs_dir, job_key(job, gin_file) + ".json")
+        if _is_finished(marker):
+            print(f"job {job.index}/{n}: {job.description}: finished before, skipped",
+                  file=out, flush=True)
+            outcome["skipped"].append(job)
+            continue
+        if fail_fast and outcome["failed"]:
+            print(f"job {job.index}/{n}: {job.description}: not run (--fail_fast)",
+                  file=out, flush=True)
+            outcome["not_run"].append(job)
+            continue
+        print(f"job {job.index}/{n}: {job.description}: running", file=out, flush=True)
+        start = time.time()
+        status, error = run_job(job, marker, stream)
+        took = time.time() - start
+        if status == 0:
+            print(f"job {job.index}/{n}: {job.description}: done in {took:.0f} s",
+                  file=out, flush=True)
+            outcome["succeeded"].append(job)
+        else:
+            print(f"job {job.index}/{n}: {job.description}: FAILED (exit {status}) "
+                  f"after {took:.0f} s: {error}", file=out, flush=True)
+            outcome["failed"].append(job)
+    return outcome
+
+
+def summary_lines(outcome: dict, total: int) -> List[str]:
+    ok = len(outcome["succeeded"]) + len(outcome["skipped"])
+    lines = [f"sweep: {ok}/{total} jobs finished ({len(outcome['succeeded'])} run now, "
+             f"{len(outcome['skipped'])} skipped as finished), {len(outcome['failed'])} failed"
+             + (f", {len(outcome['not_run'])} not run (--fail_fast)" if outcome["not_run"] else "")]
+    for job in outcome["failed"]:
+        lines.append(f"  failed: job {job.index}: {job.description}")
+        lines.append(f"    {job.command_line}")
+    return lines
+
+
+# ---- command line ----
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tflottery.sweep", description=__doc__.split("\n")[0])
+    p.add_argument("--gin_file", action="append", default=[], help="as for tflottery.main (repeatable)")
+    p.add_argument("--gin_bindings", action="append", default=[], help="binding for every job (repeatable)")
+    p.add_argument("--root_dir", default="runs", help="where the runs go (as for tflottery.main)")
+    p.add_argument("--replicates", type=int, default=1, help="replicates 0..N-1 of every grid point")
+    p.add_argument("--grid", action="append", default=[],
+                   help="Class.field=v1,v2,... with gin literal values (repeatable: the product)")
+    p.add_argument("--print_commands", action="store_true", help="print one shell command per job, run nothing")
+    p.add_argument("--fail_fast", action="store_true", help="stop at the first failing job")
+    p.add_argument("--stream", action="store_true", help="show each job's output as it runs")
+    p.add_argument("--speed_report", action="store_true",
+                   help="at the end, write the training-speed report of root_dir (tflottery.reporting.speed)")
+    p.add_argument("--python", default=sys.executable, help="interpreter of the jobs")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        jobs = build_jobs(args.gin_file, args.gin_bindings, args.root_dir, args.replicates,
+                          args.grid, python=args.python)
+        if not args.print_commands:
+            from tflottery import gin_files
+            for f in args.gin_file:
+                gin_files.resolve(f)
+    except ConfigError as e:
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.print_commands:
+        for job in jobs:
+            print(job.command_line)
+        return 0
+    print(f"sweep: {len(jobs)} jobs ({len(jobs) // args.replicates} grid points x "
+          f"{args.replicates} replicates) under {args.root_dir}", flush=True)
+    try:
+        outcome = run_sweep(jobs, args.gin_file, args.root_dir, args.fail_fast, args.stream)
+    except KeyboardInterrupt:
+        print("sweep interrupted; run the same command again to continue", flush=True)
+        return 130
+    for line in summary_lines(outcome, len(jobs)):
+        print(line, flush=True)
+    if args.speed_report and (outcome["succeeded"] or outcome["skipped"]):
+        from tflottery.reporting import speed
+        path = speed.write_report(args.root_dir)
+        print(f"training-speed report: {path}", flush=True)
+    return 1 if outcome["failed"] or outcome["not_run"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
