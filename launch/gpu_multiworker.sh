@@ -7,7 +7,8 @@
 #            [--python=PYTHON] [--job=ID] [--print-tf-config] [--dry-run] -- MAIN_FLAGS...
 #
 #   --hosts            the machines, in worker order; worker 0 (the first) is the
-#                      chief, the only one that writes the run directory
+#                      chief, whose run directory (under --root_dir) is the one to
+#                      report on
 #   --port             first port of the collective ops; worker i listens on PORT+i
 #                      (default 12345), so one host may appear more than once
 #   --workdir          the tflottery checkout on the hosts (default: this checkout's
@@ -17,10 +18,11 @@
 #   --print-tf-config  only print each worker's TF_CONFIG (to start the workers by
 #                      other means, e.g. a cluster scheduler); nothing is run
 #   --dry-run          print the ssh commands, run nothing (also DRY_RUN=1)
-#   MAIN_FLAGS         flags of python -m tflottery.main, the same for every worker;
-#                      --root_dir must be a directory every host sees (gs:// or a
-#                      shared file system): the workers resume from the chief's
-#                      checkpoints
+#   MAIN_FLAGS         flags of python -m tflottery.main, the same for every worker.
+#                      Every worker keeps a complete run tree of its own and reads
+#                      only that: the chief under --root_dir, worker i under the
+#                      sibling ROOT_DIR.worker_<i> (gs://b/runs -> gs://b/runs.worker_1),
+#                      so --root_dir may be local to each host or shared (gs://)
 #
 # Needs password-less ssh to every host (BatchMode: no prompts) and the hosts
 # able to reach each other on the ports.  The workers run under nohup and
@@ -72,7 +74,7 @@ fi
 
 announce_dry_run
 say "Starting ${#hosts[@]} workers: $(quote_words python -m tflottery.main "${REST[@]}")"
-say "Every worker must see the same --root_dir (gs:// or a shared file system)."
+say "The chief writes under --root_dir, worker i under its sibling ROOT_DIR.worker_<i>."
 # Paths on the hosts: '~' is to be expanded there, not here.
 # shellcheck disable=SC2088
 vm_logs='~/tflottery-logs'

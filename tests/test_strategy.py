@@ -1,4 +1,4 @@
-"""The strategy factory, TF_CONFIG handling, the chief rule and multi-worker checkpoints.
+"""The strategy factory, TF_CONFIG handling, the chief rule and the workers' run trees.
 
 No TPU or second machine is available here, so TPU start-up is checked
 against mocks (which calls, with which arguments, in which order), and
@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -194,97 +195,60 @@ def test_is_chief_single_process_strategies():
     assert strategy_lib.is_chief(two_cpu_strategy())
 
 
-# ---- multi-worker checkpoints: the path logic ----------------------------------------------------
+# ---- worker_root: where each worker's run tree goes -----------------------------------------
 
-def _small_model_and_optimizer():
+@pytest.mark.parametrize("root,task,expected", [
+    ("gs://b/runs", ("worker", 0), "gs://b/runs"),              # worker 0, no chief: the chief
+    ("gs://b/runs", ("worker", 1), "gs://b/runs.worker_1"),
+    ("gs://b/runs/", ("worker", 1), "gs://b/runs.worker_1"),    # trailing slash
+    ("gs://b/x/runs//", ("worker", 2), "gs://b/x/runs.worker_2"),
+    ("/data/runs", ("worker", 1), "/data/runs.worker_1"),
+    ("/data/runs/", ("worker", 2), "/data/runs.worker_2"),
+    ("runs", ("worker", 1), "runs.worker_1"),                   # relative stays relative
+    ("/data/runs/", ("worker", 0), "/data/runs/"),              # the chief's is untouched
+], ids=["gs_chief", "gs_worker1", "gs_trailing_slash", "gs_nested", "local_worker1",
+        "local_trailing_slash", "relative", "local_chief"])
+def test_worker_root_is_a_sibling_for_non_chief_workers(monkeypatch, root, task, expected):
+    monkeypatch.setenv("TF_CONFIG", _tf_config(workers=3, task=task))
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    assert strategy_lib.worker_root(root, _StrategyWithResolver(resolver)) == expected
+
+
+def test_worker_root_with_a_chief_task(monkeypatch):
+    """With a 'chief' task, worker 0 is not the chief and gets its own sibling."""
+    for task, expected in [(("chief", 0), "gs://b/runs"), (("worker", 0), "gs://b/runs.worker_0")]:
+        monkeypatch.setenv("TF_CONFIG", _tf_config(workers=2, chief=1, task=task))
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        assert strategy_lib.worker_root("gs://b/runs", _StrategyWithResolver(resolver)) == expected
+
+
+def test_worker_root_single_process_and_odd_roots(monkeypatch, tmp_path):
+    from conftest import two_cpu_strategy
+    for strategy in (tf.distribute.get_strategy(), two_cpu_strategy()):
+        for root in ("gs://b/runs/", "gs://b", "runs", ".", "/"):
+            assert strategy_lib.worker_root(root, strategy) == root   # unchanged
+    monkeypatch.setenv("TF_CONFIG", _tf_config(workers=2, task=("worker", 1)))
+    worker = _StrategyWithResolver(tf.distribute.cluster_resolver.TFConfigClusterResolver())
+    monkeypatch.chdir(tmp_path)
+    assert strategy_lib.worker_root(".", worker) == f"{tmp_path}.worker_1"   # beside cwd
+    assert strategy_lib.worker_root("", worker) == f"{tmp_path}.worker_1"
+    for root in ("gs://b", "gs://b/", "/", "//"):   # no sibling to put the copy in
+        with pytest.raises(ConfigError, match="give a folder"):
+            strategy_lib.worker_root(root, worker)
+
+
+def test_checkpointer_writable_or_not(tmp_path):
+    """Writable: files in the directory.  Not writable: no save at all."""
     import tf_keras as keras
     model = keras.Sequential([keras.layers.Dense(3, input_shape=(4,)),
                               keras.layers.BatchNormalization()])
     optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
     optimizer.build(model.trainable_variables)
-    return model, optimizer
-
-
-def test_scratch_dir_is_per_worker_and_removed(tmp_path):
-    prefix = checkpoints.scratch_prefix("worker", 3)
-    assert prefix.startswith("tflottery-ckpt-worker3-pid") and str(os.getpid()) in prefix
-    with checkpoints.scratch_dir(("worker", 3), base=str(tmp_path)) as first:
-        assert os.path.isdir(first) and os.path.dirname(first) == str(tmp_path)
-        assert os.path.basename(first).startswith(prefix)
-        with checkpoints.scratch_dir(("worker", 3), base=str(tmp_path)) as second:
-            assert second != first        # two saves never share a directory
-    assert os.listdir(tmp_path) == []
-    with pytest.raises(RuntimeError):     # removed even when the save fails
-        with checkpoints.scratch_dir(("worker", 1), base=str(tmp_path)):
-            raise RuntimeError("save failed")
-    assert os.listdir(tmp_path) == []
-
-
-def test_multi_worker_task_only_for_mwms(monkeypatch):
-    from conftest import two_cpu_strategy
-    assert checkpoints.multi_worker_task(None) is None
-    assert checkpoints.multi_worker_task(tf.distribute.get_strategy()) is None
-    assert checkpoints.multi_worker_task(two_cpu_strategy()) is None
-    fake = _fake_mwms(monkeypatch, "worker", 2)
-    assert checkpoints.multi_worker_task(fake) == ("worker", 2)
-
-
-def _fake_mwms(monkeypatch, task_type, task_id):
-    class FakeResolver:
-        pass
-
-    class FakeMWMS:
-        cluster_resolver = FakeResolver()
-    FakeMWMS.cluster_resolver.task_type = task_type
-    FakeMWMS.cluster_resolver.task_id = task_id
-    monkeypatch.setattr(tf.distribute, "MultiWorkerMirroredStrategy", FakeMWMS)
-    return FakeMWMS()
-
-
-def _files_under(path):
-    return sorted(os.path.relpath(os.path.join(d, f), path)
-                  for d, _, files in os.walk(path) for f in files)
-
-
-def test_non_chief_mwms_worker_saves_to_scratch_only(monkeypatch, tmp_path):
-    scratch_base = tmp_path / "tmp"
-    scratch_base.mkdir()
-    monkeypatch.setattr("tempfile.tempdir", str(scratch_base))
-    made = []
-    real_scratch = checkpoints.scratch_dir
-
-    @contextlib.contextmanager
-    def recording(task, base=None):
-        with real_scratch(task, base) as path:
-            yield path
-            made.append((task, path, _files_under(path)))
-    monkeypatch.setattr(checkpoints, "scratch_dir", recording)
-    model, optimizer = _small_model_and_optimizer()
-    fake = _fake_mwms(monkeypatch, "worker", 1)
-    ckpt_dir = tmp_path / "run" / "checkpoints"
-    worker = checkpoints.Checkpointer(str(ckpt_dir), model, optimizer, writable=False,
-                                      strategy=fake)
-    assert worker.saves_to_scratch
-    worker.save_named("init", {"step": 0})
-    worker.save_latest(10)
-    assert not ckpt_dir.exists()                  # nothing in the chief's directory
-    assert os.listdir(scratch_base) == []         # scratch removed after each save
-    assert [m[0] for m in made] == [("worker", 1), ("worker", 1)]
-    assert any(f.startswith("ckpt.") for f in made[0][2])          # a real save happened
-    assert "checkpoint" in made[1][2] and any(f.startswith("ckpt-10.") for f in made[1][2])
-
-
-def test_single_worker_checkpointer_unchanged(monkeypatch, tmp_path):
-    """Writable: files in the directory.  Not writable, one process: no save at all."""
-    model, optimizer = _small_model_and_optimizer()
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    chief = checkpoints.Checkpointer(str(tmp_path / "a"), model, optimizer)
-    assert not chief.saves_to_scratch
-    chief.save_named("init", {"step": 0})
-    chief.save_latest(5)
-    assert chief.has_named("init") and checkpoints.latest_step(str(tmp_path / "a")) == 5
+    saver = checkpoints.Checkpointer(str(tmp_path / "a"), model, optimizer)
+    saver.save_named("init", {"step": 0})
+    saver.save_latest(5)
+    assert saver.has_named("init") and checkpoints.latest_step(str(tmp_path / "a")) == 5
     quiet = checkpoints.Checkpointer(str(tmp_path / "b"), model, optimizer, writable=False)
-    assert not quiet.saves_to_scratch             # default strategy: the model's, not MWMS
     quiet.save_named("init", {"step": 0})
     quiet.save_latest(5)
     assert sorted(os.listdir(tmp_path)) == ["a"]
@@ -293,76 +257,98 @@ def test_single_worker_checkpointer_unchanged(monkeypatch, tmp_path):
 
 # ---- multi-worker training, for real: two processes on localhost ---------------------------------
 
-# Runs tflottery.main with Checkpointer's scratch saves recorded to a file.
-_DRIVER = """
-import contextlib, sys
-import tflottery
-from tflottery.training import checkpoints
-record, real = sys.argv[1], checkpoints.scratch_dir
-
-@contextlib.contextmanager
-def recording(task, base=None):
-    with real(task, base) as path:
-        yield path
-        with open(record, "a") as f:
-            f.write(path + "\\n")
-checkpoints.scratch_dir = recording
-from tflottery import main
-sys.argv = ["tflottery.main"] + sys.argv[2:]
-main.run()
-"""
-
-
 def _free_port():
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
 
 
-def test_two_worker_training_on_localhost(tmp_path):
-    """ResNet-20 (BatchNorm: saving is collective) under MultiWorkerMirroredStrategy.
+def _files_under(path):
+    """Relative paths of the files under `path`; TensorBoard event files (named after the
+    host, pid and time) as 'events.out.tfevents'."""
+    out = []
+    for d, _, files in os.walk(path):
+        for f in files:
+            f = "events.out.tfevents" if f.startswith("events.out.tfevents.") else f
+            out.append(os.path.relpath(os.path.join(d, f), path))
+    return sorted(out)
 
-    Without scratch saves on worker 1 the two workers' collectives go out of
-    step at the first checkpoint and training fails; with them, only worker 0
-    writes the run directory and worker 1's scratch directories are gone.
+
+def test_two_worker_lottery_on_localhost(tmp_path):
+    """A lottery run (IMP level 0, level 1, a branch) as two MultiWorkerMirroredStrategy
+    workers; ResNet-20 has BatchNorm, so every checkpoint save is collective.
+
+    Every step reads back files of an earlier one (final.json, masks, 'end'
+    checkpoints): each worker must find them in a complete tree of its own.
+    The chief's is under root, worker 1's under root.worker_1, the same files,
+    the same masks and accuracies; root holds no copy.
     """
     root = tmp_path / "runs"
     ports = [_free_port(), _free_port()]
-    args = ["--gin_file=quickstart.gin", "--gin_bindings=ExperimentHparams.name='train'",
-            "--gin_bindings=ModelHparams.name='resnet_20'",
+    args = ["--gin_file=quickstart.gin", "--gin_bindings=ModelHparams.name='resnet_20'",
             "--gin_bindings=DatasetHparams.name='synthetic'",
-            "--gin_bindings=TrainingHparams.training_steps='20it'",
-            "--gin_bindings=TrainingHparams.eval_every='10it'",
-            "--gin_bindings=TrainingHparams.checkpoint_steps=('10it',)", f"--root_dir={root}"]
-    procs = []
-    for i in range(2):
-        tmp = tmp_path / f"tmp{i}"
-        tmp.mkdir()
-        config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
-                  "task": {"type": "worker", "index": i}}
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(tmp),
-                   TF_CONFIG=json.dumps(config))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", _DRIVER, str(tmp_path / f"record{i}"), *args], cwd=REPO,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=400)[0])
-    finally:
-        for p in procs:
-            p.kill()
+            "--gin_bindings=TrainingHparams.training_steps='10it'",
+            "--gin_bindings=TrainingHparams.eval_every='5it'",
+            "--gin_bindings=PruningHparams.levels=1",
+            "--gin_bindings=BranchHparams.names=('random_reinit',)", f"--root_dir={root}"]
+    procs, logs = [], [tmp_path / f"worker{i}.log" for i in range(2)]
+    # Output to files, not pipes: read one at a time, the other worker's pipe
+    # would fill up and block it, and with it the collectives of both.
+    with contextlib.ExitStack() as stack:
+        for i, log in enumerate(logs):
+            config = {"cluster": {"worker": [f"localhost:{p}" for p in ports]},
+                      "task": {"type": "worker", "index": i}}
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(config))
+            out = stack.enter_context(open(log, "w"))
+            procs.append(subprocess.Popen([sys.executable, "-m", "tflottery.main", *args],
+                                          cwd=REPO, env=env, stdout=out,
+                                          stderr=subprocess.STDOUT))
+        try:
+            for p in procs:
+                p.wait(timeout=400)
+        finally:
+            for p in procs:
+                p.kill()
+    outputs = [log.read_text() for log in logs]
     for p, out in zip(procs, outputs):
         assert p.returncode == 0, out[-3000:]
     assert "CollectiveAllReduceStrategy with 2 replica(s)" in outputs[0]   # = MWMS
-    assert not (tmp_path / "record0").exists()          # the chief never uses scratch
-    scratch = (tmp_path / "record1").read_text().split()
-    assert len(scratch) == 5     # init, step_10 (named), latest at 10, end, latest at 20
-    assert all("tflottery-ckpt-worker1-" in s and not os.path.exists(s) for s in scratch)
-    assert os.listdir(tmp_path / "tmp0") == [] and os.listdir(tmp_path / "tmp1") == []
-    (run_dir,) = list(root.iterdir())
-    train = run_dir / "replicate_0" / "train"
-    assert (train / "final.json").exists() and (run_dir / "operative_config.gin").exists()
-    assert sorted(os.listdir(train / "checkpoints")) == ["end", "init", "latest", "step_10"]
-    assert checkpoints.latest_step(str(train / "checkpoints")) == 20
-    assert all("workertemp" not in f for f in _files_under(root))
+    worker_root = tmp_path / "runs.worker_1"
+    assert f"run tree is under {worker_root}" in outputs[1]
+    assert sorted(p.name for p in tmp_path.glob("runs*")) == ["runs", "runs.worker_1"]
+
+    trees = []
+    for top in (root, worker_root):
+        (run_dir,) = list(top.iterdir())       # one run: no copy of another worker inside
+        rep = run_dir / "replicate_0"
+        assert sorted(os.listdir(rep)) == ["level_0", "level_1", "pretrain"]
+        for phase in ("level_0/train", "level_1/train", "level_1/branch_random_reinit/train"):
+            assert (rep / phase / "final.json").exists(), phase
+        for name in ("summary.json", "summary.md", "operative_config.gin", "config.gin"):
+            assert (run_dir / name).exists(), name
+        trees.append(run_dir)
+    assert trees[0].name == trees[1].name
+    assert _files_under(trees[0]) == _files_under(trees[1])
+
+    def masks(run_dir):
+        found = {}
+        for rel in _files_under(run_dir):
+            if rel.endswith("mask.npz"):
+                with np.load(run_dir / rel) as npz:
+                    found[rel] = {k: npz[k] for k in npz.files}
+        return found
+    chief_masks, worker_masks = masks(trees[0]), masks(trees[1])
+    assert "replicate_0/level_1/mask/mask.npz" in chief_masks
+    assert chief_masks.keys() == worker_masks.keys()
+    for rel, by_weight in chief_masks.items():
+        assert by_weight.keys() == worker_masks[rel].keys()
+        assert all(np.array_equal(by_weight[k], worker_masks[rel][k]) for k in by_weight), rel
+    level_1 = chief_masks["replicate_0/level_1/mask/mask.npz"]
+    assert 0 < sum(m.sum() for m in level_1.values()) < sum(m.size for m in level_1.values())
+
+    for rel in _files_under(trees[0]):
+        if rel.endswith("final.json"):
+            chief, worker = (json.loads((t / rel).read_text()) for t in trees)
+            assert chief["test_accuracy"] == worker["test_accuracy"], rel
+    assert [l for l in outputs[0].splitlines() if l.startswith("final test accuracy")] == \
+        [l for l in outputs[1].splitlines() if l.startswith("final test accuracy")] != []

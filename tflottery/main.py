@@ -4,6 +4,7 @@ Flags carry only what differs between invocations of the same experiment;
 everything else is configured with gin (see gin_configs/ and README.md).
 """
 import logging as std_logging
+import os
 import sys
 
 import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -48,8 +49,37 @@ def main(argv):
         print(f"final test accuracy: {100 * result['test_accuracy']:.2f}%")
 
 
+def _exit_without_teardown(code) -> None:
+    """Flush everything and leave without Python's interpreter teardown.
+
+    TensorFlow's tf.data iterators can deadlock while the interpreter frees
+    them at shutdown (a thread pool waiting on threads that will never be
+    scheduled again): the run is complete, but the process stalls for
+    seconds or, rarely, forever -- fatal for a sweep or a batch job.  Every
+    output of a run is written (atomically) before this point, so skipping
+    the teardown loses nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001  (a closed pipe must not change the exit code)
+            pass
+    std_logging.shutdown()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        sys.stderr.flush()
+        code = 1
+    os._exit(code)
+
+
 def run():
-    app.run(main)
+    try:
+        app.run(main)
+    except SystemExit as e:
+        _exit_without_teardown(e.code)
+    _exit_without_teardown(0)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ Order matters for "nothing half-written": every input is validated (names,
 numbers, data available, steps inside training) before the run directory is
 created; then config.gin is written, the experiment runs (each of its stages
 skipping work already done), and operative_config.gin is written last.
+
+Multi-worker (MultiWorkerMirroredStrategy): every worker runs the whole
+experiment in a complete run tree of its own and reads only its own files;
+the chief's is under root_dir, another worker's under a sibling root
+(`strategy.worker_root`: root_dir.worker_1 and so on).
 """
 import os
 
@@ -16,7 +21,7 @@ from tflottery.experiments.context import RunContext
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
-from tflottery.training.strategy import build_strategy, is_chief
+from tflottery.training.strategy import build_strategy, worker_root
 
 
 def prepare(root_dir: str, replicate: int = 0, strategy=None):
@@ -31,9 +36,14 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     all_hp = [exp_hp, dataset_hp, model_hp, training_hp] + list(experiment.hparams())
     name = run_name(exp_hp.name, all_hp)
     strategy = strategy if strategy is not None else build_strategy()
-    ctx = RunContext(strategy=strategy, run_dir=os.path.join(root_dir, name),
+    # Every process writes (and so makes the same collective calls): a
+    # non-chief worker in its own tree beside root_dir (see worker_root).
+    root = worker_root(root_dir, strategy)
+    if root != root_dir:
+        logging.info("not the chief: this worker's run tree is under %s", root)
+    ctx = RunContext(strategy=strategy, run_dir=os.path.join(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
-                     training_hp=training_hp, dataset=dataset, writable=is_chief(strategy))
+                     training_hp=training_hp, dataset=dataset, writable=True)
     experiment.validate(ctx)
     return experiment, ctx
 

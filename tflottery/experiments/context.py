@@ -21,7 +21,7 @@ class RunContext:
     model_hp: ModelHparams
     training_hp: TrainingHparams
     dataset: "data.Dataset"
-    writable: bool = True   # False on non-chief workers
+    writable: bool = True   # always True from runner (every worker has its own tree)
 
     @property
     def replicate_dir(self) -> str:

@@ -120,13 +120,13 @@ def _is_tpu(strategy) -> bool:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Whether this process writes outputs (only the chief writes).
+    """Whether this process is the chief, whose run tree is the canonical one (see worker_root).
 
     TPUStrategy is driven by a single Python process, which is the chief by
     construction; its resolver's task type describes the TPU workers, and
     asking it for the cluster spec would call the Cloud TPU API.  Under
     MultiWorkerMirroredStrategy the chief is the 'chief' task if there is one,
-    else worker 0 (TensorFlow's convention); evaluators never write.
+    else worker 0 (TensorFlow's convention); an evaluator never is.
     """
     if _is_tpu(strategy):
         return True
@@ -137,3 +137,51 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     has_chief = "chief" in resolver.cluster_spec().as_dict()
     return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def worker_root(root_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this process keeps its run directories: `root_dir`, or a sibling of it.
+
+    Under MultiWorkerMirroredStrategy every worker runs the whole experiment
+    and reads back what it wrote (a level's final.json to skip finished work,
+    its masks, the 'end' checkpoint to rewind to), so every worker needs a
+    complete run tree of its own: one shared tree, written by the chief
+    alone, would be read by the others before (or while) the chief wrote it.
+    With a tree each, all workers write (and so also make the same
+    collective calls, e.g. the all-reduces that read BatchNorm statistics
+    when a checkpoint is saved), and each decides what to do from its own
+    files; the trees evolve identically because training is synchronous and
+    masks are a deterministic function of identical weights.
+
+    The chief (and any single-process strategy) writes under `root_dir`, the
+    canonical tree that reports read.  Any other worker writes under the
+    sibling `<root_dir>.<task type>_<task id>` (gs://b/runs ->
+    gs://b/runs.worker_1), outside `root_dir` so that reports over it never
+    see the copies, and on the same storage, so `root_dir` may be local to
+    each host or shared by all of them.
+
+    Known gap: the workers write their trees independently, so a worker
+    killed between the chief's write of a checkpoint or a phase's
+    final.json and its own leaves the trees one step apart, and on resume the
+    workers would take different paths (hang, or train out of step).  To
+    recover, stop every worker and make each non-chief tree a copy of the
+    chief's run directory (e.g. `rm -r runs.worker_1/<run>` then
+    `cp -r runs/<run> runs.worker_1/`, or `gsutil -m rsync -r -d`), then
+    re-run: the trees are identical again and the run resumes.
+    """
+    if is_chief(strategy):
+        return root_dir
+    resolver = strategy.cluster_resolver
+    base = root_dir.rstrip("/")
+    scheme, sep, path = base.rpartition("://")
+    if sep and "/" not in path:
+        raise ConfigError(f"--root_dir={root_dir} is a bucket root; multi-worker runs keep each "
+                          "worker's copy in a sibling of root_dir, so give a folder, e.g. "
+                          f"{scheme}://{path}/runs")
+    if not sep and os.path.basename(base) in ("", ".", ".."):
+        # '.', '..', '' (the current folder): name the folder, to be beside it.
+        base = "/" if root_dir.startswith("/") and not base else os.path.abspath(base)
+        if base == "/":
+            raise ConfigError("--root_dir=/ has no sibling for the workers' copies; "
+                              "give a folder, e.g. /runs")
+    return f"{base}.{resolver.task_type}_{resolver.task_id}"
