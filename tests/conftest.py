@@ -59,3 +59,27 @@ SMALL_RUN = [
     "TrainingHparams.training_steps = '24it'",
     "TrainingHparams.eval_every = '8it'",
 ]
+
+
+# ---- leaving without interpreter teardown -------------------------------------------------
+# TensorFlow's tf.data iterators can deadlock while the interpreter frees them
+# at shutdown (see tflottery/main.py): the tests have finished and pytest has
+# printed its summary, but the process stalls, sometimes for minutes.  Exit
+# with pytest's status as soon as everything is reported instead.
+_EXIT_STATUS = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    import logging
+    import sys
+    if not _EXIT_STATUS or os.environ.get("TFLOTTERY_TEST_TEARDOWN"):
+        return   # not a normal session end (or teardown explicitly wanted)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(_EXIT_STATUS[-1])

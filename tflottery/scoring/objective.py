@@ -53,7 +53,8 @@ def check_batch(batch, model) -> Tuple[np.ndarray, np.ndarray]:
                 e is not None and e != a for e, a in zip(expected, images.shape[1:])):
             raise ConfigError(
                 f"batch images have shape {images.shape[1:]} but the model takes {expected}")
-    classes = models.main_logits(model.output_shape)[-1]
+    out_shape = model.output_shape   # a list of shapes for a multi-output model (main first)
+    classes = (out_shape[0] if isinstance(out_shape, list) else out_shape)[-1]
     if classes is not None and (labels.min() < 0 or labels.max() >= classes):
         raise ConfigError(f"batch labels must be in [0, {classes}) for this model "
                           f"(got {labels.min()}..{labels.max()})")
