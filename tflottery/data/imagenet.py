@@ -60,7 +60,8 @@ import tensorflow_datasets as tfds
 
 from tflottery.data import imagenet_preprocessing as prep
 from tflottery.data import sources
-from tflottery.data.pipeline import _MAX_EPOCHS, AUTOTUNE, DatasetInfo, example_seed
+from tflottery.data.pipeline import (_MAX_EPOCHS, AUTOTUNE, DatasetInfo, example_seed,
+                                     full_batches_per_epoch)
 from tflottery.errors import ConfigError, DataNotAvailableError
 
 TFDS_NAME = "imagenet2012"
@@ -157,11 +158,7 @@ class StreamingDataset:
                  augment: bool, image_size: int, mean, std):
         self.info = info
         self.batch_size = batch_size
-        self.iterations_per_epoch = info.num_train // batch_size
-        if self.iterations_per_epoch < 1:
-            raise ConfigError(
-                f"batch_size {batch_size} is larger than the {info.num_train} training examples of "
-                f"{info.name!r}: not even one batch per epoch")
+        self.iterations_per_epoch = full_batches_per_epoch(info, batch_size)
         self._builder = builder
         self._records = records
         self._augment = augment

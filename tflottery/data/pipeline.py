@@ -57,6 +57,16 @@ def epoch_permutation(seed: tf.Tensor, epoch: tf.Tensor, num_examples: int) -> t
         tf.range(num_examples, dtype=tf.int64), seed=tf.stack([seed, epoch]))
 
 
+def full_batches_per_epoch(info: DatasetInfo, batch_size: int) -> int:
+    """Training iterations per epoch (the last partial batch is dropped); at least one."""
+    iterations = info.num_train // batch_size
+    if iterations < 1:
+        raise ConfigError(
+            f"batch_size {batch_size} is larger than the {info.num_train} training examples of "
+            f"{info.name!r}: not even one batch per epoch")
+    return iterations
+
+
 class Dataset:
     """One dataset's splits in memory plus the pipelines that read them.
 
@@ -67,11 +77,7 @@ class Dataset:
                  batch_size: int, augment: bool):
         self.info = info
         self.batch_size = batch_size
-        self.iterations_per_epoch = info.num_train // batch_size
-        if self.iterations_per_epoch < 1:
-            raise ConfigError(
-                f"batch_size {batch_size} is larger than the {info.num_train} training examples of "
-                f"{info.name!r}: not even one batch per epoch")
+        self.iterations_per_epoch = full_batches_per_epoch(info, batch_size)
         self._splits = splits
         self._augment = source.augment if augment else None
         x = splits["train"][0]
