@@ -69,3 +69,38 @@ def test_end_step_must_leave_training_at_the_final_sparsity(tmp_path):
     with pytest.raises(ConfigError, match="end_step < the end of training"):
         runner.run(str(tmp_path))
     assert not os.listdir(tmp_path)
+
+
+def test_a_crash_at_a_pruning_step_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """Killed right after the checkpoint of pruning step 12 (before the hook
+    pruned there): the re-run restores step 12, prunes, and ends with the same
+    weights and masks as an uninterrupted run."""
+    from tflottery.experiments import gradual
+
+    def final_state(root):
+        (run_dir,) = glob.glob(str(root / "gradual_*"))
+        rep = os.path.join(run_dir, "replicate_0")
+        model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+        checkpoints.restore_weights(model, os.path.join(rep, "train", "checkpoints"), "end")
+        log = [json.loads(l) for l in open(os.path.join(rep, "train", "sparsity.jsonl"))]
+        return [w.numpy() for w in model.weights], log
+
+    gin_files.parse([], GRADUAL)
+    runner.run(str(tmp_path / "whole"))
+    expected, expected_log = final_state(tmp_path / "whole")
+
+    real_call = gradual.GradualPruningHook.__call__
+
+    def crash_at_12(self, model, step):
+        if step == 12:
+            raise KeyboardInterrupt("simulated kill")
+        return real_call(self, model, step)
+    monkeypatch.setattr(gradual.GradualPruningHook, "__call__", crash_at_12)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(str(tmp_path / "resumed"))
+    monkeypatch.setattr(gradual.GradualPruningHook, "__call__", real_call)
+    runner.run(str(tmp_path / "resumed"))
+    got, got_log = final_state(tmp_path / "resumed")
+    assert got_log == expected_log
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
