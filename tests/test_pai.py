@@ -117,6 +117,27 @@ def test_rerun_reuses_finished_work(tmp_path):
     assert os.path.getmtime(os.path.join(rep, "train", "final.json")) == mtime
 
 
+def test_chunk_size_reaches_the_scorer(tmp_path, monkeypatch):
+    # SNIP on LeNet (no BatchNorm): the batch (10 examples x 10 classes) in
+    # chunks of at most 7 gives the same mask as in one pass; the spy shows
+    # the value really reached prune_to_density.
+    from tflottery import scoring
+    seen, real = [], scoring.prune_to_density
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("chunk_size"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scoring, "prune_to_density", spy)
+    masks = {}
+    for chunk in ("7", "None"):
+        rep, _ = run_pai(tmp_path / chunk, "PaiHparams.method = 'snip'",
+                         f"PaiHparams.chunk_size = {chunk}")
+        masks[chunk] = masking.Mask.load(os.path.join(rep, "mask"))
+    assert seen == [7, None]
+    assert masks["7"] == masks["None"]
+
+
 @pytest.mark.parametrize("binding, message", [
     ("PaiHparams.method = 'snipp'", "unknown scorer 'snipp'"),
     ("PaiHparams.target_sparsity = 1.0", "target_sparsity must be a number in"),
@@ -124,6 +145,7 @@ def test_rerun_reuses_finished_work(tmp_path):
     ("PaiHparams.schedule = 'restart'", "unknown PaiHparams.schedule"),
     ("PaiAblationHparams.names = ('flip',)", "unknown ablation 'flip'"),
     ("PaiHparams.excluded_layers = ('fc_9',)", "excluded layer 'fc_9'"),
+    ("PaiHparams.chunk_size = 0", r"PaiHparams.chunk_size must be >= 1 \(or None\), got 0"),
 ])
 def test_bad_settings_fail_before_writing(tmp_path, binding, message):
     gin_files.parse([], PAI + [binding])

@@ -7,7 +7,11 @@ Hessian-gradient product and for BatchNorm in training mode, and a NumPy
 re-implementation of SynFlow's 100-round loop.  Tolerances: float32 TF vs
 float64 NumPy rtol 1e-5 (analytic gradients) or 1e-3 (finite differences);
 SynFlow runs in float64 on both sides, rtol 1e-12; scores under different
-tf.distribute strategies must be bit-for-bit equal.
+tf.distribute strategies must be bit-for-bit equal.  Scores of the batch in
+chunks must equal the one-pass scores to float rounding (float32 rtol 1e-5,
+atol 1e-6 of the largest score; float64 rtol 1e-12) without BatchNorm, and
+with BatchNorm the size-weighted sum of per-chunk gradients taken by
+tf.GradientTape on the model itself (float32, rtol 1e-5).
 """
 from conftest import two_cpu_strategy  # noqa: E402
 import types
@@ -484,6 +488,136 @@ def test_synflow_float64_where_float32_overflows():
         np.testing.assert_allclose(scores[name], e, rtol=1e-10)
     mask = scoring.prune_to_density("synflow", model, 0.5, iterations=3)
     assert mask.num_remaining == _round(0.5 * 20 * 64)
+
+
+# -- chunks: the scoring batch in several forward/backward passes ------------------------------
+def test_chunks_are_strided_bounded_and_cover_the_batch():
+    from tflottery.scoring.chunks import split
+    for n, size in [(14, 5), (15, 4), (100, 7), (10000, 256), (3, 1)]:
+        parts = split(n, size)
+        index = [np.arange(n)[p] for p in parts]
+        assert len(parts) == -(-n // size)
+        assert max(len(i) for i in index) <= size
+        assert max(len(i) for i in index) - min(len(i) for i in index) <= 1
+        np.testing.assert_array_equal(np.sort(np.concatenate(index)), np.arange(n))
+    assert split(14, None) == split(14, 14) == split(14, 99) == [slice(0, None, 1)]
+    assert [list(np.arange(14)[p]) for p in split(14, 5)] == [
+        [0, 3, 6, 9, 12], [1, 4, 7, 10, 13], [2, 5, 8, 11]]
+    from tflottery.hparams import PaiHparams
+    assert PaiHparams().chunk_size == scoring.DEFAULT_CHUNK_SIZE == 256
+
+
+@pytest.mark.parametrize("dtype, rtol, atol", [(None, 1e-5, 1e-6), ("float64", 1e-12, 1e-14)])
+def test_chunked_snip_and_grasp_equal_one_pass_without_batchnorm(dtype, rtol, atol):
+    # n = 14 in chunks of at most 5: sizes 5, 5, 4, so the weights n_c / n
+    # differ.  Without BatchNorm chunking is exact; the tolerance is float
+    # rounding (rtol 1e-5 and atol 1e-6 of the largest score in float32, 1e-12
+    # and 1e-14 in float64).
+    model, _, _ = _mlp([4, 6, 3], seed=13, dtype=dtype)
+    masking.set_mask(model, _random_mask(model, 0.8))
+    batch = _mlp_batch(n=14, classes=3, seed=14)
+    for name in ("snip", "grasp", "grasp_abs"):
+        one = scoring.compute_scores(name, model, batch, chunk_size=None)
+        for size in (5, 14):
+            got = scoring.compute_scores(name, model, batch, chunk_size=size)
+            for n in one:
+                scale = np.abs(one[n]).max()
+                np.testing.assert_allclose(got[n], one[n], rtol=rtol, atol=atol * scale,
+                                           err_msg=f"{name} {n} chunk {size}")
+                assert (got[n][~masking.get_mask(model)[n]] == 0).all()
+                if size == 14:                    # one chunk: the one-pass computation itself
+                    np.testing.assert_array_equal(got[n], one[n])
+    one = hessian_gradient_product(model, batch, chunk_size=None)
+    got = hessian_gradient_product(model, batch, chunk_size=5)
+    for n in one:
+        np.testing.assert_allclose(got[n], one[n], rtol=rtol, atol=atol * np.abs(one[n]).max())
+
+
+def test_chunked_isnip_gives_the_same_masks():
+    model, _, _ = _mlp([4, 6, 3], seed=13)
+    batch = _mlp_batch(n=14, classes=3, seed=14)
+    one = scoring.prune_to_density("isnip", model, 0.2, batch=batch, chunk_size=None)
+    for size in (1, 5):
+        assert scoring.prune_to_density("isnip", model, 0.2, batch=batch, chunk_size=size) == one
+    one = scoring.prune_to_density("grasp", model, 0.3, batch=batch, chunk_size=None)
+    assert scoring.prune_to_density("grasp", model, 0.3, batch=batch, chunk_size=5) == one
+
+
+def _tape_gradients(model, x, y, temperature=1.0, g=None):
+    """dL/dw (or, given g, d/dw (g . dL/dw)) by tf.GradientTape on the model itself, float64.
+
+    Independent of the scoring code: the model's own variables, Keras's
+    cross-entropy, BatchNorm in training mode on exactly these examples.
+    """
+    variables = masking.prunable_variables(model)
+    names = sorted(variables)
+    kernels = [variables[n] for n in names]
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            logits = model(tf.constant(x), training=True) / temperature
+            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+                tf.constant(y), logits, from_logits=True))
+        grads = inner.gradient(loss, kernels)
+        if g is not None:
+            z = tf.add_n([tf.reduce_sum(tf.constant(g[n], tf.float32) * gr)
+                          for n, gr in zip(names, grads)])
+    if g is not None:
+        grads = outer.gradient(z, kernels)
+    return {n: gr.numpy().astype(np.float64) for n, gr in zip(names, grads)}
+
+
+def test_chunked_scores_with_batchnorm_weight_each_chunk_by_its_size():
+    # With BatchNorm in training mode each chunk is normalised by its own
+    # statistics, so chunking changes the scores; what they must equal is
+    # the n_c / n weighted sum of the per-chunk gradients, each computed
+    # here on that chunk alone.  15 examples in chunks of at most 4: the
+    # strided chunks x[c::4] of sizes 4, 4, 4, 3.  Float32 on both sides:
+    # rtol 1e-5, atol 1e-6 of the largest value.
+    model = _conv_bn()
+    mask = _random_mask(model, 0.8)
+    masking.set_mask(model, mask)
+    x, y = _conv_batch(n_per_class=5)
+    snip = scoring.compute_scores("snip", model, (x, y), chunk_size=4)
+    one = scoring.compute_scores("snip", model, (x, y), chunk_size=None)
+    hg = hessian_gradient_product(model, (x, y), chunk_size=4)
+    weights = {n: v.numpy().astype(np.float64)
+               for n, v in masking.prunable_variables(model).items()}
+    parts = [(x[c::4], y[c::4]) for c in range(4)]
+    assert [len(p[1]) for p in parts] == [4, 4, 4, 3]
+
+    def combined(**kwargs):
+        per_chunk = [_tape_gradients(model, px, py, **kwargs) for px, py in parts]
+        return {n: sum(len(py) / 15 * g[n] for g, (_, py) in zip(per_chunk, parts))
+                for n in weights}
+
+    def close(got, expected):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+
+    g = combined()
+    for n in weights:
+        close(snip[n], np.abs(g[n] * weights[n]))
+        assert (snip[n][~mask[n]] == 0).all()
+    assert not all(np.allclose(snip[n], one[n], rtol=1e-3) for n in one)   # BN made a difference
+    # GraSP: g of the whole batch (chunk by chunk), then each chunk's H_c g.
+    g = combined(temperature=200.0)
+    expected = combined(temperature=200.0, g=g)
+    for n in weights:
+        close(hg[n], expected[n])
+
+
+@pytest.mark.parametrize("chunk_size", [0, -3, 2.5, True, "8"])
+def test_bad_chunk_size_is_a_one_line_config_error(chunk_size):
+    model, _, _ = _mlp([4, 3, 2])
+    batch = _mlp_batch()
+    calls = [lambda: scoring.prune_to_density("snip", model, 0.5, batch=batch,
+                                              chunk_size=chunk_size),
+             lambda: scoring.compute_scores("grasp", model, batch, chunk_size=chunk_size),
+             lambda: scoring.compute_scores("magnitude", model, chunk_size=chunk_size),
+             lambda: hessian_gradient_product(model, batch, chunk_size=chunk_size)]
+    for call in calls:
+        with pytest.raises(ConfigError, match="chunk_size must be a positive integer or None") as e:
+            call()
+        assert "\n" not in str(e.value)
 
 
 # -- masks: counts, prior pruning, exclusions, scope, no side effects ---------------------------

@@ -295,7 +295,13 @@ class PaiHparams(_Checked):
     scope: 'global' (one ranking over all layers) or 'layerwise' (every
       layer pruned to the target density).
     examples_per_class: the class-balanced batch the data-driven scorers
-      (SNIP, GraSP, iterative SNIP) see.
+      (SNIP, GraSP, iterative SNIP) see: examples_per_class x num_classes
+      examples (10 x 1000 = 10,000 images on ImageNet).
+    chunk_size: the most examples of that batch the data-driven scorers put
+      through the model in one forward/backward pass, which bounds their
+      memory (None: the whole batch in one pass).  Without BatchNorm the
+      scores do not depend on it (up to float rounding); with BatchNorm each
+      chunk is normalised by its own statistics (tflottery/scoring/chunks.py).
     iterations: rounds of the iterative scorers (SynFlow, iterative SNIP);
       None keeps their default of 100.
     excluded_layers: layer names never pruned (e.g. ('output',)).
@@ -309,6 +315,7 @@ class PaiHparams(_Checked):
     examples_per_class: int = 10
     iterations: Optional[int] = None
     excluded_layers: Tuple[str, ...] = ()
+    chunk_size: Optional[int] = 256
 
 
 @gin.configurable

@@ -76,6 +76,8 @@ class PaiExperiment:
                               f"{hp.examples_per_class}")
         if hp.iterations is not None and hp.iterations < 1:
             raise ConfigError(f"PaiHparams.iterations must be >= 1 (or None), got {hp.iterations}")
+        if hp.chunk_size is not None and hp.chunk_size < 1:
+            raise ConfigError(f"PaiHparams.chunk_size must be >= 1 (or None), got {hp.chunk_size}")
         steps = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
         k = self.prune_iterations(ctx)
         if k >= steps.total:
@@ -142,7 +144,8 @@ class PaiExperiment:
                      self.prune_iterations(ctx), 100 * hp.target_sparsity)
         return scoring.prune_to_density(
             hp.method, model, 1.0 - hp.target_sparsity, batch=batch, scope=hp.scope,
-            excluded=excluded, seed=ctx.model_seed, iterations=hp.iterations, invert=invert)
+            excluded=excluded, seed=ctx.model_seed, iterations=hp.iterations, invert=invert,
+            chunk_size=hp.chunk_size)
 
     def _load_or_make(self, ctx: RunContext, directory: str, make) -> masking.Mask:
         if io.exists(os.path.join(directory, masking.MASK_FILENAME)):

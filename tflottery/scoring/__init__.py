@@ -23,15 +23,19 @@ weights or mask, and returns a Mask keeping exactly
 round(target_density * num_weights) weights (schedule.py: exclusions,
 global/layerwise scope, the exponential schedule of iterative scorers).
 Scores are computed on a host-CPU copy in float32 (float64 for SynFlow),
-so they are the same under any tf.distribute strategy (host.py).
+so they are the same under any tf.distribute strategy (host.py).  SNIP,
+iterative SNIP and GraSP take the batch in chunks of at most `chunk_size`
+examples (default 256) per forward/backward pass, which bounds their memory
+(chunks.py); SynFlow needs no data.
 """
 from tflottery.scoring import grasp, magnitude, random_scores, snip, synflow  # noqa: F401  (register)
 from tflottery.scoring.api import compute_scores, prune_to_density
 from tflottery.scoring.batch import class_balanced_batch
+from tflottery.scoring.chunks import DEFAULT_CHUNK_SIZE
 from tflottery.scoring.registry import SCORERS, Scorer
 
-__all__ = ["SCORERS", "Scorer", "class_balanced_batch", "compute_scores", "names",
-           "prune_to_density"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "SCORERS", "Scorer", "class_balanced_batch", "compute_scores",
+           "names", "prune_to_density"]
 
 
 def names():

@@ -5,6 +5,13 @@ and private host copies (state.py, host.py), so the model's weights and
 mask are never written.  Scoring runs eagerly in cross-replica context on
 the host CPU; called inside a strategy scope it runs in a helper thread
 where no scope is active (host.outside_strategy).
+
+chunk_size (the data-based scorers SNIP, iterative SNIP and GraSP): the most
+examples of the scoring batch in one forward/backward pass, default 256;
+None puts the whole batch through at once.  Without BatchNorm the scores do
+not depend on it (up to float rounding); with BatchNorm in training mode
+each chunk is normalised by its own statistics (chunks.py).  It bounds the
+scorers' memory: 10 examples per class of ImageNet are 10,000 images.
 """
 from typing import Dict, Iterable, Optional
 
@@ -14,6 +21,7 @@ from tflottery.errors import ConfigError
 from tflottery.masking.mask import Mask
 from tflottery.pruning.select import prune_to_count
 from tflottery.scoring import schedule
+from tflottery.scoring.chunks import DEFAULT_CHUNK_SIZE, check_chunk_size
 from tflottery.scoring.host import check_context, outside_strategy
 from tflottery.scoring.objective import check_batch
 from tflottery.scoring.registry import SCORERS, Scorer
@@ -50,7 +58,8 @@ def _score(scorer: Scorer, state: ScoringState, batch, seed: int, round_index: i
     return scores
 
 
-def compute_scores(name: str, model, batch=None, seed: int = 0) -> Dict[str, np.ndarray]:
+def compute_scores(name: str, model, batch=None, seed: int = 0,
+                   chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Dict[str, np.ndarray]:
     """One round of scorer `name`'s scores {weight name: float64 array} for the model's current mask.
 
     These are the raw scores: for 'grasp' the weights with the HIGHEST
@@ -58,15 +67,17 @@ def compute_scores(name: str, model, batch=None, seed: int = 0) -> Dict[str, np.
     """
     scorer = SCORERS.get(name)
     seed = _check_seed(seed)
+    chunk_size = check_chunk_size(chunk_size)
     check_context()
     batch = _prepare_batch(scorer, batch, model)
-    state = ScoringState(model)
+    state = ScoringState(model, chunk_size=chunk_size)
     return outside_strategy(lambda: scorer.fn(state, batch, seed, 0))
 
 
 def prune_to_density(name: str, model, target_density: float, batch=None, scope: str = "global",
                      excluded: Iterable[str] = (), seed: int = 0,
-                     iterations: Optional[int] = None, invert: bool = False) -> Mask:
+                     iterations: Optional[int] = None, invert: bool = False,
+                     chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Mask:
     """The mask scorer `name` keeps at `target_density` of all prunable weights of `model`.
 
     The model's current mask is respected (pruned weights stay pruned) and
@@ -80,14 +91,18 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
 
     invert=True is the inversion ablation: every round removes the weights
     the scorer would keep (its best-ranked ones) instead, in the same numbers.
+
+    chunk_size: examples per forward/backward pass of the data-based scorers
+    (module docstring).
     """
     scorer = SCORERS.get(name)
     seed = _check_seed(seed)
+    chunk_size = check_chunk_size(chunk_size)
     excluded = tuple(excluded) if not isinstance(excluded, str) else (excluded,)
     rounds_n = scorer.iterations if iterations is None else schedule.check_iterations(iterations)
     check_context()
     batch = _prepare_batch(scorer, batch, model)
-    state = ScoringState(model, rounds=rounds_n)
+    state = ScoringState(model, rounds=rounds_n, chunk_size=chunk_size)
     rounds = schedule.plan(state.mask, target_density, scope, excluded, rounds_n)
 
     def run() -> Mask:

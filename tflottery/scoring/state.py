@@ -3,11 +3,13 @@
 A scorer sees the user's model only through this object: the prunable
 weights as they were when scoring started (NumPy copies), the mask being
 refined round by round (`state.mask`, which is *not* the model's mask after
-the first round), and host copies of the model for scorers that need a
-forward pass.  Nothing here writes to the user's model, which is how
-prune_to_density leaves its weights and mask unchanged.
+the first round), host copies of the model for scorers that need a
+forward pass, and `chunk_size`, the most examples one forward/backward pass
+of a data-based scorer may take (chunks.py).  Nothing here writes to the
+user's model, which is how prune_to_density leaves its weights and mask
+unchanged.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -17,10 +19,15 @@ from tflottery.scoring.host import HostCopy, compute_dtype
 
 
 class ScoringState:
-    """The model being scored, the mask the scores are for, and lazily built host copies."""
+    """The model being scored, the mask the scores are for, and lazily built host copies.
 
-    def __init__(self, model, rounds: int = 1):
+    chunk_size: examples per forward/backward pass of the scoring batch
+    (None: the whole batch at once); checked by the caller (chunks.py).
+    """
+
+    def __init__(self, model, rounds: int = 1, chunk_size: Optional[int] = None):
         self.model = model
+        self.chunk_size = chunk_size
         # Trace scorer computations with tf.function only when they will be
         # reused: a one-shot score is as fast eagerly, and tracing a new
         # function per call would make repeated scoring retrace (and warn).
