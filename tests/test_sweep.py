@@ -161,7 +161,7 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: running" in out
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: done in" in out
     assert ("job 2/2: BranchHparams.dilation=-1.0 replicate=0: FAILED (exit 2)" in out and
-            "error: dilation factor must be positive" in out)
+            "error: BranchHparams.dilation must be > 0" in out)
     assert "sweep: 1/2 jobs finished (1 run now, 0 skipped as finished), 1 failed" in out
     (run_dir,) = glob.glob(str(root / "lottery_*"))
     rep = os.path.join(run_dir, "replicate_0")

@@ -127,6 +127,8 @@ class LotteryExperiment:
             raise ConfigError("per-layer rates other than 0 (exclusion) need "
                               "PruningHparams.scope = 'layerwise'")
         layer_fractions_by_weight(self.pruning_hp, self.prunable_names(ctx))
+        if self.branch_hp.dilation is not None and not self.branch_hp.dilation > 0:
+            raise ConfigError(f"BranchHparams.dilation must be > 0, got {self.branch_hp.dilation}")
         for name in self.branch_hp.names:
             branches.REGISTRY.get(name)
         for level in self.branch_levels():
