@@ -61,7 +61,7 @@ import tensorflow_datasets as tfds
 from tflottery.data import imagenet_preprocessing as prep
 from tflottery.data import sources
 from tflottery.data.pipeline import (_MAX_EPOCHS, AUTOTUNE, DatasetInfo, example_seed,
-                                     full_batches_per_epoch)
+                                     full_batches_per_epoch, per_replica_batch)
 from tflottery.errors import ConfigError, DataNotAvailableError
 
 TFDS_NAME = "imagenet2012"
@@ -167,16 +167,10 @@ class StreamingDataset:
 
     def _per_replica(self, input_context, batch_size: int) -> Tuple[int, int, int, int]:
         """(per-replica batch, number of pipelines, this pipeline's id, replicas fed by this pipeline)."""
+        per_replica, pipelines, pipeline_id = per_replica_batch(input_context, batch_size)
         if input_context is None:
-            return batch_size, 1, 0, 1
-        try:
-            per_replica = input_context.get_per_replica_batch_size(batch_size)
-        except ValueError as e:
-            raise ConfigError(
-                f"batch size {batch_size} is not divisible by the "
-                f"{input_context.num_replicas_in_sync} replicas: {e}") from e
-        pipelines = input_context.num_input_pipelines
-        return (per_replica, pipelines, input_context.input_pipeline_id,
+            return per_replica, pipelines, pipeline_id, 1
+        return (per_replica, pipelines, pipeline_id,
                 max(1, input_context.num_replicas_in_sync // pipelines))
 
     def _read(self, records: Records, shuffle_seed: Optional[tf.Tensor] = None) -> tf.data.Dataset:

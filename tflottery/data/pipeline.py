@@ -57,6 +57,19 @@ def epoch_permutation(seed: tf.Tensor, epoch: tf.Tensor, num_examples: int) -> t
         tf.range(num_examples, dtype=tf.int64), seed=tf.stack([seed, epoch]))
 
 
+def per_replica_batch(input_context, batch_size: int) -> Tuple[int, int, int]:
+    """(per-replica batch, number of input pipelines, this pipeline's id) for an InputContext."""
+    if input_context is None:
+        return batch_size, 1, 0
+    try:
+        per_replica = input_context.get_per_replica_batch_size(batch_size)
+    except ValueError as e:
+        raise ConfigError(
+            f"batch size {batch_size} is not divisible by the "
+            f"{input_context.num_replicas_in_sync} replicas: {e}") from e
+    return per_replica, input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
 def full_batches_per_epoch(info: DatasetInfo, batch_size: int) -> int:
     """Training iterations per epoch (the last partial batch is dropped); at least one."""
     iterations = info.num_train // batch_size
@@ -91,18 +104,6 @@ class Dataset:
     def _normalise(self, raw: tf.Tensor) -> tf.Tensor:
         return (tf.cast(raw, tf.float32) / self._scale - self._mean) / self._std
 
-    def _per_replica(self, input_context, batch_size: int) -> Tuple[int, int, int]:
-        """(per-replica batch, number of pipelines, this pipeline's id)."""
-        if input_context is None:
-            return batch_size, 1, 0
-        try:
-            per_replica = input_context.get_per_replica_batch_size(batch_size)
-        except ValueError as e:
-            raise ConfigError(
-                f"batch size {batch_size} is not divisible by the "
-                f"{input_context.num_replicas_in_sync} replicas: {e}") from e
-        return per_replica, input_context.num_input_pipelines, input_context.input_pipeline_id
-
     # --- pipelines -------------------------------------------------------------------------
 
     def train_dataset(self, seed: int, input_context: Optional[tf.distribute.InputContext] = None,
@@ -111,7 +112,7 @@ class Dataset:
         if start_step < 0:
             raise ConfigError(f"start_step must be >= 0, got {start_step}")
         global_batch, ipe = self.batch_size, self.iterations_per_epoch
-        per_replica, num_pipelines, pipeline_id = self._per_replica(input_context, global_batch)
+        per_replica, num_pipelines, pipeline_id = per_replica_batch(input_context, global_batch)
         images, labels = (tf.constant(a) for a in self._splits["train"])
         num_train = self.info.num_train
         per_epoch = ipe * global_batch
@@ -157,7 +158,7 @@ class Dataset:
             raise ConfigError(f"unknown split {split!r}; choose one of: holdout, test, train")
         if split not in self._splits:
             raise ConfigError("split 'holdout' is empty: set DatasetHparams.holdout_fraction > 0 to get one")
-        default, num_pipelines, pipeline_id = self._per_replica(input_context, self.batch_size)
+        default, num_pipelines, pipeline_id = per_replica_batch(input_context, self.batch_size)
         batch_size = batch_size or default
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
