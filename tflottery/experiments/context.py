@@ -55,11 +55,16 @@ def build_masked_model(ctx: RunContext, seed: int = None):
         return masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
 
 
+def weights_named_by(key: str, weight_names) -> list:
+    """The weight names a user's key means: itself ('output/kernel') or all of a layer's ('output')."""
+    return [w for w in weight_names if w == key or w.split("/")[0] == key]
+
+
 def excluded_weights(layer_names, weight_names):
     """Weight names ('output/kernel') of the excluded layer names ('output')."""
     out = []
     for layer in layer_names:
-        matches = [w for w in weight_names if w == layer or w.split("/")[0] == layer]
+        matches = weights_named_by(layer, weight_names)
         if not matches:
             raise ConfigError(f"excluded layer {layer!r} is not a prunable layer; choose from: "
                               f"{', '.join(sorted(weight_names))}")

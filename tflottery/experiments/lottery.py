@@ -29,7 +29,7 @@ from absl import logging
 from tflottery import masking, models, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.experiments.context import RunContext, build_masked_model, weights_named_by
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.runs import io
 from tflottery.steps import to_iterations
@@ -71,7 +71,7 @@ def layer_fractions_by_weight(hp: PruningHparams, weight_names) -> dict:
     """Expand layer-name keys ('output') to weight names ('output/kernel')."""
     out = {}
     for key, value in dict(hp.layer_fractions).items():
-        matches = [w for w in weight_names if w == key or w.split("/")[0] == key]
+        matches = weights_named_by(key, weight_names)
         if not matches:
             raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
                               f"choose from: {', '.join(sorted(weight_names))}")
