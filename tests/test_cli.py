@@ -71,6 +71,10 @@ BAD_INPUTS = [
     (["--gin_bindings=TrainingHparams.lr='0.1'"], "TrainingHparams.lr = '0.1' is not of type float"),
     (["--gin_bindings=DatasetHparams.name='cifar10'", "--gin_bindings=DatasetHparams.data_dir='{empty}'"],
      "not available offline"),
+    # A model that cannot be built for the data, in an experiment that builds
+    # nothing during validation: the runner's throwaway build catches it.
+    (["--gin_bindings=ExperimentHparams.name='train'", "--gin_bindings=ModelHparams.name='inception_v3'"],
+     "needs images of at least 75x75"),
 ]
 
 

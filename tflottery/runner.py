@@ -17,7 +17,7 @@ from absl import logging
 
 from tflottery import data, experiments, models
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import RunContext
+from tflottery.experiments.context import RunContext, prunable_weight_names
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
@@ -43,7 +43,8 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
         logging.info("not the chief: this worker's run tree is under %s", root)
     ctx = RunContext(strategy=strategy, run_dir=os.path.join(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
-                     training_hp=training_hp, dataset=dataset, writable=True)
+                     training_hp=training_hp, dataset=dataset, writable=True,
+                     prunable_names=prunable_weight_names(model_hp, dataset.info))
     experiment.validate(ctx)
     return experiment, ctx
 

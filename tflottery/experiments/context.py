@@ -22,6 +22,7 @@ class RunContext:
     training_hp: TrainingHparams
     dataset: "data.Dataset"
     writable: bool = True   # always True from runner (every worker has its own tree)
+    prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_names)
 
     @property
     def replicate_dir(self) -> str:
@@ -42,6 +43,18 @@ def set_precision_policy(training_hp: TrainingHparams) -> None:
     """Global Keras dtype policy: bfloat16 compute when mixed precision is asked for."""
     keras.mixed_precision.set_global_policy(
         "mixed_bfloat16" if training_hp.mixed_precision else "float32")
+
+
+def prunable_weight_names(model_hp: ModelHparams, info) -> tuple:
+    """The mask's weight names, from a throwaway build of the network for this data.
+
+    The runner calls it before anything is written, so a model that cannot
+    be built for the data (unknown option, images too small) fails cleanly.
+    """
+    plain = models.build(model_hp.name, tuple(info.input_shape), info.num_classes, seed=0,
+                         **dict(model_hp.options))
+    unmasked = set(model_hp.unmasked_layers)
+    return tuple(n for n in masking.prunable_variables(plain) if n.split("/")[0] not in unmasked)
 
 
 def build_masked_model(ctx: RunContext, seed: int = None):

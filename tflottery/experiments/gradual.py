@@ -133,8 +133,7 @@ class GradualExperiment:
                 f"gradual pruning needs begin_step < end_step < the end of training (so the "
                 f"network trains at the final sparsity); got {begin} it, {end} it and "
                 f"{steps.total} it; fix GradualHparams")
-        from tflottery.experiments.lottery import LotteryExperiment
-        excluded_weights(hp.excluded_layers, LotteryExperiment.prunable_names(ctx))
+        excluded_weights(hp.excluded_layers, ctx.prunable_names)
 
     def run(self, ctx: RunContext) -> dict:
         begin, end, frequency = self.resolved_steps(ctx)

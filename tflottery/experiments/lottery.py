@@ -26,7 +26,7 @@ from typing import List
 import numpy as np
 from absl import logging
 
-from tflottery import masking, models, pruning
+from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import RunContext, build_masked_model, weights_named_by
@@ -126,7 +126,7 @@ class LotteryExperiment:
                 v != 0 for v in dict(self.pruning_hp.layer_fractions).values()):
             raise ConfigError("per-layer rates other than 0 (exclusion) need "
                               "PruningHparams.scope = 'layerwise'")
-        layer_fractions_by_weight(self.pruning_hp, self.prunable_names(ctx))
+        layer_fractions_by_weight(self.pruning_hp, list(ctx.prunable_names))
         if self.branch_hp.dilation is not None and not self.branch_hp.dilation > 0:
             raise ConfigError(f"BranchHparams.dilation must be > 0, got {self.branch_hp.dilation}")
         for name in self.branch_hp.names:
@@ -138,15 +138,6 @@ class LotteryExperiment:
                     f"{self.plan.num_levels - 1}; choose levels in that range")
         if not self.summary_hp.matching_tolerance >= 0:
             raise ConfigError("matching_tolerance must be >= 0 percentage points")
-
-    @staticmethod
-    def prunable_names(ctx: RunContext):
-        """The mask's weight names, from a throwaway build of the network."""
-        info = ctx.dataset.info
-        plain = models.build(ctx.model_hp.name, tuple(info.input_shape), info.num_classes,
-                             seed=0, **dict(ctx.model_hp.options))
-        unmasked = set(ctx.model_hp.unmasked_layers)
-        return [n for n in masking.prunable_variables(plain) if n.split("/")[0] not in unmasked]
 
     def branch_levels(self):
         if self.branch_hp.levels is None:

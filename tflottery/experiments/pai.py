@@ -87,8 +87,7 @@ class PaiExperiment:
         for name in self.ablation_hp.names:
             if name not in ABLATIONS:
                 raise ConfigError(f"unknown ablation {name!r}; choose from: {', '.join(ABLATIONS)}")
-        from tflottery.experiments.lottery import LotteryExperiment
-        excluded_weights(hp.excluded_layers, LotteryExperiment.prunable_names(ctx))
+        excluded_weights(hp.excluded_layers, ctx.prunable_names)
 
     def prune_iterations(self, ctx: RunContext) -> int:
         return to_iterations(self.pai_hp.prune_step, ctx.dataset.iterations_per_epoch,
