@@ -2,12 +2,14 @@
 
     python benchmarks/masked_overhead.py [--rounds 7] [--models lenet_300_100,resnet_20]
 
-For each model the same architecture is built twice from the same seed: once
-plain, once wrapped with tflottery masks (80% of each kernel pruned, which
-does not change the dense compute).  Each gets its own Trainer and compiled
-training loop; rounds of N steps alternate between the two so that machine
-noise hits both alike.  Printed: median steps/s of each and their ratio
-(masked / unmasked; the goal is >= 0.97).
+For each model the same architecture is built from the same seed, plain and
+wrapped with tflottery masks (80% of each kernel pruned, which does not change
+the dense compute), and each is trained with the optimizer update fused by XLA
+(`TrainingHparams.xla_update=True`, the default) and with plain TensorFlow
+ops.  Each of the four gets its own Trainer and compiled training loop; rounds
+of N steps alternate between them so that machine noise hits all alike.
+Printed: median steps/s, the masked/unmasked ratio for each update (the goal
+is >= 0.97), and the speed-up of the fused update over plain ops.
 """
 import argparse
 import os
@@ -50,18 +52,36 @@ def make_runner(model, dataset, train_hp, out_dir):
     return trainer.make_train_fn(0)
 
 
+def build_model(name, shape, masked):
+    model = models.build(name, shape, 10, seed=0)
+    if masked:
+        model = masking.wrap(model)
+        rng = np.random.default_rng(1)
+        masking.set_mask(model, {n: rng.random(v.shape) < 0.2
+                                 for n, v in masking.prunable_variables(model).items()})
+    return model
+
+
+def summarise(rates, masked, unmasked):
+    """Median steps/s of each, ratio of medians, and quartiles of the per-round ratios."""
+    ratios = sorted(m / u for m, u in zip(rates[masked], rates[unmasked]))
+    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
+    med_m, med_u = statistics.median(rates[masked]), statistics.median(rates[unmasked])
+    return med_m, med_u, med_m / med_u, statistics.median(ratios), q1, q3
+
+
 def bench(name, rounds, tmp):
+    """Four trainers (masked or not, XLA-fused optimizer update or plain ops),
+    timed in rounds that alternate their order."""
     shape, batch, opt, steps = SETTINGS[name]
     dataset = data.build(DatasetHparams(name="npz", data_dir=random_npz(tmp, shape),
                                         batch_size=batch))
-    train_hp = TrainingHparams(training_steps="1000000it", **opt)
-    plain = models.build(name, shape, 10, seed=0)
-    masked = masking.wrap(models.build(name, shape, 10, seed=0))
-    rng = np.random.default_rng(1)
-    masking.set_mask(masked, {n: rng.random(v.shape) < 0.2
-                              for n, v in masking.prunable_variables(masked).items()})
-    runners = {"unmasked": make_runner(plain, dataset, train_hp, tmp),
-               "masked": make_runner(masked, dataset, train_hp, tmp)}
+    runners = {}
+    for xla in (True, False):
+        train_hp = TrainingHparams(training_steps="1000000it", xla_update=xla, **opt)
+        for masked in (False, True):
+            runners[(xla, masked)] = make_runner(build_model(name, shape, masked), dataset,
+                                                 train_hp, tmp)
     for run in runners.values():          # compile and warm up
         run(steps)
     rates = {k: [] for k in runners}
@@ -71,14 +91,16 @@ def bench(name, rounds, tmp):
             start = time.perf_counter()
             runners[key](steps)
             rates[key].append(steps / (time.perf_counter() - start))
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    ratios = sorted(m / u for m, u in zip(rates["masked"], rates["unmasked"]))
-    per_round = statistics.median(ratios)
-    q1, q3 = ratios[len(ratios) // 4], ratios[(3 * len(ratios)) // 4]
-    print(f"{name:14s} unmasked {med['unmasked']:8.1f} steps/s   masked {med['masked']:8.1f} "
-          f"steps/s   ratio {med['masked'] / med['unmasked']:.3f} (median per-round ratio "
-          f"{per_round:.3f}, quartiles {q1:.3f}-{q3:.3f}; {rounds} rounds of {steps} steps, "
-          f"batch {batch})", flush=True)
+    for xla in (True, False):
+        med_m, med_u, ratio, per_round, q1, q3 = summarise(rates, (xla, True), (xla, False))
+        print(f"{name:14s} xla_update={str(xla):5s}  unmasked {med_u:8.1f} steps/s   masked "
+              f"{med_m:8.1f} steps/s   ratio {ratio:.3f} (median per-round ratio {per_round:.3f}, "
+              f"quartiles {q1:.3f}-{q3:.3f})", flush=True)
+    for masked in (False, True):
+        fused, plain, speedup, per_round, _, _ = summarise(rates, (True, masked), (False, masked))
+        print(f"{name:14s} {'masked' if masked else 'unmasked':8s} XLA-fused update vs plain ops: "
+              f"{speedup:.3f}x (median per-round {per_round:.3f})", flush=True)
+    print(f"{name:14s} ({rounds} rounds of {steps} steps, batch {batch})", flush=True)
 
 
 def main():

@@ -114,6 +114,9 @@ def test_pruned_weights_stay_exactly_zero(tmp_path):
         value = var.numpy()
         assert np.all(value[~mask[name]] == 0.0), name
         assert not np.array_equal(value[mask[name]], before[name][mask[name]]), name
+        # Each replica's copy (the optimizer masks every device's update).
+        copies = [c.numpy() for c in var.values]
+        assert len(copies) == 2 and all(np.array_equal(c, value) for c in copies), name
     # The stored checkpoint is exactly sparse too.
     reloaded = lenet(tf.distribute.get_strategy(), seed=1)
     checkpoints.restore_weights(reloaded, str(tmp_path / "checkpoints"), "end")

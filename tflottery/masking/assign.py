@@ -15,10 +15,11 @@ def set_mask(model, mask: Mask) -> None:
     """Install `mask` in `model` and zero the pruned entries of the stored weights.
 
     The forward pass already multiplies by the mask; zeroing the stored values
-    too makes checkpoints and exported weights exactly sparse, and means
-    momentum or weight decay cannot bring a pruned weight back (its gradient is
-    exactly zero, so as long as its optimizer state starts at zero -- e.g. a
-    fresh optimizer per training phase -- it stays 0.0).
+    too makes checkpoints and exported weights exactly sparse.  Under a plain
+    optimizer (e.g. `model.fit`) a pruned weight then stays 0.0: its gradient
+    is exactly zero, and a fresh optimizer's state is zero too.  tflottery's
+    Trainer skips the forward multiply and re-zeroes pruned entries after
+    every update instead (training/masked_updates.py).
 
     Call between training phases, eagerly, in cross-replica context (i.e. not
     inside strategy.run or a tf.function).

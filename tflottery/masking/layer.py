@@ -7,6 +7,9 @@ term computed from the gradient can revive a pruned connection.  The mask is
 a non-trainable variable, so it is checkpointed with the model, mirrored
 under a tf.distribute strategy, and only ever changed between training
 phases (see `tflottery.masking.set_mask`).
+
+tflottery's own training step skips the multiply: its optimizer keeps pruned
+weights at exactly zero instead, which is cheaper (see fast_path.py).
 """
 import inspect
 from typing import Optional, Sequence
@@ -96,11 +99,10 @@ class Masked(keras.layers.Wrapper):
                 # Converting an AutoCastVariable inside __call__ yields the
                 # compute dtype (e.g. bfloat16); the mask follows that dtype.
                 value = tf.convert_to_tensor(weight)
-                mask = self.mask_variable(attr)
                 if fast_path.active():
-                    masked = fast_path.gradient_masked(value, mask)
+                    masked = value     # pruned entries are 0.0 already
                 else:
-                    masked = value * tf.cast(mask, value.dtype)
+                    masked = value * tf.cast(self.mask_variable(attr), value.dtype)
                 # object.__setattr__ bypasses Keras attribute tracking, which
                 # would otherwise untrack the variable and re-append it on
                 # restore, reordering the inner layer's weights.

@@ -33,6 +33,7 @@ from tflottery.keras_compat import keras
 from tflottery.runs import io
 from tflottery.steps import to_iterations
 from tflottery.training.checkpoints import Checkpointer
+from tflottery.training import masked_updates
 from tflottery.training.optimizers import OPTIMIZERS, build_optimizer
 from tflottery.training.schedules import LotterySchedule
 
@@ -136,10 +137,9 @@ class Trainer:
                  mask_hook=None):
         """mask_hook: None, or an object with `steps` (the steps at which it
         acts) and `__call__(model, step)`, which may change the masks; the
-        loop stops at those steps and calls it on the host.  Because masks
-        then change inside the phase, the fast path (which trusts that pruned
-        weights stay zero) is off and the pruned weights are re-zeroed on the
-        host after every loop, so checkpoints stay exactly sparse."""
+        loop stops at those steps and calls it on the host, then zeroes the
+        newly pruned weights (the training step trusts that pruned weights
+        are zero: see masking/fast_path.py and training/masked_updates.py)."""
         self.strategy = strategy
         self.mask_hook = mask_hook
         self.model = model
@@ -158,7 +158,8 @@ class Trainer:
                                   offset=self.steps.start)
         self.schedule = schedule
         with strategy.scope():
-            self.optimizer = build_optimizer(hp, schedule)
+            self.optimizer = build_optimizer(
+                hp, schedule, model, xla=hp.xla_update and masked_updates.xla_available(strategy))
             self.optimizer.build(model.trainable_variables)
             self.train_loss = keras.metrics.Mean("train_loss")
             self.train_acc = keras.metrics.SparseCategoricalAccuracy("train_accuracy")
@@ -240,20 +241,15 @@ class Trainer:
             for _ in tf.range(num_steps):
                 images, labels = next(iterator)
                 strategy.run(self._replica_train_step, args=(images, labels))
-        model = self.model
 
         def run_steps(n):
-            # Traced (on the first call) with the masking fast path: the
-            # caller guarantees pruned weights are zero (see run()).
+            # Traced (on the first call) on the masking fast path: pruned
+            # weights are zero now (below), the optimizer keeps them zero, and
+            # whoever changes a mask between calls zeroes them again (run()).
             with masking.trusted_zero_pruned_weights():
                 return train_loop(tf.constant(n, tf.int64))
-
-        def run_steps_changing_masks(n):
-            result = train_loop(tf.constant(n, tf.int64))
-            masking.zero_pruned_weights(model)
-            return result
-        masking.zero_pruned_weights(model)
-        return run_steps if self.mask_hook is None else run_steps_changing_masks
+        masking.zero_pruned_weights(self.model)
+        return run_steps
 
     def evaluate(self, split: str = "test") -> dict:
         """Loss and accuracy (in [0, 1]) of the current model on a whole split."""
@@ -336,7 +332,7 @@ class Trainer:
             # Also on resuming at a hook step: the checkpoint of that step was
             # taken before the hook acted (a hook is deterministic, so
             # repeating it is harmless).
-            self.mask_hook(self.model, step)
+            self._apply_mask_hook(step)
         for event in [e for e in self._event_steps() if e > step]:
             while step < event:
                 n = min(self.hp.steps_per_loop, event - step)
@@ -368,7 +364,7 @@ class Trainer:
             self._save_named_at(step)
             self._checkpointer.save_latest(step)
             if step in hook_steps:
-                self.mask_hook(self.model, step)
+                self._apply_mask_hook(step)
             t_loop, steps_since = time.time(), 0
 
         final = self._final_result(step)
@@ -376,6 +372,10 @@ class Trainer:
             io.atomic_write_json(final_path, final)
         writer.flush()
         return final
+
+    def _apply_mask_hook(self, step):
+        self.mask_hook(self.model, step)
+        masking.zero_pruned_weights(self.model)
 
     def _record_eval(self, step, writer):
         is_eval = step == self.steps.end or step % self.steps.eval_every == 0

@@ -9,25 +9,37 @@ and differ only in the few steps after an LR drop.
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import keras
 from tflottery.registry import Registry
+from tflottery.training import masked_updates
 
+# name -> f(hp) -> (tf_keras optimizer class, its arguments besides the LR)
 OPTIMIZERS = Registry("optimizer")
 
 
 @OPTIMIZERS.register("sgd")
-def _sgd(schedule, hp):
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=hp.momentum,
-                                nesterov=hp.nesterov)
+def _sgd(hp):
+    return keras.optimizers.SGD, dict(momentum=hp.momentum, nesterov=hp.nesterov)
 
 
 @OPTIMIZERS.register("adam")
-def _adam(schedule, hp):
+def _adam(hp):
     if hp.nesterov:
         raise ConfigError("nesterov=True is only for optimizer 'sgd'")
-    return keras.optimizers.Adam(learning_rate=schedule)
+    return keras.optimizers.Adam, {}
 
 
-def build_optimizer(hp, schedule):
-    """A fresh optimizer for `hp.optimizer` driven by `schedule`."""
+def build_optimizer(hp, schedule, model=None, xla: bool = False):
+    """A fresh optimizer for `hp.optimizer` driven by `schedule`.
+
+    With `model`, its updates keep the model's pruned weights at exactly zero
+    (see masked_updates.py); `xla` compiles the updates of large weights with XLA.
+    """
     if not 0.0 <= hp.momentum < 1.0:
         raise ConfigError(f"momentum must be in [0, 1), got {hp.momentum}")
-    return OPTIMIZERS.get(hp.optimizer)(schedule, hp)
+    cls, kwargs = OPTIMIZERS.get(hp.optimizer)(hp)
+    if model is None:
+        return cls(learning_rate=schedule, **kwargs)
+    optimizer = masked_updates.masked_class(cls)(learning_rate=schedule, **kwargs)
+    optimizer.set_update_masks(model)
+    # tf_keras turns jit_compile off unless it sees a GPU; it helps on CPUs too.
+    optimizer.jit_compile = bool(xla)
+    return optimizer

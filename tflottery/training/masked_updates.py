@@ -1,0 +1,99 @@
+"""Optimizer updates that keep pruned weights at zero, fused per weight by XLA.
+
+The training step computes with the stored weights directly (the masking fast
+path, `masking/fast_path.py`), so something else must guarantee that a pruned
+entry stays exactly 0.0.  That is done here: after the optimizer's rule has
+updated a masked weight, its pruned entries are set back to 0.0.  This is what
+open_lth's PrunedModel does (it re-applies the mask to the weights before every
+forward pass).  The gradient itself is not masked, so momentum and Adam's
+moments do fill in at pruned entries; they never reach the weights, and every
+unpruned entry follows exactly the rule it would follow with a masked gradient
+(the rules are elementwise).  Re-zeroing the weight also covers a mask that
+changes mid-phase (gradual pruning), where the optimizer state of the newly
+pruned entries is non-zero however the gradient is treated.
+
+Why in the optimizer rather than by multiplying in the forward pass (which
+masks the gradient for free): on a CPU a LeNet-300-100 training step is short
+(about 1.4 ms), so every elementwise pass over its 784x300 kernel -- the
+forward multiply, the backward multiply that comes with it -- costs 2-3% of a
+step.  tf_keras can compile each weight's update with XLA (its `jit_compile`,
+which it switches on only when it sees a GPU); there the re-zeroing fuses with
+the dozen elementwise ops of the Adam or momentum rule and costs about 2% of
+the update, and the rule itself runs almost twice as fast, for masked and
+unmasked models alike (benchmarks/masked_overhead.py).  Masking the gradient
+inside the same fused update would cost eight times more: XLA then reads the
+mask in several of the loops it generates.
+
+`TrainingHparams.xla_update=False` keeps the plain TensorFlow ops; the two
+agree to float rounding.  On TPUs the whole step is compiled by XLA anyway.
+"""
+import functools
+
+import tensorflow as tf
+
+from tflottery.masking.walk import masked_layers, masked_pairs
+
+
+# Weights with fewer entries than this are updated with plain ops even when
+# XLA is on: their elementwise passes are cheap, while each XLA compilation
+# (one per weight and device, tens of milliseconds each) is not -- biases and
+# BatchNorm parameters would otherwise triple the compile time of a ResNet.
+XLA_MIN_ENTRIES = 4096
+
+
+class _MaskedUpdates:
+    """Mixin for a tf_keras optimizer class: re-zero pruned weights after each update."""
+
+    def _update_step_xla(self, gradient, variable, key):
+        # tf_keras calls this for each weight when `jit_compile` is on.
+        if variable.shape.num_elements() < XLA_MIN_ENTRIES:
+            return self._update_step(gradient, variable)
+        return self._fused_update_step(gradient, variable, key)
+
+    @tf.function(jit_compile=True)
+    def _fused_update_step(self, gradient, variable, key):
+        # `key` (the weight's id) gives every weight its own trace, as in
+        # tf_keras: a trace reads the optimizer state of the weight it saw.
+        return self._update_step(gradient, variable)
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def set_update_masks(self, model) -> None:
+        """Use the mask variables of `model` (a wrapped tf_keras model, or a plain one).
+
+        Not tracked by the optimizer's checkpoint: the masks belong to the model.
+        """
+        pairs = masked_pairs(model).values() if masked_layers(model) else ()
+        self._update_masks = {self._var_key(weight): mask for weight, mask in pairs}
+
+    def update_step(self, gradient, variable):
+        result = super().update_step(gradient, variable)
+        mask = getattr(self, "_update_masks", {}).get(self._var_key(variable))
+        if mask is None:
+            return result
+        # Read inside the per-device update, so under a MirroredStrategy each
+        # device uses its own copy of the (mirrored) mask.  A product rather
+        # than tf.where: a third of the cost with plain ops (XLA makes either
+        # a select); a pruned entry may then be -0.0, which equals 0.0.
+        return variable.assign(variable * tf.cast(mask, variable.dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def masked_class(optimizer_class):
+    """`optimizer_class` with mask-respecting updates (one subclass per class)."""
+    return type(f"Masked{optimizer_class.__name__}", (_MaskedUpdates, optimizer_class), {})
+
+
+def xla_available(strategy) -> bool:
+    """Whether to compile the per-weight updates with XLA under `strategy`.
+
+    Not on TPUs (their step is compiled whole) and not where tf_keras says XLA
+    is unavailable (e.g. Apple-silicon Macs).
+    """
+    if isinstance(strategy, (tf.distribute.TPUStrategy,
+                             tf.distribute.experimental.TPUStrategy)):
+        return False
+    try:
+        from tf_keras.src.utils import tf_utils
+        return bool(tf_utils.can_jit_compile(warn=False))
+    except (ImportError, AttributeError):
+        return True
