@@ -30,7 +30,7 @@ from tflottery.hparams import DatasetHparams, TrainingHparams  # noqa: E402
 from tflottery.training.loop import Trainer  # noqa: E402
 
 SETTINGS = {  # model -> (input shape, batch, optimizer hparams, steps per round)
-    "lenet_300_100": ((28, 28, 1), 60, dict(optimizer="adam", lr=1.2e-3), 200),
+    "lenet_300_100": ((28, 28, 1), 60, dict(optimizer="adam", lr=1.2e-3), 500),
     "resnet_20": ((32, 32, 3), 128, dict(optimizer="sgd", lr=0.1, momentum=0.9,
                                            weight_decay=1e-4), 4),
 }
