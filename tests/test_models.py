@@ -291,3 +291,16 @@ def test_mixed_bfloat16_policy_gives_float32_logits():
         assert model.output.dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_eval_logits_of_an_empty_batch_and_of_a_real_one():
+    """A replica's empty last evaluation batch gives [0, classes] logits (a CPU
+    convolution of an empty batch would give the wrong shape); a real batch
+    gives the model's inference-mode logits."""
+    model = models.build("resnet_20", (8, 8, 3), 10, seed=0)
+    step = tf.function(lambda x: models.eval_logits(model, x, 10))
+    empty = step(tf.zeros([0, 8, 8, 3]))
+    assert empty.shape == (0, 10) and empty.dtype == tf.float32
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(step(tf.constant(x)).numpy(),
+                                  model(x, training=False).numpy())

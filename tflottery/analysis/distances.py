@@ -87,14 +87,10 @@ def predictions_and_losses(strategy, model, dataset, split: str) -> Tuple[np.nda
     dist = strategy.distribute_datasets_from_function(lambda ctx: dataset.eval_dataset(split, ctx))
 
     def replica_fn(images, labels):
-        def run():
-            logits = tf.cast(models.main_logits(model(images, training=False)), tf.float32)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.maximum(tf.cast(labels, tf.int32), 0), logits=logits)
-            return tf.argmax(logits, axis=-1, output_type=tf.int32), loss
-        # An empty replica batch (last step) would break TF's CPU conv: skip the model.
-        return tf.cond(tf.size(labels) > 0, run,
-                       lambda: (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32)))
+        logits = models.eval_logits(model, images, dataset.info.num_classes)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.maximum(tf.cast(labels, tf.int32), 0), logits=logits)
+        return tf.argmax(logits, axis=-1, output_type=tf.int32), loss
 
     # reduce_retracing: the partial last batch has another shape.
     step = tf.function(lambda images, labels: strategy.run(replica_fn, args=(images, labels)),

@@ -137,19 +137,14 @@ class Interpolator:
 
     def _replica_eval(self, images, labels):
         """(sum of losses, number correct, number of examples) of one replica's batch."""
-        def sums():
-            logits = tf.cast(models.main_logits(self.models[2](images, training=False)),
-                             tf.float32)
-            y = tf.cast(labels, tf.int32)
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(y, 0), logits=logits)
-            correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y)
-            return tf.reduce_sum(loss * real), tf.reduce_sum(tf.cast(correct, tf.float32))
+        logits = models.eval_logits(self.models[2], images, self.dataset.info.num_classes)
+        y = tf.cast(labels, tf.int32)
         # Labels < 0 are padding (data/imagenet.py pads eval batches): not counted.
-        real = tf.cast(tf.cast(labels, tf.int32) >= 0, tf.float32)
-        # The last step can leave a replica an empty batch, and TF's CPU conv
-        # returns a wrongly shaped result for an empty batch: skip the model.
-        loss, correct = tf.cond(tf.size(labels) > 0, sums, lambda: (tf.constant(0.0), tf.constant(0.0)))
-        return loss, correct, tf.reduce_sum(real)
+        real = tf.cast(y >= 0, tf.float32)
+        loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(y, 0), logits=logits)
+        correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y)
+        return (tf.reduce_sum(loss * real), tf.reduce_sum(tf.cast(correct, tf.float32)),
+                tf.reduce_sum(real))
 
     def _eval_fn(self, split: str):
         if split not in self.eval_fns:

@@ -18,6 +18,8 @@ vgg_13, vgg_16, vgg_19.  Options per family: PlainOptions (lenet, conv),
 ResNetOptions (CIFAR resnets, wrn, resnet_18), ImageNetResNetOptions
 (resnet_50/101/152), InceptionOptions (inception_v3), VGGOptions (vgg).
 """
+import tensorflow as tf
+
 from tflottery.models.registry import REGISTRY, ModelSpec, build_spec, register  # noqa: F401
 from tflottery.models.layers import (  # noqa: F401
     OUTPUT_LAYER, BatchNormOptions, PlainOptions)
@@ -56,3 +58,16 @@ def main_logits(outputs):
     if isinstance(outputs, (list, tuple)):
         return outputs[0]
     return outputs
+
+
+def eval_logits(model, images, num_classes: int):
+    """float32 main-classifier logits of `model` in inference mode, [batch, num_classes].
+
+    For use inside `strategy.run` during evaluation: the last evaluation step
+    can leave a replica an empty batch, and TensorFlow's CPU convolution of an
+    empty batch returns the wrong channel count, so the model is skipped then
+    and [0, num_classes] logits come back (sums over them are 0).
+    """
+    return tf.cond(tf.shape(images)[0] > 0,
+                   lambda: tf.cast(main_logits(model(images, training=False)), tf.float32),
+                   lambda: tf.zeros([0, num_classes], tf.float32))

@@ -208,14 +208,7 @@ class Trainer:
         self.train_acc.update_state(labels, logits)
 
     def _replica_eval_step(self, images, labels):
-        # The last evaluation step can leave a replica an empty batch, and a
-        # CPU convolution of an empty batch returns the wrong channel count:
-        # skip the model then (the metrics add nothing for zero examples).
-        num_classes = self.dataset.info.num_classes
-        logits = tf.cond(tf.size(labels) > 0,
-                         lambda: tf.cast(models.main_logits(self.model(images, training=False)),
-                                         tf.float32),
-                         lambda: tf.zeros([0, num_classes], tf.float32))
+        logits = models.eval_logits(self.model, images, self.dataset.info.num_classes)
         # Labels < 0 mark padding (static-shape datasets fill their last batch
         # with them, see data/imagenet.py): weight 0 in both metrics.
         labels = tf.cast(labels, tf.int32)
