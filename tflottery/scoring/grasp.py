@@ -56,45 +56,30 @@ from tflottery.scoring.state import ScoringState
 TEMPERATURE = 200.0
 
 
-def _traced_one_pass(state, temperature: float):
-    """(names, fn): fn(images, labels) -> [Hg per kernel], g from the same pass; cached."""
+def _traced_hessian_product(state, temperature: float, given_g: bool):
+    """(names, fn) -> [d/dw (v . dL/dw) per kernel] = H v, cached per scoring.
+
+    given_g=False: fn(images, labels), v = this pass's own gradient g (held
+    constant), i.e. Hg in one double backprop.  given_g=True: fn(images,
+    labels, g) with v = the given g (the full-batch gradient, for chunks).
+    """
     copy = state.host_copy()
-    key = ("grasp", copy.dtype, float(temperature))
+    key = ("grasp", copy.dtype, float(temperature), given_g)
     if key not in state.cache:
         names = sorted(copy.kernels)
         kernels = [copy.kernels[name] for name in names]
         zero = tf.UnconnectedGradients.ZERO
 
-        def hessian_gradient(images, labels):
+        def hessian_product(images, labels, *given):
             with tf.GradientTape() as outer:
                 with tf.GradientTape() as inner:
                     loss = cross_entropy(copy.model, images, labels, temperature, training=True)
                 grads = inner.gradient(loss, kernels, unconnected_gradients=zero)
-                z = tf.add_n([tf.reduce_sum(tf.stop_gradient(g) * g) for g in grads])
+                vectors = given[0] if given else [tf.stop_gradient(g) for g in grads]
+                z = tf.add_n([tf.reduce_sum(v * g) for v, g in zip(vectors, grads)])
             return outer.gradient(z, kernels, unconnected_gradients=zero)
 
-        state.cache[key] = (names, state.function(hessian_gradient))
-    return state.cache[key]
-
-
-def _traced_product(state, temperature: float):
-    """(names, fn): fn(images, labels, g) -> [d/dw (g . dL/dw) per kernel] for a given g; cached."""
-    copy = state.host_copy()
-    key = ("grasp_product", copy.dtype, float(temperature))
-    if key not in state.cache:
-        names = sorted(copy.kernels)
-        kernels = [copy.kernels[name] for name in names]
-        zero = tf.UnconnectedGradients.ZERO
-
-        def product(images, labels, g):
-            with tf.GradientTape() as outer:
-                with tf.GradientTape() as inner:
-                    loss = cross_entropy(copy.model, images, labels, temperature, training=True)
-                grads = inner.gradient(loss, kernels, unconnected_gradients=zero)
-                z = tf.add_n([tf.reduce_sum(v * gc) for v, gc in zip(g, grads)])
-            return outer.gradient(z, kernels, unconnected_gradients=zero)
-
-        state.cache[key] = (names, state.function(product))
+        state.cache[key] = (names, state.function(hessian_product))
     return state.cache[key]
 
 
@@ -102,11 +87,11 @@ def _hessian_gradient(state, batch, temperature: float):
     """({name: Hg}, {name: masked weight}) as float64 NumPy."""
     copy = state.host_copy()
     if len(chunks.split(len(batch[1]), state.chunk_size)) == 1:
-        names, fn = _traced_one_pass(state, temperature)
+        names, fn = _traced_hessian_product(state, temperature, given_g=False)
         hg = chunks.accumulate(state, batch, fn)
     else:
         grads = chunks.loss_gradient(state, batch, temperature)
-        names, fn = _traced_product(state, temperature)
+        names, fn = _traced_hessian_product(state, temperature, given_g=True)
         with tf.device(HOST):
             g = [tf.constant(grads[name], copy.dtype) for name in names]
         hg = chunks.accumulate(state, batch, fn, g)
