@@ -289,8 +289,22 @@ def test_holdout_and_subset(data_dir):
     assert streamed == trained
 
 
+def test_inception_normalization_scales_pixels_to_minus_one_one(data_dir):
+    """The same center crops as the default mean/std normalisation, mapped
+    back to [0, 1] pixels by hand and then to [-1, 1]."""
+    from tflottery.data import registry
+    default, _ = real_examples(build(data_dir), "test")
+    inception, labels = real_examples(build(data_dir, normalization="inception"), "test")
+    pixels = default * np.asarray(registry.IMAGENET_STD) + np.asarray(registry.IMAGENET_MEAN)
+    np.testing.assert_allclose(inception, 2.0 * pixels - 1.0, atol=1e-5)
+    assert inception.min() >= -1.0 and inception.max() <= 1.0 and len(labels) == NUM_VAL
+    same, _ = real_examples(build(data_dir, normalization="mean_std"), "test")
+    np.testing.assert_array_equal(same, default)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(image_size=0), "image_size"),
+    (dict(normalization="imagenet"), "unknown normalization 'imagenet'"),
     (dict(num_train_examples=31), "num_train_examples"),
     (dict(batch_size=31), "not even one batch"),
 ])
@@ -311,6 +325,8 @@ def test_usage_errors(data_dir):
         ds.eval_dataset("validation")
     with pytest.raises(ConfigError, match="image_size applies only"):
         data.build(DatasetHparams(name="synthetic", image_size=32))
+    with pytest.raises(ConfigError, match="normalization applies only"):
+        data.build(DatasetHparams(name="synthetic", normalization="inception"))
 
 
 @pytest.mark.parametrize("where", ["local", "remote"])

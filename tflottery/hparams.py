@@ -72,6 +72,10 @@ class DatasetHparams(_Checked):
       (imagenet2012: crops are resized to image_size x image_size); None is
       the dataset's own default (224 for imagenet2012; Inception-v3 uses 299).
       In-memory datasets keep their stored size and reject it.
+    normalization: pixel scaling of a streamed dataset: None or 'mean_std'
+      (its RGB mean and std; Google's reference TPU ResNet-50), or
+      'inception' (pixels / 127.5 - 1, in [-1, 1]; the reference
+      Inception-v3).  In-memory datasets keep their own and reject it.
     """
 
     name: str = "digits"
@@ -81,6 +85,7 @@ class DatasetHparams(_Checked):
     holdout_fraction: float = 0.0
     num_train_examples: Optional[int] = None
     image_size: Optional[int] = None
+    normalization: Optional[str] = None
 
 
 @gin.configurable

@@ -5,7 +5,8 @@ class reads the tfds records on the fly; it has the same interface (`info`,
 `batch_size`, `iterations_per_epoch`, `train_dataset`, `eval_dataset`).
 Preprocessing is in imagenet_preprocessing.py; normalisation uses the
 ImageNet RGB mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) of
-[0, 1] pixels (registry.IMAGENET_MEAN / IMAGENET_STD).
+[0, 1] pixels (registry.IMAGENET_MEAN / IMAGENET_STD), or with
+DatasetHparams.normalization = 'inception' scales pixels to [-1, 1].
 
 Splits.  'test' is the 50,000-image validation set (tfds split
 'validation'; tfds's own 'test' split has no labels).  'train' is the first
@@ -52,8 +53,9 @@ count, so every replica gets a full batch at every step).  Consumers ignore
 labels < 0 (Trainer._replica_eval_step, tflottery.analysis).
 """
 import dataclasses
+import functools
 import os
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -155,7 +157,7 @@ class StreamingDataset:
     """ImageNet read from tfds records (see module docstring); the interface of pipeline.Dataset."""
 
     def __init__(self, info: DatasetInfo, builder, records: Dict[str, Records], batch_size: int,
-                 augment: bool, image_size: int, mean, std):
+                 augment: bool, image_size: int, normalise: Callable[[tf.Tensor], tf.Tensor]):
         self.info = info
         self.batch_size = batch_size
         self.iterations_per_epoch = full_batches_per_epoch(info, batch_size)
@@ -163,7 +165,7 @@ class StreamingDataset:
         self._records = records
         self._augment = augment
         self._image_size = image_size
-        self._mean, self._std = tuple(mean), tuple(std)
+        self._normalise = normalise
 
     def _per_replica(self, input_context, batch_size: int) -> Tuple[int, int, int, int]:
         """(per-replica batch, number of pipelines, this pipeline's id, replicas fed by this pipeline)."""
@@ -182,9 +184,6 @@ class StreamingDataset:
         ds = self._builder.as_dataset(split=records.spec, shuffle_files=shuffle_seed is not None,
                                       decoders={"image": tfds.decode.SkipDecoding()}, read_config=read_config)
         return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
-
-    def _normalise(self, image):
-        return prep.normalise(image, self._mean, self._std)
 
     def train_dataset(self, seed: int, input_context: Optional[tf.distribute.InputContext] = None,
                       start_step: int = 0) -> tf.data.Dataset:
@@ -263,6 +262,7 @@ def build(hparams, source) -> StreamingDataset:
     image_size = DEFAULT_IMAGE_SIZE if hparams.image_size is None else hparams.image_size
     if image_size < 1:
         raise ConfigError(f"image_size must be >= 1 (or None for {DEFAULT_IMAGE_SIZE}), got {image_size}")
+    normalise = _normalisation(hparams.normalization, source)
     builder = prepared_builder(hparams.data_dir)
     total = num_examples(builder, _TFDS_SPLITS["train"])
     num_holdout = int(round(hparams.holdout_fraction * total))
@@ -281,4 +281,14 @@ def build(hparams, source) -> StreamingDataset:
         num_classes=int(builder.info.features["label"].num_classes),
         num_train=num_train, num_test=len(records["test"]), num_holdout=num_holdout)
     return StreamingDataset(info, builder, records, hparams.batch_size, hparams.augment, image_size,
-                            source.mean, source.std)
+                            normalise)
+
+
+def _normalisation(name: Optional[str], source) -> Callable[[tf.Tensor], tf.Tensor]:
+    """DatasetHparams.normalization -> image -> scaled image (see hparams.py)."""
+    if name in (None, "mean_std"):
+        return functools.partial(prep.normalise, mean=tuple(source.mean), std=tuple(source.std))
+    if name == "inception":
+        return prep.scale_symmetric
+    raise ConfigError(f"unknown normalization {name!r}; choose one of: inception, mean_std "
+                      f"(or leave it unset for mean_std)")

@@ -103,3 +103,8 @@ def train_image(image_bytes: tf.Tensor, seed: tf.Tensor, image_size: int) -> tf.
 def normalise(image: tf.Tensor, mean, std) -> tf.Tensor:
     """Pixels in [0, 255] -> (pixels / 255 - mean) / std, per RGB channel."""
     return (image / 255.0 - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def scale_symmetric(image: tf.Tensor) -> tf.Tensor:
+    """Pixels in [0, 255] -> [-1, 1], as the reference TPU Inception-v3 feeds its network."""
+    return image / 127.5 - 1.0

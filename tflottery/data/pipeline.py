@@ -190,6 +190,9 @@ def build(hparams) -> Dataset:
     if hparams.image_size is not None:
         raise ConfigError(f"image_size applies only to streamed datasets (imagenet2012); {hparams.name!r} "
                           f"keeps its stored size, so leave DatasetHparams.image_size unset")
+    if hparams.normalization is not None:
+        raise ConfigError(f"normalization applies only to streamed datasets (imagenet2012); "
+                          f"{hparams.name!r} has its own, so leave DatasetHparams.normalization unset")
     arrays = source.load(hparams.data_dir)
     train_idx, holdout_idx = train_holdout_indices(
         len(arrays.x_train), hparams.holdout_fraction, hparams.num_train_examples)
