@@ -61,6 +61,19 @@ SMALL_RUN = [
 ]
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module, *args, timeout=300, extra_env=None):
+    """`python -m module args...` from the repository, quiet TensorFlow, no stdin."""
+    import subprocess
+    import sys
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(extra_env or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
 # ---- leaving without interpreter teardown -------------------------------------------------
 # TensorFlow's tf.data iterators can deadlock while the interpreter frees them
 # at shutdown (see tflottery/main.py): the tests have finished and pytest has

@@ -6,19 +6,14 @@ and checks the exit status, the one-line error and what is on disk.
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import run_module
 
 
 def run_main(root, *args, timeout=300):
-    cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}", *args]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_module("tflottery.main", f"--root_dir={root}", *args, timeout=timeout)
 
 
 def test_quickstart_end_to_end_and_rerun_skips(tmp_path):

@@ -1,7 +1,7 @@
 """The lottery experiment (IMP, rewinding, LRR, branches, summaries), run
 in-process on small synthetic data and checked against NumPy computations
 on the weights it saved."""
-from conftest import SMALL_RUN  # noqa: E402
+from conftest import SMALL_RUN, run_module  # noqa: E402
 import glob
 import json
 import os
@@ -242,8 +242,7 @@ def test_summary_table_by_hand(tmp_path):
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # The report command rebuilds the same table from the directory.
-    result = subprocess.run([sys.executable, "-m", "tflottery.report", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = run_module("tflottery.report", str(tmp_path), timeout=120)
     assert result.returncode == 0, result.stderr[-1000:]
     assert "| 1 | 80.00 | 98.30 (98.10-98.50) ✓ |" in result.stdout
     assert json.load(open(tmp_path / "summary.json"))["nontrivial_levels"] == [1]

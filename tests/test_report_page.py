@@ -7,7 +7,6 @@ import csv
 import glob
 import json
 import os
-import subprocess
 import sys
 import types
 
@@ -15,17 +14,12 @@ import gin
 import pytest
 
 import synthetic_runs
-from conftest import SMALL_RUN
+from conftest import SMALL_RUN, run_module
 from tflottery.reporting import collect, markdown_html, page
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_report(*args, timeout=240):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tflottery.report", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return run_module("tflottery.report", *args, timeout=timeout)
 
 
 def test_markdown_to_html():

@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import REPO, run_module
 from tflottery.errors import ConfigError
 from tflottery.training import checkpoints, strategy as strategy_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---- TPUStrategy -------------------------------------------------------------------------------
@@ -156,10 +155,8 @@ def test_bad_tf_config_is_a_one_line_config_error(monkeypatch, mwms, raw, messag
 def test_bad_tf_config_from_the_command_line(tmp_path):
     """Through main: exit status 2, one `error:` line, no traceback, nothing written."""
     root = tmp_path / "runs"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG='{"cluster": {"worker": [')
-    result = subprocess.run([sys.executable, "-m", "tflottery.main", f"--root_dir={root}",
-                             "--gin_file=quickstart.gin"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run_module("tflottery.main", f"--root_dir={root}", "--gin_file=quickstart.gin",
+                        extra_env={"TF_CONFIG": '{"cluster": {"worker": ['})
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: TF_CONFIG is not valid JSON"), result.stderr[-2000:]

@@ -5,23 +5,17 @@ import glob
 import json
 import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
-from conftest import SMALL_RUN
+from conftest import SMALL_RUN, run_module
 from tflottery import sweep
 from tflottery.errors import ConfigError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def run_sweep_cli(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tflottery.sweep", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return run_module("tflottery.sweep", *args, timeout=timeout)
 
 
 def test_grid_product_bindings_order_and_quoting():
