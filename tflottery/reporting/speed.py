@@ -415,22 +415,23 @@ def render(results: List[dict], out_dir: str):
         lines.append("No training-speed data: no phase recorded holdout metrics "
                      "(DatasetHparams.holdout_fraction > 0) and no 'retrain' branch has a dilation.")
         return "\n".join(lines) + "\n", figures
+    sections = [  # (result key, figure, table, what it shows)
+        ("early_stopping", plot_early_stopping, _early_markdown,
+         "Early stopping: the step of minimum holdout loss and the test accuracy at "
+         "the nearest evaluation (mean, min-max over replicates)."),
+        ("dilation", plot_dilation, _dilation_markdown,
+         "Dilation: every step quantity scaled by the factor (retrain branch); "
+         "the smallest factor whose mean accuracy still matches the dense network."),
+    ]
     for res in results:
         lines += [f"### {res['run']}", ""]
-        if res["early_stopping"]:
-            path = os.path.join(out_dir, f"speed_{res['run']}_early_stopping.png")
-            figures.append(plot_early_stopping(res["early_stopping"], path, res["run"]))
-            lines += ["Early stopping: the step of minimum holdout loss and the test accuracy at "
-                      "the nearest evaluation (mean, min-max over replicates).", ""]
-            lines += _early_markdown(res["early_stopping"])
-            lines += ["", f"![early stopping]({os.path.basename(path)})", ""]
-        if res["dilation"]:
-            path = os.path.join(out_dir, f"speed_{res['run']}_dilation.png")
-            figures.append(plot_dilation(res["dilation"], path, res["run"]))
-            lines += ["Dilation: every step quantity scaled by the factor (retrain branch); "
-                      "the smallest factor whose mean accuracy still matches the dense network.", ""]
-            lines += _dilation_markdown(res["dilation"])
-            lines += ["", f"![dilation]({os.path.basename(path)})", ""]
+        for key, plot, markdown, caption in sections:
+            if not res[key]:
+                continue
+            path = os.path.join(out_dir, f"speed_{res['run']}_{key}.png")
+            figures.append(plot(res[key], path, res["run"]))
+            lines += [caption, ""] + markdown(res[key])
+            lines += ["", f"![{key.replace('_', ' ')}]({os.path.basename(path)})", ""]
     return "\n".join(lines) + "\n", figures
 
 

@@ -152,7 +152,6 @@ def pai_accuracy(table: dict, out_dir: str) -> List[str]:
 def pai_ablations(table: dict, out_dir: str) -> List[str]:
     """Per pai sweep: one panel per method, the method (solid) and its
     ablations (dashed: layerwise shuffle, reinitialisation, inversion)."""
-    plt = style.pyplot()
     paths = []
     for group in groups.pai_groups(table):
         rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
@@ -162,10 +161,7 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
         ablated = [m for m in ablated if m in main]
         if not ablated:
             continue
-        cols = min(3, len(ablated))
-        nrows = (len(ablated) + cols - 1) // cols
-        fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.5 * nrows + 0.6),
-                                 sharey=True, squeeze=False)
+        fig, axes = style.panel_grid(len(ablated), 4.2, 0.6)
         dense = groups.dense_accuracies(table, group["network_key"])
         for ax, method in zip(axes.flat, ablated):
             # The method in black, so that the ablations' colours stand out.
@@ -182,8 +178,6 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
             _finish(ax, densities)
         for ax in axes[:, 0]:
             ax.set_ylabel("test accuracy (%)")
-        for ax in list(axes.flat)[len(ablated):]:
-            ax.set_visible(False)
         fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "
                      f"{group['network']}", fontsize=10)
         paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")

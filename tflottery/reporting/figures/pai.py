@@ -49,20 +49,13 @@ def stat_groups(table: dict) -> List[dict]:
     return out
 
 
-def _spread(values: List[float], count: int) -> List[float]:
-    if len(values) <= count:
-        return values
-    idx = np.linspace(0, len(values) - 1, count).round().astype(int)
-    return [values[i] for i in sorted(set(idx))]
-
-
 def layer_sparsity(table: dict, out_dir: str) -> List[str]:
     """Per sweep: bars of the weights remaining per layer, one bar per method,
     one panel per overall density (up to 4)."""
     plt = style.pyplot()
     paths = []
     for group in stat_groups(table):
-        targets = _spread(sorted(group["targets"], reverse=True), MAX_LAYER_PANELS)
+        targets = style.spread(sorted(group["targets"], reverse=True), MAX_LAYER_PANELS)
         layers = sorted({name for t in targets for recs in group["targets"][t].values()
                          for rec in recs for name in rec["layers"]}, key=groups.natural_key)
         methods = sorted({m for t in targets for m in group["targets"][t]})
@@ -118,19 +111,15 @@ def layer_sparsity(table: dict, out_dir: str) -> List[str]:
 def neuron_collapse(table: dict, out_dir: str) -> List[str]:
     """Per sweep: fraction of units whose incoming-weight sparsity is at least
     s, against s, one line per method, one panel per overall density."""
-    plt = style.pyplot()
     paths = []
     for group in stat_groups(table):
         targets = [t for t in sorted(group["targets"], reverse=True)
                    if any(r.get("network_neuron_collapse") and r.get("thresholds")
                           for recs in group["targets"][t].values() for r in recs)]
-        targets = _spread(targets, MAX_COLLAPSE_PANELS)
+        targets = style.spread(targets, MAX_COLLAPSE_PANELS)
         if not targets:
             continue
-        cols = min(3, len(targets))
-        nrows = (len(targets) + cols - 1) // cols
-        fig, axes = plt.subplots(nrows, cols, figsize=(4.3 * cols, 3.5 * nrows + 0.7),
-                                 sharey=True, squeeze=False)
+        fig, axes = style.panel_grid(len(targets), 4.3, 0.7)
         for ax, target in zip(axes.flat, targets):
             for i, (method, recs) in enumerate(sorted(group["targets"][target].items())):
                 recs = [r for r in recs if r.get("network_neuron_collapse") and r.get("thresholds")
@@ -150,8 +139,6 @@ def neuron_collapse(table: dict, out_dir: str) -> List[str]:
             ax.legend(fontsize=7, loc="lower left")
         for ax in axes[:, 0]:
             ax.set_ylabel("units whose incoming\nsparsity is >= s (%)")
-        for ax in list(axes.flat)[len(targets):]:
-            ax.set_visible(False)
         fig.suptitle(f"Neuron collapse: {group['label']}", fontsize=10)
         paths += style.save(fig, out_dir, f"neuron_collapse__{style.slug(group['label'])}")
     if not paths:

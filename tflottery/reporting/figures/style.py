@@ -11,6 +11,8 @@ import re
 import textwrap
 from typing import Dict, List, Sequence
 
+import numpy as np
+
 from tflottery.reporting import plots
 from tflottery.runs import io
 
@@ -55,6 +57,27 @@ def save(fig, out_dir: str, name: str) -> List[str]:
     io.atomic_write_bytes(pdf, buffer.getvalue())
     plots.save_figure(fig, png, dpi=120)       # also closes the figure
     return [png, pdf]
+
+
+def spread(values: List, count: int) -> List:
+    """Up to `count` of `values` evenly spread, always the first and the last
+    (the panels or curves a figure has room for)."""
+    if len(values) <= count:
+        return values
+    idx = np.linspace(0, len(values) - 1, count).round().astype(int)
+    return [values[i] for i in sorted(set(idx))]
+
+
+def panel_grid(count: int, panel_width: float, extra_height: float):
+    """(fig, axes): `count` panels in rows of up to 3 sharing the y axis, as a
+    2-D array; the panels past `count` in the last row are hidden."""
+    cols = min(3, count)
+    rows = (count + cols - 1) // cols
+    fig, axes = pyplot().subplots(rows, cols, figsize=(panel_width * cols, 3.5 * rows + extra_height),
+                                  sharey=True, squeeze=False)
+    for ax in list(axes.flat)[count:]:
+        ax.set_visible(False)
+    return fig, axes
 
 
 def _fmt_percent(value: float) -> str:

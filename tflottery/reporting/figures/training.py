@@ -34,14 +34,6 @@ def test_curve(phase_dir: str) -> Dict[int, float]:
     return out
 
 
-def _spread(levels: List[int], count: int) -> List[int]:
-    """Up to `count` levels evenly spread, always the first and the last."""
-    if len(levels) <= count:
-        return levels
-    idx = np.linspace(0, len(levels) - 1, count).round().astype(int)
-    return [levels[i] for i in sorted(set(idx))]
-
-
 def _mean_curve(rows: List[dict]):
     curves = [test_curve(r["path"]) for r in rows]
     steps = sorted({s for c in curves for s in c})
@@ -59,7 +51,7 @@ def training_curves(table: dict, out_dir: str) -> List[str]:
     for run in groups.runs_of(table, "lottery"):
         rows = collect.done(table["rows"], run=run["run"], kind="train")
         imp = [r for r in rows if r["branch"] is None and r["level"] is not None]
-        levels = _spread(sorted({r["level"] for r in imp}), MAX_LEVELS)
+        levels = style.spread(sorted({r["level"] for r in imp}), MAX_LEVELS)
         if not levels:
             continue
         fig, ax = plt.subplots(figsize=(7.0, 4.6))
