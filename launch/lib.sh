@@ -126,6 +126,11 @@ parse_args() {
   done
 }
 
+no_rest() {
+  # For scripts that pass nothing on to main.py: refuse anything after '--'.
+  ((${#REST[@]} == 0)) || usage_error "unexpected arguments after '--': ${REST[*]}"
+}
+
 require() {
   # require FLAG...: each --FLAG must have been given.
   local flag var

@@ -27,7 +27,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 OPT_name="" OPT_zone="" OPT_accelerator_type="" OPT_version="" OPT_project=""
 OPT_spot="" OPT_preemptible="" OPT_queued=""
 parse_args "name zone accelerator-type version project" "spot preemptible queued" "$@"
-((${#REST[@]} == 0)) || usage_error "unexpected arguments after '--': ${REST[*]}"
+no_rest
 require name zone accelerator-type version
 check_tpu_name "$OPT_name"
 check_zone "$OPT_zone"

@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OPT_from="" OPT_to="" OPT_no_checkpoints="" OPT_gsutil=""
 parse_args "from to" "no-checkpoints gsutil" "$@"
-((${#REST[@]} == 0)) || usage_error "unexpected arguments after '--': ${REST[*]}"
+no_rest
 require from to
 [[ "$OPT_from" == gs://?* ]] || die "--from must be a gs:// path, got '$OPT_from'"
 src="${OPT_from%/}"

@@ -17,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 OPT_name="" OPT_zone="" OPT_project=""
 parse_args "name zone project" "" "$@"
-((${#REST[@]} == 0)) || usage_error "unexpected arguments after '--': ${REST[*]}"
+no_rest
 require name zone
 check_tpu_name "$OPT_name"
 check_zone "$OPT_zone"
