@@ -36,9 +36,13 @@ def set_mask(model, mask: Mask) -> None:
     for name, (weight, mask_var) in pairs.items():
         keep = mask[name]
         mask_var.assign(keep.astype(np.float32))
-        value = weight.numpy()
-        # np.where rather than value*keep: gives +0.0 (not -0.0) and drops NaNs.
-        weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
+        _zero_where_pruned(weight, keep)
+
+
+def _zero_where_pruned(weight, keep: np.ndarray) -> None:
+    value = weight.numpy()
+    # np.where rather than value*keep: gives +0.0 (not -0.0) and drops NaNs.
+    weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
 
 
 def zero_pruned_weights(model) -> None:
@@ -51,5 +55,4 @@ def zero_pruned_weights(model) -> None:
     for weight, mask_var in masked_pairs(model).values():
         keep = mask_var.numpy() > 0
         if not keep.all():
-            value = weight.numpy()
-            weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
+            _zero_where_pruned(weight, keep)

@@ -32,6 +32,7 @@ import functools
 import tensorflow as tf
 
 from tflottery.masking.walk import masked_layers, masked_pairs
+from tflottery.training.strategy import is_tpu
 
 
 # Weights with fewer entries than this are updated with plain ops even when
@@ -89,8 +90,7 @@ def xla_available(strategy) -> bool:
     Not on TPUs (their step is compiled whole) and not where tf_keras says XLA
     is unavailable (e.g. Apple-silicon Macs).
     """
-    if isinstance(strategy, (tf.distribute.TPUStrategy,
-                             tf.distribute.experimental.TPUStrategy)):
+    if is_tpu(strategy):
         return False
     try:
         from tf_keras.src.utils import tf_utils

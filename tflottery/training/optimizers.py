@@ -27,17 +27,15 @@ def _adam(hp):
     return keras.optimizers.Adam, {}
 
 
-def build_optimizer(hp, schedule, model=None, xla: bool = False):
-    """A fresh optimizer for `hp.optimizer` driven by `schedule`.
+def build_optimizer(hp, schedule, model, xla: bool = False):
+    """A fresh optimizer for `hp.optimizer` driven by `schedule` to train `model`.
 
-    With `model`, its updates keep the model's pruned weights at exactly zero
-    (see masked_updates.py); `xla` compiles the updates of large weights with XLA.
+    Its updates keep the model's pruned weights at exactly zero (see
+    masked_updates.py); `xla` compiles the updates of large weights with XLA.
     """
     if not 0.0 <= hp.momentum < 1.0:
         raise ConfigError(f"momentum must be in [0, 1), got {hp.momentum}")
     cls, kwargs = OPTIMIZERS.get(hp.optimizer)(hp)
-    if model is None:
-        return cls(learning_rate=schedule, **kwargs)
     optimizer = masked_updates.masked_class(cls)(learning_rate=schedule, **kwargs)
     optimizer.set_update_masks(model)
     # tf_keras turns jit_compile off unless it sees a GPU; it helps on CPUs too.

@@ -115,7 +115,7 @@ def build_strategy(tpu: Optional[str] = None) -> tf.distribute.Strategy:
     return strategy
 
 
-def _is_tpu(strategy) -> bool:
+def is_tpu(strategy) -> bool:
     return isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
 
 
@@ -128,7 +128,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     MultiWorkerMirroredStrategy the chief is the 'chief' task if there is one,
     else worker 0 (TensorFlow's convention); an evaluator never is.
     """
-    if _is_tpu(strategy):
+    if is_tpu(strategy):
         return True
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
