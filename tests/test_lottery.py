@@ -264,7 +264,9 @@ def run_cli(root, *bindings, wait=True):
 
 def test_sigkill_mid_level_then_rerun_equals_uninterrupted(tmp_path):
     # gin parses quickstart.gin first, then the bindings, which win.
-    bindings = ["TrainingHparams.training_steps = '160it'", "TrainingHparams.eval_every = '16it'",
+    # Levels long enough (about a second) that the poll below sees level 1's
+    # rolling checkpoint, which exists only while the level trains.
+    bindings = ["TrainingHparams.training_steps = '1600it'", "TrainingHparams.eval_every = '160it'",
                 "TrainingHparams.steps_per_loop = 8", "PruningHparams.levels = 2",
                 "BranchHparams.names = ('random_prune_layerwise',)",
                 "SummaryHparams.matching_tolerance = 0.2"]

@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple
 
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import build_masked_model
+from tflottery.experiments.context import load_fresh_initialisation, training_program
 from tflottery.registry import Registry
 from tflottery.runs import io
 from tflottery.training.loop import Trainer
@@ -106,10 +106,12 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
             training_hp = dataclasses.replace(training_hp, dilation=exp.branch_hp.dilation)
         if exp.branch_hp.data_seed is not None:
             data_seed = exp.branch_hp.data_seed
-    model = build_masked_model(ctx)
+    program = training_program(ctx, training_hp)
+    model = program.model
     start = exp.load_start_weights(ctx, model, level, training_hp)
     if spec.fresh_init:
-        model = build_masked_model(ctx, seed=seed)
+        load_fresh_initialisation(ctx, model, seed)
     masking.set_mask(model, mask)
     return Trainer(ctx.strategy, model, ctx.dataset, training_hp, data_seed,
-                   os.path.join(out, "train"), start_step=start, writable=ctx.writable).run()
+                   os.path.join(out, "train"), start_step=start, writable=ctx.writable,
+                   program=program).run()

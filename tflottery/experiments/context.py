@@ -23,6 +23,10 @@ class RunContext:
     dataset: "data.Dataset"
     writable: bool = True   # always True from runner (every worker has its own tree)
     prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_names)
+    # What the run builds once and every phase reuses (training programs,
+    # analysis models): shared by the copies dataclasses.replace makes, so an
+    # experiment that drives another's stages (lmc of a lottery run) shares it.
+    cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @property
     def replicate_dir(self) -> str:
@@ -66,6 +70,37 @@ def build_masked_model(ctx: RunContext, seed: int = None):
                              seed=ctx.model_seed if seed is None else seed,
                              **dict(ctx.model_hp.options))
         return masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
+
+
+def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
+    """The run's TrainingProgram for `training_hp` (default: the run's), built on first use.
+
+    Every phase of the run with these training settings trains its one model
+    with its traced functions (training/program.py); the model starts out
+    holding W0, the initialisation of the run's model seed.
+    """
+    from tflottery.training.program import TrainingProgram
+    hp = training_hp or ctx.training_hp
+    key = ("program", hp)
+    if key not in ctx.cache:
+        ctx.cache[key] = TrainingProgram(ctx.strategy, build_masked_model(ctx), ctx.dataset, hp)
+    return ctx.cache[key]
+
+
+def load_fresh_initialisation(ctx: RunContext, model, seed: int) -> None:
+    """Put the configured network's initialisation for `seed` into `model` (all variables).
+
+    The weights come from a throwaway build outside the strategy (no traced
+    function, nothing on the device but the assignment), so a fresh sample of
+    the initializers does not need a new training program.
+    """
+    from tflottery.training.program import assign_values, variable_values
+    set_precision_policy(ctx.training_hp)
+    info = ctx.dataset.info
+    plain = models.build(ctx.model_hp.name, tuple(info.input_shape), info.num_classes,
+                         seed=seed, **dict(ctx.model_hp.options))
+    fresh = masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
+    assign_values(model, variable_values(fresh))
 
 
 def weights_named_by(key: str, weight_names) -> list:

@@ -29,7 +29,7 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model, weights_named_by
+from tflottery.experiments.context import RunContext, training_program, weights_named_by
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.runs import io
 from tflottery.steps import to_iterations
@@ -175,12 +175,17 @@ class LotteryExperiment:
         return os.path.join(ctx.replicate_dir, "pretrain")
 
     def rewind_weights(self, ctx: RunContext, model) -> None:
-        """Load W_k (the weights at the rewinding step) into `model`."""
+        """Load W_k (the weights at the rewinding step) into `model`.
+
+        The first call trains it (from W0 to k) with the run's program.
+        """
         out = self.pretrain_dir(ctx)
         if not io.exists(os.path.join(out, "final.json")):
-            trainer = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
-                              out, end_step=self.rewind_iterations(ctx), writable=ctx.writable)
-            trainer.run()
+            program = training_program(ctx)
+            program.load_initial_weights()
+            Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
+                    out, end_step=self.rewind_iterations(ctx), writable=ctx.writable,
+                    program=program).run()
         checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
 
     def load_start_weights(self, ctx: RunContext, model, level: int, training_hp=None) -> int:
@@ -197,8 +202,12 @@ class LotteryExperiment:
         return self.rewind_iterations(ctx, training_hp)
 
     def trained_model(self, ctx: RunContext, level: int):
-        """A model holding level `level`'s trained (end) weights and mask."""
-        model = build_masked_model(ctx)
+        """The run's model, loaded with level `level`'s trained (end) weights and mask.
+
+        It is the training program's model (no second model is built): the
+        caller loads the next phase's starting weights into it afterwards.
+        """
+        model = training_program(ctx).model
         checkpoints.restore_weights(
             model, os.path.join(self.level_dir(ctx, level), "train", "checkpoints"), "end")
         return model
@@ -225,18 +234,18 @@ class LotteryExperiment:
         if io.exists(os.path.join(out, "final.json")):
             return io.read_json(os.path.join(out, "final.json"))
         mask_dir = os.path.join(self.level_dir(ctx, level), "mask")
+        program = training_program(ctx)
+        model = program.model
         if level == 0:
-            mask = self.load_or_make_mask(
-                ctx, mask_dir, lambda: masking.Mask.ones_like(build_masked_model(ctx)))
+            mask = self.load_or_make_mask(ctx, mask_dir, lambda: masking.Mask.ones_like(model))
         else:
             mask = self.load_or_make_mask(ctx, mask_dir, lambda: self.level_mask(ctx, level))
-        model = build_masked_model(ctx)
         start = self.load_start_weights(ctx, model, level)
         masking.set_mask(model, mask)
         logging.info("level %d: density %.2f%%, training from step %d", level,
                      100 * mask.density, start)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable).run()
+                        start_step=start, writable=ctx.writable, program=program).run()
         logging.info("level %d: density %.2f%%, test accuracy %.2f%%", level,
                      100 * mask.density, 100 * final["test_accuracy"])
         return final

@@ -35,6 +35,30 @@ def atomic_write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def append_line(path: str, line: str) -> None:
+    """Append one line to a log file (metrics.jsonl) without rewriting it.
+
+    Local files are opened for appending: a kill can at worst cut the last
+    line short, which the readers skip.  Object stores (gs://) cannot
+    append, so there the file is rewritten whole, atomically.
+    """
+    if "://" in path:
+        old = read_text(path) if exists(path) else ""
+        atomic_write_text(path, old + line + "\n")
+        return
+    makedirs(os.path.dirname(path) or ".")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def remove(path: str) -> None:
+    """Delete a file or a directory tree."""
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    else:
+        tf.io.gfile.remove(path)
+
+
 def read_text(path: str) -> str:
     with tf.io.gfile.GFile(path, "r") as f:
         return f.read()

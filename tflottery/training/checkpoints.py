@@ -2,7 +2,8 @@
 
 'latest' is what a preempted job resumes from (weights, optimizer slots and
 the step counter; the data position is the step, because the input pipeline
-can start at any step).  Named checkpoints ('init', 'step_<N>', 'end') are
+can start at any step); it is removed when the phase ends, where it would
+only duplicate 'end'.  Named checkpoints ('init', 'step_<N>', 'end') are
 kept for the experiments (rewinding, interpolation).  A named checkpoint
 counts as written only once its `info.json` exists, which is written
 atomically after the checkpoint files.
@@ -29,12 +30,16 @@ class Checkpointer:
       single process); restoring still reads whatever is in `directory`.
     """
 
-    def __init__(self, directory: str, model, optimizer, writable: bool = True):
+    def __init__(self, directory: str, model, optimizer, writable: bool = True,
+                 checkpoint: Optional[tf.train.Checkpoint] = None):
+        """checkpoint: an existing tf.train.Checkpoint of exactly (model,
+        optimizer) to write and read, so that a training program reuses one
+        for all its phases; None makes one."""
         self.directory = directory
         self.writable = writable
-        self._ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
-        latest_dir = os.path.join(directory, "latest")
-        self._manager = tf.train.CheckpointManager(self._ckpt, latest_dir, max_to_keep=1)
+        self._ckpt = checkpoint or tf.train.Checkpoint(model=model, optimizer=optimizer)
+        self._latest_dir = os.path.join(directory, "latest")
+        self._manager = tf.train.CheckpointManager(self._ckpt, self._latest_dir, max_to_keep=1)
 
     # The rolling checkpoint for resumption.
     def save_latest(self, step: int) -> None:
@@ -48,6 +53,11 @@ class Checkpointer:
             return False
         self._ckpt.restore(path).assert_existing_objects_matched()
         return True
+
+    def remove_latest(self) -> None:
+        """Delete the rolling checkpoint once the phase is done ('end' holds its state)."""
+        if self.writable and io.exists(self._latest_dir):
+            io.remove(self._latest_dir)
 
     # Named checkpoints.
     def named_path(self, name: str) -> str:

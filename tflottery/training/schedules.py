@@ -21,7 +21,11 @@ class LotterySchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, lr: float, kind: str = "constant", total_steps: int = 1,
                  milestones: Sequence[int] = (), gamma: float = 0.1,
-                 final_lr: float = 0.0, warmup_steps: int = 0, offset: int = 0):
+                 final_lr: float = 0.0, warmup_steps: int = 0, offset=0):
+        """offset: the schedule step of the optimizer's iteration 0, an int or an
+        integer tf.Variable.  A training program that serves several phases
+        (training/program.py) passes a variable and sets it per phase, so its
+        traced training step reads the phase's offset instead of baking one in."""
         if kind not in SCHEDULES:
             raise ConfigError(f"unknown schedule {kind!r}; choose one of: {', '.join(SCHEDULES)}")
         if not lr > 0:
@@ -38,11 +42,11 @@ class LotterySchedule(keras.optimizers.schedules.LearningRateSchedule):
         self.gamma = float(gamma)
         self.final_lr = float(final_lr)
         self.warmup_steps = int(warmup_steps)
-        self.offset = int(offset)
+        self.offset = offset if isinstance(offset, tf.Variable) else int(offset)
 
     def __call__(self, step):
         """LR at `step` iterations of this phase, i.e. at schedule step offset + step."""
-        step = tf.cast(step, tf.float32) + self.offset
+        step = tf.cast(step, tf.float32) + tf.cast(self.offset, tf.float32)
         if self.kind == "constant":
             lr = tf.constant(self.lr, tf.float32)
         elif self.kind == "step":
@@ -60,4 +64,6 @@ class LotterySchedule(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return dict(lr=self.lr, kind=self.kind, total_steps=self.total_steps,
                     milestones=list(self.milestones), gamma=self.gamma,
-                    final_lr=self.final_lr, warmup_steps=self.warmup_steps, offset=self.offset)
+                    final_lr=self.final_lr, warmup_steps=self.warmup_steps,
+                    offset=int(self.offset.numpy() if isinstance(self.offset, tf.Variable)
+                               else self.offset))
