@@ -25,14 +25,23 @@ def ds():
 
 @pytest.fixture(scope="module")
 def ds48():
-    """Batch 48 over 64 test examples: per-replica batches 24, 24, 16 under two replicas,
-    so the last step leaves one replica empty (the awkward case of distributed evaluation)."""
+    """Batch 48 over 64 test and 256 training examples, neither divisible, so
+    evaluation pads: under two replicas the 64 test examples fill 2 steps of
+    2 x 24 with 32 padding examples, one replica's whole last batch among them."""
     return data.build(DatasetHparams(name="synthetic", batch_size=48, augment=False))
 
 
 def split_arrays(dataset, split):
+    """The real (not padding) examples of a split, in order, images as float64."""
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in dataset.eval_dataset(split)])
-    return np.concatenate(xs).astype(np.float64), np.concatenate(ys)
+    x, y = np.concatenate(xs).astype(np.float64), np.concatenate(ys)
+    return x[y >= 0], y[y >= 0]
+
+
+def numpy_cross_entropy(logits, labels):
+    """Per-example softmax cross-entropy, float64."""
+    top = logits.max(1)
+    return np.log(np.exp(logits - top[:, None]).sum(1)) + top - logits[np.arange(len(labels)), labels]
 
 
 def mirrored():
@@ -193,8 +202,7 @@ def test_permuted_hidden_units_give_a_barrier_matching_numpy(ds):
     # Loss at alpha 0 against NumPy cross-entropy of A.
     x, y = split_arrays(ds, "test")
     logits = mlp_numpy(weights_a, x)
-    ce = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - logits[np.arange(len(y)), y]
-    assert curves["test"]["loss"][0] == pytest.approx(ce.mean(), rel=1e-5)
+    assert curves["test"]["loss"][0] == pytest.approx(numpy_cross_entropy(logits, y).mean(), rel=1e-5)
 
 
 def test_identical_copy_has_zero_barrier_and_keeps_the_shared_mask(ds):
@@ -325,23 +333,58 @@ def test_weight_vector_applies_masks_in_variable_order():
 
 
 @pytest.mark.parametrize("use_mirrored", [False, True])
-def test_predictions_and_losses_match_numpy_in_eval_order(ds48, use_mirrored):
+def test_prediction_loop_matches_numpy_and_traces_once_per_split(ds48, use_mirrored):
+    """Two weight settings, two splits: predictions and losses equal the NumPy
+    network's, in the split's order with the padding dropped, and each split
+    is traced once (new weights are read, not retraced)."""
     ds = ds48
     strategy = mirrored() if use_mirrored else tf.distribute.get_strategy()
-    template = mlp(hidden=8)
-    weights = random_weights(template, 4)
     with strategy.scope():
         model = mlp(hidden=8)
-    model.set_weights([np.float32(w) for w in weights])
-    pred, loss = analysis.predictions_and_losses(strategy, model, ds, "test")
-    x, y = split_arrays(ds, "test")
-    logits = mlp_numpy(weights, x)
-    top = logits.max(1)
-    ce = np.log(np.exp(logits - top[:, None]).sum(1)) + top - logits[np.arange(len(y)), y]
-    np.testing.assert_array_equal(pred, np.argmax(logits, 1))
-    np.testing.assert_allclose(loss, ce, rtol=1e-4, atol=1e-5)
-    assert analysis.disagreement(pred, np.argmax(logits, 1)) == 0
-    assert analysis.loss_distance(loss, ce) < 1e-3
+    loop = analysis.PredictionLoop(strategy, model, ds)
+    traced = {}
+    for seed in (4, 5):
+        weights = random_weights(model, seed)
+        model.set_weights([np.float32(w) for w in weights])
+        for split in ("test", "train"):
+            pred, loss = loop(split)
+            x, y = split_arrays(ds, split)
+            logits = mlp_numpy(weights, x)
+            assert pred.dtype == np.int32 and loss.dtype == np.float32 and pred.shape == loss.shape == y.shape
+            np.testing.assert_array_equal(pred, np.argmax(logits, 1))
+            np.testing.assert_allclose(loss, numpy_cross_entropy(logits, y), rtol=1e-4, atol=1e-5)
+        assert analysis.disagreement(pred, np.argmax(logits, 1)) == 0
+        traced = traced or dict(loop.functions)
+    assert loop.functions == traced  # the same function objects at the second weights
+    assert {s: f.experimental_get_tracing_count() for s, f in loop.functions.items()} == {"test": 1, "train": 1}
+    # The one-off function of earlier releases gives the same.
+    again = analysis.predictions_and_losses(strategy, model, ds, "train")
+    np.testing.assert_array_equal(again[0], pred)
+    np.testing.assert_array_equal(again[1], loss)
+
+
+def test_prediction_step_compiles_with_xla_for_lenet(ds48):
+    """The per-replica step of a masked LeNet-300-100 compiles as one XLA
+    program (what a TPU needs) on a padded batch, and agrees with NumPy."""
+    from tflottery import models
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), NUM_CLASSES, seed=3))
+    rng = np.random.default_rng(0)
+    mask = {name: rng.random(v.shape) < 0.3 for name, v in masking.prunable_variables(model).items()}
+    masking.set_mask(model, mask)
+    loop = analysis.PredictionLoop(tf.distribute.get_strategy(), model, ds48)
+    step = tf.function(loop.replica_step, jit_compile=True)
+    images, labels = list(ds48.eval_dataset("test"))[-1]   # 16 real examples, 32 padding
+    assert (labels.numpy() < 0).sum() == 32
+    pred, loss = step(images, labels)   # jit_compile=True raises if any op cannot be compiled
+    h = images.numpy().astype(np.float64).reshape(len(labels), -1)
+    for name, act in (("fc_1", True), ("fc_2", True), ("output", False)):
+        layer = model.get_layer(f"masked_{name}").layer
+        kernel = layer.kernel.numpy().astype(np.float64) * mask[f"{name}/kernel"]
+        h = h @ kernel + layer.bias.numpy()
+        h = np.maximum(h, 0.0) if act else h
+    np.testing.assert_array_equal(pred.numpy(), np.argmax(h, 1))
+    np.testing.assert_allclose(loss.numpy(), numpy_cross_entropy(h, np.maximum(labels.numpy(), 0)),
+                               rtol=1e-4, atol=1e-5)
 
 
 # ---- errors -------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import tensorflow_datasets as tfds
 
 from tflottery import data
 from tflottery.data import registry
+from tflottery.data.pipeline import PADDING_LABEL
 from tflottery.errors import ConfigError, DataNotAvailableError
 from tflottery.hparams import DatasetHparams
 
@@ -31,8 +32,10 @@ def batches(ds, n):
 
 
 def eval_arrays(ds, split):
+    """The real (not padding) examples of one unsharded evaluation pass."""
     xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds.eval_dataset(split)])
-    return np.concatenate(xs), np.concatenate(ys)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    return x[y >= 0], y[y >= 0]
 
 
 def example_ids(ds, images):
@@ -140,8 +143,9 @@ def test_eval_is_unaugmented_and_ordered(mock_cifar):
     x2, y2 = eval_arrays(mock_cifar, "train")
     np.testing.assert_array_equal(x1, x2)
     assert len(x1) == mock_cifar.info.num_train
-    sizes = [len(y) for _, y in mock_cifar.eval_dataset("test", batch_size=30)]
-    assert sizes == [30, 30, 4]  # no dropped remainder
+    labels = [y.numpy() for _, y in mock_cifar.eval_dataset("test", batch_size=30)]
+    assert [len(y) for y in labels] == [30, 30, 30]  # the last batch padded, nothing dropped
+    assert (labels[-1][:4] >= 0).all() and (labels[-1][4:] == PADDING_LABEL).all()
 
 
 # --- distribution -----------------------------------------------------------------------------
@@ -167,8 +171,12 @@ def test_eval_pipelines_read_contiguous_blocks(synthetic):
     for pipeline in range(2):
         ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=4)
         sizes = [len(y) for _, y in synthetic.eval_dataset("test", ctx)]
-        assert sizes == [12, 12, 8]  # per-replica batch 48 / 4, 32 of the 64 test examples
-        parts.append(np.concatenate([y.numpy() for _, y in synthetic.eval_dataset("test", ctx)]))
+        # Per-replica batch 48 / 4: 32 of the 64 test examples fill 3 batches, padded
+        # to 4, a whole number of steps for the pipeline's 2 replicas.
+        assert sizes == [12, 12, 12, 12]
+        y = np.concatenate([y.numpy() for _, y in synthetic.eval_dataset("test", ctx)])
+        assert (y[32:] == PADDING_LABEL).all()
+        parts.append(y[:32])
     np.testing.assert_array_equal(np.concatenate(parts), full_y)
 
 
@@ -184,6 +192,60 @@ def test_mirrored_replicas_get_the_global_batch_in_replica_order(synthetic):
         np.testing.assert_array_equal(xs, gx[t])
         np.testing.assert_array_equal(ys, gy[t])
 
+
+
+@pytest.fixture(scope="module")
+def eval_kinds(mock_cifar, tmp_path_factory):
+    """One in-memory dataset of each kind of source, all split sizes not divisible by the batch."""
+    rng = np.random.default_rng(1)
+    path = tmp_path_factory.mktemp("npz") / "arrays.npz"  # float pixels: pixel_scale 1
+    np.savez(path, x_train=rng.random((23, 5, 6, 2), dtype=np.float32), y_train=np.arange(23) % 3,
+             x_test=rng.random((7, 5, 6, 2), dtype=np.float32), y_test=np.arange(7) % 3)
+    return {
+        "synthetic": data.build(DatasetHparams(name="synthetic", batch_size=30, holdout_fraction=0.25)),
+        "digits": data.build(DatasetHparams(name="digits", batch_size=64)),      # pixel_scale 16
+        "cifar10": mock_cifar,                                                    # 3 channels, augmented
+        "npz": data.build(DatasetHparams(name="npz", data_dir=str(path), batch_size=4)),
+    }
+
+
+@pytest.mark.parametrize("kind,split,batch_size", [
+    ("synthetic", "test", None),      # 64 in per-replica batches of 15: 3 steps, 26 padding
+    ("synthetic", "train", None),     # 192: 7 steps
+    ("synthetic", "holdout", None),   # 64
+    ("digits", "test", None),         # 300 in batches of 32
+    ("cifar10", "train", 7),          # 64, the batch_size argument (per replica) instead of 8 / 2
+    ("cifar10", "test", None),        # 64 in batches of 4: divisible, no padding
+    ("npz", "test", None),            # 7 in batches of 2
+    ("npz", "train", 3),              # 23 in batches of 3
+])
+def test_mirrored_eval_gives_every_replica_a_full_batch(eval_kinds, kind, split, batch_size):
+    """Under MirroredStrategy (one pipeline, two replicas) every replica gets a
+    full batch of the same shape at every step, and the real examples
+    (label >= 0) come out once each, in the split's order: the split's stored
+    arrays normalised in NumPy.  Padding is zero images labelled -1."""
+    ds = eval_kinds[kind]
+    strategy = two_cpu_strategy()
+    per_replica = batch_size or ds.batch_size // 2
+    dist = strategy.distribute_datasets_from_function(lambda ctx: ds.eval_dataset(split, ctx, batch_size))
+    xs, ys = [], []
+    for x, y in dist:
+        x, y = ([v.numpy() for v in strategy.experimental_local_results(t)] for t in (x, y))
+        assert [v.shape for v in x] == [(per_replica,) + ds.info.input_shape] * 2
+        assert [v.shape for v in y] == [(per_replica,)] * 2
+        xs += x
+        ys += y
+    raw_x, raw_y = ds._splits[split]  # what the pipeline reads
+    assert len(xs) == 2 * -(-len(raw_y) // (2 * per_replica))  # no step more than needed
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    real = y >= 0
+    assert (y[~real] == PADDING_LABEL).all() and (x[~real] == 0).all()
+    assert real[:len(raw_y)].all() and not real[len(raw_y):].any()
+    np.testing.assert_array_equal(y[real], raw_y)
+    source = registry.DATASETS.get(kind)
+    scale = source.pixel_scale or (255.0 if raw_x.dtype == np.uint8 else 1.0)
+    want = (raw_x.astype(np.float64) / scale - np.asarray(source.mean)) / np.asarray(source.std)
+    np.testing.assert_allclose(x[real], want, rtol=1e-5, atol=1e-5)
 
 # --- holdout and subsets ------------------------------------------------------------------------
 

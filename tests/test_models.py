@@ -293,14 +293,17 @@ def test_mixed_bfloat16_policy_gives_float32_logits():
         keras.mixed_precision.set_global_policy("float32")
 
 
-def test_eval_logits_of_an_empty_batch_and_of_a_real_one():
-    """A replica's empty last evaluation batch gives [0, classes] logits (a CPU
-    convolution of an empty batch would give the wrong shape); a real batch
-    gives the model's inference-mode logits."""
+def test_eval_logits_is_a_static_inference_mode_graph():
+    """eval_logits traces to the model alone, with no cond on the batch size
+    (a TPU needs static programs; evaluation batches are padded instead, see
+    tests/test_data.py), and gives the float32 inference-mode logits."""
     model = models.build("resnet_20", (8, 8, 3), 10, seed=0)
     step = tf.function(lambda x: models.eval_logits(model, x, 10))
-    empty = step(tf.zeros([0, 8, 8, 3]))
-    assert empty.shape == (0, 10) and empty.dtype == tf.float32
+    graph = step.get_concrete_function(tf.TensorSpec([None, 8, 8, 3], tf.float32)).graph
+    control_flow = {"If", "StatelessIf", "While", "StatelessWhile", "Switch", "Merge", "Case"}
+    assert not {op.type for op in graph.get_operations()} & control_flow
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
-    np.testing.assert_array_equal(step(tf.constant(x)).numpy(),
-                                  model(x, training=False).numpy())
+    logits = step(tf.constant(x))
+    assert logits.dtype == tf.float32 and logits.shape == (3, 10)
+    np.testing.assert_array_equal(logits.numpy(), model(x, training=False).numpy())
+    assert not np.allclose(logits.numpy(), model(x, training=True).numpy())  # BN batch statistics differ

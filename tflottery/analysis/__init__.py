@@ -6,7 +6,8 @@
     analysis.error_barrier(curves['test']['error'])        # the instability
 
     analysis.l2_distance(analysis.weight_vector(a), analysis.weight_vector(b))
-    pa, la = analysis.predictions_and_losses(strategy, a, dataset, 'test')
+    predict = analysis.PredictionLoop(strategy, a, dataset)   # one trace per split, reused
+    pa, la = predict('test')                                  # predictions, per-example losses
 
 Modules: interpolation (the curve and the barrier), batchnorm (recomputing
 BN statistics at every point of the path), distances (weight- and
@@ -14,12 +15,13 @@ function-space distances between two networks).
 """
 from tflottery.analysis.batchnorm import BatchNormRecomputer, batchnorm_layers
 from tflottery.analysis.distances import (
-    cosine_distance, disagreement, l2_distance, loss_distance, predictions_and_losses, weight_vector)
+    PredictionLoop, cosine_distance, disagreement, l2_distance, loss_distance, predictions_and_losses,
+    weight_vector)
 from tflottery.analysis.interpolation import (
     BN_MODES, Interpolator, alphas, check_compatible, error_barrier)
 
 __all__ = [
     "BN_MODES", "BatchNormRecomputer", "Interpolator", "alphas", "batchnorm_layers",
     "check_compatible", "cosine_distance", "disagreement", "error_barrier", "l2_distance",
-    "loss_distance", "predictions_and_losses", "weight_vector",
+    "loss_distance", "PredictionLoop", "predictions_and_losses", "weight_vector",
 ]

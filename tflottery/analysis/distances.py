@@ -6,7 +6,7 @@ networks trained from the same state with different SGD noise end up close
 examples they classify differently, and how far apart their per-example
 losses are).
 """
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -75,33 +75,81 @@ def loss_distance(loss_a, loss_b) -> float:
     return l2_distance(loss_a, loss_b)
 
 
-def predictions_and_losses(strategy, model, dataset, split: str) -> Tuple[np.ndarray, np.ndarray]:
-    """(predicted class int32 [N], per-example cross-entropy float32 [N]) on `split`, in its eval order.
+class PredictionLoop:
+    """Per-example predictions and losses of one model on whole splits, one traced program per split.
 
-    Per-replica outputs are concatenated in replica order, step by step: with
-    one input pipeline per host, tf.distribute hands consecutive batches of
-    the pipeline to the replicas in order, so this restores the split's
-    order.  Single host only (the local replicas are all it sees).  Padding
-    examples (label < 0, see data/imagenet.py) are left out.
+        loop = PredictionLoop(strategy, model, dataset)
+        preds, losses = loop('test')    # int32 [N], float32 [N], in the split's eval order
+        ...                             # change the model's weights (train, interpolate, ...)
+        preds, losses = loop('test')    # the same traced function, run again
+
+    Why an object: a TPU compiles each trace as a whole XLA program, so the
+    LMC analysis, which asks for the predictions of several networks at
+    several points, must reuse one trace per split instead of tracing anew
+    (the traces are in `functions`; the model's variables are read when the
+    function runs, so new weights need no retrace).  The whole pass over the
+    distributed dataset runs inside that function: per-replica outputs of
+    each step are concatenated in replica order and appended to
+    TensorArrays, the padding (label < 0, see data/pipeline.py) is dropped,
+    and the result reaches the host once.  Every batch has the same static
+    shape (evaluation datasets are padded), so the per-replica step
+    `replica_step` compiles as it is, also with jit_compile=True.
+
+    Order: tf.distribute hands consecutive batches of an input pipeline to
+    the replicas it feeds in turn, so with one pipeline per host, the
+    per-replica outputs concatenated step by step, in replica order, are
+    the split in order.  Single host only (the local replicas are all it
+    sees).
     """
-    dist = strategy.distribute_datasets_from_function(lambda ctx: dataset.eval_dataset(split, ctx))
 
-    def replica_fn(images, labels):
-        logits = models.eval_logits(model, images, dataset.info.num_classes)
+    def __init__(self, strategy, model, dataset):
+        self.strategy = strategy
+        self.model = model
+        self.dataset = dataset
+        self.functions: Dict[str, tf.types.experimental.GenericFunction] = {}
+
+    def replica_step(self, images, labels) -> Tuple[tf.Tensor, tf.Tensor]:
+        """(predicted class int32 [b], cross-entropy float32 [b]) of one replica's batch.
+
+        Padding examples (label < 0) get the loss of class 0; the caller drops them.
+        """
+        logits = models.eval_logits(self.model, images)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.maximum(tf.cast(labels, tf.int32), 0), logits=logits)
         return tf.argmax(logits, axis=-1, output_type=tf.int32), loss
 
-    # reduce_retracing: the partial last batch has another shape.
-    step = tf.function(lambda images, labels: strategy.run(replica_fn, args=(images, labels)),
-                       reduce_retracing=True)
-    preds, losses, real = [], [], []
-    for images, labels in dist:
-        pred, loss = step(images, labels)
-        preds += [p.numpy() for p in strategy.experimental_local_results(pred)]
-        losses += [l.numpy() for l in strategy.experimental_local_results(loss)]
-        real += [y.numpy() >= 0 for y in strategy.experimental_local_results(labels)]
-    if not preds:
-        return np.zeros([0], np.int32), np.zeros([0], np.float32)
-    real = np.concatenate(real)
-    return np.concatenate(preds)[real].astype(np.int32), np.concatenate(losses)[real].astype(np.float32)
+    def function(self, split: str):
+        """The traced pass over `split`: () -> (preds int32 [N], losses float32 [N]), built on first use."""
+        if split not in self.functions:
+            strategy, dataset = self.strategy, self.dataset
+            dist = strategy.distribute_datasets_from_function(lambda ctx: dataset.eval_dataset(split, ctx))
+
+            def local(values):
+                return tf.concat(strategy.experimental_local_results(values), axis=0)
+
+            @tf.function
+            def run():
+                arrays = tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=[None])
+                               for dtype in (tf.int32, tf.float32, tf.bool))
+                for images, labels in dist:
+                    pred, loss = strategy.run(self.replica_step, args=(images, labels))
+                    step = (local(pred), local(loss), local(labels) >= 0)
+                    arrays = tuple(a.write(a.size(), v) for a, v in zip(arrays, step))
+                preds, losses, real = (a.concat() for a in arrays)
+                return tf.boolean_mask(preds, real), tf.boolean_mask(losses, real)
+            self.functions[split] = run
+        return self.functions[split]
+
+    def __call__(self, split: str) -> Tuple[np.ndarray, np.ndarray]:
+        """(predicted class int32 [N], per-example cross-entropy float32 [N]) of the model as it is now."""
+        preds, losses = self.function(split)()
+        return preds.numpy().astype(np.int32), losses.numpy().astype(np.float32)
+
+
+def predictions_and_losses(strategy, model, dataset, split: str) -> Tuple[np.ndarray, np.ndarray]:
+    """(predicted class int32 [N], per-example cross-entropy float32 [N]) on `split`, in its eval order.
+
+    A one-off PredictionLoop (traced anew at every call); code that asks
+    repeatedly should keep one PredictionLoop instead.
+    """
+    return PredictionLoop(strategy, model, dataset)(split)

@@ -5,6 +5,7 @@
     ds.iterations_per_epoch      # num_train // batch_size
     ds.train_dataset(seed, input_context=None, start_step=0)   # infinite, seeded, resumable
     ds.eval_dataset('test' | 'train' | 'holdout', input_context=None, batch_size=None)
+                                 # full batches: the split in order, then padding (label -1)
 
 Modules: sources (read arrays: tfds, IDX, npz, sklearn digits, synthetic),
 registry (name -> loader + preprocessing constants), splits (fixed-seed
@@ -13,8 +14,13 @@ holdout/subset), augment (stateless crop/flip), pipeline (the tf.data streams).
 'imagenet2012' does not fit in memory: `build` returns an
 imagenet.StreamingDataset (same interface) that reads the tfds records with
 the reference TPU ResNet-50 preprocessing (imagenet_preprocessing; inputs
-DatasetHparams.image_size, default 224).  Its eval batches have static
-shapes, padded with label -1 examples that evaluation must ignore.
+DatasetHparams.image_size, default 224).
+
+Evaluation batches of every dataset have static shapes: each input pipeline
+pads its part of the split with zero images labelled -1 (PADDING_LABEL) to
+the same number of full per-replica batches, so that a TPU compiles one
+program and no replica gets a partial or empty batch.  Evaluation must give
+labels < 0 weight 0.
 """
 from tflottery.data.pipeline import Dataset, DatasetInfo, build  # noqa: F401
 from tflottery.data.registry import DATASETS, Source  # noqa: F401

@@ -62,15 +62,15 @@ import tensorflow_datasets as tfds
 
 from tflottery.data import imagenet_preprocessing as prep
 from tflottery.data import sources
-from tflottery.data.pipeline import (_MAX_EPOCHS, AUTOTUNE, DatasetInfo, example_seed,
-                                     full_batches_per_epoch, per_replica_batch)
+from tflottery.data.pipeline import (_MAX_EPOCHS, AUTOTUNE, PADDING_LABEL, DatasetInfo, example_seed,
+                                     full_batches_per_epoch, pad_to_full_batches, per_replica_batch,
+                                     replicas_per_pipeline)
 from tflottery.errors import ConfigError, DataNotAvailableError
 
 TFDS_NAME = "imagenet2012"
 DEFAULT_IMAGE_SIZE = 224          # ResNet-50; Inception-v3 configs set DatasetHparams.image_size = 299
 SHUFFLE_WINDOW = 1024             # records shuffled together after the file-level shuffle
 READ_CYCLE_LENGTH = 16            # record files read in parallel (tfds's default)
-PADDING_LABEL = -1
 _TFDS_SPLITS = {"train": "train", "test": "validation"}
 
 
@@ -170,10 +170,7 @@ class StreamingDataset:
     def _per_replica(self, input_context, batch_size: int) -> Tuple[int, int, int, int]:
         """(per-replica batch, number of pipelines, this pipeline's id, replicas fed by this pipeline)."""
         per_replica, pipelines, pipeline_id = per_replica_batch(input_context, batch_size)
-        if input_context is None:
-            return per_replica, pipelines, pipeline_id, 1
-        return (per_replica, pipelines, pipeline_id,
-                max(1, input_context.num_replicas_in_sync // pipelines))
+        return per_replica, pipelines, pipeline_id, replicas_per_pipeline(input_context)
 
     def _read(self, records: Records, shuffle_seed: Optional[tf.Tensor] = None) -> tf.data.Dataset:
         """(JPEG bytes, int32 label) of `records`; files in a seeded random order when shuffle_seed is set."""
@@ -236,25 +233,21 @@ class StreamingDataset:
             raise ConfigError(f"unknown split {split!r}; choose one of: holdout, test, train")
         if split not in self._records:
             raise ConfigError("split 'holdout' is empty: set DatasetHparams.holdout_fraction > 0 to get one")
-        default, num_pipelines, pipeline_id, local = self._per_replica(input_context, self.batch_size)
+        default, num_pipelines, pipeline_id = per_replica_batch(input_context, self.batch_size)
         batch_size = batch_size or default
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         records = self._records[split]
         mine = records.shard(num_pipelines, pipeline_id)
-        largest = -(-len(records) // num_pipelines)          # the biggest pipeline's share
-        batches = -(-largest // batch_size)
-        batches = -(-batches // local) * local               # whole steps for this pipeline's replicas
         size = self._image_size
-        pad = tf.data.Dataset.from_tensors(
-            (tf.zeros([size, size, 3], tf.float32), tf.constant(PADDING_LABEL, tf.int32)))
-        ds = pad.repeat(batches * batch_size - len(mine))
-        if len(mine):
+        real = None
+        if len(mine):  # a pipeline whose block is empty reads nothing
             real = self._read(mine).take(len(mine)).map(
                 lambda image_bytes, label: (self._normalise(prep.eval_image(image_bytes, size)), label),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
-            ds = real.concatenate(ds)
-        return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+        padding = (tf.zeros([size, size, 3], tf.float32), tf.constant(PADDING_LABEL, tf.int32))
+        ds = pad_to_full_batches(real, len(mine), padding, len(records), input_context, batch_size)
+        return ds.prefetch(AUTOTUNE)
 
 
 def build(hparams, source) -> StreamingDataset:

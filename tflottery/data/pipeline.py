@@ -19,6 +19,16 @@ the per-replica size.  tf.distribute hands consecutive per-replica batches of
 one pipeline to its local replicas in order, so the per-replica batches of
 one global step, concatenated in replica order, are exactly the unsharded
 global batch (checked in tests/test_data.py under MirroredStrategy).
+
+Evaluation batches have static shapes (`pad_to_full_batches`, shared with
+the streaming ImageNet dataset): a TPU compiles one program for one batch
+shape, and under MirroredStrategy a partial last batch would leave some
+replica a smaller or empty batch.  Each pipeline appends zero images
+labelled PADDING_LABEL (-1) to its block of the split until it yields the
+same number of full per-replica batches as every other pipeline, a multiple
+of the replicas it feeds, so every replica gets a full batch at every step.
+Every consumer weighs examples with label < 0 by 0 (Trainer's evaluation,
+tflottery.analysis), so results are over exactly the real examples.
 """
 import dataclasses
 from typing import Dict, Optional, Tuple
@@ -32,6 +42,7 @@ from tflottery.errors import ConfigError
 
 AUTOTUNE = tf.data.AUTOTUNE
 _MAX_EPOCHS = 2 ** 62  # "infinite": more epochs than any run will reach
+PADDING_LABEL = -1    # the label of the examples that fill evaluation batches (weighed 0 by consumers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +79,40 @@ def per_replica_batch(input_context, batch_size: int) -> Tuple[int, int, int]:
             f"batch size {batch_size} is not divisible by the "
             f"{input_context.num_replicas_in_sync} replicas: {e}") from e
     return per_replica, input_context.num_input_pipelines, input_context.input_pipeline_id
+
+
+def replicas_per_pipeline(input_context) -> int:
+    """How many replicas one input pipeline feeds (1 without an InputContext)."""
+    if input_context is None:
+        return 1
+    return max(1, input_context.num_replicas_in_sync // input_context.num_input_pipelines)
+
+
+def pad_to_full_batches(real: Optional[tf.data.Dataset], num_real: int, padding, split_size: int,
+                        input_context, batch_size: int) -> tf.data.Dataset:
+    """This pipeline's `real` elements, then copies of `padding`, in full batches of `batch_size`.
+
+    `real` holds the num_real examples of this pipeline's block of a split of
+    split_size examples (None when the block is empty); `padding` is one
+    element of the same structure standing for "no example".  Every pipeline
+    yields the same number of batches: enough for the largest block
+    (ceil(split_size / pipelines) examples), rounded up to a multiple of the
+    replicas the pipeline feeds, so that tf.distribute, which hands a
+    pipeline's consecutive batches to its replicas in turn, gives every
+    replica one full batch at every step and all pipelines end together.
+    """
+    num_pipelines = 1 if input_context is None else input_context.num_input_pipelines
+    local = replicas_per_pipeline(input_context)
+    largest = -(-split_size // num_pipelines)
+    batches = -(-largest // batch_size)
+    batches = -(-batches // local) * local
+    if not 0 <= num_real <= largest:
+        raise ValueError(f"a pipeline's block of {num_real} examples is not within the {largest} "
+                         f"of the largest block of {split_size} over {num_pipelines} pipelines")
+    ds = tf.data.Dataset.from_tensors(padding).repeat(batches * batch_size - num_real)
+    if real is not None:
+        ds = real.concatenate(ds)
+    return ds.batch(batch_size, drop_remainder=True)
 
 
 def full_batches_per_epoch(info: DatasetInfo, batch_size: int) -> int:
@@ -148,11 +193,15 @@ class Dataset:
 
     def eval_dataset(self, split: str = "test", input_context: Optional[tf.distribute.InputContext] = None,
                      batch_size: Optional[int] = None) -> tf.data.Dataset:
-        """One pass over `split` ('test', 'train' or 'holdout') in file order, unaugmented, last batch partial.
+        """One pass over `split` ('test', 'train' or 'holdout') in file order, unaugmented, padded to full batches.
 
         With P input pipelines, pipeline p reads the p-th of P contiguous,
-        nearly equal blocks of the split (np.array_split), so the pipelines'
-        outputs concatenated in pipeline order are the whole split in order.
+        nearly equal blocks of the split (np.array_split), so the real
+        examples (label >= 0) of the pipelines' outputs, concatenated in
+        pipeline order, are the whole split in order.  Each block is followed
+        by zero images labelled PADDING_LABEL up to the same number of full
+        batches in every pipeline (see pad_to_full_batches).  batch_size
+        overrides the per-replica batch size of the InputContext.
         """
         if split not in ("test", "train", "holdout"):
             raise ConfigError(f"unknown split {split!r}; choose one of: holdout, test, train")
@@ -164,12 +213,21 @@ class Dataset:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         x, y = self._splits[split]
         block = np.array_split(np.arange(len(x)), num_pipelines)[pipeline_id]
-        images, labels = tf.constant(x[block]), tf.constant(y[block])
+        # One extra all-zero example labelled PADDING_LABEL at index len(block):
+        # padding gathers it, so that even an empty block gathers from a non-empty array.
+        raw = np.zeros((len(block) + 1,) + x.shape[1:], x.dtype)
+        raw[:len(block)] = x[block]
+        images = tf.constant(raw)
+        labels = tf.constant(np.append(y[block], PADDING_LABEL).astype(y.dtype))
 
         def load(index):
-            return self._normalise(tf.gather(images, index)), tf.gather(labels, index)
+            label = tf.gather(labels, index)
+            image = self._normalise(tf.gather(images, index))
+            # Zero after normalisation, like the streaming dataset's padding.
+            return tf.where(tf.reshape(label >= 0, [-1, 1, 1, 1]), image, 0.0), label
 
-        ds = tf.data.Dataset.range(len(block)).batch(batch_size)
+        ds = pad_to_full_batches(tf.data.Dataset.range(len(block)), len(block),
+                                 tf.constant(len(block), tf.int64), len(x), input_context, batch_size)
         return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 

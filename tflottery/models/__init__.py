@@ -18,6 +18,8 @@ vgg_13, vgg_16, vgg_19.  Options per family: PlainOptions (lenet, conv),
 ResNetOptions (CIFAR resnets, wrn, resnet_18), ImageNetResNetOptions
 (resnet_50/101/152), InceptionOptions (inception_v3), VGGOptions (vgg).
 """
+from typing import Optional
+
 import tensorflow as tf
 
 from tflottery.models.registry import REGISTRY, ModelSpec, build_spec, register  # noqa: F401
@@ -60,14 +62,16 @@ def main_logits(outputs):
     return outputs
 
 
-def eval_logits(model, images, num_classes: int):
-    """float32 main-classifier logits of `model` in inference mode, [batch, num_classes].
+def eval_logits(model, images, num_classes: Optional[int] = None):
+    """float32 main-classifier logits of `model` in inference mode, [batch, classes].
 
-    For use inside `strategy.run` during evaluation: the last evaluation step
-    can leave a replica an empty batch, and TensorFlow's CPU convolution of an
-    empty batch returns the wrong channel count, so the model is skipped then
-    and [0, num_classes] logits come back (sums over them are 0).
+    For use inside `strategy.run` during evaluation, by the trainer and the
+    analysis code alike, so that they all evaluate the same function.  There
+    is no guard against an empty batch: evaluation datasets pad every
+    replica's batch to full size (data/pipeline.py pad_to_full_batches), and
+    a cond on the batch size would be data dependent, which a TPU cannot
+    compile as one static program.  num_classes shaped the logits of that
+    empty case; it is no longer used and accepted for existing callers.
     """
-    return tf.cond(tf.shape(images)[0] > 0,
-                   lambda: tf.cast(main_logits(model(images, training=False)), tf.float32),
-                   lambda: tf.zeros([0, num_classes], tf.float32))
+    del num_classes
+    return tf.cast(main_logits(model(images, training=False)), tf.float32)
