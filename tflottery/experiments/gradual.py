@@ -25,7 +25,7 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model, excluded_weights
+from tflottery.experiments.context import RunContext, excluded_weights, training_program
 from tflottery.hparams import GradualHparams
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
@@ -137,7 +137,8 @@ class GradualExperiment:
 
     def run(self, ctx: RunContext) -> dict:
         begin, end, frequency = self.resolved_steps(ctx)
-        model = build_masked_model(ctx)
+        program = training_program(ctx)
+        model = program.model
         out = os.path.join(ctx.replicate_dir, "train")
         steps = list(range(begin, end + 1, frequency))
         if steps[-1] != end:
@@ -147,7 +148,7 @@ class GradualExperiment:
             excluded_weights(self.hp.excluded_layers, list(masking.prunable_variables(model))),
             os.path.join(out, SPARSITY_LOG), ctx.writable)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        writable=ctx.writable, mask_hook=hook).run()
+                        writable=ctx.writable, mask_hook=hook, program=program).run()
         mask_dir = os.path.join(ctx.replicate_dir, "mask")
         if ctx.writable and not io.exists(os.path.join(mask_dir, masking.MASK_FILENAME)):
             from tflottery.training import checkpoints

@@ -28,7 +28,8 @@ from absl import logging
 from tflottery import analysis, masking
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.experiments.context import (RunContext, build_masked_model,
+                                           load_fresh_initialisation, training_program)
 from tflottery.hparams import (ExperimentHparams, InstabilityHparams, LotteryHparams,
                                PruningHparams, SummaryHparams)
 from tflottery.runs import io
@@ -36,6 +37,7 @@ from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
 from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.program import assign_values, variable_values
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
 SCHEDULES = ("continue", "restart")
@@ -113,43 +115,68 @@ class InstabilityExperiment:
         return lottery, lottery_ctx
 
     def state_at_k(self, ctx: RunContext, level, k_text: str, k: int, out: str):
-        """(model holding the state at k, its mask, W0 as a vector under that mask)."""
+        """Load the state at k into the run's model; return (its mask, W0 as a vector under it)."""
         from tflottery.experiments import branches
-        model = build_masked_model(ctx)
+        program = training_program(ctx)
+        model = program.model
         if self.hp.subnetwork == "dense":
             pretrain = os.path.join(out, "pretrain")
-            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, pretrain,
-                    end_step=k, writable=ctx.writable).run()
-            w_init = self.initial_weights(ctx, os.path.join(pretrain, "checkpoints"))
+            if not io.exists(os.path.join(pretrain, "final.json")):
+                program.load_initial_weights()
+                Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
+                        pretrain, end_step=k, writable=ctx.writable, program=program).run()
+            w_init = self.initial_weights(model, os.path.join(pretrain, "checkpoints"))
             checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
-            return model, masking.get_mask(model), w_init
+            return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         for lvl in range(level + 1):
             lottery.run_level(lottery_ctx, lvl)
         mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, level), "mask"))
-        lottery.rewind_weights(lottery_ctx, model)
         init_dir = os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
-        fresh = False
+        fresh_seed = None
         if self.hp.subnetwork != "imp":
+            # Made before the state at k is loaded: a mask may need the model
+            # for itself (the inverted one reads level L-1's trained weights).
             spec = branches.REGISTRY.get(self.hp.subnetwork)
             seed = branches.branch_seed(ctx.replicate, level, self.hp.subnetwork)
             mask = spec.make_mask(lottery, lottery_ctx, level, mask, seed)
-            if spec.fresh_init:
-                fresh, model = True, build_masked_model(ctx, seed=seed)
+            fresh_seed = seed if spec.fresh_init else None
+        if fresh_seed is None:
+            w_init = self.initial_weights(model, init_dir, mask)
+            lottery.rewind_weights(lottery_ctx, model)
+        else:
+            # A fresh initialisation is its own W0 (and its own state at k).
+            load_fresh_initialisation(ctx, model, fresh_seed)
         masking.set_mask(model, mask)
-        # A fresh initialisation is its own W0 (and its own state at k).
-        w_init = (analysis.weight_vector(model) if fresh
-                  else self.initial_weights(ctx, init_dir, mask))
-        return model, mask, w_init
+        if fresh_seed is not None:
+            w_init = analysis.weight_vector(model)
+        return mask, w_init
 
     @staticmethod
-    def initial_weights(ctx: RunContext, init_dir: str, mask=None):
-        """W0 from a phase's 'init' checkpoint, as a vector, under `mask` if given."""
-        model = build_masked_model(ctx)
+    def initial_weights(model, init_dir: str, mask=None):
+        """W0 from a phase's 'init' checkpoint, as a vector, under `mask` if given.
+
+        Loads it into `model` (the caller loads what it needs afterwards).
+        """
         checkpoints.restore_weights(model, init_dir, "init")
         if mask is not None:
             masking.set_mask(model, mask)
         return analysis.weight_vector(model)
+
+    def analysis_models(self, ctx: RunContext):
+        """(copy A, copy B, interpolated network) and their Interpolator, built once per run.
+
+        The copies are trained one after the other in the training program's
+        model and their end weights loaded here; the Interpolator's traced
+        functions then serve every k and level of the run.
+        """
+        key = ("lmc", self.hp.bn_mode)
+        if key not in ctx.cache:
+            a, b, mix = (build_masked_model(ctx) for _ in range(3))
+            interp = analysis.Interpolator(ctx.strategy, a, b, mix, ctx.dataset,
+                                           bn_mode=self.hp.bn_mode)
+            ctx.cache[key] = ((a, b), interp)
+        return ctx.cache[key]
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
@@ -173,28 +200,25 @@ class InstabilityExperiment:
         result_path = os.path.join(out, "instability.json")
         if io.exists(result_path):
             return io.read_json(result_path)
-        start_model, mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
-        state_k = [v.numpy() for v in start_model.variables]
+        mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
+        program = training_program(ctx)
+        model = program.model
+        state_k = variable_values(model)
+        w_k = analysis.weight_vector(model)
         start = k if self.hp.schedule == "continue" else 0
         ipe = ctx.dataset.iterations_per_epoch
         total = validate_training(ctx.training_hp, ipe).total
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
         extra = list(epochs) if self.hp.per_epoch else []
-        copies = []
+        copies, interp = self.analysis_models(ctx)
         for i, seed in enumerate(self.hp.copy_seeds):
-            model = build_masked_model(ctx)
-            for var, value in zip(model.variables, state_k):
-                var.assign(value)
+            assign_values(model, state_k)
             data_seed = seed + 1000 * ctx.replicate
             phase = os.path.join(out, f"copy_{i}")
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
-                    start_step=start, extra_checkpoints=extra, writable=ctx.writable).run()
-            # A finished phase is skipped without loading weights: load them.
-            checkpoints.restore_weights(model, os.path.join(phase, "checkpoints"), "end")
-            copies.append(model)
-        mix = build_masked_model(ctx)
-        interp = analysis.Interpolator(ctx.strategy, copies[0], copies[1], mix, ctx.dataset,
-                                       bn_mode=self.hp.bn_mode)
+                    start_step=start, extra_checkpoints=extra, writable=ctx.writable,
+                    program=program).run()
+            checkpoints.restore_weights(copies[i], os.path.join(phase, "checkpoints"), "end")
         alphas = analysis.alphas(self.hp.num_alphas)
         curves = interp.evaluate(alphas, splits=("test", "train"))
         result = {
@@ -204,7 +228,7 @@ class InstabilityExperiment:
             "curves": curves,
             "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
             "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
-            "distances": self.distances(ctx, copies, w_init, out),
+            "distances": self.distances(ctx, copies, w_init, w_k),
             "dense_accuracy": self.dense_accuracy(ctx, k_text),
         }
         if self.hp.per_epoch:
@@ -226,12 +250,9 @@ class InstabilityExperiment:
         final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
         return io.read_json(final)["test_accuracy"]
 
-    def distances(self, ctx, copies, w_init, out) -> dict:
+    def distances(self, ctx, copies, w_init, w_k) -> dict:
         """Thesis 4.3: init -> k, k -> end, copy <-> copy (all after masking);
         plus the functional distances between the copies."""
-        model = build_masked_model(ctx)
-        checkpoints.restore_weights(model, os.path.join(out, "copy_0", "checkpoints"), "init")
-        w_k = analysis.weight_vector(model)
         w_a, w_b = analysis.weight_vector(copies[0]), analysis.weight_vector(copies[1])
         result = {"l2_init_to_k": analysis.l2_distance(w_init, w_k),
                   "l2_k_to_end": analysis.l2_distance(w_k, w_a),

@@ -33,7 +33,8 @@ from absl import logging
 from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model, excluded_weights
+from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
+                                           training_program)
 from tflottery.hparams import PaiAblationHparams, PaiHparams
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
@@ -123,15 +124,19 @@ class PaiExperiment:
         return "\n".join(lines)
 
     def state_at_k(self, ctx: RunContext):
-        """A masked model (all-ones mask) holding the weights at the pruning step k."""
-        model = build_masked_model(ctx)
+        """The run's model (all-ones mask) loaded with the weights at the pruning step k."""
+        program = training_program(ctx)
+        model = program.model
         k = self.prune_iterations(ctx)
-        if k > 0:
-            out = os.path.join(ctx.replicate_dir, "pretrain")
-            if not io.exists(os.path.join(out, "final.json")):
-                Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        end_step=k, writable=ctx.writable).run()
-            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+        if k == 0:
+            program.load_initial_weights()
+            return model
+        out = os.path.join(ctx.replicate_dir, "pretrain")
+        if not io.exists(os.path.join(out, "final.json")):
+            program.load_initial_weights()
+            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                    end_step=k, writable=ctx.writable, program=program).run()
+        checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
         return model
 
     def _prune(self, ctx: RunContext, model, invert: bool = False) -> masking.Mask:
@@ -176,15 +181,17 @@ class PaiExperiment:
         final_path = os.path.join(out, "final.json")
         if io.exists(final_path):
             return io.read_json(final_path)
+        program = training_program(ctx)
         if fresh_seed is None:
             model = self.state_at_k(ctx)
         else:
-            model = build_masked_model(ctx, seed=fresh_seed)
+            model = program.model
+            load_fresh_initialisation(ctx, model, fresh_seed)
         masking.set_mask(model, mask)
         start = 0 if self.pai_hp.schedule == "replay" else self.prune_iterations(ctx)
         logging.info("training %s: density %.2f%% from step %d", out, 100 * mask.density, start)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable).run()
+                        start_step=start, writable=ctx.writable, program=program).run()
         logging.info("%s: density %.2f%%, test accuracy %.2f%%", out, 100 * mask.density,
                      100 * final["test_accuracy"])
         return final

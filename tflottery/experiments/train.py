@@ -8,7 +8,7 @@ import os
 from absl import logging
 
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, build_masked_model
+from tflottery.experiments.context import RunContext, training_program
 from tflottery.training.loop import Trainer, validate_training
 
 
@@ -23,9 +23,10 @@ class TrainExperiment:
         validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
 
     def run(self, ctx: RunContext) -> dict:
-        model = build_masked_model(ctx)
-        trainer = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
-                          os.path.join(ctx.replicate_dir, "train"), writable=ctx.writable)
+        program = training_program(ctx)
+        trainer = Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
+                          os.path.join(ctx.replicate_dir, "train"), writable=ctx.writable,
+                          program=program)
         final = trainer.run()
         logging.info("final test accuracy: %.2f%%", 100 * final["test_accuracy"])
         return final
