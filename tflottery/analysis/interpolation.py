@@ -137,9 +137,9 @@ class Interpolator:
 
     def _replica_eval(self, images, labels):
         """(sum of losses, number correct, number of examples) of one replica's batch."""
-        logits = models.eval_logits(self.models[2], images, self.dataset.info.num_classes)
+        logits = models.eval_logits(self.models[2], images)
         y = tf.cast(labels, tf.int32)
-        # Labels < 0 are padding (data/imagenet.py pads eval batches): not counted.
+        # Labels < 0 are padding (evaluation datasets pad to full batches): not counted.
         real = tf.cast(y >= 0, tf.float32)
         loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(y, 0), logits=logits)
         correct = tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), y)

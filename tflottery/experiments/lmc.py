@@ -164,18 +164,20 @@ class InstabilityExperiment:
         return analysis.weight_vector(model)
 
     def analysis_models(self, ctx: RunContext):
-        """(copy A, copy B, interpolated network) and their Interpolator, built once per run.
+        """((copy A, copy B), their Interpolator, their PredictionLoops), built once per run.
 
         The copies are trained one after the other in the training program's
-        model and their end weights loaded here; the Interpolator's traced
-        functions then serve every k and level of the run.
+        model and their end weights loaded into A and B; the traced functions
+        of the Interpolator (with its third, interpolated network) and of the
+        prediction loops then serve every k and level of the run.
         """
         key = ("lmc", self.hp.bn_mode)
         if key not in ctx.cache:
             a, b, mix = (build_masked_model(ctx) for _ in range(3))
             interp = analysis.Interpolator(ctx.strategy, a, b, mix, ctx.dataset,
                                            bn_mode=self.hp.bn_mode)
-            ctx.cache[key] = ((a, b), interp)
+            loops = tuple(analysis.PredictionLoop(ctx.strategy, m, ctx.dataset) for m in (a, b))
+            ctx.cache[key] = ((a, b), interp, loops)
         return ctx.cache[key]
 
     # ---- the run ----
@@ -210,7 +212,7 @@ class InstabilityExperiment:
         total = validate_training(ctx.training_hp, ipe).total
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
         extra = list(epochs) if self.hp.per_epoch else []
-        copies, interp = self.analysis_models(ctx)
+        copies, interp, loops = self.analysis_models(ctx)
         for i, seed in enumerate(self.hp.copy_seeds):
             assign_values(model, state_k)
             data_seed = seed + 1000 * ctx.replicate
@@ -228,7 +230,7 @@ class InstabilityExperiment:
             "curves": curves,
             "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
             "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
-            "distances": self.distances(ctx, copies, w_init, w_k),
+            "distances": self.distances(copies, loops, w_init, w_k),
             "dense_accuracy": self.dense_accuracy(ctx, k_text),
         }
         if self.hp.per_epoch:
@@ -250,7 +252,7 @@ class InstabilityExperiment:
         final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
         return io.read_json(final)["test_accuracy"]
 
-    def distances(self, ctx, copies, w_init, w_k) -> dict:
+    def distances(self, copies, loops, w_init, w_k) -> dict:
         """Thesis 4.3: init -> k, k -> end, copy <-> copy (all after masking);
         plus the functional distances between the copies."""
         w_a, w_b = analysis.weight_vector(copies[0]), analysis.weight_vector(copies[1])
@@ -259,8 +261,7 @@ class InstabilityExperiment:
                   "l2_copies": analysis.l2_distance(w_a, w_b),
                   "cosine_copies": analysis.cosine_distance(w_a, w_b)}
         for split in ("test", "train"):
-            pa, la = analysis.predictions_and_losses(ctx.strategy, copies[0], ctx.dataset, split)
-            pb, lb = analysis.predictions_and_losses(ctx.strategy, copies[1], ctx.dataset, split)
+            (pa, la), (pb, lb) = loops[0](split), loops[1](split)
             result[f"disagreement_{split}"] = analysis.disagreement(pa, pb)
             result[f"loss_distance_{split}"] = analysis.loss_distance(la, lb)
         return result

@@ -149,7 +149,7 @@ class TrainingProgram:
         self.train_acc.update_state(labels, logits)
 
     def replica_eval_step(self, images, labels):
-        logits = models.eval_logits(self.model, images, self.dataset.info.num_classes)
+        logits = models.eval_logits(self.model, images)
         # Labels < 0 mark padding (evaluation datasets fill their last batch
         # with them so every batch has the same static shape): weight 0.
         labels = tf.cast(labels, tf.int32)
