@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tflottery import masking, models
 from tflottery.errors import ConfigError
+from tflottery.training.split_pass import SplitPass
 
 
 def weight_vector(model, masked: bool = True) -> np.ndarray:
@@ -121,20 +122,22 @@ class PredictionLoop:
     def function(self, split: str):
         """The traced pass over `split`: () -> (preds int32 [N], losses float32 [N]), built on first use."""
         if split not in self.functions:
-            strategy, dataset = self.strategy, self.dataset
-            dist = strategy.distribute_datasets_from_function(lambda ctx: dataset.eval_dataset(split, ctx))
+            strategy = self.strategy
+            split_pass = SplitPass(strategy, self.dataset, split)
 
             def local(values):
                 return tf.concat(strategy.experimental_local_results(values), axis=0)
+
+            def body(images, labels, arrays):
+                pred, loss = strategy.run(self.replica_step, args=(images, labels))
+                step = (local(pred), local(loss), local(labels) >= 0)
+                return tuple(a.write(a.size(), v) for a, v in zip(arrays, step))
 
             @tf.function
             def run():
                 arrays = tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=[None])
                                for dtype in (tf.int32, tf.float32, tf.bool))
-                for images, labels in dist:
-                    pred, loss = strategy.run(self.replica_step, args=(images, labels))
-                    step = (local(pred), local(loss), local(labels) >= 0)
-                    arrays = tuple(a.write(a.size(), v) for a, v in zip(arrays, step))
+                arrays = split_pass.for_each_batch(body, arrays)
                 preds, losses, real = (a.concat() for a in arrays)
                 return tf.boolean_mask(preds, real), tf.boolean_mask(losses, real)
             self.functions[split] = run

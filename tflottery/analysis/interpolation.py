@@ -22,6 +22,7 @@ from tflottery import masking, models
 from tflottery.analysis.batchnorm import BatchNormRecomputer
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import check_tf_keras_model
+from tflottery.training.split_pass import SplitPass
 
 BN_MODES = ("recompute", "interpolate")
 
@@ -149,19 +150,19 @@ class Interpolator:
     def _eval_fn(self, split: str):
         if split not in self.eval_fns:
             strategy = self.strategy
-            dist = strategy.distribute_datasets_from_function(
-                lambda ctx: self.dataset.eval_dataset(split, ctx))
+            split_pass = SplitPass(strategy, self.dataset, split)
+
+            def body(images, labels, totals):
+                # Sums, not means, per replica: padding then weighs nothing
+                # and each real example exactly once.
+                sums = strategy.run(self._replica_eval, args=(images, labels))
+                sums = [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
+                return tuple(t + s for t, s in zip(totals, sums))
 
             @tf.function
             def eval_fn():
-                # Sums, not means, per replica: a partial last batch (or an
-                # empty replica) then weighs each example exactly once.
-                totals = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
-                for images, labels in dist:
-                    sums = strategy.run(self._replica_eval, args=(images, labels))
-                    sums = [strategy.reduce(tf.distribute.ReduceOp.SUM, s, axis=None) for s in sums]
-                    totals = tuple(t + s for t, s in zip(totals, sums))
-                return totals
+                return split_pass.for_each_batch(
+                    body, (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
             self.eval_fns[split] = eval_fn
         return self.eval_fns[split]
 

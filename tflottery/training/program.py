@@ -18,8 +18,9 @@ What it holds, built once:
   * `train_loop(iterator, num_steps)`, traced once: every phase passes its own
     distributed iterator over its own data stream (its seed, its start step),
     and a new iterator with the same element spec does not retrace;
-  * one evaluation function per split, traced once (the evaluation data is
-    the same in every phase);
+  * one evaluation function per split, traced once, reading the split from
+    an input pipeline built once (split_pass.py; the evaluation data are the
+    same in every phase);
   * one `tf.train.Checkpoint` of model and optimizer, written to each phase's
     directory.
 
@@ -38,6 +39,7 @@ from tflottery.keras_compat import keras
 from tflottery.training import masked_updates
 from tflottery.training.optimizers import build_optimizer
 from tflottery.training.phases import build_schedule, validate_training
+from tflottery.training.split_pass import SplitPass
 
 
 def weight_decay_variables(model) -> list:
@@ -189,46 +191,24 @@ class TrainingProgram:
             self.train_loop(iterator, tf.constant(num_steps, tf.int64))
 
     def eval_function(self, split: str):
-        """A no-argument function: one traced pass over `split` into the eval metrics.
+        """A no-argument function: one pass over `split` into the eval metrics.
 
-        The evaluation data are the same in every phase, so each split's input
-        pipeline is built once: an iterator over the split repeated forever,
-        of which every evaluation takes exactly one pass (`steps` global
-        batches; every pipeline's batch count is a multiple of its replicas,
-        since evaluation datasets pad to full batches).  Building a tf.data
-        pipeline per evaluation would cost more than evaluating a small test
-        set.  A dataset whose pass length is unknown (or does not split into
-        whole steps) is iterated afresh inside the function at every call.
+        The evaluation data are the same in every phase: each split's pipeline
+        is built once (split_pass.py) and one traced function serves every
+        split and every phase.
         """
         if split not in self._eval_fns:
-            strategy = self.strategy
-            contexts = []
+            split_pass = SplitPass(self.strategy, self.dataset, split)
 
-            def one_pass(ctx):
-                contexts.append(ctx)
-                return self.dataset.eval_dataset(split, ctx)
-            dist = strategy.distribute_datasets_from_function(one_pass)
-            steps = _steps_per_pass(contexts, lambda ctx: self.dataset.eval_dataset(split, ctx))
-            if steps is None:
-                self._eval_fns[split] = lambda: self._eval_pass(dist)
-            else:
-                repeated = strategy.distribute_datasets_from_function(
-                    lambda ctx: self.dataset.eval_dataset(split, ctx).repeat())
-                iterator = iter(repeated)
-                steps = tf.constant(steps, tf.int64)
-                self._eval_fns[split] = lambda: self._eval_steps(iterator, steps)
+            def body(images, labels, state):
+                self.strategy.run(self.replica_eval_step, args=(images, labels))
+                return state
+
+            @tf.function
+            def eval_pass():
+                split_pass.for_each_batch(body)
+            self._eval_fns[split] = eval_pass
         return self._eval_fns[split]
-
-    @tf.function
-    def _eval_steps(self, iterator, num_steps):
-        for _ in tf.range(num_steps):
-            images, labels = next(iterator)
-            self.strategy.run(self.replica_eval_step, args=(images, labels))
-
-    @tf.function
-    def _eval_pass(self, dist):
-        for images, labels in dist:
-            self.strategy.run(self.replica_eval_step, args=(images, labels))
 
     def evaluate(self, split: str = "test") -> dict:
         """Loss and accuracy (in [0, 1]) of the current model on a whole split."""
@@ -241,25 +221,6 @@ class TrainingProgram:
         """How often each traced function has been traced (for tests and benchmarks)."""
         counts = {"train": self._train_loop.experimental_get_tracing_count()
                   if self._train_loop is not None else 0}
-        counts["eval"] = (self._eval_steps.experimental_get_tracing_count()
-                          + self._eval_pass.experimental_get_tracing_count())
+        counts.update({f"eval_{split}": fn.experimental_get_tracing_count()
+                       for split, fn in self._eval_fns.items()})
         return counts
-
-
-def _steps_per_pass(contexts, make_dataset):
-    """Global steps of one pass over an evaluation dataset, or None if not known statically.
-
-    contexts: the InputContexts tf.distribute called the dataset function with
-    (none for the default strategy).  Every pipeline must yield the same
-    whole number of steps' worth of per-replica batches.
-    """
-    if not contexts:
-        contexts = [None]
-    counts = set()
-    for ctx in contexts:
-        batches = int(make_dataset(ctx).cardinality())
-        per_pipeline = 1 if ctx is None else ctx.num_replicas_in_sync // ctx.num_input_pipelines
-        if batches < 0 or batches % per_pipeline:
-            return None
-        counts.add(batches // per_pipeline)
-    return counts.pop() if len(counts) == 1 else None

@@ -1,0 +1,73 @@
+"""One pass over an evaluation split, from an input pipeline built once.
+
+Evaluation, interpolation and the prediction loops of the LMC analysis
+evaluate the same split again and again with other weights.  Building a
+tf.data pipeline and its distributed iterator for every pass costs about
+25 ms on a CPU, more than evaluating a small test set, and on a TPU host it
+is set-up work repeated for nothing.  So a `SplitPass` builds the split's
+pipeline once, repeated forever, keeps one iterator over it, and every pass
+takes exactly `steps` global batches from it: one epoch of the split, since
+evaluation datasets pad every pipeline to the same whole number of full
+per-replica batches (data/pipeline.py `pad_to_full_batches`).  This is the
+`eval_steps` shape of Google's reference TPU code.
+
+A dataset whose pass length is not known statically (tf.data cardinality
+unknown), or does not divide into whole global steps, is iterated afresh at
+every pass instead, as a `for` loop over the distributed dataset.
+
+Use inside a tf.function:
+
+    state = split_pass.for_each_batch(body, state)   # body(images, labels, state) -> state
+"""
+from typing import Callable, Optional
+
+import tensorflow as tf
+
+
+class SplitPass:
+    """`dataset.eval_dataset(split)` under `strategy`, one pass per `for_each_batch`."""
+
+    def __init__(self, strategy, dataset, split: str):
+        self.split = split
+        contexts = []
+
+        def one_pass(ctx):
+            contexts.append(ctx)
+            return dataset.eval_dataset(split, ctx)
+        self._dist = strategy.distribute_datasets_from_function(one_pass)
+        self.steps = steps_per_pass(contexts, lambda ctx: dataset.eval_dataset(split, ctx))
+        self._iterator = None
+        if self.steps is not None:
+            repeated = strategy.distribute_datasets_from_function(
+                lambda ctx: dataset.eval_dataset(split, ctx).repeat())
+            self._iterator = iter(repeated)
+
+    def for_each_batch(self, body: Callable, state=()):
+        """In a tf.function: `state = body(images, labels, state)` for each global batch of one pass."""
+        if self._iterator is None:
+            for images, labels in self._dist:
+                state = body(images, labels, state)
+            return state
+        for _ in tf.range(self.steps):
+            images, labels = next(self._iterator)
+            state = body(images, labels, state)
+        return state
+
+
+def steps_per_pass(contexts, make_dataset) -> Optional[int]:
+    """Global steps of one pass over an evaluation dataset, or None if not known statically.
+
+    contexts: the InputContexts tf.distribute called the dataset function with
+    (none for the default strategy).  Every pipeline must yield the same
+    whole number of steps' worth of per-replica batches.
+    """
+    if not contexts:
+        contexts = [None]
+    counts = set()
+    for ctx in contexts:
+        batches = int(make_dataset(ctx).cardinality())
+        per_pipeline = 1 if ctx is None else ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        if batches < 0 or batches % per_pipeline:
+            return None
+        counts.add(batches // per_pipeline)
+    return counts.pop() if len(counts) == 1 else None
