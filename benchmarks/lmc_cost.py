@@ -24,6 +24,7 @@ import tensorflow as tf  # noqa: E402
 from tflottery import analysis, data, masking, models  # noqa: E402
 from tflottery.hparams import DatasetHparams, TrainingHparams  # noqa: E402
 from tflottery.training.loop import Trainer  # noqa: E402
+from tflottery.training.program import TrainingProgram  # noqa: E402
 
 
 def random_npz(directory, shape, n=2048, n_test=512):
@@ -42,13 +43,17 @@ def measure(name, dataset, hp, tmp):
     def build():
         return masking.wrap(models.build(name, shape, classes, seed=0))
 
-    copies = []
+    # As the lmc experiment does: both copies trained through one training
+    # program (one trace), each then loaded into a model of its own.
+    copies = [build(), build()]
     start = time.perf_counter()
-    for seed in (1, 2):
-        model = build()
-        Trainer(strategy, model, dataset, hp, seed, os.path.join(tmp, name, str(seed)),
-                writable=False).run()
-        copies.append(model)
+    program = TrainingProgram(strategy, build(), dataset, hp)
+    for seed, copy in zip((1, 2), copies):
+        program.load_initial_weights()
+        Trainer(strategy, program.model, dataset, hp, seed, os.path.join(tmp, name, str(seed)),
+                writable=False, program=program).run()
+        for target, source in zip(copy.variables, program.model.variables):
+            target.assign(source)
     train_seconds = (time.perf_counter() - start) / 2
     interp = analysis.Interpolator(strategy, copies[0], copies[1], build(), dataset)
     start = time.perf_counter()
