@@ -66,9 +66,9 @@ def data_dir(tmp_path_factory):
     return str(root / "tfds")
 
 
-def build(data_dir, **kwargs):
+def build(data_dir, infeed_dtype="float32", **kwargs):
     return data.build(DatasetHparams(**{"name": "imagenet2012", "data_dir": data_dir, "image_size": SIZE,
-                                        "batch_size": 6, **kwargs}))
+                                        "batch_size": 6, **kwargs}), infeed_dtype=infeed_dtype)
 
 
 def split_labels(data_dir, split):
@@ -300,6 +300,25 @@ def test_inception_normalization_scales_pixels_to_minus_one_one(data_dir):
     assert inception.min() >= -1.0 and inception.max() <= 1.0 and len(labels) == NUM_VAL
     same, _ = real_examples(build(data_dir, normalization="mean_std"), "test")
     np.testing.assert_array_equal(same, default)
+
+
+def test_bfloat16_infeed_is_the_float32_stream_rounded(data_dir):
+    """Under mixed_bfloat16 the images reach the device as bfloat16: the same
+    crops, rounded once, padding included; labels unchanged."""
+    full, low = build(data_dir), build(data_dir, infeed_dtype="bfloat16")
+    (xa, ya), (xb, yb) = batches(full.train_dataset(3), 3), batches(low.train_dataset(3), 3)
+    assert tf.as_dtype(xb.dtype) == tf.bfloat16
+    np.testing.assert_array_equal(xb, tf.cast(xa, tf.bfloat16).numpy())
+    np.testing.assert_array_equal(ya, yb)
+    ev_full = list(full.eval_dataset("test", batch_size=4))
+    ev_low = list(low.eval_dataset("test", batch_size=4))
+    assert len(ev_full) == len(ev_low)
+    for (xa, ya), (xb, yb) in zip(ev_full, ev_low):
+        assert xb.dtype == tf.bfloat16
+        np.testing.assert_array_equal(xb.numpy(), tf.cast(xa, tf.bfloat16).numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+    with pytest.raises(ConfigError, match="infeed_dtype"):
+        build(data_dir, infeed_dtype="float16")
 
 
 @pytest.mark.parametrize("kwargs,match", [

@@ -32,7 +32,8 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     experiment = experiments.REGISTRY.get(exp_hp.name)()
     dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
     models.REGISTRY.get(model_hp.name)   # fail on an unknown model before loading data
-    dataset = data.build(dataset_hp)
+    dataset = data.build(dataset_hp,
+                         infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
     all_hp = [exp_hp, dataset_hp, model_hp, training_hp] + list(experiment.hparams())
     name = run_name(exp_hp.name, all_hp)
     strategy = strategy if strategy is not None else build_strategy()

@@ -157,8 +157,15 @@ class StreamingDataset:
     """ImageNet read from tfds records (see module docstring); the interface of pipeline.Dataset."""
 
     def __init__(self, info: DatasetInfo, builder, records: Dict[str, Records], batch_size: int,
-                 augment: bool, image_size: int, normalise: Callable[[tf.Tensor], tf.Tensor]):
+                 augment: bool, image_size: int, normalise: Callable[[tf.Tensor], tf.Tensor],
+                 infeed_dtype: str = "float32"):
+        """infeed_dtype: the dtype of the images sent to the device.  'bfloat16'
+        under mixed_bfloat16 halves the infeed (588 MB -> 294 MB for a batch
+        of 1,024 images at 224x224) and computes the same: the model casts its
+        float32 input to bfloat16 at the first layer anyway, and bfloat16 ->
+        float32 -> bfloat16 is exact."""
         self.info = info
+        self.infeed_dtype = tf.as_dtype(infeed_dtype)
         self.batch_size = batch_size
         self.iterations_per_epoch = full_batches_per_epoch(info, batch_size)
         self._builder = builder
@@ -216,7 +223,7 @@ class StreamingDataset:
                     image_bytes, example_seed(seed_t, epoch, position * num_pipelines + pipeline_id), size)
             else:
                 image = prep.eval_image(image_bytes, size)
-            return self._normalise(image), label
+            return tf.cast(self._normalise(image), self.infeed_dtype), label
 
         ds = tf.data.Dataset.range(start_epoch, _MAX_EPOCHS).flat_map(one_epoch)
         ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
@@ -243,14 +250,15 @@ class StreamingDataset:
         real = None
         if len(mine):  # a pipeline whose block is empty reads nothing
             real = self._read(mine).take(len(mine)).map(
-                lambda image_bytes, label: (self._normalise(prep.eval_image(image_bytes, size)), label),
+                lambda image_bytes, label: (tf.cast(self._normalise(prep.eval_image(image_bytes, size)),
+                                                    self.infeed_dtype), label),
                 num_parallel_calls=AUTOTUNE, deterministic=True)
-        padding = (tf.zeros([size, size, 3], tf.float32), tf.constant(PADDING_LABEL, tf.int32))
+        padding = (tf.zeros([size, size, 3], self.infeed_dtype), tf.constant(PADDING_LABEL, tf.int32))
         ds = pad_to_full_batches(real, len(mine), padding, len(records), input_context, batch_size)
         return ds.prefetch(AUTOTUNE)
 
 
-def build(hparams, source) -> StreamingDataset:
+def build(hparams, source, infeed_dtype: str = "float32") -> StreamingDataset:
     """The StreamingDataset for a DatasetHparams naming 'imagenet2012' (called by data.build)."""
     image_size = DEFAULT_IMAGE_SIZE if hparams.image_size is None else hparams.image_size
     if image_size < 1:
@@ -274,7 +282,7 @@ def build(hparams, source) -> StreamingDataset:
         num_classes=int(builder.info.features["label"].num_classes),
         num_train=num_train, num_test=len(records["test"]), num_holdout=num_holdout)
     return StreamingDataset(info, builder, records, hparams.batch_size, hparams.augment, image_size,
-                            normalise)
+                            normalise, infeed_dtype)
 
 
 def _normalisation(name: Optional[str], source) -> Callable[[tf.Tensor], tf.Tensor]:

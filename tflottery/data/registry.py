@@ -22,8 +22,9 @@ class Source:
     """How to get one dataset's arrays and turn its pixels into inputs.
 
     load: data_dir -> sources.Arrays (in-memory datasets).
-    build: (DatasetHparams, Source) -> a streaming dataset with the interface
-      of pipeline.Dataset; data.build calls it instead of `load` when set.
+    build: (DatasetHparams, Source, infeed_dtype) -> a streaming dataset with
+      the interface of pipeline.Dataset; data.build calls it instead of
+      `load` when set.
     pixel_scale: raw values are divided by this; None means 255 for uint8
       arrays and 1 for float arrays (the generic npz source).
     mean, std: per-channel (or single) constants applied after scaling.
@@ -72,10 +73,10 @@ DATASETS.register("tiny_imagenet", Source(sources.load_tiny_imagenet, 255.0, TIN
 DATASETS.register("npz", Source(sources.load_npz))
 
 
-def _build_imagenet(hparams, source):
+def _build_imagenet(hparams, source, infeed_dtype="float32"):
     # Imported on use: the streaming module imports tensorflow_datasets and pipeline.py.
     from tflottery.data import imagenet
-    return imagenet.build(hparams, source)
+    return imagenet.build(hparams, source, infeed_dtype)
 
 
 # ImageNet streamed from tfds records; the reference TPU ResNet-50 input (see data/imagenet.py).
