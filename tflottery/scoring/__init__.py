@@ -22,20 +22,24 @@ model.  prune_to_density respects its current mask, never changes its
 weights or mask, and returns a Mask keeping exactly
 round(target_density * num_weights) weights (schedule.py: exclusions,
 global/layerwise scope, the exponential schedule of iterative scorers).
-Scores are computed on a host-CPU copy in float32 (float64 for SynFlow),
-so they are the same under any tf.distribute strategy (host.py).  SNIP,
-iterative SNIP and GraSP take the batch in chunks of at most `chunk_size`
-examples (default 256) per forward/backward pass, which bounds their memory
-(chunks.py); SynFlow needs no data.
+SNIP, iterative SNIP and GraSP compute their gradients in float32 on a
+private copy of the model on its devices, as traced programs under the
+model's tf.distribute strategy with the batch split across replicas
+(device.py; pass program=scoring.DeviceProgram(model) to reuse one trace
+across several models of one architecture).  They take the batch in chunks
+of at most `chunk_size` examples (default 256) per forward/backward pass,
+which bounds their memory (chunks.py).  SynFlow needs no data and float64,
+which TPUs lack: it runs on a host-CPU copy (host.py, synflow.py).
 """
 from tflottery.scoring import grasp, magnitude, random_scores, snip, synflow  # noqa: F401  (register)
 from tflottery.scoring.api import compute_scores, prune_to_density
 from tflottery.scoring.batch import class_balanced_batch
 from tflottery.scoring.chunks import DEFAULT_CHUNK_SIZE
+from tflottery.scoring.device import DeviceProgram, program_for
 from tflottery.scoring.registry import SCORERS, Scorer
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "SCORERS", "Scorer", "class_balanced_batch", "compute_scores",
-           "names", "prune_to_density"]
+__all__ = ["DEFAULT_CHUNK_SIZE", "DeviceProgram", "SCORERS", "Scorer", "class_balanced_batch",
+           "compute_scores", "names", "program_for", "prune_to_density"]
 
 
 def names():

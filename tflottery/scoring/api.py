@@ -1,16 +1,28 @@
 """compute_scores and prune_to_density: running a scorer on a masked model.
 
 Both read the model (weights, current mask) once, then work on NumPy copies
-and private host copies (state.py, host.py), so the model's weights and
-mask are never written.  Scoring runs eagerly in cross-replica context on
-the host CPU; called inside a strategy scope it runs in a helper thread
-where no scope is active (host.outside_strategy).
+and private copies of the model (state.py), so the model's weights and mask
+are never written.  They are called eagerly in cross-replica context; the
+gradients of SNIP, iterative SNIP and GraSP run as traced programs under the
+model's tf.distribute strategy (device.py), SynFlow on the host CPU
+(host.py); called inside a strategy scope they run in a helper thread where
+no scope is active (host.outside_strategy).
+
+program: the DeviceProgram the data-based scorers run on.  By default it is
+the one cached with the model (device.program_for), so repeated scorings of
+one model object trace once (the pai experiment scores its method and its
+'invert' ablation on the run's one model).  A caller that scores several
+model objects of one architecture (say, rebuilt for every phase) passes one
+program, made with scoring.DeviceProgram(model), to all of them; each call
+loads its model's weights and mask into it.
 
 chunk_size (the data-based scorers SNIP, iterative SNIP and GraSP): the most
 examples of the scoring batch in one forward/backward pass, default 256;
-None puts the whole batch through at once.  Without BatchNorm the scores do
-not depend on it (up to float rounding); with BatchNorm in training mode
-each chunk is normalised by its own statistics (chunks.py).  It bounds the
+None puts the whole batch through at once; a chunk is split across the
+strategy's replicas.  Without BatchNorm the scores depend neither on the
+chunk size nor on the replica count (up to float rounding); with BatchNorm
+in training mode each chunk, and within it each replica's share, is
+normalised by its own statistics (chunks.py, device.py).  It bounds the
 scorers' memory: 10 examples per class of ImageNet are 10,000 images.
 """
 from typing import Dict, Iterable, Optional
@@ -22,6 +34,7 @@ from tflottery.masking.mask import Mask
 from tflottery.pruning.select import prune_to_count
 from tflottery.scoring import schedule
 from tflottery.scoring.chunks import DEFAULT_CHUNK_SIZE, check_chunk_size
+from tflottery.scoring.device import DeviceProgram
 from tflottery.scoring.host import check_context, outside_strategy
 from tflottery.scoring.objective import check_batch
 from tflottery.scoring.registry import SCORERS, Scorer
@@ -59,7 +72,8 @@ def _score(scorer: Scorer, state: ScoringState, batch, seed: int, round_index: i
 
 
 def compute_scores(name: str, model, batch=None, seed: int = 0,
-                   chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Dict[str, np.ndarray]:
+                   chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+                   program: Optional[DeviceProgram] = None) -> Dict[str, np.ndarray]:
     """One round of scorer `name`'s scores {weight name: float64 array} for the model's current mask.
 
     These are the raw scores: for 'grasp' the weights with the HIGHEST
@@ -70,14 +84,15 @@ def compute_scores(name: str, model, batch=None, seed: int = 0,
     chunk_size = check_chunk_size(chunk_size)
     check_context()
     batch = _prepare_batch(scorer, batch, model)
-    state = ScoringState(model, chunk_size=chunk_size)
+    state = ScoringState(model, chunk_size=chunk_size, program=program)
     return outside_strategy(lambda: scorer.fn(state, batch, seed, 0))
 
 
 def prune_to_density(name: str, model, target_density: float, batch=None, scope: str = "global",
                      excluded: Iterable[str] = (), seed: int = 0,
                      iterations: Optional[int] = None, invert: bool = False,
-                     chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Mask:
+                     chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+                     program: Optional[DeviceProgram] = None) -> Mask:
     """The mask scorer `name` keeps at `target_density` of all prunable weights of `model`.
 
     The model's current mask is respected (pruned weights stay pruned) and
@@ -92,8 +107,8 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
     invert=True is the inversion ablation: every round removes the weights
     the scorer would keep (its best-ranked ones) instead, in the same numbers.
 
-    chunk_size: examples per forward/backward pass of the data-based scorers
-    (module docstring).
+    chunk_size: examples per forward/backward pass of the data-based scorers;
+    program: the device program they run on (module docstring).
     """
     scorer = SCORERS.get(name)
     seed = _check_seed(seed)
@@ -102,7 +117,7 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
     rounds_n = scorer.iterations if iterations is None else schedule.check_iterations(iterations)
     check_context()
     batch = _prepare_batch(scorer, batch, model)
-    state = ScoringState(model, rounds=rounds_n, chunk_size=chunk_size)
+    state = ScoringState(model, rounds=rounds_n, chunk_size=chunk_size, program=program)
     rounds = schedule.plan(state.mask, target_density, scope, excluded, rounds_n)
 
     def run() -> Mask:

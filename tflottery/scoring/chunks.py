@@ -29,15 +29,19 @@ halves) -- and it differs slightly from the one-pass gradient.  The strided
 chunks matter only here: class_balanced_batch groups the examples by class,
 and a strided chunk draws on classes from the whole batch, as a shuffled
 data-loader batch would, rather than on a few consecutive classes.
+
+Replicas.  Each chunk is one call of the device program (device.py), which
+splits it across the strategy's replicas and sums their results: the
+gradient of the chunk's mean loss.  The per-chunk results come back to the
+host and are combined there in float64.
 """
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from tflottery.errors import ConfigError
-from tflottery.scoring.host import HOST, check_context, outside_strategy
-from tflottery.scoring.objective import check_batch, cross_entropy
+from tflottery.scoring.host import check_context, outside_strategy
+from tflottery.scoring.objective import check_batch
 from tflottery.scoring.state import ScoringState
 
 # Examples per forward/backward pass unless told otherwise (PaiHparams.chunk_size too).
@@ -59,40 +63,23 @@ def split(n: int, chunk_size: Optional[int]) -> List[slice]:
     return [slice(c, None, m) for c in range(m)]
 
 
-def accumulate(state: ScoringState, batch, fn: Callable, *args) -> List[np.ndarray]:
-    """sum over the chunks of `batch` of (n_c / n) * fn(images_c, labels_c, *args), in float64.
+def accumulate(state: ScoringState, batch, function, *args) -> List[np.ndarray]:
+    """sum over the chunks c of `batch` of (n_c / n) * function(chunk c, *args), in float64.
 
-    fn returns a list of tensors; state.chunk_size bounds n_c.  Runs on the host.
+    `function` is one of the device program's traced functions (it returns
+    the per-kernel results for the chunk's mean loss); state.chunk_size
+    bounds n_c.
     """
     images, labels = batch
     n = len(labels)
-    dtype = state.host_copy().dtype
+    program = state.device()
     total = None
-    with tf.device(HOST):
-        for part in split(n, state.chunk_size):
-            x, y = images[part], labels[part]
-            out = fn(tf.constant(x, dtype), tf.constant(y), *args)
-            weight = len(y) / n
-            values = [weight * np.asarray(v, np.float64) for v in out]
-            total = values if total is None else [t + v for t, v in zip(total, values)]
+    for part in split(n, state.chunk_size):
+        weight = len(labels[part]) / n
+        out = program.run(function, images[part], labels[part], *args)
+        values = [weight * value for value in out]
+        total = values if total is None else [t + v for t, v in zip(total, values)]
     return total
-
-
-def _traced_gradient(state: ScoringState, temperature: float):
-    """(names, fn): fn(images, labels) -> [dL/dw per kernel]; cached per scoring."""
-    copy = state.host_copy()
-    key = ("gradient", copy.dtype, float(temperature))
-    if key not in state.cache:
-        names = sorted(copy.kernels)
-        kernels = [copy.kernels[name] for name in names]
-
-        def gradient(images, labels):
-            with tf.GradientTape() as tape:
-                loss = cross_entropy(copy.model, images, labels, temperature, training=True)
-            return tape.gradient(loss, kernels, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-
-        state.cache[key] = (names, state.function(gradient))
-    return state.cache[key]
 
 
 def loss_gradient(state: ScoringState, batch, temperature: float = 1.0) -> Dict[str, np.ndarray]:
@@ -101,15 +88,20 @@ def loss_gradient(state: ScoringState, batch, temperature: float = 1.0) -> Dict[
     For a kept weight this is the gradient with respect to its effective
     weight w * m; for a pruned one it is 0 (the mask multiplies it).
     """
-    names, fn = _traced_gradient(state, temperature)
-    return dict(zip(names, accumulate(state, batch, fn)))
+    program = state.device()
+    grads = accumulate(state, batch, program.gradient_function, program.temperature(temperature))
+    return dict(zip(program.names, grads))
 
 
 def loss_gradients(model, batch, temperature: float = 1.0,
-                   chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE) -> Dict[str, np.ndarray]:
-    """{weight name: dL/dw} for the masked `model` on `batch` (for tests and analysis)."""
+                   chunk_size: Optional[int] = DEFAULT_CHUNK_SIZE,
+                   program=None) -> Dict[str, np.ndarray]:
+    """{weight name: dL/dw} for the masked `model` on `batch` (for tests and analysis).
+
+    program: a DeviceProgram to run on (default: the one cached with `model`).
+    """
     chunk_size = check_chunk_size(chunk_size)
     check_context()
     batch = check_batch(batch, model)
-    state = ScoringState(model, chunk_size=chunk_size)
+    state = ScoringState(model, chunk_size=chunk_size, program=program)
     return outside_strategy(lambda: loss_gradient(state, batch, temperature))

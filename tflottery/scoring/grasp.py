@@ -31,87 +31,64 @@ Conventions, following the references where they agree:
   (exactly as SNIP), then Hg = sum_c (n_c / n) d/dw [stop_gradient(g) .
   dL_c/dw], a second pass over the chunks with the full-batch g: by
   linearity of the Hessian-vector product this is exactly the one-pass Hg
-  when no layer mixes examples.  With BatchNorm in training mode each chunk
+  when no layer mixes examples.  Replicas (device.py) are handled the same
+  way: each replica's share gives its part of g and then, with the
+  all-reduced g, its part of Hg.  With BatchNorm in training mode each chunk
   is normalised by its own statistics in both passes (g and Hg are those of
-  sum_c (n_c / n) L_c), so the scores differ slightly from one pass -- as
-  with any reference's per-batch computation.  One chunk (chunk_size >= n
-  or None) is the one-pass double backprop, unchanged.
+  sum_c (n_c / n) L_c), and each replica's share by its own under a
+  strategy, so the scores differ slightly from one pass -- as with any
+  reference's per-batch computation.  One chunk (chunk_size >= n or None)
+  on one replica is the one-pass double backprop.
 * No renormalisation: Wang divides the scores by |sum of all scores|, which
   does not change the ranking.  Wang also re-initialises Linear layers
   before scoring (reinit=True); neither later reference does, nor do we.
 * Masked weights score 0 (w = 0), and g, H are those of the masked network.
 
-Computed in float32 (float64 for a float64 model) on a host copy (host.py);
-per-chunk results are summed in float64.
+Computed in float32 (float64 for a float64 model) by the device program of
+the model's strategy (device.py); per-chunk results are summed in float64.
 """
 import numpy as np
 import tensorflow as tf
 
 from tflottery.scoring import chunks
-from tflottery.scoring.host import HOST, check_context, outside_strategy
-from tflottery.scoring.objective import check_batch, cross_entropy
+from tflottery.scoring.host import check_context, outside_strategy
+from tflottery.scoring.objective import check_batch
 from tflottery.scoring.registry import register
 from tflottery.scoring.state import ScoringState
 
 TEMPERATURE = 200.0
 
 
-def _traced_hessian_product(state, temperature: float, given_g: bool):
-    """(names, fn) -> [d/dw (v . dL/dw) per kernel] = H v, cached per scoring.
-
-    given_g=False: fn(images, labels), v = this pass's own gradient g (held
-    constant), i.e. Hg in one double backprop.  given_g=True: fn(images,
-    labels, g) with v = the given g (the full-batch gradient, for chunks).
-    """
-    copy = state.host_copy()
-    key = ("grasp", copy.dtype, float(temperature), given_g)
-    if key not in state.cache:
-        names = sorted(copy.kernels)
-        kernels = [copy.kernels[name] for name in names]
-        zero = tf.UnconnectedGradients.ZERO
-
-        def hessian_product(images, labels, *given):
-            with tf.GradientTape() as outer:
-                with tf.GradientTape() as inner:
-                    loss = cross_entropy(copy.model, images, labels, temperature, training=True)
-                grads = inner.gradient(loss, kernels, unconnected_gradients=zero)
-                vectors = given[0] if given else [tf.stop_gradient(g) for g in grads]
-                z = tf.add_n([tf.reduce_sum(v * g) for v, g in zip(vectors, grads)])
-            return outer.gradient(z, kernels, unconnected_gradients=zero)
-
-        state.cache[key] = (names, state.function(hessian_product))
-    return state.cache[key]
-
-
 def _hessian_gradient(state, batch, temperature: float):
-    """({name: Hg}, {name: masked weight}) as float64 NumPy."""
-    copy = state.host_copy()
-    if len(chunks.split(len(batch[1]), state.chunk_size)) == 1:
-        names, fn = _traced_hessian_product(state, temperature, given_g=False)
-        hg = chunks.accumulate(state, batch, fn)
+    """{name: Hg} as float64 NumPy, g the gradient of the whole batch's mean loss."""
+    program = state.device()
+    t = program.temperature(temperature)
+    if program.replicas == 1 and len(chunks.split(len(batch[1]), state.chunk_size)) == 1:
+        hg = chunks.accumulate(state, batch, program.hessian_function, t)
     else:
         grads = chunks.loss_gradient(state, batch, temperature)
-        names, fn = _traced_hessian_product(state, temperature, given_g=True)
-        with tf.device(HOST):
-            g = [tf.constant(grads[name], copy.dtype) for name in names]
-        hg = chunks.accumulate(state, batch, fn, g)
-    weights = [np.asarray(copy.kernels[name].numpy(), np.float64) for name in names]
-    return dict(zip(names, hg)), dict(zip(names, weights))
+        g = [tf.constant(grads[name], program.dtype) for name in program.names]
+        hg = chunks.accumulate(state, batch, program.hessian_function, t, g)
+    return dict(zip(program.names, hg))
 
 
 def hessian_gradient_product(model, batch, temperature: float = TEMPERATURE,
-                             chunk_size=chunks.DEFAULT_CHUNK_SIZE):
-    """{weight name: H g} for the masked `model` on `batch` (for tests and analysis)."""
+                             chunk_size=chunks.DEFAULT_CHUNK_SIZE, program=None):
+    """{weight name: H g} for the masked `model` on `batch` (for tests and analysis).
+
+    program: a DeviceProgram to run on (default: the one cached with `model`).
+    """
     chunk_size = chunks.check_chunk_size(chunk_size)
     check_context()
-    state = ScoringState(model, chunk_size=chunk_size)
+    state = ScoringState(model, chunk_size=chunk_size, program=program)
     batch = check_batch(batch, model)
-    return outside_strategy(lambda: _hessian_gradient(state, batch, temperature)[0])
+    return outside_strategy(lambda: _hessian_gradient(state, batch, temperature))
 
 
 def grasp_scores(state, batch, seed: int, round_index: int):
-    hg, weights = _hessian_gradient(state, batch, TEMPERATURE)
-    return {name: -weights[name] * hg[name] for name in hg}
+    hg = _hessian_gradient(state, batch, TEMPERATURE)
+    weights = state.masked_weights()
+    return {name: -weights[name].astype(np.float64) * hg[name] for name in hg}
 
 
 def grasp_abs_scores(state, batch, seed: int, round_index: int):

@@ -1,51 +1,30 @@
-"""A private copy of a masked model on the host CPU, in a chosen float type.
+"""The host side of scoring: context checks, the helper thread, SynFlow's host copy.
 
-Why a copy.  Scorers differentiate with respect to the weights, run
-BatchNorm in training mode (which updates its moving statistics), replace
-weights by their absolute values (SynFlow) and try out masks round after
-round.  Doing that on a copy leaves the user's model untouched by
-construction, instead of relying on restoring it afterwards.
+Scoring is called eagerly in cross-replica context, between training phases
+(check_context).  The data-based scorers then run as programs on the
+model's devices (device.py); SynFlow alone runs on a copy on the host CPU,
+because it computes in float64, which TPUs lack (synflow.py).
 
-Why on the host, outside any strategy.  The copy's variables are ordinary
+Why outside any strategy scope.  A host copy's variables must be ordinary
 single-device variables on '/CPU:0', whatever tf.distribute strategy the
-original's variables were created under (their values are read in
-cross-replica context, where a MirroredVariable reads as its first
-replica's value, which all replicas share).  So the scores do not depend on
-the strategy, and no gradient is ever taken through a distributed variable
-(that is only possible inside strategy.run).  Strategy scopes are
-thread-local in TensorFlow, so `outside_strategy` runs the scoring in a
-helper thread when the caller is inside `strategy.scope()`; the copy is then
-still an ordinary variable set.
-
-Why a float type.  SynFlow multiplies the absolute weights of every layer
-along each path, which overflows or underflows float32 in deep or badly
-scaled networks; it is computed in float64.  Data-based scorers run in
-float32 even for a mixed-precision model (its bfloat16/float16 compute would
-quantise the gradients the scores are made of), or in float64 if the model
-computes in float64.
-
-The copy is rebuilt from the model's config with every dtype policy
-replaced (layers, Masked wrappers, the input layer), so it needs a
-Sequential or functional model, as masking.wrap does.
+original's were created under (their values are read in cross-replica
+context, where a MirroredVariable reads as its first replica's value, which
+all replicas share), so that SynFlow's scores do not depend on the strategy.
+Strategy scopes are thread-local in TensorFlow, so `outside_strategy` runs
+the scoring in a helper thread when the caller is inside
+`strategy.scope()`; a device program enters its own model's strategy scope
+there (device.py), so it is built and called in the same context whichever
+scope the caller was in.
 """
 import concurrent.futures
-import copy
-from typing import Callable, Optional
+from typing import Callable
 
-import numpy as np
 import tensorflow as tf
 
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import check_tf_keras_model, keras
-from tflottery.masking import Masked
-from tflottery.masking.mask import Mask
-from tflottery.masking.walk import masked_pairs
+from tflottery.scoring.copies import ModelCopy
 
 HOST = "/CPU:0"
-_POLICY_CLASSES = ("Policy", "DTypePolicy")
-# Only floating-point policies are replaced: a layer whose `dtype` means
-# something else (an int or string lookup layer) keeps it.
-_FLOAT_POLICIES = ("float16", "bfloat16", "float32", "float64", "mixed_float16", "mixed_bfloat16")
 
 
 def check_context() -> None:
@@ -66,102 +45,6 @@ def outside_strategy(fn: Callable):
         return pool.submit(fn).result()
 
 
-def compute_dtype(model) -> str:
-    """'float64' if any layer of `model` computes in float64, else 'float32'."""
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        if getattr(layer, "compute_dtype", None) == "float64":
-            return "float64"
-    return "float32"
-
-
-def _is_float_policy(value) -> bool:
-    if isinstance(value, str):
-        return value in _FLOAT_POLICIES
-    return (isinstance(value, dict) and value.get("class_name") in _POLICY_CLASSES
-            and (value.get("config") or {}).get("name") in _FLOAT_POLICIES)
-
-
-def _with_dtype(config, dtype: str):
-    """A deep copy of a Keras config with every layer's dtype (policy) set to `dtype`."""
-    if isinstance(config, dict):
-        out = {}
-        for key, value in config.items():
-            if key == "dtype" and _is_float_policy(value):
-                out[key] = dtype
-            else:
-                out[key] = _with_dtype(value, dtype)
-        return out
-    if isinstance(config, (list, tuple)):
-        return type(config)(_with_dtype(v, dtype) for v in config)
-    return copy.deepcopy(config)
-
-
-class HostCopy:
-    """`model` rebuilt on the host in `dtype`, with its weights and an installable mask.
-
-    absolute=True stores |value| of every weight (kernels, biases, BatchNorm
-    gamma/beta and moving statistics alike), as SynFlow needs; mask
-    variables are copied as they are.
-    """
-
-    def __init__(self, model, dtype: str, absolute: bool = False):
-        check_tf_keras_model(model)
-        if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
-            raise ConfigError(
-                f"scoring needs a Sequential or functional tf_keras model (it rebuilds a copy "
-                f"from the config), got the subclassed model {type(model).__name__}")
-        self.dtype = dtype
-        config = _with_dtype(model.get_config(), dtype)
-        with tf.device(HOST):
-            clone = type(model).from_config(config, custom_objects={"Masked": Masked})
-            if not clone.built and getattr(model, "input_shape", None) is not None:
-                clone.build(model.input_shape)
-        self._copy_weights(model, clone, absolute)
-        self.model = clone
-        self._pairs = masked_pairs(clone)
-        self.kernels = {name: weight for name, (weight, _) in self._pairs.items()}
-        # The unmasked values, so that any mask can be installed, in any order.
-        self._values = {name: weight.numpy() for name, weight in self.kernels.items()}
-        self._installed: Optional[Mask] = None
-
-    @staticmethod
-    def _copy_weights(source, target, absolute: bool) -> None:
-        src, dst = source.weights, target.weights
-        problems = len(src) != len(dst) or any(
-            tuple(a.shape) != tuple(b.shape) or _local_name(a) != _local_name(b)
-            for a, b in zip(src, dst))
-        if problems:
-            raise ConfigError(
-                f"could not rebuild model {source.name!r} from its config with the same "
-                f"weights (names or shapes differ); scoring needs a model whose "
-                f"get_config()/from_config() round-trip")
-        mask_ids = {id(mask) for _, mask in masked_pairs(source).values()}
-        values = []
-        for variable in src:
-            value = np.asarray(variable.numpy())
-            if absolute and id(variable) not in mask_ids:
-                value = np.abs(value)
-            values.append(value)
-        for variable, value in zip(dst, values):
-            variable.assign(value.astype(variable.dtype.as_numpy_dtype))
-
-    def install(self, mask: Mask) -> None:
-        """Make the copy compute with `mask`: mask variables set, pruned weights exactly 0.0.
-
-        Zeroing the stored pruned weights (as masking.set_mask does) makes
-        every weight-times-gradient score of a pruned weight exactly 0.
-        """
-        if self._installed is not None and mask == self._installed:
-            return
-        mask.check_shapes({name: tuple(w.shape) for name, w in self.kernels.items()})
-        for name, (weight, mask_var) in self._pairs.items():
-            keep = mask[name]
-            value = self._values[name]
-            mask_var.assign(keep.astype(np.float32))
-            weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
-        self._installed = mask
-
-
-def _local_name(variable) -> str:
-    """'masked_conv/kernel:0' -> 'kernel' (a rebuilt model may lose the name scope)."""
-    return variable.name.split(":")[0].split("/")[-1]
+def host_copy(model, dtype: str, absolute: bool = False) -> ModelCopy:
+    """A copy of `model` on the host CPU (copies.py); call it outside any strategy scope."""
+    return ModelCopy(model, dtype, lambda: tf.device(HOST), absolute)

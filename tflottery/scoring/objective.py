@@ -9,7 +9,7 @@ second derivative, which the fused op refuses.
 BatchNorm mode: the references put the network in training mode
 (`model.train()` in "Missing the Mark"'s snip.py and grasp.py, and GraSP's
 own code never calls eval()), so BatchNorm normalises by the statistics of
-the scoring batch.  We call the host copy with training=True for the same
+the scoring batch.  We call the scoring copy with training=True for the same
 reason; the moving-average update this causes lands on the copy only.  Other
 training-mode layers (Dropout) would run in training mode too, as in the
 references; the model zoo has none.
@@ -23,14 +23,18 @@ from tflottery import models
 from tflottery.errors import ConfigError
 
 
-def cross_entropy(model, images, labels, temperature: float = 1.0, training: bool = True):
-    """mean over the batch of -log softmax(model(images) / temperature)[label]."""
-    logits = models.main_logits(model(images, training=training))
-    if temperature != 1.0:
-        logits = logits / tf.cast(temperature, logits.dtype)
+def weighted_cross_entropy(model, images, labels, weights, temperature):
+    """sum over the examples of weights_i * -log softmax(model(images)_i / temperature)[labels_i].
+
+    With weights_i = 1/n it is the mean loss; padding examples get weight 0
+    (device.py).  The temperature is a tensor, divided in even when it is 1
+    (exact), so that one traced function serves every temperature.
+    """
+    logits = models.main_logits(model(images, training=True))
+    logits = logits / tf.cast(temperature, logits.dtype)
     log_probs = tf.nn.log_softmax(logits, axis=-1)
     picked = tf.gather(log_probs, labels, axis=-1, batch_dims=1)
-    return -tf.reduce_mean(picked)
+    return -tf.reduce_sum(tf.cast(weights, picked.dtype) * picked)
 
 
 def check_batch(batch, model) -> Tuple[np.ndarray, np.ndarray]:

@@ -22,10 +22,10 @@ averaged gradient; with 10 examples per class of CIFAR-10, one batch of
 rounds on the exponential density schedule (schedule.py), so a weight's
 sensitivity is judged in the network that is left, not in the dense one.
 
-The gradients are computed in float32 (float64 for a float64 model) on a
-host copy of the model (host.py), so mixed-precision models and any
-tf.distribute strategy give the same scores; g is summed and multiplied
-by w in float64.
+The gradients are computed in float32 (also for a mixed-precision model;
+float64 for a float64 model) by the device program of the model's
+strategy (device.py), the batch split across its replicas; g is summed and
+multiplied by w in float64 on the host.  isnip's rounds reuse one trace.
 """
 import numpy as np
 
@@ -35,9 +35,8 @@ from tflottery.scoring.registry import register
 
 def snip_scores(state, batch, seed: int, round_index: int):
     grads = loss_gradient(state, batch)
-    kernels = state.host_copy().kernels      # the masked weights: pruned entries are 0.0
-    return {name: np.abs(g * np.asarray(kernels[name].numpy(), np.float64))
-            for name, g in grads.items()}
+    weights = state.masked_weights()         # pruned entries are 0.0
+    return {name: np.abs(g * weights[name].astype(np.float64)) for name, g in grads.items()}
 
 
 register("snip", snip_scores, needs_batch=True)

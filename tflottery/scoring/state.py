@@ -3,11 +3,11 @@
 A scorer sees the user's model only through this object: the prunable
 weights as they were when scoring started (NumPy copies), the mask being
 refined round by round (`state.mask`, which is *not* the model's mask after
-the first round), host copies of the model for scorers that need a
-forward pass, and `chunk_size`, the most examples one forward/backward pass
-of a data-based scorer may take (chunks.py).  Nothing here writes to the
-user's model, which is how prune_to_density leaves its weights and mask
-unchanged.
+the first round), the device program of the data-based scorers (device.py)
+and host copies for SynFlow, both with `state.mask` installed, and
+`chunk_size`, the most examples one forward/backward pass of a data-based
+scorer may take (chunks.py).  Nothing here writes to the user's model,
+which is how prune_to_density leaves its weights and mask unchanged.
 """
 from typing import Dict, Optional, Tuple
 
@@ -15,27 +15,33 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery import masking
-from tflottery.scoring.host import HostCopy, compute_dtype
+from tflottery.scoring.copies import ModelCopy
+from tflottery.scoring.device import DeviceProgram, program_for
+from tflottery.scoring.host import host_copy
 
 
 class ScoringState:
-    """The model being scored, the mask the scores are for, and lazily built host copies.
+    """The model being scored, the mask the scores are for, and lazily made copies.
 
     chunk_size: examples per forward/backward pass of the scoring batch
     (None: the whole batch at once); checked by the caller (chunks.py).
+    program: the DeviceProgram to use (default: program_for(model), cached
+    with the model).
     """
 
-    def __init__(self, model, rounds: int = 1, chunk_size: Optional[int] = None):
+    def __init__(self, model, rounds: int = 1, chunk_size: Optional[int] = None,
+                 program: Optional[DeviceProgram] = None):
         self.model = model
         self.chunk_size = chunk_size
-        # Trace scorer computations with tf.function only when they will be
-        # reused: a one-shot score is as fast eagerly, and tracing a new
-        # function per call would make repeated scoring retrace (and warn).
+        # SynFlow traces its host computation only when it will be reused:
+        # a one-shot score is as fast eagerly (the host copy is per call).
         self.compile = rounds > 1
         self.mask = masking.get_mask(model)
         self.weights: Dict[str, np.ndarray] = {
             name: np.asarray(var.numpy()) for name, var in masking.prunable_variables(model).items()}
-        self._copies: Dict[Tuple[str, bool], HostCopy] = {}
+        self._program = program
+        self._loaded = False
+        self._copies: Dict[Tuple[str, bool], ModelCopy] = {}
         self.cache: Dict = {}   # scorer-private objects (e.g. traced functions), per copy key
 
     def masked_weights(self) -> Dict[str, np.ndarray]:
@@ -43,12 +49,21 @@ class ScoringState:
         return {name: np.where(self.mask[name], w, np.zeros((), w.dtype))
                 for name, w in self.weights.items()}
 
-    def host_copy(self, dtype: str = None, absolute: bool = False) -> HostCopy:
-        """A host copy in `dtype` (default: float32, or float64 for a float64 model) with `self.mask` installed."""
-        dtype = dtype or compute_dtype(self.model)
+    def device(self) -> DeviceProgram:
+        """The device program with this model's weights (loaded once) and `self.mask` installed."""
+        if self._program is None:
+            self._program = program_for(self.model)
+        if not self._loaded:
+            self._program.load(self.model)
+            self._loaded = True
+        self._program.install(self.mask)
+        return self._program
+
+    def host_copy(self, dtype: str, absolute: bool = False) -> ModelCopy:
+        """A host copy in `dtype` with `self.mask` installed (SynFlow)."""
         key = (dtype, absolute)
         if key not in self._copies:
-            self._copies[key] = HostCopy(self.model, dtype, absolute)
+            self._copies[key] = host_copy(self.model, dtype, absolute)
         copy = self._copies[key]
         copy.install(self.mask)
         return copy
