@@ -22,7 +22,7 @@ from tensorflow.python.eager.polymorphic_function import tracing_compilation
 from tensorflow.python.framework import config as tf_config
 
 from conftest import SMALL_RUN
-from tflottery import analysis, data, gin_files, masking, models, runner
+from tflottery import analysis, data, gin_files, masking, models, runner, scoring
 from tflottery.analysis.batchnorm import BatchNormRecomputer
 from tflottery.experiments.context import set_precision_policy
 from tflottery.hparams import DatasetHparams, TrainingHparams
@@ -196,3 +196,15 @@ def test_device_functions_compile_with_xla(tmp_path, name, shape, options, preci
     preds, losses = xla(analysis.PredictionLoop(strategy, model, dataset).replica_step,
                         images, padded)
     assert preds.shape == (8,) and losses.shape == (8,)
+
+    # SNIP / iterative SNIP (gradient) and GraSP (Hessian-gradient product):
+    # float32 even for a mixed-precision model (scoring/device.py).
+    scorer = scoring.DeviceProgram(model)
+    scorer.install(mask)
+    weights = tf.fill([8], tf.constant(1 / 8, scorer.dtype))
+    grads = xla(scorer.replica_gradient, images, labels, weights, scorer.temperature(1.0))
+    hg = xla(scorer.replica_hessian_product, images, labels, weights,
+             scorer.temperature(200.0), grads)
+    for name, g, h in zip(scorer.names, grads, hg):
+        assert g.dtype == tf.float32 and g.shape == h.shape
+        assert np.all(g.numpy()[~mask[name]] == 0), name
