@@ -30,8 +30,7 @@ from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model,
                                            load_fresh_initialisation, training_program)
-from tflottery.hparams import (ExperimentHparams, InstabilityHparams, LotteryHparams,
-                               PruningHparams, SummaryHparams)
+from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations

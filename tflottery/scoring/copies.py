@@ -28,7 +28,6 @@ import copy
 from typing import Callable, Optional
 
 import numpy as np
-import tensorflow as tf
 
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import check_tf_keras_model, keras
