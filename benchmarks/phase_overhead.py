@@ -102,10 +102,13 @@ def child(src: str, config: str, root: str) -> None:
 
 
 def measure(src: str, config: str) -> dict:
+    # An older checkout elsewhere has no ../shared beside it: point it at ours.
+    env = dict(os.environ)
+    env.setdefault("TFLOTTERY_MNIST_DIR", os.path.join(HERE, "..", "shared", "data", "mnist"))
     with tempfile.TemporaryDirectory() as root:
         t = time.perf_counter()
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", src, config,
-                              root], capture_output=True, text=True, cwd=src)
+                              root], capture_output=True, text=True, cwd=src, env=env)
         wall = time.perf_counter() - t
     lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
