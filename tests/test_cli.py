@@ -66,6 +66,15 @@ BAD_INPUTS = [
     (["--gin_bindings=TrainingHparams.lr='0.1'"], "TrainingHparams.lr = '0.1' is not of type float"),
     (["--gin_bindings=DatasetHparams.name='cifar10'", "--gin_bindings=DatasetHparams.data_dir='{empty}'"],
      "not available offline"),
+    # Checked before the first write (they used to fail after config.gin, or a
+    # whole training, was written).
+    (["--gin_bindings=TrainingHparams.momentum=-1.0"], "TrainingHparams.momentum must be in [0, 1)"),
+    (["--gin_bindings=ExperimentHparams.name='pai'", "--gin_bindings=PaiHparams.method='snip'",
+      "--gin_bindings=PaiHparams.examples_per_class=1000000000"],
+     "PaiHparams.examples_per_class: cannot take 1000000000 examples per class"),
+    (["--gin_bindings=ExperimentHparams.name='lmc'",
+      "--gin_bindings=InstabilityHparams.num_alphas=10000000000"],
+     "InstabilityHparams.num_alphas must be in [2, 1000]"),
     # A model that cannot be built for the data, in an experiment that builds
     # nothing during validation: the runner's throwaway build catches it.
     (["--gin_bindings=ExperimentHparams.name='train'", "--gin_bindings=ModelHparams.name='inception_v3'"],

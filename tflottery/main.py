@@ -3,8 +3,10 @@
 Flags carry only what differs between invocations of the same experiment;
 everything else is configured with gin (see gin_configs/ and README.md).
 """
+import errno
 import logging as std_logging
 import os
+import signal
 import sys
 
 import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
@@ -12,7 +14,7 @@ import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 from absl import app, flags, logging
 
 from tflottery import gin_files, runner
-from tflottery.errors import TfLotteryError
+from tflottery.errors import Interrupted, Terminated, TfLotteryError
 from tflottery.training.strategy import build_strategy
 
 FLAGS = flags.FLAGS
@@ -21,13 +23,39 @@ flags.DEFINE_multi_string("gin_bindings", [], "extra gin binding, e.g. TrainingH
 flags.DEFINE_string("root_dir", "runs", "where run directories are created (local or gs://)")
 flags.DEFINE_string("tpu", None, "TPU to use: 'local' on a Cloud TPU VM, or a TPU name")
 flags.DEFINE_integer("replicate", 0, "replicate number; seeds the model and data order")
+flags.DEFINE_bool("wait_for_lock", False, "if another process is running the same run "
+                  "directory, wait for it to finish instead of stopping")
 flags.DEFINE_bool("deterministic", False, "enable TensorFlow op determinism: bit-for-bit "
                   "repeatable runs (and resumed runs) on CPU, at some cost in speed")
 
 
+# Errors of a write that the user can fix (then re-running continues).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _write_failure(e: BaseException):
+    """The one-line message for a failed write of the run directory, or None."""
+    import tensorflow as tf
+    text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
+        return f"writing the run directory failed: {text}"
+    if isinstance(e, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+                      tf.errors.UnavailableError)) and (
+            "space" in text or "ermission" in text or isinstance(e, tf.errors.UnavailableError)):
+        return f"writing the run directory failed: {text}"
+    return None
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        print(f"error: unexpected argument {argv[1]!r}; every option is a --flag "
+              f"(see --help)", file=sys.stderr)
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, _raise_terminated)
     logging.set_verbosity(logging.INFO)
     # Our progress lines at INFO; TensorFlow's own INFO chatter only at WARNING and up.
     logging.get_absl_handler().addFilter(
@@ -40,10 +68,23 @@ def main(argv):
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
         strategy = build_strategy(FLAGS.tpu)
-        result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy)
+        result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy, FLAGS.wait_for_lock)
     except TfLotteryError as e:
         # gin appends "In call to configurable ..." lines; the first line says it all.
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (KeyboardInterrupt, Terminated) as e:
+        print("interrupted; run the same command to continue", file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    except Exception as e:  # noqa: BLE001  (only write failures are the user's to fix)
+        message = _write_failure(e)
+        if message is None:
+            raise
+        print(f"error: {message}; fix it (free space, permissions, network) and run the same "
+              f"command to continue", file=sys.stderr)
         sys.exit(2)
     if isinstance(result, dict) and "test_accuracy" in result:
         print(f"final test accuracy: {100 * result['test_accuracy']:.2f}%")

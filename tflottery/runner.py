@@ -17,10 +17,11 @@ from absl import logging
 
 from tflottery import data, experiments, models
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import RunContext, prunable_weight_names
+from tflottery.experiments.context import RunContext, hold_lock, prunable_weight_names
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
+from tflottery.runs.roots import check_root
 from tflottery.training.strategy import build_strategy, worker_root
 
 
@@ -28,6 +29,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     """Build hyperparameters, validate them, and return (experiment, RunContext)."""
     if replicate < 0:
         raise ConfigError(f"replicate must be >= 0, got {replicate}")
+    check_root(root_dir)
     exp_hp = ExperimentHparams()
     experiment = experiments.REGISTRY.get(exp_hp.name)()
     dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
@@ -50,17 +52,27 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     return experiment, ctx
 
 
-def run(root_dir: str, replicate: int = 0, strategy=None) -> dict:
-    """Run the gin-configured experiment; returns the experiment's result."""
+def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = False) -> dict:
+    """Run the gin-configured experiment; returns the experiment's result.
+
+    The run directory is locked for this process (runs/lock.py): a second
+    process on it stops with one line, or waits with `wait_for_lock`.
+    """
     experiment, ctx = prepare(root_dir, replicate, strategy)
     logging.info("run directory: %s", ctx.replicate_dir)
-    if ctx.writable:
-        io.makedirs(ctx.replicate_dir)
-        config_path = os.path.join(ctx.run_dir, "config.gin")
-        if not io.exists(config_path):
-            io.atomic_write_text(config_path, gin.config_str())
-    result = experiment.run(ctx)
-    if ctx.writable:
-        io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
-                             gin.operative_config_str())
+    ctx.cache["wait_for_lock"] = wait_for_lock
+    try:
+        hold_lock(ctx, ctx.run_dir)
+        if ctx.writable:
+            io.makedirs(ctx.replicate_dir)
+            config_path = os.path.join(ctx.run_dir, "config.gin")
+            if not io.exists(config_path):
+                io.atomic_write_text(config_path, gin.config_str())
+        result = experiment.run(ctx)
+        if ctx.writable:
+            io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
+                                 gin.operative_config_str())
+    finally:
+        for lock in ctx.cache.pop("locks", {}).values():
+            lock.release()
     return result

@@ -18,10 +18,10 @@ from tflottery.analysis.distances import (
     PredictionLoop, cosine_distance, disagreement, l2_distance, loss_distance, predictions_and_losses,
     weight_vector)
 from tflottery.analysis.interpolation import (
-    BN_MODES, Interpolator, alphas, check_compatible, error_barrier)
+    BN_MODES, MAX_ALPHAS, Interpolator, alphas, check_compatible, error_barrier)
 
 __all__ = [
-    "BN_MODES", "BatchNormRecomputer", "Interpolator", "alphas", "batchnorm_layers",
+    "BN_MODES", "MAX_ALPHAS", "BatchNormRecomputer", "Interpolator", "alphas", "batchnorm_layers",
     "check_compatible", "cosine_distance", "disagreement", "error_barrier", "l2_distance",
     "loss_distance", "PredictionLoop", "predictions_and_losses", "weight_vector",
 ]

@@ -27,10 +27,17 @@ from tflottery.training.split_pass import SplitPass
 BN_MODES = ("recompute", "interpolate")
 
 
+# Every alpha costs an evaluation of the train and test sets (and a BatchNorm
+# recomputation); past this many a run would take days, or a typo would
+# allocate gigabytes for the list alone.
+MAX_ALPHAS = 1000
+
+
 def alphas(n: int = 30) -> np.ndarray:
     """n evenly spaced interpolation coefficients from 0 (model A) to 1 (model B)."""
-    if n < 2:
-        raise ConfigError(f"need at least 2 alphas (the two end points), got {n}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 2 <= n <= MAX_ALPHAS:
+        raise ConfigError(f"the number of alphas must be an integer from 2 (the two end points) "
+                          f"to {MAX_ALPHAS}, got {n!r}")
     return np.linspace(0.0, 1.0, n)
 
 

@@ -72,6 +72,21 @@ def build_masked_model(ctx: RunContext, seed: int = None):
         return masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
 
 
+def hold_lock(ctx: RunContext, run_dir: str) -> None:
+    """Lock `run_dir` for this process until the run ends (runs/lock.py), once.
+
+    The runner locks the run's own directory; an experiment that writes into
+    another run's directory (lmc's IMP subnetworks, in the lottery run) locks
+    that one too.  The runner releases them all at the end.
+    """
+    from tflottery.runs.lock import RunLock
+    locks = ctx.cache.setdefault("locks", {})
+    if ctx.writable and run_dir not in locks:
+        lock = RunLock(run_dir, wait=ctx.cache.get("wait_for_lock", False))
+        lock.acquire()
+        locks[run_dir] = lock
+
+
 def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
     """The run's TrainingProgram for `training_hp` (default: the run's), built on first use.
 

@@ -28,7 +28,7 @@ from absl import logging
 from tflottery import analysis, masking
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import (RunContext, build_masked_model,
+from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
                                            load_fresh_initialisation, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
 from tflottery.runs import io
@@ -71,8 +71,9 @@ class InstabilityExperiment:
             if value not in allowed:
                 raise ConfigError(f"unknown instability {what} {value!r}; choose one of: "
                                   f"{', '.join(allowed)}")
-        if hp.num_alphas < 2:
-            raise ConfigError(f"num_alphas must be >= 2, got {hp.num_alphas}")
+        if not 2 <= hp.num_alphas <= analysis.MAX_ALPHAS:
+            raise ConfigError(f"InstabilityHparams.num_alphas must be in [2, "
+                              f"{analysis.MAX_ALPHAS}], got {hp.num_alphas}")
         if len(hp.copy_seeds) != 2 or hp.copy_seeds[0] == hp.copy_seeds[1]:
             raise ConfigError(f"copy_seeds must be two different seeds, got {hp.copy_seeds}")
         if not hp.rewind_steps:
@@ -128,6 +129,7 @@ class InstabilityExperiment:
             checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
+        hold_lock(ctx, lottery_ctx.run_dir)
         for lvl in range(level + 1):
             lottery.run_level(lottery_ctx, lvl)
         mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, level), "mask"))

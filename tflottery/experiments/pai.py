@@ -75,6 +75,11 @@ class PaiExperiment:
         if hp.examples_per_class < 1:
             raise ConfigError(f"PaiHparams.examples_per_class must be >= 1, got "
                               f"{hp.examples_per_class}")
+        if scoring.SCORERS.get(hp.method).needs_batch:
+            try:
+                scoring.check_examples_per_class(ctx.dataset, hp.examples_per_class)
+            except ConfigError as e:
+                raise ConfigError(f"PaiHparams.examples_per_class: {e}") from e
         if hp.iterations is not None and hp.iterations < 1:
             raise ConfigError(f"PaiHparams.iterations must be >= 1 (or None), got {hp.iterations}")
         if hp.chunk_size is not None and hp.chunk_size < 1:

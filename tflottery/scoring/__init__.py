@@ -33,12 +33,13 @@ which TPUs lack: it runs on a host-CPU copy (host.py, synflow.py).
 """
 from tflottery.scoring import grasp, magnitude, random_scores, snip, synflow  # noqa: F401  (register)
 from tflottery.scoring.api import compute_scores, prune_to_density
-from tflottery.scoring.batch import class_balanced_batch
+from tflottery.scoring.batch import check_examples_per_class, class_balanced_batch
 from tflottery.scoring.chunks import DEFAULT_CHUNK_SIZE
 from tflottery.scoring.device import DeviceProgram, program_for
 from tflottery.scoring.registry import SCORERS, Scorer
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "DeviceProgram", "SCORERS", "Scorer", "class_balanced_batch",
+__all__ = ["DEFAULT_CHUNK_SIZE", "DeviceProgram", "SCORERS", "Scorer", "check_examples_per_class",
+           "class_balanced_batch",
            "compute_scores", "names", "program_for", "prune_to_density"]
 
 

@@ -45,6 +45,25 @@ def _short_class_error(counts, per_class, where: str) -> ConfigError:
                        f"{listed}{more}; lower per_class")
 
 
+def check_examples_per_class(dataset, per_class) -> None:
+    """ConfigError unless `dataset` can give `per_class` training examples of every class.
+
+    Reads labels only (in-memory datasets) or the sizes (streams), so
+    experiments call it before anything is written.
+    """
+    per_class = _check_per_class(per_class)
+    num_classes = dataset.info.num_classes
+    splits = getattr(dataset, "_splits", None)
+    if splits is not None and "train" in splits:
+        labels = np.asarray(splits["train"][1]).astype(np.int64).reshape(-1)
+        counts = np.bincount(labels, minlength=num_classes)[:num_classes]
+        if (counts < per_class).any():
+            raise _short_class_error(counts, per_class, "the training split")
+    elif per_class * num_classes > dataset.info.num_train:
+        raise ConfigError(f"cannot take {per_class} examples per class of {num_classes} classes "
+                          f"from {dataset.info.num_train} training examples; lower per_class")
+
+
 def _from_arrays(dataset, per_class: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     images, labels = dataset._splits["train"]
     labels = np.asarray(labels).astype(np.int64).reshape(-1)

@@ -35,7 +35,7 @@ import tensorflow as tf
 from absl import logging
 
 from tflottery import masking
-from tflottery.errors import TrainingDivergedError
+from tflottery.errors import Interrupted, Terminated, TrainingDivergedError
 from tflottery.runs import io
 from tflottery.training.checkpoints import Checkpointer
 from tflottery.training.phases import (  # noqa: F401  (re-exported: the loop's vocabulary)
@@ -168,6 +168,23 @@ class Trainer:
         self._save_named_at(step)
         if step == s.start and training:
             self._record_eval(step, writer)
+        try:
+            step = self._train_to_end(step, train_loop, writer)
+        except (KeyboardInterrupt, Terminated) as e:
+            raise Interrupted(
+                f"interrupted at step {self._step} of {self.out_dir}; run the same command to "
+                f"continue", 143 if isinstance(e, Terminated) else 130) from None
+        final = self._final_result(step)
+        if self.writable:
+            io.atomic_write_json(final_path, final)
+        writer.flush()
+        self._checkpointer.remove_latest()
+        return final
+
+    def _train_to_end(self, step: int, train_loop, writer) -> int:
+        """The events of the phase from `step` on; returns the end step."""
+        s = self.steps
+        self._step = step
         last_print, t_loop, steps_since = time.time(), time.time(), 0
         hook_steps = set(self.mask_hook.steps) if self.mask_hook is not None else set()
         if step in hook_steps:
@@ -180,6 +197,7 @@ class Trainer:
                 n = min(self.hp.steps_per_loop, event - step)
                 train_loop(n)
                 step += n
+                self._step = step
                 steps_since += n
                 loss = float(self.train_loss.result())
                 if not math.isfinite(loss):
@@ -210,13 +228,7 @@ class Trainer:
             if step in hook_steps:
                 self._apply_mask_hook(step)
             t_loop, steps_since = time.time(), 0
-
-        final = self._final_result(step)
-        if self.writable:
-            io.atomic_write_json(final_path, final)
-        writer.flush()
-        self._checkpointer.remove_latest()
-        return final
+        return step
 
     def _apply_mask_hook(self, step):
         self.mask_hook(self.model, step)

@@ -27,15 +27,24 @@ def _adam(hp):
     return keras.optimizers.Adam, {}
 
 
+def optimizer_class(hp):
+    """(tf_keras optimizer class, its arguments besides the LR) of `hp`, checked.
+
+    Building nothing, so experiments call it (through validate_training)
+    before anything is written.
+    """
+    if not 0.0 <= hp.momentum < 1.0:
+        raise ConfigError(f"TrainingHparams.momentum must be in [0, 1), got {hp.momentum}")
+    return OPTIMIZERS.get(hp.optimizer)(hp)
+
+
 def build_optimizer(hp, schedule, model, xla: bool = False):
     """A fresh optimizer for `hp.optimizer` driven by `schedule` to train `model`.
 
     Its updates keep the model's pruned weights at exactly zero (see
     masked_updates.py); `xla` compiles the updates of large weights with XLA.
     """
-    if not 0.0 <= hp.momentum < 1.0:
-        raise ConfigError(f"momentum must be in [0, 1), got {hp.momentum}")
-    cls, kwargs = OPTIMIZERS.get(hp.optimizer)(hp)
+    cls, kwargs = optimizer_class(hp)
     optimizer = masked_updates.masked_class(cls)(learning_rate=schedule, **kwargs)
     optimizer.set_update_masks(model)
     # tf_keras turns jit_compile off unless it sees a GPU; it helps on CPUs too.

@@ -10,7 +10,7 @@ from typing import Dict, Iterable
 
 from tflottery.errors import ConfigError
 from tflottery.steps import to_iterations
-from tflottery.training.optimizers import OPTIMIZERS
+from tflottery.training.optimizers import optimizer_class
 from tflottery.training.schedules import LotterySchedule
 
 
@@ -93,6 +93,6 @@ def validate_training(hp, iterations_per_epoch: int, start_step=0, end_step=None
         raise ConfigError("weight_decay must be >= 0 and label_smoothing in [0, 1)")
     if hp.aux_loss_weight < 0:
         raise ConfigError(f"aux_loss_weight must be >= 0, got {hp.aux_loss_weight}")
-    OPTIMIZERS.get(hp.optimizer)
+    optimizer_class(hp)
     build_schedule(hp, steps.total, iterations_per_epoch)
     return steps
