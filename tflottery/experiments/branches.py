@@ -26,7 +26,7 @@ from tflottery.errors import ConfigError
 from tflottery.experiments.context import load_fresh_initialisation, training_program
 from tflottery.registry import Registry
 from tflottery.runs import io
-from tflottery.training.loop import Trainer
+from tflottery.training.loop import Trainer, finished_result
 
 
 class BranchSpec(NamedTuple):
@@ -82,7 +82,7 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
     """Train branch `name` of IMP level `level` (skipped when already done)."""
     spec = REGISTRY.get(name)
     level_dir = exp.level_dir(ctx, level)
-    if not io.exists(os.path.join(level_dir, "train", "final.json")):
+    if finished_result(os.path.join(level_dir, "train")) is None:
         raise ConfigError(f"branch {name!r} asked of level {level}, which has not run")
     out = os.path.join(level_dir, branch_dir_name(exp, name))
     info_path = os.path.join(out, "branch.json")
@@ -93,10 +93,10 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
             "name": name, "level": level,
             "dilation": exp.branch_hp.dilation if retrain else None,
             "data_seed": exp.branch_hp.data_seed if retrain else None})
-    final_path = os.path.join(out, "train", "final.json")
-    if io.exists(final_path):
-        return io.read_json(final_path)
-    level_mask = masking.Mask.load(os.path.join(level_dir, "mask"))
+    done = finished_result(os.path.join(out, "train"))
+    if done is not None:
+        return done
+    level_mask = exp.mask_of_level(ctx, level)
     seed = branch_seed(ctx.replicate, level, name)
     mask = exp.load_or_make_mask(ctx, os.path.join(out, "mask"),
                                  lambda: spec.make_mask(exp, ctx, level, level_mask, seed))

@@ -118,6 +118,36 @@ def load_fresh_initialisation(ctx: RunContext, model, seed: int) -> None:
     assign_values(model, variable_values(fresh))
 
 
+def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = False):
+    """The mask saved in `directory`, or `make()` saved there.
+
+    A damaged mask.npz is set aside and made again (runs/damage.py); a
+    damaged sparsity.json (or statistics.json) beside a good mask is set
+    aside and rewritten from the mask.  statistics=True also writes the
+    per-layer statistics (pruning.save_statistics), before the mask, whose
+    file marks the step as done.
+    """
+    from tflottery import pruning
+    from tflottery.runs import damage, io
+    mask = damage.read_output(os.path.join(directory, masking.MASK_FILENAME),
+                              lambda _: masking.Mask.load(directory))
+    if mask is None:
+        mask = make()
+        if ctx.writable:
+            if statistics:
+                pruning.save_statistics(mask, directory)
+            mask.save(directory)
+        return mask
+    if ctx.writable:
+        report = os.path.join(directory, masking.REPORT_FILENAME)
+        if damage.read_output(report, io.read_json) is None:
+            io.atomic_write_json(report, mask.report())
+        stats = os.path.join(directory, pruning.STATISTICS_FILENAME)
+        if statistics and damage.read_output(stats, io.read_json) is None:
+            pruning.save_statistics(mask, directory)
+    return mask
+
+
 def weights_named_by(key: str, weight_names) -> list:
     """The weight names a user's key means: itself ('output/kernel') or all of a layer's ('output')."""
     return [w for w in weight_names if w == key or w.split("/")[0] == key]

@@ -25,7 +25,8 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, excluded_weights, training_program
+from tflottery.experiments.context import (RunContext, excluded_weights, load_or_make_mask,
+                                           training_program)
 from tflottery.hparams import GradualHparams
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
@@ -149,15 +150,13 @@ class GradualExperiment:
             os.path.join(out, SPARSITY_LOG), ctx.writable)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
                         writable=ctx.writable, mask_hook=hook, program=program).run()
-        mask_dir = os.path.join(ctx.replicate_dir, "mask")
-        if ctx.writable and not io.exists(os.path.join(mask_dir, masking.MASK_FILENAME)):
+        def final_mask():
             from tflottery.training import checkpoints
             checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
-            mask = masking.get_mask(model)
-            pruning.save_statistics(mask, mask_dir)
-            mask.save(mask_dir)
-        final = dict(final, density=masking.Mask.load(mask_dir).density
-                     if io.exists(os.path.join(mask_dir, masking.MASK_FILENAME)) else None)
+            return masking.get_mask(model)
+        mask = load_or_make_mask(ctx, os.path.join(ctx.replicate_dir, "mask"), final_mask,
+                                 statistics=True)
+        final = dict(final, density=mask.density)
         logging.info("gradual pruning: density %s, test accuracy %.2f%%", final["density"],
                      100 * final["test_accuracy"])
         return final

@@ -31,11 +31,11 @@ from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
                                            load_fresh_initialisation, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
-from tflottery.runs import io
+from tflottery.runs import damage, io
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
-from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.loop import Trainer, finished_result, validate_training
 from tflottery.training.program import assign_values, variable_values
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
@@ -121,7 +121,7 @@ class InstabilityExperiment:
         model = program.model
         if self.hp.subnetwork == "dense":
             pretrain = os.path.join(out, "pretrain")
-            if not io.exists(os.path.join(pretrain, "final.json")):
+            if finished_result(pretrain) is None:
                 program.load_initial_weights()
                 Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
                         pretrain, end_step=k, writable=ctx.writable, program=program).run()
@@ -130,9 +130,12 @@ class InstabilityExperiment:
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         hold_lock(ctx, lottery_ctx.run_dir)
+        done = ctx.cache.setdefault(("lottery levels run", lottery_ctx.run_dir), set())
         for lvl in range(level + 1):
-            lottery.run_level(lottery_ctx, lvl)
-        mask = masking.Mask.load(os.path.join(lottery.level_dir(lottery_ctx, level), "mask"))
+            if lvl not in done:     # each checked once per process, not once per k
+                lottery.run_level(lottery_ctx, lvl)
+                done.add(lvl)
+        mask = lottery.mask_of_level(lottery_ctx, level)
         init_dir = os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
         fresh_seed = None
         if self.hp.subnetwork != "imp":
@@ -201,8 +204,9 @@ class InstabilityExperiment:
                                                                     f"level_{level}")
         out = os.path.join(base, f"k_{k}")
         result_path = os.path.join(out, "instability.json")
-        if io.exists(result_path):
-            return io.read_json(result_path)
+        done = damage.read_output(result_path, io.read_json)
+        if done is not None:
+            return done
         mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
         program = training_program(ctx)
         model = program.model

@@ -29,12 +29,12 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import RunContext, training_program, weights_named_by
+from tflottery.experiments.context import (RunContext, load_or_make_mask, training_program,
+                                           weights_named_by)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
-from tflottery.runs import io
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
-from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.loop import Trainer, finished_result, validate_training
 
 MODES = ("rewind", "lrr")
 
@@ -150,6 +150,7 @@ class LotteryExperiment:
         from tflottery.reporting import plots, summary
         if self.plan is None:
             self.validate(ctx)
+        self.pretrain(ctx)
         for level in range(self.plan.num_levels):
             self.run_level(ctx, level)
         for level in self.branch_levels():
@@ -174,19 +175,25 @@ class LotteryExperiment:
     def pretrain_dir(self, ctx: RunContext) -> str:
         return os.path.join(ctx.replicate_dir, "pretrain")
 
-    def rewind_weights(self, ctx: RunContext, model) -> None:
-        """Load W_k (the weights at the rewinding step) into `model`.
-
-        The first call trains it (from W0 to k) with the run's program.
-        """
+    def pretrain(self, ctx: RunContext) -> None:
+        """Train W0 to the rewinding step k (once; a finished one is checked once per process)."""
+        key = ("pretrain checked", ctx.run_dir, ctx.replicate)
+        if ctx.cache.get(key):
+            return
         out = self.pretrain_dir(ctx)
-        if not io.exists(os.path.join(out, "final.json")):
+        if finished_result(out) is None:
             program = training_program(ctx)
             program.load_initial_weights()
             Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
                     out, end_step=self.rewind_iterations(ctx), writable=ctx.writable,
                     program=program).run()
-        checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+        ctx.cache[key] = True
+
+    def rewind_weights(self, ctx: RunContext, model) -> None:
+        """Load W_k (the weights at the rewinding step) into `model`."""
+        self.pretrain(ctx)
+        checkpoints.restore_weights(model, os.path.join(self.pretrain_dir(ctx), "checkpoints"),
+                                    "end")
 
     def load_start_weights(self, ctx: RunContext, model, level: int, training_hp=None) -> int:
         """Load the weights level `level` starts from; return the step it starts at.
@@ -222,24 +229,25 @@ class LotteryExperiment:
                              invert=invert)
 
     def load_or_make_mask(self, ctx: RunContext, directory: str, make) -> masking.Mask:
-        if io.exists(os.path.join(directory, masking.MASK_FILENAME)):
-            return masking.Mask.load(directory)
-        mask = make()
-        if ctx.writable:
-            mask.save(directory)
-        return mask
+        return load_or_make_mask(ctx, directory, make)
+
+    def mask_of_level(self, ctx: RunContext, level: int) -> masking.Mask:
+        """Level `level`'s mask, made again if its file is missing or damaged."""
+        directory = os.path.join(self.level_dir(ctx, level), "mask")
+        if level == 0:
+            return self.load_or_make_mask(
+                ctx, directory, lambda: masking.Mask.ones_like(training_program(ctx).model))
+        return self.load_or_make_mask(ctx, directory, lambda: self.level_mask(ctx, level))
 
     def run_level(self, ctx: RunContext, level: int) -> dict:
         out = os.path.join(self.level_dir(ctx, level), "train")
-        if io.exists(os.path.join(out, "final.json")):
-            return io.read_json(os.path.join(out, "final.json"))
-        mask_dir = os.path.join(self.level_dir(ctx, level), "mask")
+        done = finished_result(out)
+        if done is not None:
+            self.mask_of_level(ctx, level)    # repaired if damaged: branches and lmc read it
+            return done
         program = training_program(ctx)
         model = program.model
-        if level == 0:
-            mask = self.load_or_make_mask(ctx, mask_dir, lambda: masking.Mask.ones_like(model))
-        else:
-            mask = self.load_or_make_mask(ctx, mask_dir, lambda: self.level_mask(ctx, level))
+        mask = self.mask_of_level(ctx, level)
         start = self.load_start_weights(ctx, model, level)
         masking.set_mask(model, mask)
         logging.info("level %d: density %.2f%%, training from step %d", level,

@@ -34,13 +34,13 @@ from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
-                                           training_program)
+                                           load_or_make_mask, training_program)
 from tflottery.hparams import PaiAblationHparams, PaiHparams
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
-from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.loop import Trainer, finished_result, validate_training
 
 SCHEDULES = ("replay", "continue")
 ABLATIONS = ("shuffle", "reinit", "invert")
@@ -137,7 +137,7 @@ class PaiExperiment:
             program.load_initial_weights()
             return model
         out = os.path.join(ctx.replicate_dir, "pretrain")
-        if not io.exists(os.path.join(out, "final.json")):
+        if finished_result(out) is None:
             program.load_initial_weights()
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
                     end_step=k, writable=ctx.writable, program=program).run()
@@ -157,14 +157,7 @@ class PaiExperiment:
             chunk_size=hp.chunk_size)
 
     def _load_or_make(self, ctx: RunContext, directory: str, make) -> masking.Mask:
-        if io.exists(os.path.join(directory, masking.MASK_FILENAME)):
-            return masking.Mask.load(directory)
-        mask = make()
-        if ctx.writable:
-            # Statistics first: the mask file is the marker that this step is done.
-            pruning.save_statistics(mask, directory)
-            mask.save(directory)
-        return mask
+        return load_or_make_mask(ctx, directory, make, statistics=True)
 
     def mask(self, ctx: RunContext) -> masking.Mask:
         return self._load_or_make(ctx, os.path.join(ctx.replicate_dir, "mask"),
@@ -183,9 +176,9 @@ class PaiExperiment:
     def train(self, ctx: RunContext, mask: masking.Mask, out: str, fresh_seed=None) -> dict:
         """Train `mask` applied to W_k (or to a fresh initialisation) in replicate_dir/out."""
         out = os.path.join(ctx.replicate_dir, out)
-        final_path = os.path.join(out, "final.json")
-        if io.exists(final_path):
-            return io.read_json(final_path)
+        done = finished_result(out)
+        if done is not None:
+            return done
         program = training_program(ctx)
         if fresh_seed is None:
             model = self.state_at_k(ctx)

@@ -14,7 +14,7 @@ statistics of a mask: ``mask_statistics`` (statistics.py).
 """
 from tflottery.pruning.ablations import random_mask, shuffle_within_layers
 from tflottery.pruning.select import SCOPES, fraction_for_density, levels_for_sparsity, prune
-from tflottery.pruning.statistics import mask_statistics, save_statistics
+from tflottery.pruning.statistics import STATISTICS_FILENAME, mask_statistics, save_statistics
 
-__all__ = ["SCOPES", "fraction_for_density", "levels_for_sparsity", "mask_statistics", "prune",
+__all__ = ["SCOPES", "STATISTICS_FILENAME", "fraction_for_density", "levels_for_sparsity", "mask_statistics", "prune",
            "random_mask", "save_statistics", "shuffle_within_layers"]

@@ -20,7 +20,7 @@ from typing import Optional
 import tensorflow as tf
 
 from tflottery.errors import TfLotteryError
-from tflottery.runs import io
+from tflottery.runs import damage, io
 
 
 class Checkpointer:
@@ -47,11 +47,21 @@ class Checkpointer:
             self._manager.save(checkpoint_number=step)
 
     def restore_latest(self) -> bool:
-        """Restore the newest rolling checkpoint; False if there is none."""
-        path = self._manager.latest_checkpoint
-        if path is None:
+        """Restore the newest rolling checkpoint; False if there is none.
+
+        A damaged one is set aside (runs/damage.py), and the phase starts afresh.
+        """
+        try:
+            path = self._manager.latest_checkpoint
+            if path is None:
+                return False
+            check_readable(path)
+            self._ckpt.restore(path).assert_existing_objects_matched()
+        except damage.DAMAGE_ERRORS:
+            damage.set_aside(self._latest_dir)
+            self._manager = tf.train.CheckpointManager(self._ckpt, self._latest_dir,
+                                                       max_to_keep=1)
             return False
-        self._ckpt.restore(path).assert_existing_objects_matched()
         return True
 
     def remove_latest(self) -> None:
@@ -65,6 +75,13 @@ class Checkpointer:
 
     def has_named(self, name: str) -> bool:
         return io.exists(os.path.join(self.named_path(name), "info.json"))
+
+    def named_intact(self, name: str) -> bool:
+        """Whether the named checkpoint is there and every byte of it reads back.
+
+        A damaged one is set aside (runs/damage.py): the phase must write it again.
+        """
+        return intact(self.directory, name)
 
     def save_named(self, name: str, info: dict) -> None:
         if self.writable:
@@ -81,6 +98,27 @@ def restore_weights(model, directory: str, name: str) -> dict:
                              "writes it has not run (re-run the experiment that makes it)")
     tf.train.Checkpoint(model=model).read(os.path.join(path, "ckpt")).expect_partial()
     return io.read_json(info_path)
+
+
+def check_readable(prefix: str) -> None:
+    """Read every tensor of the checkpoint at `prefix`: raises if any byte is missing."""
+    reader = tf.train.load_checkpoint(prefix)
+    for key in reader.get_variable_to_shape_map():
+        reader.get_tensor(key)
+
+
+def intact(directory: str, name: str) -> bool:
+    """Named checkpoint `name` exists and reads back whole; a damaged one is set aside."""
+    path = os.path.join(directory, name)
+    if not io.exists(os.path.join(path, "info.json")):
+        return False
+    try:
+        io.read_json(os.path.join(path, "info.json"))
+        check_readable(os.path.join(path, "ckpt"))
+    except damage.DAMAGE_ERRORS:
+        damage.set_aside(path)
+        return False
+    return True
 
 
 def latest_step(directory: str) -> Optional[int]:

@@ -36,7 +36,8 @@ from absl import logging
 
 from tflottery import masking
 from tflottery.errors import Interrupted, Terminated, TrainingDivergedError
-from tflottery.runs import io
+from tflottery.runs import damage, io
+from tflottery.training import checkpoints
 from tflottery.training.checkpoints import Checkpointer
 from tflottery.training.phases import (  # noqa: F401  (re-exported: the loop's vocabulary)
     PhaseSteps, build_schedule, validate_training)
@@ -117,6 +118,19 @@ class Trainer:
         if len(kept) != len(lines):
             io.atomic_write_text(path, "".join(l + "\n" for l in kept))
 
+    def _check_named_before_latest(self) -> None:
+        """A named checkpoint the rolling one has passed must be intact, or the
+        phase starts afresh (it is written only at its own step)."""
+        latest = checkpoints.latest_step(self._checkpointer.directory)
+        if latest is None:
+            return
+        for name, at in self.steps.named.items():
+            if at <= latest and not self._checkpointer.named_intact(name):
+                logging.warning("checkpoint %r of %s is missing or damaged: training the phase "
+                                "again from its start", name, self.out_dir)
+                self._checkpointer.remove_latest()
+                return
+
     def _start_afresh(self) -> None:
         """No checkpoint to resume from: remove what a killed attempt left behind."""
         if not self.writable:
@@ -145,12 +159,14 @@ class Trainer:
     def run(self) -> dict:
         """Train the phase (or resume it, or return it if done); returns final metrics."""
         final_path = os.path.join(self.out_dir, "final.json")
-        if io.exists(final_path):
+        s = self.steps
+        done = finished_result(self.out_dir, tuple(s.named))
+        if done is not None:
             logging.info("phase %s already finished; skipping", self.out_dir)
             self._checkpointer.remove_latest()
-            return io.read_json(final_path)
-        s = self.steps
+            return done
         self.program.begin_phase(s.start)
+        self._check_named_before_latest()
         if self._checkpointer.restore_latest():
             step = s.start + int(self.optimizer.iterations.numpy())
             logging.info("resuming %s at step %d", self.out_dir, step)
@@ -265,6 +281,21 @@ class Trainer:
         last = getattr(self, "_last_eval", None)
         result = last[1] if last and last[0] == step else self.evaluate("test")
         return {"step": step, "test_loss": result["loss"], "test_accuracy": result["accuracy"]}
+
+
+def finished_result(out_dir: str, named=("init", "end")) -> Optional[dict]:
+    """The final.json of a finished phase whose `named` checkpoints read back whole; else None.
+
+    A damaged final.json or checkpoint is set aside (runs/damage.py), so the
+    phase counts as unfinished and trains again from its start.
+    """
+    final = damage.read_output(os.path.join(out_dir, "final.json"), io.read_json)
+    if not isinstance(final, dict):
+        return None
+    directory = os.path.join(out_dir, "checkpoints")
+    if all([checkpoints.intact(directory, name) for name in named]):
+        return final
+    return None
 
 
 def _step_of(line: str) -> Optional[int]:
