@@ -96,6 +96,24 @@ def test_bad_grid_cli_exit_2_one_line_nothing_run(tmp_path):
     assert not root.exists()
 
 
+@pytest.mark.parametrize("grid, message", [
+    ("NoSuch.x=1,2", "error: grid point NoSuch.x=1: bad gin configuration: No configurable "
+                     "matching 'NoSuch'"),
+    ("TrainingHparams.lr='a','b'", "error: grid point TrainingHparams.lr='a': "
+                                   "TrainingHparams.lr = 'a' is not of type float"),
+    ("TrainingHparams.lrr=0.1,0.2", "error: grid point TrainingHparams.lrr=0.1: bad gin "
+                                    "configuration"),
+])
+def test_grid_naming_an_unknown_binding_or_wrong_type_stops_before_any_job(tmp_path, grid,
+                                                                           message):
+    root = tmp_path / "runs"
+    result = run_sweep_cli("--gin_file=quickstart.gin", f"--root_dir={root}", f"--grid={grid}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert result.stdout == "" and not root.exists()
+
+
 def test_fail_fast_and_finished_jobs(tmp_path, monkeypatch, capsys):
     """A fake job runner: job 2 fails; --fail_fast leaves job 3 unrun; a marker
     whose run directory has gone does not count as finished."""

@@ -25,15 +25,23 @@ from tflottery.runs.roots import check_root
 from tflottery.training.strategy import build_strategy, worker_root
 
 
+def build_hparams():
+    """(experiment, [ExperimentHparams, DatasetHparams, ModelHparams, TrainingHparams]) of the
+    parsed gin configuration, each type-checked, and the names of the experiment and model
+    looked up; loads no data (sweeps check every grid point with it before running any)."""
+    exp_hp = ExperimentHparams()
+    experiment = experiments.REGISTRY.get(exp_hp.name)()
+    dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
+    models.REGISTRY.get(model_hp.name)   # fail on an unknown model before loading data
+    return experiment, [exp_hp, dataset_hp, model_hp, training_hp]
+
+
 def prepare(root_dir: str, replicate: int = 0, strategy=None):
     """Build hyperparameters, validate them, and return (experiment, RunContext)."""
     if replicate < 0:
         raise ConfigError(f"replicate must be >= 0, got {replicate}")
     check_root(root_dir)
-    exp_hp = ExperimentHparams()
-    experiment = experiments.REGISTRY.get(exp_hp.name)()
-    dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
-    models.REGISTRY.get(model_hp.name)   # fail on an unknown model before loading data
+    experiment, (exp_hp, dataset_hp, model_hp, training_hp) = build_hparams()
     dataset = data.build(dataset_hp,
                          infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
     all_hp = [exp_hp, dataset_hp, model_hp, training_hp] + list(experiment.hparams())

@@ -162,6 +162,45 @@ def build_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], root_dir: s
     return jobs
 
 
+def check_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], jobs: Sequence[Job],
+               python: str = sys.executable) -> None:
+    """Parse every grid point's configuration and build its hyperparameters before any job.
+
+    A misspelt configurable or field (`NoSuch.x=1,2`) or a value of the wrong
+    type (`TrainingHparams.lr='a','b'`) then stops the sweep with one line,
+    instead of failing in every job.  The check runs in a child process:
+    it imports TensorFlow, whose start-up chatter on stderr (and import
+    time) this process is spared.
+    """
+    points = list(dict.fromkeys(job.bindings for job in jobs))
+    payload = json.dumps({"gin_file": list(gin_file), "gin_bindings": list(gin_bindings),
+                          "points": [list(p) for p in points]})
+    code = "import sys, tflottery.sweep as s; s._check_points(sys.argv[1])"
+    out = subprocess.run([python, "-c", code, payload], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        errors = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
+        raise ConfigError(errors[-1][len("error: "):] if errors else
+                          f"checking the configuration failed: {out.stderr.strip()[-500:]}")
+
+
+def _check_points(payload: str) -> None:
+    """The child of check_jobs: exit 2 with one `error:` line at the first bad point."""
+    import gin
+    from tflottery import gin_files, runner
+    spec = json.loads(payload)
+    for bindings in spec["points"]:
+        gin.clear_config()
+        try:
+            gin_files.parse(spec["gin_file"], spec["gin_bindings"] + bindings)
+            experiment, _ = runner.build_hparams()
+            experiment.hparams()
+        except ConfigError as e:
+            point = f"grid point {', '.join(bindings)}: " if bindings else ""
+            print(f"error: {point}{str(e).splitlines()[0]}", file=sys.stderr)
+            sys.exit(2)
+
+
 # ---- running ----
 def job_key(job: Job, gin_file: Sequence[str]) -> str:
     """Names a job's marker: its command (not the interpreter) and its gin files' text."""
@@ -312,6 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from tflottery import gin_files
             for f in args.gin_file:
                 gin_files.resolve(f)
+            check_jobs(args.gin_file, args.gin_bindings, jobs, args.python)
     except ConfigError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
