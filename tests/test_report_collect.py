@@ -186,3 +186,22 @@ def test_gin_config_parsing():
     assert error and values["A.b"] == 1 and values["C.d"] == (1, 2)
     assert ginconfig.lookup({}, "ModelHparams.name") == "lenet_300_100"   # the default
     assert ginconfig.lookup({}, "NoSuch.field", "x") == "x"
+
+
+def test_damaged_mask_beside_a_good_report_is_named(tmp_path):
+    """The density comes from sparsity.json, but a cut-short mask.npz next to
+    it is still reported (a re-run of the experiment would redo it)."""
+    import numpy as np
+    from tflottery import masking
+    run = tmp_path / "lottery_0123456789"
+    mask_dir = run / "replicate_0" / "level_1" / "mask"
+    masking.Mask({"dense/kernel": np.array([[True, False]])}).save(str(mask_dir))
+    train = run / "replicate_0" / "level_1" / "train"
+    train.mkdir(parents=True)
+    (train / "final.json").write_text(json.dumps({"step": 10, "test_accuracy": 0.5}))
+    npz = mask_dir / "mask.npz"
+    npz.write_bytes(npz.read_bytes()[:20])
+    table = collect.collect(str(tmp_path))
+    assert [p["file"] for p in table["problems"]] == [str(npz)]
+    (row,) = table["rows"]
+    assert row["density"] == 0.5

@@ -227,6 +227,9 @@ class _Collector:
     def _mask_density(self, mask_dir: str) -> Optional[float]:
         report = self.reader.json(_join(mask_dir, "sparsity.json"))
         if isinstance(report, dict) and "total" in report:
+            # The density comes from the report, but a damaged mask.npz
+            # beside it is still worth a warning (a re-run would redo it).
+            self.reader.npz_density(_join(mask_dir, "mask.npz"))
             return float(report["total"]["density"])
         stats = self.reader.json(_join(mask_dir, "statistics.json"))
         if isinstance(stats, dict) and stats.get("layers"):
