@@ -101,11 +101,17 @@ def test_second_process_on_a_run_stops_or_waits(tmp_path):
     assert not os.path.exists(os.path.join(run_dir, "lock.json"))
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+def finished_short_run(tmp_path):
+    """(root, run directory) of a finished short quickstart run."""
     root = tmp_path / "runs"
     first = run_module("tflottery.main", f"--root_dir={root}", *SHORT)
     assert first.returncode == 0, first.stderr[-2000:]
     (run_dir,) = glob.glob(str(root / "lottery_*"))
+    return root, run_dir
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    root, run_dir = finished_short_run(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     import socket
@@ -117,10 +123,7 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
 
 
 def test_leftovers_of_a_killed_process_are_removed(tmp_path):
-    root = tmp_path / "runs"
-    first = run_module("tflottery.main", f"--root_dir={root}", *SHORT)
-    assert first.returncode == 0, first.stderr[-2000:]
-    (run_dir,) = glob.glob(str(root / "lottery_*"))
+    root, run_dir = finished_short_run(tmp_path)
     before = finals(run_dir)
     level = os.path.join(run_dir, "replicate_0", "level_1")
     junk = [os.path.join(level, "mask", "sparsity.json.tmp-0123abcd"),
