@@ -162,3 +162,44 @@ def test_signal_mid_training_is_one_line_and_resumes_exactly(tmp_path, sig, code
     assert again.returncode == 0, again.stderr[-2000:]
     (straight_dir,) = glob.glob(os.path.join(straight_root, "lottery_*"))
     assert finals(run_dir) == finals(straight_dir)    # bit for bit
+
+
+@pytest.mark.parametrize("error", [
+    OSError(28, "No space left on device"),
+    "resource_exhausted",
+    OSError(13, "Permission denied"),
+])
+def test_failed_write_mid_run_is_one_line(tmp_path, monkeypatch, capsys, error):
+    """A write that fails in the middle of a run (disk full, permissions) ends
+    with one line saying how to go on; other errors keep their traceback."""
+    import gin
+    import tensorflow as tf
+    from absl import flags, logging
+    from tflottery import main as cli, runner
+    if error == "resource_exhausted":
+        error = tf.errors.ResourceExhaustedError(
+            None, None, "runs/x/ckpt_temp/part-00000; No space left on device [Op:SaveV2]")
+
+    def failing_run(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(runner, "run", failing_run)
+    monkeypatch.setattr(cli, "build_strategy", lambda tpu: None)
+    flags.FLAGS(["main", "--gin_file=quickstart.gin", f"--root_dir={tmp_path}"])
+    gin.clear_config()
+    sigterm, verbosity = signal.getsignal(signal.SIGTERM), logging.get_verbosity()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["main"])
+        assert exit_info.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert line.startswith("error: writing the run directory failed: ")
+        assert line.endswith("and run the same command to continue")
+        gin.clear_config()
+        monkeypatch.setattr(runner, "run", lambda *a, **k: [][1])    # a bug, not a write
+        with pytest.raises(IndexError):
+            cli.main(["main"])
+    finally:
+        gin.clear_config()
+        flags.FLAGS.unparse_flags()
+        signal.signal(signal.SIGTERM, sigterm)      # main() installs its handler
+        logging.set_verbosity(verbosity)
