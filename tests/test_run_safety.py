@@ -75,6 +75,20 @@ def test_unusable_root_is_one_line(tmp_path, root, message):
     assert not glob.glob(os.path.join(REPO, "lottery_*"))   # '' must not mean the checkout
 
 
+def test_unreachable_bucket_is_one_line_in_seconds(tmp_path):
+    import socket
+    try:
+        socket.create_connection(("storage.googleapis.com", 443), timeout=3).close()
+        pytest.skip("Cloud Storage is reachable from here")
+    except OSError:
+        pass
+    result = run_module("tflottery.main", "--root_dir=gs://no-such-bucket-tflottery/runs", *SHORT,
+                        timeout=60)
+    last = one_line_error(result)
+    assert last.startswith("error: --root_dir gs://no-such-bucket-tflottery/runs is not "
+                           "reachable"), last
+
+
 def test_stray_argument_is_one_line():
     result = run_module("tflottery.main", "--gin_file=quickstart.gin", "quickstart.gin")
     last = one_line_error(result)
