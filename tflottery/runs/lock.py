@@ -11,9 +11,14 @@ the lock is free.  A lock left by a process that died on this host (SIGKILL,
 a crash) is stale and taken over; one from another host cannot be checked
 and is reported, with the fix (delete it once that process is gone).
 
-Object stores (gs://) have no exclusive create through tf.io.gfile: there
-the lock is best effort (checked, then written), which catches a second
-command started by mistake but not two started in the same second.
+Object stores (gs://) have no exclusive create through tf.io.gfile, and a
+pid means nothing on another machine, so there the lock is a lease: the
+record carries an expiry time that a background thread of the holder pushes
+forward every LEASE_SECONDS / 3.  A lock past its expiry belongs to a process
+that is gone (killed, preempted) and is taken over.  To take a free lock a
+process writes its record, waits SETTLE_SECONDS and reads it back: of two
+processes that wrote at the same moment, only the one whose record is there
+(the last writer) goes on, the other sees a live holder and stops or waits.
 
 Once a process holds the lock, what a killed process left half-written is
 removed: `*.tmp-*` files of atomic writes (runs/io.py) and the `*_temp`
@@ -25,15 +30,19 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from typing import Optional
 
 import tensorflow as tf
+from absl import logging
 
 from tflottery.errors import ConfigError
 
 LOCK_FILENAME = "lock.json"
+LEASE_SECONDS = 600.0     # object stores: a holder silent this long is gone
+SETTLE_SECONDS = 2.0      # object stores: wait before reading a written lock back
 _LEFTOVER_FILE = re.compile(r"\.tmp-[0-9a-f]{8}$")
 _LEFTOVER_DIR = re.compile(r"_temp(_[0-9a-f]+)?$")
 
@@ -51,12 +60,19 @@ def _alive(pid: int) -> bool:
 class RunLock:
     """The lock of one run directory; a context manager."""
 
-    def __init__(self, run_dir: str, wait: bool = False, poll_seconds: float = 5.0):
+    def __init__(self, run_dir: str, wait: bool = False, poll_seconds: float = 5.0,
+                 lease: Optional[bool] = None, lease_seconds: float = LEASE_SECONDS,
+                 settle_seconds: float = SETTLE_SECONDS):
+        """lease: use the lease protocol (default: for object-store paths only)."""
         self.run_dir = run_dir
         self.path = os.path.join(run_dir, LOCK_FILENAME)
         self.wait = wait
         self.poll_seconds = poll_seconds
+        self.lease = "://" in run_dir if lease is None else lease
+        self.lease_seconds = lease_seconds
+        self.settle_seconds = settle_seconds
         self._token: Optional[str] = None
+        self._renewing: Optional[threading.Event] = None
 
     def __enter__(self):
         self.acquire()
@@ -67,18 +83,32 @@ class RunLock:
 
     def _record(self) -> dict:
         self._token = uuid.uuid4().hex
-        return {"pid": os.getpid(), "host": socket.gethostname(), "token": self._token,
-                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        self._started = datetime.datetime.now().isoformat(timespec="seconds")
+        return self._stamped()
+
+    def _stamped(self) -> dict:
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "token": self._token,
+                  "started": self._started}
+        if self.lease:
+            record["expires"] = time.time() + self.lease_seconds
+        return record
+
+    def _write(self, record: dict) -> None:
+        with tf.io.gfile.GFile(self.path, "w") as f:
+            f.write(json.dumps(record, sort_keys=True))
 
     def _create(self) -> bool:
         """Write the lock if nobody holds it; False if somebody does."""
-        data = json.dumps(self._record(), sort_keys=True)
-        if "://" in self.path:
+        if self.lease:
             if tf.io.gfile.exists(self.path):
                 return False
-            with tf.io.gfile.GFile(self.path, "w") as f:
-                f.write(data)
-            return True
+            self._write(self._record())
+            time.sleep(self.settle_seconds)
+            mine = (self.holder() or {}).get("token") == self._token
+            if mine:
+                self._start_renewing()
+            return mine
+        data = json.dumps(self._record(), sort_keys=True)
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -98,10 +128,26 @@ class RunLock:
             return {}
 
     def _stale(self, holder: dict) -> bool:
-        """Left by a process that is gone: a dead pid on this host, or a half-written record."""
+        """Left by a process that is gone: a dead pid on this host, an expired lease,
+        or a half-written record."""
         if not holder:
             return True
+        if "expires" in holder:
+            return float(holder["expires"]) < time.time()
         return holder.get("host") == socket.gethostname() and not _alive(int(holder["pid"]))
+
+    def _start_renewing(self) -> None:
+        """Push the lease's expiry forward in the background until released."""
+        stop = threading.Event()
+        self._renewing = stop
+
+        def renew():
+            while not stop.wait(self.lease_seconds / 3):
+                try:
+                    self._write(self._stamped())
+                except tf.errors.OpError as e:     # the next renewal may get through
+                    logging.warning("could not renew the lock %s: %s", self.path, e)
+        threading.Thread(target=renew, name="tflottery-lock-lease", daemon=True).start()
 
     def acquire(self) -> None:
         tf.io.gfile.makedirs(self.run_dir)
@@ -127,6 +173,9 @@ class RunLock:
         remove_leftovers(self.run_dir)
 
     def release(self) -> None:
+        if self._renewing is not None:
+            self._renewing.set()
+            self._renewing = None
         if self._token is None:
             return
         holder = self.holder()
