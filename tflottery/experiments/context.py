@@ -102,6 +102,26 @@ def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
     return ctx.cache[key]
 
 
+def pretrain(ctx: RunContext, out: str, end_step: int) -> None:
+    """Train the run's model from W0 to `end_step` in the phase directory `out`, once.
+
+    The training to a rewinding or pruning step k that lottery, lmc and pai
+    runs start from.  A finished phase is skipped (checked whole once per
+    process: a damaged one is set aside and trained again); the caller loads
+    the weights it needs from `out`'s checkpoints.
+    """
+    from tflottery.training.loop import Trainer, finished_result
+    key = ("pretrained", out)
+    if ctx.cache.get(key):
+        return
+    if finished_result(out) is None:
+        program = training_program(ctx)
+        program.load_initial_weights()
+        Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                end_step=end_step, writable=ctx.writable, program=program).run()
+    ctx.cache[key] = True
+
+
 def load_fresh_initialisation(ctx: RunContext, model, seed: int) -> None:
     """Put the configured network's initialisation for `seed` into `model` (all variables).
 

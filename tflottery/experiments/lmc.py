@@ -29,13 +29,13 @@ from tflottery import analysis, masking
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
-                                           load_fresh_initialisation, training_program)
+                                           load_fresh_initialisation, pretrain, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
 from tflottery.runs import damage, io
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training.loop import Trainer, validate_training
 from tflottery.training.program import assign_values, variable_values
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
@@ -120,13 +120,10 @@ class InstabilityExperiment:
         program = training_program(ctx)
         model = program.model
         if self.hp.subnetwork == "dense":
-            pretrain = os.path.join(out, "pretrain")
-            if finished_result(pretrain) is None:
-                program.load_initial_weights()
-                Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed,
-                        pretrain, end_step=k, writable=ctx.writable, program=program).run()
-            w_init = self.initial_weights(model, os.path.join(pretrain, "checkpoints"))
-            checkpoints.restore_weights(model, os.path.join(pretrain, "checkpoints"), "end")
+            pretrain_dir = os.path.join(out, "pretrain")
+            pretrain(ctx, pretrain_dir, k)
+            w_init = self.initial_weights(model, os.path.join(pretrain_dir, "checkpoints"))
+            checkpoints.restore_weights(model, os.path.join(pretrain_dir, "checkpoints"), "end")
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         hold_lock(ctx, lottery_ctx.run_dir)

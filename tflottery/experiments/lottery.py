@@ -29,8 +29,8 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import (RunContext, load_or_make_mask, training_program,
-                                           weights_named_by)
+from tflottery.experiments.context import (RunContext, load_or_make_mask, pretrain,
+                                           training_program, weights_named_by)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
@@ -176,18 +176,8 @@ class LotteryExperiment:
         return os.path.join(ctx.replicate_dir, "pretrain")
 
     def pretrain(self, ctx: RunContext) -> None:
-        """Train W0 to the rewinding step k (once; a finished one is checked once per process)."""
-        key = ("pretrain checked", ctx.run_dir, ctx.replicate)
-        if ctx.cache.get(key):
-            return
-        out = self.pretrain_dir(ctx)
-        if finished_result(out) is None:
-            program = training_program(ctx)
-            program.load_initial_weights()
-            Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
-                    out, end_step=self.rewind_iterations(ctx), writable=ctx.writable,
-                    program=program).run()
-        ctx.cache[key] = True
+        """Train W0 to the rewinding step k (context.pretrain: once per process)."""
+        pretrain(ctx, self.pretrain_dir(ctx), self.rewind_iterations(ctx))
 
     def rewind_weights(self, ctx: RunContext, model) -> None:
         """Load W_k (the weights at the rewinding step) into `model`."""

@@ -34,7 +34,7 @@ from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
-                                           load_or_make_mask, training_program)
+                                           load_or_make_mask, pretrain, training_program)
 from tflottery.hparams import PaiAblationHparams, PaiHparams
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
@@ -137,10 +137,7 @@ class PaiExperiment:
             program.load_initial_weights()
             return model
         out = os.path.join(ctx.replicate_dir, "pretrain")
-        if finished_result(out) is None:
-            program.load_initial_weights()
-            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                    end_step=k, writable=ctx.writable, program=program).run()
+        pretrain(ctx, out, k)
         checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
         return model
 
