@@ -23,6 +23,8 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
+from tflottery.data.pipeline import replicas_per_pipeline
+
 
 class SplitPass:
     """`dataset.eval_dataset(split)` under `strategy`, one pass per `for_each_batch`."""
@@ -66,7 +68,7 @@ def steps_per_pass(contexts, make_dataset) -> Optional[int]:
     counts = set()
     for ctx in contexts:
         batches = int(make_dataset(ctx).cardinality())
-        per_pipeline = 1 if ctx is None else ctx.num_replicas_in_sync // ctx.num_input_pipelines
+        per_pipeline = replicas_per_pipeline(ctx)
         if batches < 0 or batches % per_pipeline:
             return None
         counts.add(batches // per_pipeline)
