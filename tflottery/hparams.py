@@ -364,3 +364,60 @@ class GradualHparams(_Checked):
     frequency: str = "100it"
     scope: str = "layerwise"
     excluded_layers: Tuple[str, ...] = ()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DstHparams(_Checked):
+    """Dynamic sparse training from a sparse start: RigL and SET (experiment 'dst').
+
+    sparsity: fraction of the prunable weights that are zero throughout.
+    distribution: how the density spreads over layers: 'erk' (Erdős-Rényi-
+      Kernel, RigL's default), 'er' or 'uniform' (pruning/dynamic.py).
+    grow: 'gradient' (RigL, Evci et al. 2020: the inactive connections with
+      the largest dense-gradient magnitude on the current batch) or 'random'
+      (SET, Mocanu et al. 2018).
+    update_every: steps between mask updates (RigL's dT: 100 iterations).
+    drop_fraction: the fraction alpha of each layer's active weights replaced
+      at the first update, decayed by a cosine to 0 at the stop step (0.3).
+    stop_fraction: updates stop at this fraction of training (RigL: 0.75).
+    dense_layers: layer names kept dense (they count towards the density).
+    """
+
+    sparsity: float = 0.9
+    distribution: str = "erk"
+    grow: str = "gradient"
+    update_every: str = "100it"
+    drop_fraction: float = 0.3
+    stop_fraction: float = 0.75
+    dense_layers: Tuple[str, ...] = ()
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DynamicImpHparams(_Checked):
+    """One-shot Dynamic IMP (thesis Algorithm 5, section 6.2.2; experiment 'dynamic_imp').
+
+    sparsity: the sparsity s every phase prunes to, one-shot.
+    change_points: n_1 < ... < n_k (steps); phase i covers [n_(i-1), n_i]
+      with n_0 = 0 and n_(k+1) the end of training.
+    first_mask: how m_1 is chosen: 'imp' (the first phase's dense training
+      then magnitude pruning; Algorithm 5), 'random' or 'magnitude_init'
+      (magnitude of the initial weights).
+    regrow_init: how regrown weights start: 'fresh' (a new sample of the
+      layer's initializer), 'zero', or 'previous' (the values they had in the
+      network they were pruned from).
+    regrow: which pruned weights are regrown between phases: 'all'
+      (Algorithm 5), or only as many as the phase kept, chosen by
+      'gradient' (RigL's criterion) or at 'random'.
+    scope: 'global' or 'layerwise' magnitude pruning.
+    excluded_layers: layer names never pruned.
+    """
+
+    sparsity: float = 0.9
+    change_points: Tuple[str, ...] = ("1ep",)
+    first_mask: str = "imp"
+    regrow_init: str = "fresh"
+    regrow: str = "all"
+    scope: str = "global"
+    excluded_layers: Tuple[str, ...] = ()
