@@ -49,8 +49,8 @@ def set_precision_policy(training_hp: TrainingHparams) -> None:
         "mixed_bfloat16" if training_hp.mixed_precision else "float32")
 
 
-def prunable_weight_names(model_hp: ModelHparams, info) -> tuple:
-    """The mask's weight names, from a throwaway build of the network for this data.
+def prunable_weight_shapes(model_hp: ModelHparams, info) -> dict:
+    """{mask weight name: shape}, from a throwaway build of the network for this data.
 
     The runner calls it before anything is written, so a model that cannot
     be built for the data (unknown option, images too small) fails cleanly.
@@ -58,7 +58,13 @@ def prunable_weight_names(model_hp: ModelHparams, info) -> tuple:
     plain = models.build(model_hp.name, tuple(info.input_shape), info.num_classes, seed=0,
                          **dict(model_hp.options))
     unmasked = set(model_hp.unmasked_layers)
-    return tuple(n for n in masking.prunable_variables(plain) if n.split("/")[0] not in unmasked)
+    return {n: tuple(v.shape) for n, v in masking.prunable_variables(plain).items()
+            if n.split("/")[0] not in unmasked}
+
+
+def prunable_weight_names(model_hp: ModelHparams, info) -> tuple:
+    """The mask's weight names (see prunable_weight_shapes)."""
+    return tuple(prunable_weight_shapes(model_hp, info))
 
 
 def build_masked_model(ctx: RunContext, seed: int = None):

@@ -30,6 +30,9 @@ from typing import Dict, Iterable, Tuple
 import numpy as np
 
 from tflottery.errors import ConfigError
+from tflottery.masking.mask import Mask
+from tflottery.pruning.ablations import random_mask
+from tflottery.pruning.select import round_count
 
 DISTRIBUTIONS = ("uniform", "erk", "er")
 
@@ -118,3 +121,37 @@ def drop_and_grow(mask: np.ndarray, weights: np.ndarray, grow_scores: np.ndarray
     kept = _largest(magnitude, mask, active - k)
     grown = _largest(np.asarray(grow_scores, np.float64), ~kept, k)
     return kept | grown, grown
+
+
+def sparse_start_mask(shapes: Dict[str, Tuple[int, ...]], densities: Dict[str, float],
+                      seed: int) -> Mask:
+    """A random mask keeping round(density_l * size_l) weights of each layer l.
+
+    Dynamic sparse training starts from such a mask (RigL, SET): the
+    per-layer counts come from `layer_densities`, the positions are uniform
+    within each layer (pruning/ablations.py's layerwise shuffle), so the
+    result depends only on the seed.
+    """
+    template = {}
+    for name, shape in shapes.items():
+        size = int(np.prod(shape))
+        flat = np.zeros(size, bool)
+        flat[:round_count(densities[name] * size)] = True
+        template[name] = flat.reshape(shape)
+    return random_mask(Mask(template), seed, scope="layerwise")
+
+
+def overlap(previous: Mask, new: Mask) -> Dict[str, float]:
+    """How much two masks of one network differ (the thesis's Dynamic IMP question).
+
+    new_not_in_previous: the fraction of `new`'s kept weights that `previous`
+    had pruned; previous_not_in_new: the fraction of `previous`'s kept
+    weights that `new` prunes.  0 and 0 for equal masks.
+    """
+    names = sorted(previous)
+    kept_prev = sum(int(previous[n].sum()) for n in names)
+    kept_new = sum(int(new[n].sum()) for n in names)
+    added = sum(int((new[n] & ~previous[n]).sum()) for n in names)
+    removed = sum(int((previous[n] & ~new[n]).sum()) for n in names)
+    return {"new_not_in_previous": added / kept_new if kept_new else 0.0,
+            "previous_not_in_new": removed / kept_prev if kept_prev else 0.0}

@@ -6,6 +6,8 @@ MomentumOptimizer (used by Google's reference TPU ResNet) accumulate raw
 gradients (v = mu*v + g; w -= lr*v).  The two agree while the LR is constant
 and differ only in the few steps after an LR drop.
 """
+import numpy as np
+
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import keras
 from tflottery.registry import Registry
@@ -50,3 +52,27 @@ def build_optimizer(hp, schedule, model, xla: bool = False):
     # tf_keras turns jit_compile off unless it sees a GPU; it helps on CPUs too.
     optimizer.jit_compile = bool(xla)
     return optimizer
+
+
+# The per-weight state of the optimizers above, as tf_keras keeps it: one
+# list per kind of slot, indexed like the optimizer's variables.
+_SLOT_LISTS = ("momentums", "_momentums", "_velocities", "_velocity_hats")
+
+
+def slot_variables(optimizer, variable) -> list:
+    """The optimizer's state variables for `variable` (momentum; Adam's m and v)."""
+    index = optimizer._index_dict[optimizer._var_key(variable)]
+    return [getattr(optimizer, name)[index] for name in _SLOT_LISTS
+            if getattr(optimizer, name, None)]
+
+
+def reset_slots(optimizer, variable, entries) -> None:
+    """Zero the optimizer state of `variable` at the boolean `entries` (others unchanged).
+
+    A connection grown by dynamic sparse training starts afresh (RigL): the
+    optimizer saw a (masked-out) gradient there while it was pruned, and its
+    momentum must not push the new weight.
+    """
+    keep = ~np.asarray(entries, bool)
+    for slot in slot_variables(optimizer, variable):
+        slot.assign(slot.numpy() * keep.astype(slot.dtype.as_numpy_dtype))

@@ -1,0 +1,220 @@
+"""'dst': dynamic sparse training from a sparse start -- RigL and SET.
+
+The baselines of the thesis's closing question (section 6.2.2): a network
+that is sparse from the first step and changes *which* weights it keeps
+while it trains.  The network starts from its usual initialisation under a
+random mask whose per-layer densities follow DstHparams.distribution
+('erk' by default; pruning/dynamic.py).  Every `update_every` steps until
+`stop_fraction` of training, each layer replaces a fraction of its active
+weights: the ones of smallest magnitude are dropped, and as many inactive
+connections are grown -- those of largest dense-gradient magnitude on the
+current batch (grow='gradient': RigL, Evci et al. 2020) or at random
+(grow='random': SET, Mocanu et al. 2018).  The fraction decays from
+drop_fraction along a cosine to 0 at the stop step.  Every layer keeps its
+count of weights exactly; grown weights start at zero with fresh optimizer
+state (a connection dropped and grown back in the same update keeps its
+value, as in RigL's reference code).
+
+On the device.  A mask update is a hook of the host loop (training/loop.py)
+between two calls of the run's one traced training loop: it reads the
+weights, computes the new masks on the host (scoring/grow.py computes the
+dense gradient with the scoring device program), and assigns mask, weight
+and optimizer-slot variables.  Nothing is traced again.
+
+Resuming.  The loop saves its checkpoint at an update step before the hook
+acts and calls the hook again after restoring it; the update depends only on
+the weights, the step (the batch of the training stream at that step; SET's
+seed) and the replicate, so a killed run continues bit-identically.
+
+Layout, under replicate_<r>/:
+
+    mask_init/                the starting mask (+ sparsity.json, statistics.json)
+    train/                    the training phase (loop.py layout)
+    train/mask_updates.jsonl  one record per update: step, drop fraction,
+                              connections changed, overlap with the mask before
+    mask/                     the final mask (+ statistics.json)
+    dst.json                  settings, density, test accuracy, and how far the
+                              final mask moved from the starting one
+"""
+import hashlib
+import os
+
+from absl import logging
+
+from tflottery import masking
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import (RunContext, excluded_weights, load_or_make_mask,
+                                           prunable_weight_shapes, training_program)
+from tflottery.hparams import DstHparams
+from tflottery.masking.mask import Mask
+from tflottery.pruning import dynamic
+from tflottery.pruning.select import check_number
+from tflottery.runs import io, step_log
+from tflottery.scoring.grow import check_criterion, grow_scores
+from tflottery.steps import to_iterations
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.optimizers import reset_slots
+
+UPDATE_LOG = "mask_updates.jsonl"
+RESULT_FILENAME = "dst.json"
+
+
+def seed_of(replicate: int, what: str) -> int:
+    """A seed for `what` (the starting mask, SET's growth) of one replicate."""
+    digest = hashlib.sha256(f"dst/{what}/{replicate}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def training_batch(dataset, data_seed: int, step: int):
+    """The global batch the training stream of `data_seed` gives at `step`, as NumPy arrays."""
+    images, labels = next(iter(dataset.train_dataset(data_seed, None, start_step=step)))
+    return images.numpy(), labels.numpy()
+
+
+class DropGrowHook:
+    """A Trainer mask hook: one RigL/SET update of every non-dense layer at each of `steps`.
+
+    program: the run's TrainingProgram (its optimizer's slots are reset for
+    grown weights).  batch: step -> (images, labels), used by 'gradient'.
+    """
+
+    def __init__(self, program, grow: str, drop_fraction: float, steps, stop: int,
+                 dense=(), seed: int = 0, batch=None, log_path: str = None,
+                 writable: bool = True):
+        self.program = program
+        self.grow = check_criterion("DstHparams.grow", grow)
+        self.drop_fraction = drop_fraction
+        self.steps = list(steps)
+        self.stop = stop
+        self.dense = set(dense)
+        self.seed = seed
+        self.batch = batch
+        self.log_path = log_path
+        self.writable = writable
+
+    def __call__(self, model, step: int) -> None:
+        fraction = dynamic.cosine_drop_fraction(step, self.drop_fraction, self.stop)
+        current = masking.get_mask(model)
+        variables = masking.prunable_variables(model)
+        scores = grow_scores(self.grow, model, lambda: self.batch(step), (self.seed, step))
+        new = {}
+        for name in current:
+            if name in self.dense:
+                new[name] = current[name]
+                continue
+            new[name], _ = dynamic.drop_and_grow(current[name], variables[name].numpy(),
+                                                 scores[name], fraction)
+            # Newly active connections start from zero (they are: pruned
+            # weights are zero) with no momentum behind them.
+            reset_slots(self.program.optimizer, variables[name], new[name] & ~current[name])
+        new = Mask(new)
+        masking.set_mask(model, new)
+        record = {"step": step, "drop_fraction": fraction,
+                  "changed": sum(int((new[n] & ~current[n]).sum()) for n in new),
+                  "density": new.density, **dynamic.overlap(current, new)}
+        logging.info("mask update at step %d: drop fraction %.3f, %d connections moved", step,
+                     fraction, record["changed"])
+        if self.writable and self.log_path:
+            step_log.write(self.log_path, record)
+
+
+@REGISTRY.register("dst")
+class DstExperiment:
+    name = "dst"
+
+    def __init__(self):
+        self.hp = DstHparams()
+
+    def hparams(self):
+        return [self.hp]
+
+    # ---- validation ----
+    def update_steps(self, ctx: RunContext):
+        """(mask update steps, stop step) in iterations."""
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        every = to_iterations(self.hp.update_every, ctx.dataset.iterations_per_epoch,
+                              ctx.training_hp.dilation)
+        stop = int(round(self.hp.stop_fraction * total))
+        return list(range(every, stop, every)) if every > 0 else [], stop
+
+    def validate(self, ctx: RunContext) -> None:
+        hp = self.hp
+        check_number("DstHparams.sparsity", hp.sparsity, 0.0, 1.0, high_open=True)
+        check_criterion("DstHparams.grow", hp.grow)
+        if not 0.0 < hp.drop_fraction < 1.0:
+            raise ConfigError(f"DstHparams.drop_fraction must be in (0, 1), got {hp.drop_fraction}")
+        if not 0.0 < hp.stop_fraction <= 1.0:
+            raise ConfigError(f"DstHparams.stop_fraction must be in (0, 1], got "
+                              f"{hp.stop_fraction}")
+        steps, stop = self.update_steps(ctx)
+        if not steps:
+            raise ConfigError(
+                f"no mask update before the stop step ({stop} it): DstHparams.update_every "
+                f"({hp.update_every!r}) must be at least 1 it and less than the stop step; "
+                f"lower it or raise stop_fraction")
+        self.layer_densities(ctx)
+
+    def layer_densities(self, ctx: RunContext) -> dict:
+        key = ("prunable_shapes",)
+        if key not in ctx.cache:
+            ctx.cache[key] = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
+        shapes = ctx.cache[key]
+        dense = excluded_weights(self.hp.dense_layers, list(shapes))
+        try:
+            return dynamic.layer_densities(shapes, 1.0 - self.hp.sparsity, self.hp.distribution,
+                                           dense=dense)
+        except ConfigError as e:
+            raise ConfigError(f"DstHparams: {e}") from None
+
+    # ---- the run ----
+    def run(self, ctx: RunContext) -> dict:
+        hp = self.hp
+        program = training_program(ctx)
+        model = program.model
+        shapes = {n: tuple(v.shape) for n, v in masking.prunable_variables(model).items()}
+        start = load_or_make_mask(
+            ctx, os.path.join(ctx.replicate_dir, "mask_init"),
+            lambda: dynamic.sparse_start_mask(shapes, self.layer_densities(ctx),
+                                              seed_of(ctx.replicate, "mask")),
+            statistics=True)
+        steps, stop = self.update_steps(ctx)
+        out = os.path.join(ctx.replicate_dir, "train")
+        hook = DropGrowHook(
+            program, hp.grow, hp.drop_fraction, steps, stop,
+            dense=excluded_weights(hp.dense_layers, list(shapes)),
+            seed=seed_of(ctx.replicate, "grow"),
+            batch=lambda step: training_batch(ctx.dataset, ctx.data_seed, step),
+            log_path=os.path.join(out, UPDATE_LOG), writable=ctx.writable)
+        program.load_initial_weights()
+        masking.set_mask(model, start)
+        masking.zero_pruned_weights(model)
+        logging.info("dst (%s growth): density %.2f%%, %d mask updates until step %d",
+                     hp.grow, 100 * start.density, len(steps), stop)
+        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                        writable=ctx.writable, mask_hook=hook, program=program).run()
+
+        def final_mask():
+            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+            return masking.get_mask(model)
+        mask = load_or_make_mask(ctx, os.path.join(ctx.replicate_dir, "mask"), final_mask,
+                                 statistics=True)
+        result = {"grow": hp.grow, "distribution": hp.distribution, "density": mask.density,
+                  "test_accuracy": final["test_accuracy"], "updates": len(steps),
+                  "stop_step": stop, "final_vs_start": dynamic.overlap(start, mask)}
+        if ctx.writable:
+            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+        print(self.table(result), flush=True)
+        return result
+
+    @staticmethod
+    def table(result: dict) -> str:
+        moved = result["final_vs_start"]["new_not_in_previous"]
+        name = {"gradient": "RigL", "random": "SET"}[result["grow"]]
+        return "\n".join([
+            f"| {name} ({result['distribution']}) | density | test accuracy | final mask not in "
+            f"starting mask |", "|---|---|---|---|",
+            f"| {result['updates']} updates to step {result['stop_step']} | "
+            f"{100 * result['density']:.2f}% | {100 * result['test_accuracy']:.2f}% | "
+            f"{100 * moved:.1f}% |"])
