@@ -8,4 +8,4 @@ from tflottery.registry import Registry
 
 REGISTRY = Registry("experiment")
 
-from tflottery.experiments import dst, gradual, lmc, lottery, pai, train  # noqa: E402,F401  (registers them)
+from tflottery.experiments import dst, dynamic_imp, gradual, lmc, lottery, pai, train  # noqa: E402,F401  (registers them)

@@ -94,7 +94,7 @@ def cosine_drop_fraction(step: int, alpha: float, end_step: int) -> float:
     return alpha / 2.0 * (1.0 + math.cos(math.pi * step / end_step))
 
 
-def _largest(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
+def largest(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
     """Boolean array: the k candidates with the largest scores (earlier index on ties)."""
     flat_scores, flat_cand = scores.ravel(), candidates.ravel()
     index = np.flatnonzero(flat_cand)
@@ -118,8 +118,8 @@ def drop_and_grow(mask: np.ndarray, weights: np.ndarray, grow_scores: np.ndarray
     if k == 0:
         return mask.copy(), np.zeros_like(mask)
     magnitude = np.abs(np.asarray(weights, np.float64))
-    kept = _largest(magnitude, mask, active - k)
-    grown = _largest(np.asarray(grow_scores, np.float64), ~kept, k)
+    kept = largest(magnitude, mask, active - k)
+    grown = largest(np.asarray(grow_scores, np.float64), ~kept, k)
     return kept | grown, grown
 
 

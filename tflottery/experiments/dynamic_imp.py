@@ -1,0 +1,310 @@
+"""'dynamic_imp': one-shot Dynamic IMP (thesis Algorithm 5, section 6.2.2).
+
+IMP finds its sparse network only after dense training to the end.  Dynamic
+IMP asks whether the sparse network can instead be chosen again and again
+while training proceeds: training is cut at change points n_1 < ... < n_k
+into phases [n_(i-1), n_i] (n_0 = 0, n_(k+1) = the end), and each phase is
+one short round of one-shot IMP with rewinding to its own start.
+
+Phase i starts from the hybrid network H_(i-1) at step n_(i-1) (H_0 = W0,
+the dense initialisation):
+
+  1. dense:  train H_(i-1) from n_(i-1) to n_i (with its mask: all ones when
+             every pruned weight was regrown) -> D_i;
+  2. prune:  m_i keeps the (1 - s) largest-magnitude weights of D_i, one-shot;
+  3. sparse: train m_i * H_(i-1) from n_(i-1) to n_i -> S_i;
+  4. regrow (all phases but the last): H_i is S_i with the weights m_i pruned
+             brought back, g_i = the regrown set.  The last phase's S is the
+             result.
+
+Variants (DynamicImpHparams), each one the thesis reports on:
+  first_mask   'imp' (steps 1-2 of phase 1, Algorithm 5), 'random' (random
+               pruning to s) or 'magnitude_init' (|W0|); the latter two skip
+               phase 1's dense training.
+  regrow_init  regrown weights start as a fresh sample of the layer's
+               initializer ('fresh', the default), at zero ('zero'), or at
+               the values they had in H_(i-1), the network m_i pruned them
+               from ('previous').
+  regrow       'all' pruned weights (Algorithm 5), or only as many as m_i
+               keeps in each layer (what the next phase keeps), chosen by
+               the dense gradient of S_i on the batch at n_i ('gradient',
+               RigL's criterion) or at random ('random'); the next phase's
+               dense training then runs with mask m_i | g_i.
+
+What a phase writes answers the thesis's questions: do the masks of
+successive phases differ (overlap of m_i and m_(i+1)), and how many of the
+regrown weights does the next phase keep (|g_i & m_(i+1)| / |m_(i+1)|)?
+
+Layout, under replicate_<r>/:
+
+    phase_<i>/dense/      step 1 (loop.py layout; absent for phase 1 unless first_mask='imp')
+    phase_<i>/mask/       m_i (+ sparsity.json, statistics.json: per-layer densities)
+    phase_<i>/sparse/     step 3
+    phase_<i>/regrown/    g_i as a mask file (True = regrown)
+    dynamic_imp.json      per phase: steps, accuracies, density, overlaps; the result
+
+Every piece is skipped when its output exists, so re-running the same
+command continues a killed run.  H_i is rebuilt from S_i's checkpoint, g_i
+and seeded initial values whenever it is needed, so it is never stored.
+"""
+import hashlib
+import os
+from typing import Dict, List
+
+import numpy as np
+from absl import logging
+
+from tflottery import masking, pruning
+from tflottery.errors import ConfigError
+from tflottery.experiments import REGISTRY
+from tflottery.experiments.context import (RunContext, excluded_weights,
+                                           load_fresh_initialisation, load_or_make_mask,
+                                           training_program)
+from tflottery.experiments.dst import training_batch
+from tflottery.hparams import DynamicImpHparams
+from tflottery.masking.mask import Mask
+from tflottery.pruning import dynamic
+from tflottery.pruning.select import check_number, check_scope, round_count
+from tflottery.runs import io
+from tflottery.scoring.grow import grow_scores
+from tflottery.steps import to_iterations
+from tflottery.training import checkpoints
+from tflottery.training.loop import Trainer, finished_result, validate_training
+
+FIRST_MASKS = ("imp", "random", "magnitude_init")
+REGROW_INITS = ("fresh", "zero", "previous")
+REGROW = ("all", "gradient", "random")
+RESULT_FILENAME = "dynamic_imp.json"
+
+
+def seed_of(replicate: int, what: str, phase: int) -> int:
+    digest = hashlib.sha256(f"dynamic_imp/{what}/{phase}/{replicate}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def magnitude_mask(weights: Dict[str, np.ndarray], current: Mask, sparsity: float, scope: str,
+                   excluded=()) -> Mask:
+    """Keep the (1 - sparsity) largest |w| among the non-excluded weights, one-shot.
+
+    Counted over all non-excluded weights (not only `current`'s kept ones),
+    so every phase ends at the same density whatever mask it trained with;
+    weights `current` prunes are never kept; excluded layers are unchanged.
+    """
+    names = [n for n in sorted(current) if n not in set(excluded)]
+    scores = {n: np.abs(np.asarray(weights[n], np.float64)) for n in current}
+    groups = [names] if scope == "global" else [[n] for n in names]
+    mask = current
+    for group in groups:
+        keep = round_count((1.0 - sparsity) * sum(current[n].size for n in group))
+        remaining = sum(int(current[n].sum()) for n in group)
+        mask = pruning.select.prune_to_count(scores, mask, min(keep, remaining), names=group)
+    return mask
+
+
+def regrown_set(mask: Mask, how: str, scores=None, excluded=()) -> Mask:
+    """g: the weights `mask` prunes that come back (True = regrown).
+
+    'all': every pruned weight.  Otherwise each non-excluded layer regrows as
+    many as it keeps (at most as many as it prunes), those with the largest
+    `scores` (ties to the earlier position).
+    """
+    out = {}
+    for name in mask:
+        pruned = ~mask[name]
+        if how == "all":
+            out[name] = pruned
+        elif name in set(excluded):
+            out[name] = np.zeros_like(pruned)
+        else:
+            count = min(int(mask[name].sum()), int(pruned.sum()))
+            out[name] = dynamic.largest(np.asarray(scores[name], np.float64), pruned, count)
+    return Mask(out)
+
+
+@REGISTRY.register("dynamic_imp")
+class DynamicImpExperiment:
+    name = "dynamic_imp"
+
+    def __init__(self):
+        self.hp = DynamicImpHparams()
+
+    def hparams(self):
+        return [self.hp]
+
+    # ---- validation ----
+    def boundaries(self, ctx: RunContext) -> List[int]:
+        """[0, n_1, ..., n_k, end] in iterations."""
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        points = [to_iterations(p, ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation)
+                  for p in self.hp.change_points]
+        return [0] + points + [total]
+
+    def validate(self, ctx: RunContext) -> None:
+        hp = self.hp
+        check_number("DynamicImpHparams.sparsity", hp.sparsity, 0.0, 1.0, high_open=True)
+        check_scope(hp.scope)
+        for field, value, choices in (("first_mask", hp.first_mask, FIRST_MASKS),
+                                      ("regrow_init", hp.regrow_init, REGROW_INITS),
+                                      ("regrow", hp.regrow, REGROW)):
+            if value not in choices:
+                raise ConfigError(f"unknown DynamicImpHparams.{field} {value!r}; choose one of: "
+                                  f"{', '.join(choices)}")
+        if not hp.change_points:
+            raise ConfigError("DynamicImpHparams.change_points is empty; give at least one step, "
+                              "e.g. ('1500it',)")
+        bounds = self.boundaries(ctx)
+        if any(b >= c for b, c in zip(bounds, bounds[1:])):
+            raise ConfigError(
+                f"DynamicImpHparams.change_points {tuple(hp.change_points)} resolve to "
+                f"{bounds[1:-1]} it: they must increase strictly, after step 0 and before the "
+                f"end of training ({bounds[-1]} it)")
+        excluded_weights(hp.excluded_layers, ctx.prunable_names)
+
+    # ---- the run ----
+    def run(self, ctx: RunContext) -> dict:
+        hp = self.hp
+        bounds = self.boundaries(ctx)
+        program = training_program(ctx)
+        model = program.model
+        self.excluded = excluded_weights(hp.excluded_layers, list(masking.prunable_variables(model)))
+        phases, previous = [], None
+        for i in range(1, len(bounds)):
+            record = self.phase(ctx, program, i, bounds[i - 1], bounds[i])
+            mask = record.pop("mask")
+            if previous is not None:
+                record["overlap_with_previous"] = dynamic.overlap(previous["mask"], mask)
+                regrown = previous["regrown"]
+                record["regrown_kept"] = (
+                    sum(int((regrown[n] & mask[n]).sum()) for n in mask) / max(mask.num_remaining, 1))
+            phases.append(record)
+            previous = {"mask": mask, "regrown": record.pop("regrown_mask", None)}
+        last = phases[-1]
+        result = {"sparsity": hp.sparsity, "change_points": bounds[1:-1],
+                  "first_mask": hp.first_mask, "regrow_init": hp.regrow_init,
+                  "regrow": hp.regrow, "density": last["density"],
+                  "test_accuracy": last["sparse_test_accuracy"], "phases": phases}
+        if ctx.writable:
+            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+        print(self.table(result), flush=True)
+        return result
+
+    def phase(self, ctx: RunContext, program, i: int, start: int, end: int) -> dict:
+        hp = self.hp
+        model = program.model
+        phase_dir = os.path.join(ctx.replicate_dir, f"phase_{i}")
+        record = {"phase": i, "start": start, "end": end, "dense_test_accuracy": None}
+        dense_dir = os.path.join(phase_dir, "dense")
+        has_dense = i > 1 or hp.first_mask == "imp"
+
+        def make_mask():
+            if has_dense:
+                self._train(ctx, program, i - 1, dense_dir, start, end)
+                checkpoints.restore_weights(model, os.path.join(dense_dir, "checkpoints"), "end")
+                return magnitude_mask(self._kernels(model), masking.get_mask(model),
+                                      hp.sparsity, hp.scope, self.excluded)
+            program.load_initial_weights()
+            by_magnitude = magnitude_mask(self._kernels(model), masking.get_mask(model),
+                                          hp.sparsity, hp.scope, self.excluded)
+            if hp.first_mask == "magnitude_init":
+                return by_magnitude
+            return pruning.random_mask(by_magnitude, seed_of(ctx.replicate, "random", 1),
+                                       scope=hp.scope, excluded=self.excluded)
+        mask = load_or_make_mask(ctx, os.path.join(phase_dir, "mask"), make_mask, statistics=True)
+        if has_dense:
+            # Trained above, or on an earlier attempt; a finished phase returns its result.
+            record["dense_test_accuracy"] = self._train(ctx, program, i - 1, dense_dir, start,
+                                                        end)["test_accuracy"]
+        sparse_dir = os.path.join(phase_dir, "sparse")
+        record["sparse_test_accuracy"] = self._train(ctx, program, i - 1, sparse_dir, start, end,
+                                                     mask=mask)["test_accuracy"]
+        record["density"] = mask.density
+        record["mask"] = mask
+        logging.info("dynamic IMP phase %d (steps %d-%d): density %.2f%%, test accuracy %.2f%%",
+                     i, start, end, 100 * mask.density, 100 * record["sparse_test_accuracy"])
+        if end < self.boundaries(ctx)[-1]:
+            regrown = load_or_make_mask(ctx, os.path.join(phase_dir, "regrown"),
+                                        lambda: self._regrow(ctx, program, i, mask, end))
+            record["regrown"] = regrown.num_remaining
+            record["regrown_mask"] = regrown
+        return record
+
+    # ---- the networks of a phase ----
+    @staticmethod
+    def _kernels(model) -> Dict[str, np.ndarray]:
+        return {n: v.numpy() for n, v in masking.prunable_variables(model).items()}
+
+    def _train(self, ctx, program, i: int, out: str, start: int, end: int, mask=None) -> dict:
+        """Train H_i (times `mask` if given) from `start` to `end` in `out` (or return its result)."""
+        done = finished_result(out)
+        if done is not None:
+            return done
+        self.load_hybrid(ctx, program, i)
+        model = program.model
+        if mask is not None:
+            masking.set_mask(model, mask)
+        masking.zero_pruned_weights(model)
+        return Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
+                       start_step=start, end_step=end, writable=ctx.writable,
+                       program=program).run()
+
+    def load_hybrid(self, ctx, program, i: int) -> None:
+        """Put H_i (weights and mask) into the program's model; H_0 = W0 with no mask."""
+        model = program.model
+        if i == 0:
+            program.load_initial_weights()
+            masking.set_mask(model, Mask.ones_like(model))
+            return
+        phase_dir = os.path.join(ctx.replicate_dir, f"phase_{i}")
+        regrown = Mask.load(os.path.join(phase_dir, "regrown"))
+        values = self.regrowth_values(ctx, program, i)
+        checkpoints.restore_weights(model, os.path.join(phase_dir, "sparse", "checkpoints"), "end")
+        kept = masking.get_mask(model)
+        for name, variable in masking.prunable_variables(model).items():
+            variable.assign(np.where(regrown[name], values[name], variable.numpy()))
+        masking.set_mask(model, Mask({n: kept[n] | regrown[n] for n in kept}))
+
+    def regrowth_values(self, ctx, program, i: int) -> Dict[str, np.ndarray]:
+        """The starting values of the weights regrown after phase i (DynamicImpHparams.regrow_init)."""
+        model = program.model
+        how = self.hp.regrow_init
+        if how == "zero":
+            return {n: np.zeros(v.shape, v.dtype.as_numpy_dtype)
+                    for n, v in masking.prunable_variables(model).items()}
+        if how == "fresh":
+            load_fresh_initialisation(ctx, model, seed_of(ctx.replicate, "fresh", i))
+            return self._kernels(model)
+        # 'previous': H_(i-1), the network m_i was applied to.
+        dense_init = os.path.join(ctx.replicate_dir, f"phase_{i}", "dense", "checkpoints")
+        if i == 1 and self.hp.first_mask != "imp":
+            program.load_initial_weights()
+        else:
+            checkpoints.restore_weights(model, dense_init, "init")
+        return self._kernels(model)
+
+    def _regrow(self, ctx, program, i: int, mask: Mask, step: int) -> Mask:
+        hp = self.hp
+        if hp.regrow == "all":
+            return regrown_set(mask, "all")
+        model = program.model
+        out = os.path.join(ctx.replicate_dir, f"phase_{i}", "sparse", "checkpoints")
+        checkpoints.restore_weights(model, out, "end")
+        scores = grow_scores(hp.regrow, model,
+                             lambda: training_batch(ctx.dataset, ctx.data_seed, step),
+                             seed_of(ctx.replicate, "regrow", i))
+        return regrown_set(mask, hp.regrow, scores, self.excluded)
+
+    @staticmethod
+    def table(result: dict) -> str:
+        lines = ["| phase | steps | dense acc. | density | sparse acc. | new in mask | regrown kept |",
+                 "|---|---|---|---|---|---|---|"]
+        for p in result["phases"]:
+            dense = p["dense_test_accuracy"]
+            new = p.get("overlap_with_previous", {}).get("new_not_in_previous")
+            kept = p.get("regrown_kept")
+            lines.append(
+                f"| {p['phase']} | {p['start']}-{p['end']} | "
+                f"{'-' if dense is None else f'{100 * dense:.2f}%'} | {100 * p['density']:.2f}% | "
+                f"{100 * p['sparse_test_accuracy']:.2f}% | "
+                f"{'-' if new is None else f'{100 * new:.1f}%'} | "
+                f"{'-' if kept is None else f'{100 * kept:.1f}%'} |")
+        return "\n".join(lines)
