@@ -192,8 +192,11 @@ class PruningHparams(_Checked):
     target_sparsity: if set, the levels are as many as needed to reach it
       (or, with one_shot, the single level prunes straight to it).
     one_shot: prune to target_sparsity in one level instead of iteratively.
-    scope: 'global' (one magnitude ranking over all layers; the thesis) or
-      'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019).
+    scope: 'global' (one magnitude ranking over all layers; the thesis),
+      'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019),
+      or an N:M pattern such as '2:4' (layerwise, at most N of every M
+      consecutive input weights kept; the first level already goes to <= N/M;
+      tflottery/pruning/n_m.py).
     layer_fractions: per-layer rates, keyed by layer name ('output') or
       weight name ('output/kernel'); 0 excludes a layer from pruning.  Only
       exclusions (0) are allowed with scope 'global'.
@@ -303,8 +306,9 @@ class PaiHparams(_Checked):
     schedule: 'replay' (train the pruned network with the whole learning-rate
       schedule again, from step 0; Renda et al. 2020) or 'continue' (train it
       for the remaining T - k steps; the same thing when k = 0).
-    scope: 'global' (one ranking over all layers) or 'layerwise' (every
-      layer pruned to the target density).
+    scope: 'global' (one ranking over all layers), 'layerwise' (every
+      layer pruned to the target density), or an N:M pattern such as '2:4'
+      (layerwise, at most N of every M consecutive input weights kept).
     examples_per_class: the class-balanced batch the data-driven scorers
       (SNIP, GraSP, iterative SNIP) see: examples_per_class x num_classes
       examples (10 x 1000 = 10,000 images on ImageNet).
@@ -352,8 +356,9 @@ class GradualHparams(_Checked):
     PolynomialDecay: s_t = final + (initial - final) * (1 - (t - begin) /
     (end - begin))^power between begin_step and end_step, applied every
     `frequency` steps by pruning the lowest-magnitude weights.
-    scope: 'layerwise' (every layer at s_t, as tfmot's own pruning does) or
-    'global'.  excluded_layers: layer names never pruned.
+    scope: 'layerwise' (every layer at s_t, as tfmot's own pruning does),
+    'global', or an N:M pattern such as '2:4' (pruning/n_m.py).
+    excluded_layers: layer names never pruned.
     """
 
     initial_sparsity: float = 0.0

@@ -18,6 +18,8 @@ Conventions shared by every function in this module:
 * Ties are broken by position so results are reproducible: layers are taken in
   sorted name order, entries in flat (C) order, and among equal scores the
   earlier entry is removed first.
+* Scopes: 'global', 'layerwise', or an N:M pattern such as '2:4' (at most N
+  of every M consecutive input weights kept; n_m.py says how it prunes).
 """
 import math
 from collections.abc import Mapping
@@ -28,7 +30,9 @@ import numpy as np
 
 from tflottery.errors import ConfigError
 from tflottery.masking.mask import Mask
+from tflottery.pruning import n_m
 
+# Named scopes; any 'N:M' pattern such as '2:4' is a scope too (n_m.py).
 SCOPES = ("global", "layerwise")
 
 # Absorbs binary floating-point error in products and powers of user fractions
@@ -56,8 +60,9 @@ def check_number(what: str, value, low: float, high: float, *,
 
 
 def check_scope(scope) -> str:
-    if scope not in SCOPES:
-        raise ConfigError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)}")
+    if scope not in SCOPES and n_m.parse(scope) is None:
+        raise ConfigError(f"unknown pruning scope {scope!r}; choose one of: {', '.join(SCOPES)} "
+                          f"or an N:M pattern such as '2:4'")
     return scope
 
 
@@ -122,9 +127,33 @@ def _layer_fractions(fraction: float, scope: str, layer_fractions: Optional[Mapp
 
 
 # -- pruning ------------------------------------------------------------------
-def _removal_order(scores: np.ndarray, invert: bool) -> np.ndarray:
-    """Indices into `scores`, first-to-remove first; stable, so ties go by position."""
-    return np.argsort(-scores if invert else scores, kind="stable")
+def _removal_order(scores: np.ndarray, invert: bool, over: Optional[np.ndarray] = None
+                   ) -> np.ndarray:
+    """Indices into `scores`, first-to-remove first; stable, so ties go by position.
+
+    `over` (N:M scopes): entries beyond their block's quota, all removed before any other.
+    """
+    keys = -scores if invert else scores
+    if over is None:
+        return np.argsort(keys, kind="stable")
+    return np.lexsort((keys, ~over))   # stable: ties still go by position
+
+
+def _over_quota(scores: Dict[str, np.ndarray], current: Mask, names, pattern, invert: bool):
+    """The pooled over-quota flags of `names` (None outside an N:M scope)."""
+    if pattern is None:
+        return None
+    return np.concatenate(
+        [n_m.over_quota(-scores[name] if invert else scores[name], current[name], *pattern)
+         for name in names] + [np.zeros(0, np.bool_)])
+
+
+def _remove(new: Dict[str, np.ndarray], group, alive, removed: np.ndarray) -> None:
+    """Clear in `new` the pooled entries flagged in `removed` (pooled = alive of group, in order)."""
+    start = 0
+    for name, idx in zip(group, alive):
+        new[name].reshape(-1)[idx[removed[start:start + idx.size]]] = False  # a view of new[name]
+        start += idx.size
 
 
 def prune(scores: Mapping, current: Mask, fraction: float, scope: str = "global",
@@ -148,9 +177,14 @@ def prune(scores: Mapping, current: Mask, fraction: float, scope: str = "global"
 
     invert=True removes the *highest*-scoring remaining weights instead, in the
     same numbers (the ablation that keeps the smallest weights).
+
+    scope 'N:M' (e.g. '2:4'): layerwise, and every pruned layer's result keeps
+    at most N of each block of M input weights, removing more than asked if
+    the pattern needs it (n_m.py).
     """
     fraction = check_number("pruning fraction", fraction, 0.0, 1.0, high_open=True)
     check_scope(scope)
+    pattern = n_m.parse(scope)
     fractions = _layer_fractions(fraction, scope, layer_fractions, current)
     scores = _check_scores(scores, current)
 
@@ -166,21 +200,20 @@ def prune(scores: Mapping, current: Mask, fraction: float, scope: str = "global"
         alive = [np.flatnonzero(current[name]) for name in group]
         pooled = np.concatenate([scores[name].ravel()[idx] for name, idx in zip(group, alive)]
                                 + [np.zeros(0)])
+        over = _over_quota(scores, current, group, pattern, invert)
         count = round_count(rate * pooled.size)
+        if over is not None:
+            count = max(count, int(over.sum()))
         if count == 0:
             continue
         removed = np.zeros(pooled.size, np.bool_)
-        removed[_removal_order(pooled, invert)[:count]] = True
-        start = 0
-        for name, idx in zip(group, alive):
-            flat = new[name].reshape(-1)  # a view: writes go into new[name]
-            flat[idx[removed[start:start + idx.size]]] = False
-            start += idx.size
+        removed[_removal_order(pooled, invert, over)[:count]] = True
+        _remove(new, group, alive, removed)
     return Mask({name: new[name] for name in current})
 
 
 def prune_to_count(scores: Mapping, current: Mask, keep: int, names=None,
-                   invert: bool = False) -> Mask:
+                   invert: bool = False, scope: str = "global") -> Mask:
     """Keep exactly `keep` of the remaining weights of the layers `names`, the highest-scoring.
 
     The exact-count counterpart of prune(), for callers that plan their own
@@ -190,29 +223,35 @@ def prune_to_count(scores: Mapping, current: Mask, keep: int, names=None,
     `names` (default: every layer of `current`) are ranked together; layers
     not named are unchanged; already-pruned entries stay pruned; ties go by
     position as in prune(); invert=True removes the highest scores instead.
+
+    An N:M `scope` (e.g. '2:4') makes `keep` an upper bound: the result obeys
+    the pattern in every named layer, so it may keep fewer (and `keep` may
+    exceed what remains); other scopes rank the named layers together.
     """
+    check_scope(scope)
+    pattern = n_m.parse(scope)
     names = sorted(current) if names is None else sorted(set(names))
     check_names("prune_to_count names", names, current)
     remaining = sum(int(np.count_nonzero(current[name])) for name in names)
-    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) \
-            or not 0 <= keep <= remaining:
+    if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 0 \
+            or (keep > remaining and pattern is None):
         raise ConfigError(
             f"keep must be an integer between 0 and the {remaining} remaining weights "
             f"of the named layers (got {keep!r})")
-    count = remaining - int(keep)
-    if count == 0:
+    if pattern is None and keep == remaining:
         return current
     scores = _check_scores({name: scores[name] for name in names if name in scores},
                            Mask({name: current[name] for name in names}))
+    over = _over_quota(scores, current, names, pattern, invert)
+    count = max(remaining - int(keep), 0 if over is None else int(over.sum()))
+    if count == 0:
+        return current
     new = {name: np.array(current[name]) for name in current}
     alive = [np.flatnonzero(current[name]) for name in names]
     pooled = np.concatenate([scores[name].ravel()[idx] for name, idx in zip(names, alive)])
     removed = np.zeros(pooled.size, np.bool_)
-    removed[_removal_order(pooled, invert)[:count]] = True
-    start = 0
-    for name, idx in zip(names, alive):
-        new[name].reshape(-1)[idx[removed[start:start + idx.size]]] = False
-        start += idx.size
+    removed[_removal_order(pooled, invert, over)[:count]] = True
+    _remove(new, names, alive, removed)
     return Mask({name: new[name] for name in current})
 
 

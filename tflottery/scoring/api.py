@@ -99,7 +99,9 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
     neither its weights nor its mask are changed.  `excluded` weights keep
     their current mask.  scope 'global' ranks all non-excluded weights
     together; 'layerwise' prunes every non-excluded layer to the same
-    fraction of its remaining weights.  Iterative scorers (and any scorer
+    fraction of its remaining weights; an N:M scope such as '2:4' is
+    layerwise with at most N of every M input weights kept (pruning/n_m.py).
+    Iterative scorers (and any scorer
     given iterations > 1) rescore the mask of the previous round on the
     exponential schedule; the result keeps exactly
     round(target_density * num_weights) weights (schedule.py).
@@ -129,7 +131,8 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
             needed = [n for names, _ in groups for n in names]
             scores = _score(scorer, state, batch, seed, index, needed)
             for names, count in groups:
-                mask = prune_to_count(scores, mask, count, names, invert=scorer.prune_highest != bool(invert))
+                mask = prune_to_count(scores, mask, count, names,
+                                      invert=scorer.prune_highest != bool(invert), scope=scope)
         return mask
 
     return outside_strategy(run)
