@@ -1,0 +1,240 @@
+"""Dynamic sparse training (experiment 'dst': RigL, SET), checked against NumPy.
+
+The drop-and-grow update of one step is recomputed independently: the dense
+gradient of LeNet-300-100 by hand-written backpropagation in NumPy, the
+dropped and grown sets by sorting.  Whole runs check exact per-layer counts,
+the update log and the cosine schedule; a SIGKILL mid-training then re-run
+must give the uninterrupted run's results bit for bit.
+"""
+from conftest import SMALL_RUN, run_module  # noqa: E402
+import glob
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflottery import data, gin_files, masking, models, runner
+from tflottery.errors import ConfigError
+from tflottery.experiments.dst import DropGrowHook, training_batch
+from tflottery.hparams import DatasetHparams, TrainingHparams
+from tflottery.pruning import dynamic
+from tflottery.training import checkpoints
+from tflottery.training.optimizers import slot_variables
+from tflottery.training.program import TrainingProgram
+
+DST = SMALL_RUN + [
+    "ExperimentHparams.name = 'dst'",
+    "DstHparams.sparsity = 0.9",
+    "DstHparams.update_every = '4it'",
+    "TrainingHparams.steps_per_loop = 3",
+]
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def numpy_dense_gradient(kernels, biases, images, labels):
+    """dL/dW of the mean cross-entropy of a ReLU MLP, by hand (every connection present)."""
+    x = images.reshape(len(images), -1).astype(np.float64)
+    names = ["fc_1", "fc_2", "output"]
+    acts = [x]
+    for i, name in enumerate(names):
+        z = acts[-1] @ kernels[f"{name}/kernel"] + biases[name]
+        acts.append(np.maximum(z, 0.0) if i < 2 else z)
+    logits = acts[-1]
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    delta = (p - np.eye(logits.shape[1])[labels]) / len(labels)
+    grads = {}
+    for i in reversed(range(3)):
+        grads[f"{names[i]}/kernel"] = acts[i].T @ delta
+        if i:
+            delta = (delta @ kernels[f"{names[i]}/kernel"].T) * (acts[i] > 0)
+    return grads
+
+
+def numpy_drop_grow(mask, weights, scores, fraction):
+    """The RigL update of one layer by sorting: drop floor(f n) smallest |w|, grow largest scores."""
+    flat_mask, flat_w, flat_s = mask.ravel(), np.abs(weights.ravel()), scores.ravel()
+    active = np.flatnonzero(flat_mask)
+    k = math.floor(fraction * active.size)
+    by_magnitude = active[np.argsort(flat_w[active], kind="stable")]
+    kept = np.zeros_like(flat_mask)
+    kept[by_magnitude[k:]] = True
+    candidates = np.flatnonzero(~kept)
+    grown = candidates[np.argsort(-flat_s[candidates], kind="stable")[:k]]
+    new = kept.copy()
+    new[grown] = True
+    return new.reshape(mask.shape)
+
+
+def small_program(momentum=0.9):
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=momentum, training_steps="24it",
+                         xla_update=False)
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+    return TrainingProgram(tf.distribute.get_strategy(), model, dataset, hp), dataset
+
+
+def sparse_start(model, seed=0):
+    shapes = {n: tuple(v.shape) for n, v in masking.prunable_variables(model).items()}
+    densities = dynamic.layer_densities(shapes, 0.2, "erk")
+    return dynamic.sparse_start_mask(shapes, densities, seed)
+
+
+@pytest.mark.parametrize("grow", ["gradient", "random"])
+def test_one_update_against_numpy(grow):
+    program, dataset = small_program()
+    model = program.model
+    start = sparse_start(model)
+    masking.set_mask(model, start)
+    masking.zero_pruned_weights(model)
+    program.begin_phase(0)
+    program.train_steps(program.train_iterator(0, 0), 5)   # momentum is now non-zero
+    variables = masking.prunable_variables(model)
+    before = {n: v.numpy() for n, v in variables.items()}
+    slots_before = {n: slot_variables(program.optimizer, v)[0].numpy() for n, v in variables.items()}
+    images, labels = training_batch(dataset, 0, 5)
+    biases = {layer.layer.name: layer.layer.bias.numpy() for layer in model.layers
+              if hasattr(layer, "layer")}
+    hook = DropGrowHook(program, grow, 0.3, steps=[5], stop=20, seed=7,
+                        batch=lambda step: training_batch(dataset, 0, step))
+    fraction = dynamic.cosine_drop_fraction(5, 0.3, 20)
+    assert fraction == pytest.approx(0.15 * (1 + math.cos(math.pi * 5 / 20)))
+    hook(model, 5)
+    masking.zero_pruned_weights(model)   # what the Trainer does after a hook
+    after = masking.get_mask(model)
+    if grow == "gradient":
+        grads = numpy_dense_gradient(before, biases, images, labels)
+        for name in start:
+            expected = numpy_drop_grow(start[name], before[name], np.abs(grads[name]), fraction)
+            # The device computes in float32: allow a near-tie at the boundary
+            # to fall the other way (none did when this was written).
+            assert (expected != after[name]).sum() <= 2, name
+    for name in start:
+        assert after[name].sum() == start[name].sum(), name          # exact count per layer
+        dropped = start[name] & ~after[name]
+        k = math.floor(fraction * start[name].sum())
+        assert 0 < k and dropped.sum() <= k
+        # Every active weight larger than the k-th smallest active one survives.
+        threshold = np.sort(np.abs(before[name][start[name]]))[k - 1]
+        assert np.all(after[name][start[name] & (np.abs(before[name]) > threshold)]), name
+        kept_active = start[name] & after[name]
+        new = after[name] & ~start[name]
+        weight = variables[name].numpy()
+        assert np.all(weight[new] == 0.0) and np.all(weight[~after[name]] == 0.0)
+        slot = slot_variables(program.optimizer, variables[name])[0].numpy()
+        assert np.all(slot[new] == 0.0), name                       # fresh optimizer state
+        np.testing.assert_array_equal(slot[~new], slots_before[name][~new])
+        np.testing.assert_array_equal(weight[kept_active], before[name][kept_active])
+
+
+def test_random_growth_is_seeded_by_step():
+    program, dataset = small_program()
+    model = program.model
+    start = sparse_start(model)
+    results = []
+    for step in (4, 4, 8):
+        masking.set_mask(model, start)
+        DropGrowHook(program, "random", 0.3, steps=[step], stop=20, seed=1)(model, step)
+        results.append(masking.get_mask(model))
+    assert results[0] == results[1] and results[0] != results[2]
+
+
+def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
+    gin_files.parse([], DST)
+    result = runner.run(str(tmp_path))
+    (rep,) = glob.glob(str(tmp_path / "dst_*" / "replicate_0"))
+    start = masking.Mask.load(os.path.join(rep, "mask_init"))
+    final = masking.Mask.load(os.path.join(rep, "mask"))
+    # ERK by hand for LeNet on 8x8 inputs: kernels 64x300, 300x100, 100x10.
+    shapes = {"fc_1/kernel": (64, 300), "fc_2/kernel": (300, 100), "output/kernel": (100, 10)}
+    total = sum(a * b for a, b in shapes.values())
+    raw = {n: (a + b) / (a * b) for n, (a, b) in shapes.items()}
+    eps = 0.1 * total / sum(raw[n] * a * b for n, (a, b) in shapes.items())
+    for name, (a, b) in shapes.items():
+        assert start[name].sum() == final[name].sum() == int(math.floor(eps * raw[name] * a * b
+                                                                         + 0.5)), name
+    # Updates at 4, 8, 12, 16 (stop: 75% of 24 = 18), fractions on the cosine.
+    log = [json.loads(l) for l in open(os.path.join(rep, "train", "mask_updates.jsonl"))]
+    assert [r["step"] for r in log] == [4, 8, 12, 16]
+    for record in log:
+        expected = 0.15 * (1 + math.cos(math.pi * record["step"] / 18))
+        assert record["drop_fraction"] == pytest.approx(expected)
+        assert record["density"] == pytest.approx(start.density)
+    assert log[0]["changed"] > 0
+    # The trained weights are exactly sparse under the final mask.
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+    checkpoints.restore_weights(model, os.path.join(rep, "train", "checkpoints"), "end")
+    for name, variable in masking.prunable_variables(model).items():
+        assert np.all(variable.numpy()[~final[name]] == 0.0)
+    saved = json.load(open(os.path.join(rep, "dst.json")))
+    assert saved["test_accuracy"] == result["test_accuracy"]
+    assert 0 < saved["final_vs_start"]["new_not_in_previous"] < 1
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("DstHparams.sparsity = 1.0", "DstHparams.sparsity must be a number in"),
+    ("DstHparams.drop_fraction = 0.0", r"drop_fraction must be in \(0, 1\)"),
+    ("DstHparams.drop_fraction = 1.0", r"drop_fraction must be in \(0, 1\)"),
+    ("DstHparams.grow = 'hebbian'", "unknown DstHparams.grow 'hebbian'"),
+    ("DstHparams.distribution = 'normal'", "unknown density distribution 'normal'"),
+    ("DstHparams.update_every = '30it'", "no mask update before the stop step"),
+    ("DstHparams.dense_layers = ('fc_9',)", "excluded layer 'fc_9'"),
+])
+def test_bad_settings_fail_before_writing(tmp_path, binding, message):
+    gin_files.parse([], DST + [binding])
+    with pytest.raises(ConfigError, match=message):
+        runner.run(str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path):
+    config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "gin_configs")
+    bindings = ["ExperimentHparams.name = 'dst'", "TrainingHparams.training_steps = '1600it'",
+                "TrainingHparams.eval_every = '400it'", "TrainingHparams.steps_per_loop = 10",
+                "DstHparams.update_every = '50it'"]
+
+    def start(root):
+        cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}", "--deterministic",
+               f"--gin_file={os.path.join(config, 'quickstart.gin')}"]
+        cmd += [f"--gin_bindings={b}" for b in bindings]
+        return subprocess.Popen(cmd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True)
+
+    def finish(proc):
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-2000:]
+
+    finish(start(tmp_path / "straight"))
+    proc = start(tmp_path / "killed")
+    deadline, log = time.time() + 300, []
+    while time.time() < deadline and proc.poll() is None:
+        log = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0" / "train"
+                            / "checkpoints" / "latest" / "checkpoint"))
+        if log:
+            break
+        time.sleep(0.02)
+    assert log and proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finish(start(tmp_path / "killed"))
+    (a,) = glob.glob(str(tmp_path / "straight" / "*" / "replicate_0"))
+    (b,) = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0"))
+    for name in ("dst.json", "train/final.json", "train/mask_updates.jsonl"):
+        assert open(os.path.join(a, name)).read() == open(os.path.join(b, name)).read(), name
+    assert masking.Mask.load(os.path.join(a, "mask")) == masking.Mask.load(os.path.join(b, "mask"))
