@@ -9,8 +9,11 @@ Typical use::
     plain = masking.export(masked)            # zeros baked in, no Masked layers
 
 Masks multiply the weights in the forward pass, so pruned weights get exactly
-zero gradient; see layer.py.
+zero gradient; see layer.py.  tf_keras and Keras 3 models alike (the
+Keras 3 layer is keras3_layer.py; keras_compat.py says what runs where).
 """
+import sys
+
 from tflottery.masking.assign import get_mask, set_mask, zero_pruned_weights
 from tflottery.masking.fast_path import trusted_zero_pruned_weights
 from tflottery.masking.layer import Masked
@@ -18,6 +21,12 @@ from tflottery.masking.mask import MASK_FILENAME, REPORT_FILENAME, Mask
 from tflottery.masking.prunable import PRUNABLE_WEIGHTS, prunable_attrs, stable_name
 from tflottery.masking.walk import masked_layers, prunable_variables
 from tflottery.masking.wrap import export, wrap
+
+if "keras" in sys.modules:
+    # Keras 3 is loaded: register its Masked layer now, so that
+    # keras.models.load_model finds it (otherwise the first tflottery call
+    # on a Keras 3 model imports it; keras3_layer.py).
+    from tflottery.masking import keras3_layer  # noqa: F401
 
 __all__ = [
     "Mask", "Masked", "MASK_FILENAME", "REPORT_FILENAME", "PRUNABLE_WEIGHTS",

@@ -1,0 +1,215 @@
+"""One-shot Dynamic IMP (thesis Algorithm 5), checked against NumPy on the saved weights.
+
+Every mask is recomputed from the checkpoints the run wrote: m_i is the top
+10% of |w| of phase i's dense training, the sparse training starts from
+m_i * H_(i-1), and H_i (the next phase's start) is S_i on m_i with the
+regrown weights at their fresh, zero or previous values; the overlap numbers
+are recounted by hand.
+"""
+from conftest import SMALL_RUN  # noqa: E402
+import glob
+import json
+import os
+import shutil
+
+import gin
+import numpy as np
+import pytest
+
+from test_dst import numpy_dense_gradient
+from tflottery import gin_files, masking, models, runner
+from tflottery.errors import ConfigError
+from tflottery.experiments.dst import training_batch
+from tflottery.experiments.dynamic_imp import magnitude_mask, regrown_set, seed_of
+from tflottery.masking.mask import Mask
+from tflottery.training import checkpoints
+
+DYNAMIC = SMALL_RUN + [
+    "ExperimentHparams.name = 'dynamic_imp'",
+    "DynamicImpHparams.sparsity = 0.9",
+    "DynamicImpHparams.change_points = ('8it', '16it')",
+]
+NAMES = ("fc_1/kernel", "fc_2/kernel", "output/kernel")
+
+
+@pytest.fixture(autouse=True)
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def kernels_at(phase_dir, name):
+    """{kernel name: array} and the mask of a named checkpoint of a phase."""
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=12345))
+    checkpoints.restore_weights(model, os.path.join(phase_dir, "checkpoints"), name)
+    return ({n: v.numpy() for n, v in masking.prunable_variables(model).items()},
+            masking.get_mask(model))
+
+
+def numpy_top(kernels, count, allowed=None):
+    """The `count` largest |w| over all kernels (among `allowed`), by one stable sort."""
+    flat = np.concatenate([np.abs(kernels[n]).ravel() for n in NAMES])
+    if allowed is not None:
+        flat = np.where(np.concatenate([allowed[n].ravel() for n in NAMES]), flat, -1.0)
+    keep = np.zeros(flat.size, bool)
+    keep[np.argsort(-flat, kind="stable")[:count]] = True
+    out, start = {}, 0
+    for n in NAMES:
+        out[n] = keep[start:start + kernels[n].size].reshape(kernels[n].shape)
+        start += kernels[n].size
+    return out
+
+
+def run(tmp_path, *bindings):
+    gin_files.parse([], DYNAMIC + list(bindings))
+    result = runner.run(str(tmp_path))
+    (rep,) = glob.glob(str(tmp_path / "dynamic_imp_*" / "replicate_0"))
+    return rep, result
+
+
+def test_masks_and_hybrids_of_algorithm_5(tmp_path):
+    rep, result = run(tmp_path)
+    total = 64 * 300 + 300 * 100 + 100 * 10
+    keep = int(np.floor(0.1 * total + 0.5))
+    previous_mask, hybrid_start = None, None
+    for i in (1, 2, 3):
+        phase = os.path.join(rep, f"phase_{i}")
+        dense_start, ones = kernels_at(os.path.join(phase, "dense"), "init")
+        assert all(ones[n].all() for n in NAMES)           # regrow='all': the hybrid is dense
+        if hybrid_start is not None:
+            for n in NAMES:
+                np.testing.assert_array_equal(dense_start[n], hybrid_start[n])
+        trained, _ = kernels_at(os.path.join(phase, "dense"), "end")
+        mask = Mask.load(os.path.join(phase, "mask"))
+        expected = numpy_top(trained, keep)
+        for n in NAMES:
+            np.testing.assert_array_equal(mask[n], expected[n])
+        sparse_start, sparse_mask = kernels_at(os.path.join(phase, "sparse"), "init")
+        assert sparse_mask == mask
+        for n in NAMES:
+            np.testing.assert_array_equal(sparse_start[n], np.where(mask[n], dense_start[n], 0))
+        record = result["phases"][i - 1]
+        if previous_mask is not None:
+            added = sum(int((mask[n] & ~previous_mask[n]).sum()) for n in NAMES)
+            assert record["overlap_with_previous"]["new_not_in_previous"] == added / keep
+            assert record["overlap_with_previous"]["previous_not_in_new"] == added / keep
+            assert record["regrown_kept"] == added / keep   # all pruned weights were regrown
+        if i < 3:
+            # H_i: S_i on m_i, a fresh sample of the initializer elsewhere.
+            sparse_end, _ = kernels_at(os.path.join(phase, "sparse"), "end")
+            fresh = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10,
+                                              seed=seed_of(0, "fresh", i)))
+            fresh = {n: v.numpy() for n, v in masking.prunable_variables(fresh).items()}
+            hybrid_start = {n: np.where(mask[n], sparse_end[n], fresh[n]) for n in NAMES}
+            assert Mask.load(os.path.join(phase, "regrown")) == Mask({n: ~mask[n] for n in NAMES})
+        previous_mask = mask
+    saved = json.load(open(os.path.join(rep, "dynamic_imp.json")))
+    assert saved["test_accuracy"] == result["phases"][-1]["sparse_test_accuracy"]
+    assert saved["change_points"] == [8, 16]
+
+
+@pytest.mark.parametrize("first", ["random", "magnitude_init"])
+def test_first_mask_without_dense_training(tmp_path, first):
+    rep, _ = run(tmp_path, f"DynamicImpHparams.first_mask = '{first}'",
+                 "DynamicImpHparams.change_points = ('12it',)")
+    assert not os.path.exists(os.path.join(rep, "phase_1", "dense"))
+    mask = Mask.load(os.path.join(rep, "phase_1", "mask"))
+    w0 = {n: v.numpy() for n, v in masking.prunable_variables(
+        masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))).items()}
+    by_magnitude = numpy_top(w0, mask.num_remaining)
+    assert mask.num_remaining == int(np.floor(0.1 * mask.num_weights + 0.5))
+    same = all(np.array_equal(mask[n], by_magnitude[n]) for n in NAMES)
+    assert same == (first == "magnitude_init")
+    start, _ = kernels_at(os.path.join(rep, "phase_1", "sparse"), "init")
+    for n in NAMES:
+        np.testing.assert_array_equal(start[n], np.where(mask[n], w0[n], 0))
+
+
+@pytest.mark.parametrize("how", ["zero", "previous"])
+def test_regrown_weights_start_at_zero_or_previous_values(tmp_path, how):
+    rep, _ = run(tmp_path, f"DynamicImpHparams.regrow_init = '{how}'",
+                 "DynamicImpHparams.change_points = ('12it',)")
+    mask = Mask.load(os.path.join(rep, "phase_1", "mask"))
+    w0, _ = kernels_at(os.path.join(rep, "phase_1", "dense"), "init")
+    sparse_end, _ = kernels_at(os.path.join(rep, "phase_1", "sparse"), "end")
+    hybrid, _ = kernels_at(os.path.join(rep, "phase_2", "dense"), "init")
+    for n in NAMES:
+        regrown = w0[n] if how == "previous" else np.zeros_like(w0[n])
+        np.testing.assert_array_equal(hybrid[n], np.where(mask[n], sparse_end[n], regrown))
+
+
+def test_gradient_regrowth_against_numpy(tmp_path):
+    rep, result = run(tmp_path, "DynamicImpHparams.regrow = 'gradient'",
+                      "DynamicImpHparams.change_points = ('12it',)")
+    mask = Mask.load(os.path.join(rep, "phase_1", "mask"))
+    regrown = Mask.load(os.path.join(rep, "phase_1", "regrown"))
+    # The dense gradient of S_1 on the training batch at the change point.
+    from tflottery import data
+    from tflottery.hparams import DatasetHparams
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=1))
+    checkpoints.restore_weights(model, os.path.join(rep, "phase_1", "sparse", "checkpoints"), "end")
+    kernels = {n: v.numpy() for n, v in masking.prunable_variables(model).items()}
+    biases = {layer.layer.name: layer.layer.bias.numpy() for layer in model.layers
+              if hasattr(layer, "layer")}
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    images, labels = training_batch(dataset, 0, 12)
+    grads = numpy_dense_gradient(kernels, biases, images, labels)
+    for n in NAMES:
+        count = min(int(mask[n].sum()), int((~mask[n]).sum()))
+        assert regrown[n].sum() == count and not (regrown[n] & mask[n]).any()
+        scores = np.where(mask[n], -1.0, np.abs(grads[n])).ravel()
+        expected = np.zeros(scores.size, bool)
+        expected[np.argsort(-scores, kind="stable")[:count]] = True
+        assert (expected != regrown[n].ravel()).sum() <= 2, n     # float32 near-ties
+    # The next phase trains with mask m_1 | g_1 and keeps 10% of all weights from it.
+    _, hybrid_mask = kernels_at(os.path.join(rep, "phase_2", "dense"), "init")
+    assert hybrid_mask == Mask({n: mask[n] | regrown[n] for n in NAMES})
+    second = Mask.load(os.path.join(rep, "phase_2", "mask"))
+    assert second.num_remaining == mask.num_remaining
+    assert all(not (second[n] & ~hybrid_mask[n]).any() for n in NAMES)
+    kept = sum(int((regrown[n] & second[n]).sum()) for n in NAMES) / second.num_remaining
+    assert result["phases"][1]["regrown_kept"] == kept
+
+
+def test_mask_helpers_by_hand():
+    current = Mask({"a": np.array([True, True, True, False]), "b": np.array([True, True])})
+    weights = {"a": np.array([0.5, -3.0, 1.0, 9.0]), "b": np.array([2.0, -0.1])}
+    # Global: keep round(0.5 * 6) = 3 of the allowed: |-3|, 2, 1 (9.0 is pruned already).
+    m = magnitude_mask(weights, current, 0.5, "global")
+    assert m == Mask({"a": np.array([False, True, True, False]), "b": np.array([True, False])})
+    # Layerwise: a keeps 2 of 4, b keeps 1 of 2; 'b' excluded stays as it is.
+    m = magnitude_mask(weights, current, 0.5, "layerwise", excluded=["b"])
+    assert m == Mask({"a": np.array([False, True, True, False]), "b": np.array([True, True])})
+    # Partial regrowth: as many as a layer keeps (1 here), the largest scores among its pruned.
+    one = Mask({"a": np.array([True, False, False, False]), "b": np.array([True, False])})
+    g = regrown_set(one, "random", {"a": np.array([0.9, 0.2, 0.3, 0.1]), "b": np.ones(2)},
+                    excluded=["b"])
+    assert g == Mask({"a": np.array([False, False, True, False]), "b": np.array([False, False])})
+    assert regrown_set(m, "all") == Mask({n: ~m[n] for n in m})
+
+
+def test_a_rerun_of_a_deleted_phase_gives_the_same_results(tmp_path):
+    rep, first = run(tmp_path, "DynamicImpHparams.change_points = ('12it',)")
+    shutil.rmtree(os.path.join(rep, "phase_2"))
+    os.remove(os.path.join(rep, "dynamic_imp.json"))
+    gin.clear_config()
+    _, second = run(tmp_path, "DynamicImpHparams.change_points = ('12it',)")
+    assert first == second
+
+
+@pytest.mark.parametrize("binding, message", [
+    ("DynamicImpHparams.change_points = ('16it', '8it')", "must increase strictly"),
+    ("DynamicImpHparams.change_points = ('24it',)", "before the end of training"),
+    ("DynamicImpHparams.change_points = ('0it',)", "after step 0"),
+    ("DynamicImpHparams.change_points = ()", "change_points is empty"),
+    ("DynamicImpHparams.sparsity = 1.0", "DynamicImpHparams.sparsity must be a number in"),
+    ("DynamicImpHparams.regrow = 'hebbian'", "unknown DynamicImpHparams.regrow 'hebbian'"),
+    ("DynamicImpHparams.first_mask = 'snip'", "unknown DynamicImpHparams.first_mask 'snip'"),
+    ("DynamicImpHparams.regrow_init = 'ones'", "unknown DynamicImpHparams.regrow_init"),
+])
+def test_bad_settings_fail_before_writing(tmp_path, binding, message):
+    gin_files.parse([], DYNAMIC + [binding])
+    with pytest.raises(ConfigError, match=message):
+        runner.run(str(tmp_path))
+    assert not os.listdir(tmp_path)
