@@ -177,11 +177,39 @@ def test_subclassed_model_rejected():
         masking.wrap(net)
 
 
-def test_keras3_model_rejected():
-    keras3 = pytest.importorskip("keras")
-    model = keras3.Sequential([keras3.Input((3,)), keras3.layers.Dense(2)])
-    with pytest.raises(ConfigError, match="tf_keras"):
-        masking.wrap(model)
+# (Keras 3 models are wrapped too since #17: tests/test_keras3.py.)
+
+
+def test_export_of_a_subclassed_model_with_masked_layers():
+    class Net(keras.Model):
+        def __init__(self, width=5, **kwargs):
+            super().__init__(**kwargs)
+            self.width = width
+            self.hidden = Masked(keras.layers.Dense(width, activation="relu", name="hidden"))
+            self.norm = keras.layers.BatchNormalization(name="bn")
+            self.out = keras.layers.Dense(2, name="out")
+
+        def call(self, x, training=None):
+            return self.out(self.norm(self.hidden(x), training=training))
+
+        def get_config(self):
+            return {"width": self.width}
+
+    keras.utils.set_random_seed(3)
+    net = Net()
+    x = _rng(16).normal(size=(4, 3)).astype(np.float32)
+    net(x)
+    net.norm.set_weights([_rng(17).normal(size=5) for _ in range(3)] + [np.full(5, 2.0)])
+    mask = _random_mask(net, seed=18)
+    masking.set_mask(net, mask)
+    kernel = net.hidden.layer.kernel
+    kernel.assign(kernel.numpy() + 1.0)   # export must apply the mask itself
+    exported = masking.export(net)
+    assert type(exported) is Net and not masking.masked_layers(exported)
+    baked = exported.hidden.kernel.numpy()
+    np.testing.assert_array_equal(baked, np.where(mask["hidden/kernel"], kernel.numpy(), 0.0))
+    np.testing.assert_allclose(exported(x, training=False).numpy(),
+                               net(x, training=False).numpy(), rtol=1e-6, atol=1e-6)
 
 
 # -- gradients and training --------------------------------------------------

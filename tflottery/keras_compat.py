@@ -1,12 +1,42 @@
-"""The one import of Keras in the package, and the Keras-3 guard.
+"""The one import of Keras in the package, and the adapter between tf_keras and Keras 3.
 
-tflottery works with Keras 2 (`tf_keras`) only, because
-tensorflow-model-optimization does.  A Keras-3 model looks like a Keras model
-but has none of the internals we rely on, so we refuse it with a message that
-says what to do instead.
+Two Kerases live in one process.  `tflottery/__init__.py` sets
+TF_USE_LEGACY_KERAS=1 before TensorFlow loads, so `tf.keras` is tf_keras
+(Keras 2), which the experiments, the model zoo and tfmot need; `import
+keras` still gives Keras 3, the Keras most new models are written in.  A
+model's own type says which one it belongs to, and `api_of(model)` picks
+the adapter for it.  Everything that differs between the two lives in
+`KerasApi` below: the layer base classes, how a mask variable is created,
+the tensor ops of the forward multiply, what counts as a variable, which
+models can be cloned.  The masking code, the pruning selection
+(pure NumPy) and the scorer mathematics are shared.
+
+Which parts run on which Keras:
+
+  * tf_keras (Keras 2): everything -- the library (masking, pruning,
+    scoring, export), the experiments, the Trainer, the model zoo, the
+    analysis tools and tfmot interop.
+  * Keras 3, TensorFlow backend: the library -- masking.wrap (Sequential,
+    functional), Masked (hand-built and subclassed models), Mask,
+    get_mask/set_mask, prunable_variables, export, pruning.prune, and
+    scoring.compute_scores/prune_to_density with every scorer -- and
+    Keras 3's own model.fit, model.save('m.keras') and
+    keras.models.load_model.
+  * Keras 3, other backends (JAX): the same library, except that the
+    scorers that differentiate (SNIP, iterative SNIP, GraSP, grasp_abs,
+    SynFlow) need the TensorFlow backend and say so; random, magnitude and
+    magnitude_unit_variance run anywhere, and the masking layer is written
+    in keras.ops only.
+  * Not Keras 3: the experiments (`python -m tflottery.main`), the Trainer,
+    the model zoo, the analysis tools, tfmot interop.
 """
+import functools
+import importlib
+
 import tflottery  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from tflottery.errors import ConfigError  # noqa: E402
@@ -17,12 +47,131 @@ def is_keras3_object(obj) -> bool:
     return module == "keras" or module.startswith("keras.") or module.startswith("keras.src")
 
 
+def _prunable_table(k):
+    # Conv1DTranspose/Conv2DTranspose/Conv3DTranspose subclass Conv1D/2D/3D
+    # and hold a `kernel` too, so they are covered.  DepthwiseConv2D and
+    # SeparableConv2D do not subclass Conv2D and have differently named
+    # kernels: they are deliberately not pruned by default.
+    return {k.layers.Dense: ("kernel",), k.layers.Conv1D: ("kernel",),
+            k.layers.Conv2D: ("kernel",), k.layers.Conv3D: ("kernel",)}
+
+
+class KerasApi:
+    """What differs between tf_keras and Keras 3, for the masking library.
+
+    `keras` is the Keras module itself; the masking layer class of this
+    Keras is `masked_class` (masking/layer.py, masking/keras3_layer.py).
+    """
+
+    def __init__(self, name: str, module, layer_module: str):
+        self.name = name
+        self.keras = module
+        self._layer_module = layer_module
+        self.prunable_weights = _prunable_table(module)
+
+    @property
+    def masked_class(self):
+        module = importlib.import_module(self._layer_module)
+        return module.Masked if self.name == "tf_keras" else module.KerasMasked
+
+    @property
+    def is_keras3(self) -> bool:
+        return self.name == "keras3"
+
+    def backend(self) -> str:
+        return self.keras.backend.backend() if self.is_keras3 else "tensorflow"
+
+    def is_variable(self, obj) -> bool:
+        return isinstance(obj, self.keras.Variable if self.is_keras3 else tf.Variable)
+
+    def numpy_dtype(self, variable) -> np.dtype:
+        return np.dtype(variable.dtype if self.is_keras3 else variable.dtype.as_numpy_dtype)
+
+    def is_cloneable(self, model) -> bool:
+        """A Sequential or functional model (clone_model and from_config rebuild it)."""
+        if isinstance(model, self.keras.Sequential):
+            return True
+        if self.is_keras3:
+            return isinstance(model, self.keras.src.models.functional.Functional)
+        return bool(getattr(model, "_is_graph_network", False))
+
+    def add_mask_variable(self, layer, name: str, shape):
+        """A non-trainable float32 all-ones variable of `layer`, never autocast.
+
+        Masks change only in cross-replica context; if anything ever
+        assigns in a replica, all replicas hold the same value anyway, so
+        the first replica's value is taken.
+        """
+        if self.is_keras3:
+            return layer.add_weight(name=name, shape=tuple(shape), dtype="float32",
+                                    initializer="ones", trainable=False, autocast=False,
+                                    aggregation="only_first_replica")
+        return layer.add_weight(name=name, shape=shape, dtype=tf.float32, initializer="ones",
+                                trainable=False,
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                                experimental_autocast=False)
+
+    def masked_value(self, weight, mask=None):
+        """weight * mask (weight alone if mask is None) as a tensor in the weight's read dtype.
+
+        Read inside a layer's __call__, an autocast variable gives the compute
+        dtype (e.g. bfloat16); the float32 mask follows that dtype.
+        """
+        if self.is_keras3:
+            ops = self.keras.ops
+            value = ops.convert_to_tensor(weight)
+            return value if mask is None else ops.multiply(value, ops.cast(mask, value.dtype))
+        value = tf.convert_to_tensor(weight)
+        return value if mask is None else value * tf.cast(mask, value.dtype)
+
+    def check_model(self, model) -> None:
+        """ConfigError unless `model` is a model of this Keras that the library can take."""
+        if not isinstance(model, self.keras.Model):
+            raise ConfigError(f"expected a Keras model, got {type(model).__name__}")
+
+
+TF_KERAS = KerasApi("tf_keras", keras, "tflottery.masking.layer")
+
+
+@functools.lru_cache(maxsize=None)
+def keras3_api() -> KerasApi:
+    """The Keras 3 adapter; Keras 3 is imported on first use, not by tf_keras users."""
+    import keras as keras3
+    return KerasApi("keras3", keras3, "tflottery.masking.keras3_layer")
+
+
+def api_of(obj) -> KerasApi:
+    """The adapter of the Keras that `obj` (a model, layer or variable) belongs to."""
+    return keras3_api() if is_keras3_object(obj) else TF_KERAS
+
+
+def check_supported_model(model) -> KerasApi:
+    """The adapter for `model`, after a ConfigError for a model the library cannot take."""
+    api = api_of(model)
+    api.check_model(model)
+    return api
+
+
+def require_tensorflow_backend(model, what: str) -> None:
+    """ConfigError if `model` is a Keras 3 model on a backend other than TensorFlow."""
+    api = api_of(model)
+    if api.backend() != "tensorflow":
+        raise ConfigError(
+            f"{what} needs the TensorFlow backend of Keras 3 (this model runs on "
+            f"{api.backend()!r}); set KERAS_BACKEND=tensorflow, or use a scorer that needs no "
+            f"gradients (random, magnitude, magnitude_unit_variance)")
+
+
 def check_tf_keras_model(model) -> None:
-    """Raise a ConfigError unless `model` is a tf_keras (Keras 2) model."""
+    """Raise a ConfigError unless `model` is a tf_keras (Keras 2) model.
+
+    For the parts that run on tf_keras only (the experiments, the analysis
+    tools); the masking library takes Keras 3 models too.
+    """
     if isinstance(model, keras.Model):
         return
     if is_keras3_object(model):
         raise ConfigError(
-            "this is a Keras 3 model; tflottery needs a Keras 2 model: build it with "
-            "`import tf_keras` (pip install tf_keras) instead of `import keras`")
+            "this is a Keras 3 model; this part of tflottery needs a Keras 2 model: build it "
+            "with `import tf_keras` (pip install tf_keras) instead of `import keras`")
     raise ConfigError(f"expected a tf_keras.Model, got {type(model).__name__}")

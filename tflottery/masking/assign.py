@@ -2,6 +2,7 @@
 import numpy as np
 import tensorflow as tf
 
+from tflottery.keras_compat import api_of
 from tflottery.masking.mask import Mask
 from tflottery.masking.walk import masked_layers, masked_pairs
 
@@ -37,6 +38,12 @@ def set_mask(model, mask: Mask) -> None:
         keep = mask[name]
         mask_var.assign(keep.astype(np.float32))
         _zero_where_pruned(weight, keep)
+    for wrapper in masked_layers(model):
+        wrapper.mask_changed()
+    if api_of(model).backend() != "tensorflow":
+        # Keras 3 on JAX traced its train step with the host copies of the
+        # old masks (keras3_layer.py): the next fit must trace again.
+        model.train_function = None
 
 
 def _zero_where_pruned(weight, keep: np.ndarray) -> None:

@@ -11,34 +11,44 @@ phases (see `tflottery.masking.set_mask`).
 tflottery's own training step skips the multiply: its optimizer keeps pruned
 weights at exactly zero instead, which is cheaper (see fast_path.py).
 """
+import contextlib
 import inspect
+import threading
 from typing import Optional, Sequence
 
-import tensorflow as tf
-
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import keras
+from tflottery.keras_compat import TF_KERAS, api_of, keras
 from tflottery.masking import fast_path
 from tflottery.masking.prunable import prunable_attrs as _default_attrs
 from tflottery.masking.prunable import stable_name
 
+_plain = threading.local()
 
-@keras.utils.register_keras_serializable(package="tflottery")
-class Masked(keras.layers.Wrapper):
-    """Wraps `layer`; each weight named in `prunable_attrs` is used as weight*mask.
 
-    Args:
-      layer: the tf_keras layer to wrap (e.g. a Dense or Conv2D).
-      prunable_attrs: attribute names of `layer` holding prunable weights
-        (default: looked up in `PRUNABLE_WEIGHTS`).
-      **kwargs: passed to `keras.layers.Layer` (name defaults to
-        "masked_" + layer.name; dtype defaults to the inner layer's policy so
-        mixed precision casts inputs and weights exactly as the inner layer
-        itself would).
+@contextlib.contextmanager
+def plain_layers():
+    """`Masked(layer)` returns `layer` itself while active.
 
-    The mask of attribute `attr` is the variable `self.<attr>_mask` and is
-    known everywhere else by the stable name f"{layer.name}/{attr}".
+    export() rebuilds a subclassed model from its config inside this
+    context, so the model's own __init__ builds its plain twin.
     """
+    _plain.depth = getattr(_plain, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _plain.depth -= 1
+
+
+class MaskedMixin:
+    """What a masking wrapper does, whichever Keras it is a layer of.
+
+    `Masked` (tf_keras) and `KerasMasked` (Keras 3, keras3_layer.py) are
+    this mixin on their Keras' `layers.Wrapper`; the differences (mask
+    variable creation, tensor ops) come from the adapter `self._api`
+    (keras_compat.KerasApi).  `isinstance(layer, MaskedMixin)` finds both.
+    """
+
+    _api = TF_KERAS
 
     def __init__(self, layer, prunable_attrs: Optional[Sequence[str]] = None, **kwargs):
         attrs = tuple(prunable_attrs) if prunable_attrs else _default_attrs(layer)
@@ -59,31 +69,34 @@ class Masked(keras.layers.Wrapper):
         super().build(input_shape)  # builds the inner layer
         for attr in self.prunable_attrs:
             weight = getattr(self.layer, attr, None)
-            if not isinstance(weight, tf.Variable):
+            if not self._api.is_variable(weight):
                 raise ConfigError(
                     f"layer {self.layer.name!r} has no weight variable {attr!r} to mask")
-            mask = self.add_weight(
-                name=f"{attr}_mask",
-                shape=weight.shape,
-                dtype=tf.float32,
-                initializer="ones",
-                trainable=False,
-                # Masks change only in cross-replica context; if anything ever
-                # assigns in a replica, all replicas hold the same value anyway.
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-                # Keep it a plain float32 variable; it is cast to the weight's
-                # read dtype in call().
-                experimental_autocast=False,
-            )
-            setattr(self, f"{attr}_mask", mask)
+            setattr(self, f"{attr}_mask",
+                    self._api.add_mask_variable(self, f"{attr}_mask", weight.shape))
 
-    def mask_variable(self, attr: str) -> tf.Variable:
+    def mask_variable(self, attr: str):
         return getattr(self, f"{attr}_mask")
+
+    def mask_changed(self) -> None:
+        """Called by set_mask after it assigned the masks (KerasMasked keeps host copies)."""
 
     @property
     def stable_names(self):
         """{attr: stable weight name}, e.g. {'kernel': 'dense_1/kernel'}."""
         return {attr: stable_name(self.layer, attr) for attr in self.prunable_attrs}
+
+    def _holder(self, attr: str) -> str:
+        """The attribute of the inner layer that stores weight `attr`.
+
+        tf_keras' Dense stores its kernel as `kernel`; Keras 3's as
+        `_kernel` behind a `kernel` property.
+        """
+        weight = getattr(self.layer, attr)
+        for name, value in vars(self.layer).items():
+            if value is weight:
+                return name
+        raise ConfigError(f"cannot find where layer {self.layer.name!r} stores {attr!r}")
 
     def call(self, inputs, training=None, **kwargs):
         params, takes_var_kw = self._inner_call_params
@@ -94,23 +107,20 @@ class Masked(keras.layers.Wrapper):
         originals = {}
         try:
             for attr in self.prunable_attrs:
-                weight = getattr(self.layer, attr)
-                originals[attr] = weight
-                # Converting an AutoCastVariable inside __call__ yields the
-                # compute dtype (e.g. bfloat16); the mask follows that dtype.
-                value = tf.convert_to_tensor(weight)
-                if fast_path.active():
-                    masked = value     # pruned entries are 0.0 already
-                else:
-                    masked = value * tf.cast(self.mask_variable(attr), value.dtype)
+                holder = self._holder(attr)
+                weight = getattr(self.layer, holder)
+                originals[holder] = weight
+                # On the fast path pruned entries are 0.0 already: no multiply.
+                mask = None if fast_path.active() else self.mask_variable(attr)
+                masked = self._api.masked_value(weight, mask)
                 # object.__setattr__ bypasses Keras attribute tracking, which
                 # would otherwise untrack the variable and re-append it on
                 # restore, reordering the inner layer's weights.
-                object.__setattr__(self.layer, attr, masked)
+                object.__setattr__(self.layer, holder, masked)
             return self.layer.call(inputs, **kwargs)
         finally:
-            for attr, weight in originals.items():
-                object.__setattr__(self.layer, attr, weight)
+            for holder, weight in originals.items():
+                object.__setattr__(self.layer, holder, weight)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -122,6 +132,34 @@ class Masked(keras.layers.Wrapper):
         config = super().get_config()
         config["prunable_attrs"] = list(self.prunable_attrs)
         return config
+
+
+@keras.utils.register_keras_serializable(package="tflottery")
+class Masked(MaskedMixin, keras.layers.Wrapper):
+    """Wraps `layer`; each weight named in `prunable_attrs` is used as weight*mask.
+
+    Args:
+      layer: the layer to wrap (e.g. a Dense or Conv2D).  A Keras 3 layer
+        gives a Keras 3 wrapper (keras3_layer.KerasMasked), so hand-built
+        and subclassed Keras 3 models write `Masked(...)` too.
+      prunable_attrs: attribute names of `layer` holding prunable weights
+        (default: looked up in `PRUNABLE_WEIGHTS`).
+      **kwargs: passed to `keras.layers.Layer` (name defaults to
+        "masked_" + layer.name; dtype defaults to the inner layer's policy so
+        mixed precision casts inputs and weights exactly as the inner layer
+        itself would).
+
+    The mask of attribute `attr` is the variable `self.<attr>_mask` and is
+    known everywhere else by the stable name f"{layer.name}/{attr}".
+    """
+
+    def __new__(cls, layer=None, *args, **kwargs):
+        if cls is Masked and getattr(_plain, "depth", 0) > 0:
+            return layer
+        api = api_of(layer)
+        if cls is Masked and api is not TF_KERAS:
+            return api.masked_class(layer, *args, **kwargs)
+        return super().__new__(cls)
 
 
 def _call_params(layer):

@@ -8,21 +8,15 @@ layers (or other attributes) by passing their own mapping.
 """
 from typing import Mapping, Optional, Sequence, Tuple, Union
 
-from tflottery.keras_compat import keras
+from tflottery.keras_compat import TF_KERAS, api_of
 
 LayerKey = Union[type, str]
 PrunableTable = Mapping[LayerKey, Sequence[str]]
 
-# Conv1DTranspose/Conv2DTranspose/Conv3DTranspose subclass Conv1D/2D/3D and
-# hold a `kernel` too, so they are covered.  DepthwiseConv2D and
-# SeparableConv2D do not subclass Conv2D and have differently named kernels:
-# they are deliberately not pruned by default.
-PRUNABLE_WEIGHTS: Mapping[type, Tuple[str, ...]] = {
-    keras.layers.Dense: ("kernel",),
-    keras.layers.Conv1D: ("kernel",),
-    keras.layers.Conv2D: ("kernel",),
-    keras.layers.Conv3D: ("kernel",),
-}
+# Dense and Conv1D/2D/3D kernels (keras_compat._prunable_table says which
+# layers are covered and why).  A Keras 3 layer is looked up in the same
+# table of Keras 3's classes.
+PRUNABLE_WEIGHTS: Mapping[type, Tuple[str, ...]] = TF_KERAS.prunable_weights
 
 
 def prunable_attrs(layer, table: Optional[PrunableTable] = None) -> Tuple[str, ...]:
@@ -32,7 +26,7 @@ def prunable_attrs(layer, table: Optional[PrunableTable] = None) -> Tuple[str, .
     specific class winning) or a class name (matching that exact class name),
     so configs that cannot import classes can still name layers.
     """
-    table = PRUNABLE_WEIGHTS if table is None else table
+    table = api_of(layer).prunable_weights if table is None else table
     for cls in type(layer).__mro__:
         if cls in table:
             return tuple(table[cls])

@@ -1,25 +1,25 @@
 """Finding masked layers and prunable weights inside a (possibly nested) model."""
 from typing import Dict, List, Optional
 
-import tensorflow as tf
-
 from tflottery.errors import ConfigError
-from tflottery.masking.layer import Masked
+from tflottery.keras_compat import api_of
+from tflottery.masking.layer import MaskedMixin
 from tflottery.masking.prunable import PrunableTable, prunable_attrs, stable_name
 
 
 def _all_layers(model):
-    # tf_keras' own recursive walk: it also finds layers held inside nested
-    # models, custom layers and lists, in a deterministic order.
+    # Keras' own recursive walk (tf_keras and Keras 3 alike): it also finds
+    # layers held inside nested models, custom layers and lists, in a
+    # deterministic order.
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
-def masked_layers(model) -> List[Masked]:
+def masked_layers(model) -> List[MaskedMixin]:
     """Every Masked wrapper in `model`, including those inside nested models."""
-    return [layer for layer in _all_layers(model) if isinstance(layer, Masked)]
+    return [layer for layer in _all_layers(model) if isinstance(layer, MaskedMixin)]
 
 
-def require_masked_layers(model) -> List[Masked]:
+def require_masked_layers(model) -> List[MaskedMixin]:
     layers = masked_layers(model)
     if not layers:
         raise ConfigError(
@@ -43,8 +43,7 @@ def masked_pairs(model):
     return out
 
 
-def prunable_variables(model, prunable_weights: Optional[PrunableTable] = None
-                       ) -> Dict[str, tf.Variable]:
+def prunable_variables(model, prunable_weights: Optional[PrunableTable] = None) -> Dict:
     """{stable weight name: weight variable} of the weights a Mask covers.
 
     If `model` contains Masked layers, these are exactly their masked weights.
@@ -57,9 +56,10 @@ def prunable_variables(model, prunable_weights: Optional[PrunableTable] = None
     if masked_layers(model):
         return {name: pair[0] for name, pair in masked_pairs(model).items()}
     out = {}
+    api = api_of(model)
     for layer in _all_layers(model):
         for attr in prunable_attrs(layer, prunable_weights):
             weight = getattr(layer, attr, None)
-            if isinstance(weight, tf.Variable):
+            if api.is_variable(weight):
                 _put(out, stable_name(layer, attr), weight)
     return out
