@@ -1,0 +1,218 @@
+"""Permutation alignment of two networks (Entezari et al. 2022; Ainsworth et al. 2022).
+
+    from tflottery.analysis import align
+    permutation = align.weight_matching(model_a, model_b)   # B's units matched to A's
+    aligned_b = align.apply(model_b, permutation)            # a new model; or in_place=True
+    align.activation_matching(model_a, model_b, images)     # the data-driven alternative
+
+Why: the hidden units of a layer can be listed in any order without changing
+the function the network computes, so two networks that differ only by such
+an ordering are the same network at two far-apart points of weight space,
+and the linear path between them can cross a high error barrier.  Entezari
+et al. conjecture that, once units are put into correspondence, networks
+trained with different SGD noise -- even from different initialisations --
+are linearly mode connected; Ainsworth et al. find the correspondence by
+weight matching.  Aligning copy B to copy A before interpolating measures
+the barrier that is left.
+
+Which units may be permuted together is read off the model's graph
+(align_graph.py: Dense/Conv units, tied through BatchNorm and residual
+additions); the search itself is NumPy (align_match.py).  A `Permutation`
+maps each group's name (its first layer) to an int array: B's unit perm[i]
+goes to position i.  Masks of a Masked model move with their weights, so
+applying a permutation never changes the function, also for a subnetwork
+and also for BatchNorm in training mode.
+"""
+from collections.abc import Mapping
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from tflottery.analysis import align_graph, align_match
+from tflottery.errors import ConfigError
+from tflottery.keras_compat import keras
+from tflottery.masking import Masked
+
+permutation_spec = align_graph.permutation_spec
+
+
+class Permutation(Mapping):
+    """Immutable mapping group name -> int permutation array of that group's units.
+
+    history: for a weight-matching result, the objective before the search
+    and after every coordinate step, as (group name or None, objective).
+    """
+
+    def __init__(self, perms: Dict[str, np.ndarray], history: Sequence[Tuple] = ()):
+        self._perms = {}
+        for name, perm in perms.items():
+            perm = np.asarray(perm)
+            if perm.ndim != 1 or not np.array_equal(np.sort(perm), np.arange(perm.size)):
+                raise ConfigError(f"the permutation of group {name!r} is not a permutation of "
+                                  f"0..{perm.size - 1}")
+            perm = perm.astype(np.int64)
+            perm.setflags(write=False)
+            self._perms[str(name)] = perm
+        self.history = tuple(history)
+
+    def __getitem__(self, name):
+        return self._perms[name]
+
+    def __iter__(self):
+        return iter(self._perms)
+
+    def __len__(self):
+        return len(self._perms)
+
+    def is_identity(self) -> bool:
+        return all(np.array_equal(p, np.arange(p.size)) for p in self._perms.values())
+
+    def moved_fraction(self) -> float:
+        """Fraction of all units that the permutation moves (0 for the identity)."""
+        total = sum(p.size for p in self._perms.values())
+        moved = sum(int(np.count_nonzero(p != np.arange(p.size))) for p in self._perms.values())
+        return moved / total if total else 0.0
+
+    def __repr__(self):
+        return f"Permutation({len(self)} groups, {100 * self.moved_fraction():.1f}% of units moved)"
+
+
+def groups(model) -> Dict[str, int]:
+    """{group name: number of units} of `model`'s permutation groups."""
+    return {g.name: g.size for g in permutation_spec(model).groups}
+
+
+def identity(model) -> Permutation:
+    return Permutation({g.name: np.arange(g.size) for g in permutation_spec(model).groups})
+
+
+def random_permutation(model, seed: int = 0) -> Permutation:
+    """A uniformly random permutation of every group of `model` (for tests and controls)."""
+    rng = np.random.default_rng(seed)
+    return Permutation({g.name: rng.permutation(g.size) for g in permutation_spec(model).groups})
+
+
+def _pair_specs(model_a, model_b):
+    spec_a, spec_b = permutation_spec(model_a), permutation_spec(model_b)
+    align_graph.check_same_architecture(spec_a, spec_b)
+    return spec_a, spec_b
+
+
+def _matched_arrays(spec) -> list:
+    """The objective's weights (times their masks), in the expanded layout."""
+    out = []
+    for w in spec.weights:
+        if w.matched:
+            value = np.asarray(w.variable.numpy(), np.float64)
+            if w.mask is not None:
+                value = value * w.mask.numpy()
+            out.append(value.reshape(w.expanded))
+    return out
+
+
+def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000) -> Permutation:
+    """The permutation of B's units maximising sum <W_a, pi(W_b)> (coordinate descent).
+
+    Every trainable weight indexed by a group counts (kernels times masks,
+    biases, BN gamma and beta); BN moving statistics and masks only move.
+    `seed` orders the groups in each round.  The result's `history` holds
+    the objective after every step (it never decreases).
+    """
+    spec_a, spec_b = _pair_specs(model_a, model_b)
+    axes = [w.axes for w in spec_a.weights if w.matched]
+    perms, history = align_match.weight_matching(
+        _matched_arrays(spec_a), _matched_arrays(spec_b), axes, spec_a.sizes, seed, max_rounds)
+    names = [g.name for g in spec_a.groups]
+    return Permutation(dict(zip(names, perms)),
+                       [(None if g is None else names[g], value) for g, value in history])
+
+
+def _group_activations(model, spec, images):
+    """Per group: list of [examples, units] arrays, one per tensor the group appears in."""
+    if not spec.tensors:
+        return [[] for _ in spec.groups]
+    probe = keras.Model(model.inputs, [t for _, t in spec.tensors])
+    outputs = probe(images, training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    acts = [[] for _ in spec.groups]
+    for (group, _), value in zip(spec.tensors, outputs):
+        value = np.asarray(value, np.float64)
+        acts[group].append(value.reshape(-1, value.shape[-1]))
+    return acts
+
+
+def activation_matching(model_a, model_b, images) -> Permutation:
+    """The permutation of B's units maximising the correlation of their activations with A's.
+
+    `images`: a batch of (training) inputs, as an array or tensor; every
+    tensor of a group (outputs of its Dense/Conv layers, BatchNorms,
+    activations, additions) counts, each spatial position as an example.
+    """
+    spec_a, spec_b = _pair_specs(model_a, model_b)
+    perms = align_match.activation_matching(_group_activations(model_a, spec_a, images),
+                                            _group_activations(model_b, spec_b, images))
+    return Permutation(dict(zip([g.name for g in spec_a.groups], perms)))
+
+
+def _check_fits(spec, permutation: Permutation) -> None:
+    names = [g.name for g in spec.groups]
+    missing, extra = set(names) - set(permutation), set(permutation) - set(names)
+    if missing or extra:
+        raise ConfigError(f"the permutation does not fit the model: groups missing "
+                          f"{sorted(missing)}, unknown {sorted(extra)}; the model's groups are "
+                          f"{names}")
+    for group in spec.groups:
+        if permutation[group.name].size != group.size:
+            raise ConfigError(
+                f"the permutation of group {group.name!r} has {permutation[group.name].size} "
+                f"entries but layer {group.name!r} has {group.size} units")
+
+
+def _fresh(layer):
+    """A new layer configured like `layer` (Masked: around a fresh inner layer)."""
+    if isinstance(layer, Masked):
+        inner = layer.layer
+        return Masked(inner.__class__.from_config(inner.get_config()),
+                      prunable_attrs=layer.prunable_attrs, name=layer.name)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _clone(model):
+    clone = keras.models.clone_model(model, clone_function=_fresh)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def apply(model, permutation: Permutation, in_place: bool = False):
+    """`model` with its units permuted by `permutation` (same function).
+
+    in_place=False returns a clone (built under the caller's strategy scope)
+    and leaves `model` alone; in_place=True permutes `model`'s own variables
+    and returns it (no new variables: traced functions keep working).
+    """
+    target = model if in_place else _clone(model)
+    spec = permutation_spec(target)
+    _check_fits(spec, permutation)
+    perms = [permutation[g.name] for g in spec.groups]
+    for w in spec.weights:
+        value = w.variable.numpy()
+        moved = align_match.permute(value.reshape(w.expanded), w.axes, perms)
+        w.variable.assign(moved.reshape(value.shape))
+    return target
+
+
+def align_to(model_a, model_b, method: str = "weights", images: Optional[np.ndarray] = None,
+             seed: int = 0) -> Permutation:
+    """Permute `model_b` in place to match `model_a` by `method`; returns the permutation."""
+    if method == "weights":
+        permutation = weight_matching(model_a, model_b, seed=seed)
+    elif method == "activations":
+        if images is None:
+            raise ConfigError("activation matching needs a batch of images")
+        permutation = activation_matching(model_a, model_b, images)
+    else:
+        raise ConfigError(f"unknown alignment method {method!r}; choose 'weights' or "
+                          "'activations'")
+    apply(model_b, permutation, in_place=True)
+    return permutation

@@ -1,0 +1,309 @@
+"""Permutation groups of a functional tf_keras model, found by walking its graph.
+
+Why a graph walk: permuting the hidden units of a layer leaves the network's
+function unchanged only if every weight that touches those units moves with
+them -- the layer's own kernel columns and bias, the next layer's kernel
+rows, a BatchNorm's gamma/beta/moving statistics in between, and, across a
+residual addition, every layer whose output is added to theirs.  Which
+weights those are follows from how tensors flow, so the walk propagates a
+*channel group* along every tensor (Ainsworth et al. 2022, "Git Re-Basin",
+Appendix A's permutation spec, built here automatically):
+
+* the model's inputs and outputs carry the fixed group (never permuted);
+* a Dense or Conv layer starts a new group for its output units/channels; its
+  kernel is indexed by (input group, output group) on its last two axes, its
+  bias by the output group;
+* BatchNorm (over the last axis), activations, dropout, pooling and
+  zero-padding pass the group through; BN's four vectors are indexed by it;
+* an elementwise merge (Add, Subtract, Average, Maximum, Minimum, Multiply)
+  ties the groups of its inputs into one (union-find), so a ResNet block's
+  shortcut and its residual branch share one permutation;
+* Flatten of an (H, W, C) tensor gives H*W repeats of the channel group (the
+  channel index runs fastest in channels-last order), so the next Dense
+  kernel is viewed as (H*W, C, units) and permuted on its middle axis.
+
+A layer of any other type may sit where only fixed channels reach it (e.g. a
+Rescaling of the input): its output is fixed.  Anywhere a permutation group
+reaches it, it is a ConfigError naming it.  A Masked wrapper is treated as
+its inner layer; its mask variables move with their weights.
+"""
+import dataclasses
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from tflottery.errors import ConfigError
+from tflottery.keras_compat import check_tf_keras_model, keras
+from tflottery.masking.layer import Masked
+
+_L = keras.layers
+_WEIGHTED = (_L.Dense, _L.Conv1D, _L.Conv2D, _L.Conv3D)
+_NOT_WEIGHTED = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose,
+                 _L.DepthwiseConv2D, _L.SeparableConv1D, _L.SeparableConv2D)
+_PASS_THROUGH = (
+    _L.Activation, _L.ReLU, _L.LeakyReLU, _L.ELU, _L.Dropout, _L.SpatialDropout1D,
+    _L.SpatialDropout2D, _L.SpatialDropout3D, _L.GaussianNoise, _L.GaussianDropout,
+    _L.MaxPooling1D, _L.MaxPooling2D, _L.MaxPooling3D, _L.AveragePooling1D,
+    _L.AveragePooling2D, _L.AveragePooling3D, _L.GlobalAveragePooling1D,
+    _L.GlobalAveragePooling2D, _L.GlobalAveragePooling3D, _L.GlobalMaxPooling1D,
+    _L.GlobalMaxPooling2D, _L.GlobalMaxPooling3D, _L.ZeroPadding1D, _L.ZeroPadding2D,
+    _L.ZeroPadding3D, _L.Cropping1D, _L.Cropping2D, _L.Cropping3D)
+_MERGES = (_L.Add, _L.Subtract, _L.Average, _L.Maximum, _L.Minimum, _L.Multiply)
+_BN_VECTORS = (("gamma", True), ("beta", True), ("moving_mean", False),
+               ("moving_variance", False))
+SUPPORTED = ("Dense, Conv1D/2D/3D, BatchNormalization, activations, dropout, pooling, "
+             "zero-padding, cropping, Flatten and elementwise merges (Add, ...)")
+
+FIXED = 0   # union-find node of the channels that are never permuted
+
+
+@dataclasses.dataclass(frozen=True)
+class PermutedWeight:
+    """One variable with at least one permuted axis.
+
+    expanded: the shape under which every permuted axis is an axis of its
+      own (a Dense kernel after Flatten: (positions, channels, units));
+    axes: per expanded axis, the index of its group in `PermutationSpec.groups`,
+      or None; matched: part of the weight-matching objective (trainable
+      parameters; not BN moving statistics, not masks); mask: the mask
+      variable the objective multiplies the weight by, if any.
+    """
+
+    layer: str
+    attr: str
+    variable: tf.Variable
+    expanded: Tuple[int, ...]
+    axes: Tuple[Optional[int], ...]
+    matched: bool
+    mask: Optional[tf.Variable] = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.layer}/{self.attr}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """A set of channels permuted together: `size` units, named after its first layer."""
+
+    name: str
+    size: int
+    layers: Tuple[str, ...]
+
+
+@dataclasses.dataclass
+class PermutationSpec:
+    groups: List[Group]
+    weights: List[PermutedWeight]
+    # (group index, KerasTensor) of every tensor whose last axis is one group,
+    # for activation matching.
+    tensors: List[Tuple[int, object]]
+    # Per node in walk order: (inner layer name, class name, variable shapes),
+    # to tell two models' architectures apart.
+    signature: List[Tuple[str, str, Tuple]]
+
+    @property
+    def sizes(self) -> List[int]:
+        return [g.size for g in self.groups]
+
+
+class _UnionFind:
+    def __init__(self):
+        self.parent = {FIXED: FIXED}
+        self.size = {FIXED: None}
+        self.origin = {FIXED: None}
+        self.members: Dict[int, List[str]] = {FIXED: []}
+
+    def new(self, size: int, layer: str) -> int:
+        node = len(self.parent)
+        self.parent[node], self.size[node], self.origin[node] = node, size, layer
+        self.members[node] = [layer]
+        return node
+
+    def find(self, node: int) -> int:
+        while self.parent[node] != node:
+            self.parent[node] = self.parent[self.parent[node]]
+            node = self.parent[node]
+        return node
+
+    def union(self, a: int, b: int, layer: str) -> int:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return ra
+        sizes = {self.size[ra], self.size[rb]} - {None}
+        if len(sizes) > 1:
+            raise ConfigError(f"layer {layer!r} merges {sorted(sizes)} channels; align needs "
+                              "merged tensors of one width")
+        # The lower node (created first, or FIXED) stays the root.
+        root, child = min(ra, rb), max(ra, rb)
+        self.parent[child] = root
+        self.members[root] += self.members.pop(child)
+        return root
+
+
+def _inner(layer):
+    return layer.layer if isinstance(layer, Masked) else layer
+
+
+def _walk_order(model):
+    check_tf_keras_model(model)
+    if not getattr(model, "_is_graph_network", False):
+        raise ConfigError(f"align needs a Sequential or functional model; {model.name!r} is "
+                          "subclassed: build it functionally")
+    depths = sorted(model._nodes_by_depth, reverse=True)
+    return [node for d in depths for node in model._nodes_by_depth[d]]
+
+
+def _channels_last(layer) -> bool:
+    return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
+
+
+def _unsupported(layer, why: str) -> ConfigError:
+    return ConfigError(
+        f"layer {layer.name!r} ({type(_inner(layer)).__name__}) is on the path of a permuted "
+        f"channel group but {why}; align supports {SUPPORTED}")
+
+
+class _Walker:
+    """One pass over the graph: tensor -> (union-find node, repeat)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.uf = _UnionFind()
+        self.info = {}             # id(KerasTensor) -> (node, repeat)
+        self.weights = []          # (layer, attr, var, expanded, node axes, matched, mask)
+        self.tensors = []          # (node, KerasTensor)
+        self.signature = []
+
+    def run(self) -> PermutationSpec:
+        for node in _walk_order(self.model):
+            self.visit(node)
+        for t in tf.nest.flatten(self.model.outputs):
+            g, _ = self.info[id(t)]
+            self.uf.union(g, FIXED, self.model.name + " output")
+        return self.finish()
+
+    def visit(self, node):
+        layer = node.layer
+        inner = _inner(layer)
+        self.signature.append((inner.name, type(inner).__name__,
+                               tuple(tuple(w.shape) for w in layer.weights)))
+        inputs = [self.info[id(t)] for t in tf.nest.flatten(node.keras_inputs)]
+        outputs = tf.nest.flatten(node.outputs)
+        if isinstance(layer, keras.layers.InputLayer):
+            outs = (FIXED, 1)
+        elif all(self.uf.find(g) == FIXED for g, _ in inputs) and not isinstance(
+                inner, _WEIGHTED + _PASS_THROUGH + _MERGES + (_L.BatchNormalization, _L.Flatten)):
+            outs = (FIXED, 1)       # nothing permuted reaches it: it may be anything
+        else:
+            if layer.weights and len(layer._inbound_nodes) > 1:
+                raise _unsupported(layer, f"is called {len(layer._inbound_nodes)} times")
+            outs = self.propagate(layer, inner, inputs, node)
+        for t in outputs:
+            self.info[id(t)] = outs
+            if outs[1] == 1 and self.uf.find(outs[0]) != FIXED:
+                self.tensors.append((outs[0], t))
+
+    def propagate(self, layer, inner, inputs, node):
+        if isinstance(inner, _NOT_WEIGHTED) or (isinstance(inner, _WEIGHTED + _PASS_THROUGH
+                                                           + (_L.Flatten,))
+                                                and not _channels_last(inner)):
+            raise _unsupported(layer, "is not a supported layer or data format")
+        if isinstance(inner, _WEIGHTED):
+            return self.weighted(layer, inner, inputs[0])
+        if isinstance(inner, _L.BatchNormalization):
+            return self.batchnorm(layer, inner, inputs[0], node)
+        if isinstance(inner, _PASS_THROUGH):
+            return inputs[0]
+        if isinstance(inner, _MERGES):
+            repeats = {r for _, r in inputs}
+            if len(repeats) > 1:
+                raise _unsupported(layer, "merges flattened tensors of different layouts")
+            root = inputs[0][0]
+            for g, _ in inputs[1:]:
+                root = self.uf.union(root, g, layer.name)
+            return root, repeats.pop()
+        if isinstance(inner, _L.Flatten):
+            g, r = inputs[0]
+            shape = tf.nest.flatten(node.keras_inputs)[0].shape
+            positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
+            return g, r * positions
+        raise _unsupported(layer, "is not a supported layer type")
+
+    def add(self, layer, inner, attr, expanded, axes, matched):
+        var = getattr(inner, attr, None)
+        if var is None:
+            return
+        mask = layer.mask_variable(attr) if (isinstance(layer, Masked)
+                                             and attr in layer.prunable_attrs) else None
+        self.weights.append((inner.name, attr, var, tuple(expanded), tuple(axes), matched, mask))
+        if mask is not None:
+            self.weights.append((inner.name, f"{attr}_mask", mask, tuple(expanded), tuple(axes),
+                                 False, None))
+
+    def weighted(self, layer, inner, source):
+        g_in, repeat = source
+        if getattr(inner, "groups", 1) != 1:
+            raise _unsupported(layer, f"is a grouped convolution (groups={inner.groups})")
+        kernel = tuple(inner.kernel.shape)
+        units = kernel[-1]
+        g_out = self.uf.new(units, inner.name)
+        if repeat > 1:
+            expanded = kernel[:-2] + (repeat, kernel[-2] // repeat, units)
+            axes = (None,) * (len(kernel) - 1) + (g_in, g_out)
+        else:
+            expanded, axes = kernel, (None,) * (len(kernel) - 2) + (g_in, g_out)
+        self.add(layer, inner, "kernel", expanded, axes, True)
+        self.add(layer, inner, "bias", (units,), (g_out,), True)
+        return g_out, 1
+
+    def batchnorm(self, layer, inner, source, node):
+        g, repeat = source
+        rank = len(tf.nest.flatten(node.keras_inputs)[0].shape)
+        if list(inner.axis) != [rank - 1] or repeat != 1:
+            raise _unsupported(layer, "normalises another axis than the last (channels)")
+        for attr, matched in _BN_VECTORS:
+            self.add(layer, inner, attr, (self.uf.size[self.uf.find(g)],), (g,), matched)
+        return g, 1
+
+    def finish(self) -> PermutationSpec:
+        uf = self.uf
+        fixed = uf.find(FIXED)
+        roots = sorted({uf.find(n) for n in uf.parent} - {fixed})
+        index = {root: i for i, root in enumerate(roots)}
+        groups = [Group(uf.origin[r], uf.size[r], tuple(uf.members[r])) for r in roots]
+
+        def group_of(node):
+            if node is None:
+                return None
+            return index.get(uf.find(node))
+
+        weights = [PermutedWeight(layer, attr, var, expanded, tuple(group_of(a) for a in axes),
+                                  matched, mask)
+                   for layer, attr, var, expanded, axes, matched, mask in self.weights]
+        weights = [w for w in weights if any(a is not None for a in w.axes)]
+        tensors = [(index[uf.find(n)], t) for n, t in self.tensors if uf.find(n) != fixed]
+        return PermutationSpec(groups, weights, tensors, self.signature)
+
+
+def permutation_spec(model) -> PermutationSpec:
+    """The permutation groups of `model` and every weight they index (see module docstring)."""
+    return _Walker(model).run()
+
+
+def check_same_architecture(spec_a: PermutationSpec, spec_b: PermutationSpec) -> None:
+    """ConfigError naming the first layer where model_b differs from model_a."""
+    for (name_a, cls_a, shapes_a), (name_b, cls_b, shapes_b) in zip(spec_a.signature,
+                                                                    spec_b.signature):
+        if (cls_a, shapes_a) != (cls_b, shapes_b):
+            raise ConfigError(
+                f"models differ in architecture at layer {name_b!r} of model_b ({cls_b}, weight "
+                f"shapes {list(shapes_b)}) vs {name_a!r} of model_a ({cls_a}, {list(shapes_a)})")
+    if len(spec_a.signature) != len(spec_b.signature):
+        raise ConfigError(f"models differ in architecture: {len(spec_a.signature)} and "
+                          f"{len(spec_b.signature)} layers")
+    if [(w.expanded, w.axes) for w in spec_a.weights] != [(w.expanded, w.axes)
+                                                          for w in spec_b.weights]:
+        raise ConfigError("models differ in how their layers are connected; align needs two "
+                          "networks of one architecture")

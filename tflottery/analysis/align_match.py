@@ -1,0 +1,114 @@
+"""Finding the permutation of network B's units that best matches network A (NumPy only).
+
+Conventions.  A permutation of a group of n units is an int array `perm`
+with B's unit perm[i] moved to position i: every permuted axis of a weight
+of B becomes `np.take(w, perm, axis)`.  `axes[j]` lists, per axis of the
+j-th weight, the group that indexes it (or None).
+
+Weight matching (Ainsworth et al. 2022, Algorithm 1): maximise
+sum_j <W_a_j, pi(W_b_j)> over all groups' permutations.  The objective is
+linear in any one group's permutation when the others are held, so
+coordinate descent solves one linear assignment per group (the cost matrix
+sums, over every weight indexed by the group, A's rows against B's rows with
+B's other axes already permuted).  Groups are visited in a random order each
+round; a group's new permutation is kept only if it raises that linear term,
+so the objective never decreases and the search ends after the first round
+in which no group changed.
+
+Activation matching (Ainsworth et al. 2022, section 3.1; Entezari et al.
+2022): a unit's activations on the same inputs do not depend on how other
+groups are permuted, so each group is one linear assignment maximising the
+summed correlation of A's and B's units over the tensors it appears in.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+Axes = Tuple[Optional[int], ...]
+
+
+def permute(array: np.ndarray, axes: Axes, perms: Sequence[np.ndarray],
+            skip: Optional[int] = None) -> np.ndarray:
+    """`array` with every axis of a group other than `skip` permuted by that group's perm."""
+    for axis, group in enumerate(axes):
+        if group is not None and group != skip:
+            array = np.take(array, perms[group], axis=axis)
+    return array
+
+
+def objective(weights_a, weights_b, axes: Sequence[Axes], perms) -> float:
+    """sum_j <W_a_j, pi(W_b_j)>, in float64."""
+    return float(sum(np.vdot(a, permute(b, ax, perms)) for a, b, ax in zip(weights_a, weights_b,
+                                                                           axes)))
+
+
+def group_cost(group: int, size: int, weights_a, weights_b, axes, perms) -> np.ndarray:
+    """C[i, k] = the objective's terms that pair A's unit i with B's unit k of `group`."""
+    cost = np.zeros((size, size))
+    for a, b, ax in zip(weights_a, weights_b, axes):
+        if group not in ax:
+            continue
+        for axis in [i for i, g in enumerate(ax) if g == group]:
+            # A group on two axes of one weight (x + Dense(x)): the other
+            # axis uses the group's current permutation.
+            others = tuple(None if i == axis else g for i, g in enumerate(ax))
+            b_perm = permute(b, others, perms)
+            rows_a = np.moveaxis(a, axis, 0).reshape(size, -1)
+            rows_b = np.moveaxis(b_perm, axis, 0).reshape(size, -1)
+            cost += rows_a @ rows_b.T
+    return cost
+
+
+def weight_matching(weights_a, weights_b, axes: Sequence[Axes], sizes: Sequence[int],
+                    seed: int = 0, max_rounds: int = 1000):
+    """Coordinate descent; returns (perms, history).
+
+    history: the objective before the first step and after every step, as
+    (group visited or None, objective).
+    """
+    weights_a = [np.asarray(w, np.float64) for w in weights_a]
+    weights_b = [np.asarray(w, np.float64) for w in weights_b]
+    perms: List[np.ndarray] = [np.arange(n) for n in sizes]
+    rng = np.random.default_rng(seed)
+    history = [(None, objective(weights_a, weights_b, axes, perms))]
+    for _ in range(max_rounds):
+        changed = False
+        for group in rng.permutation(len(sizes)):
+            group = int(group)
+            cost = group_cost(group, sizes[group], weights_a, weights_b, axes, perms)
+            _, cols = linear_sum_assignment(cost, maximize=True)
+            old = cost[np.arange(sizes[group]), perms[group]].sum()
+            new = cost[np.arange(sizes[group]), cols].sum()
+            if new > old + 1e-12 * max(1.0, abs(old)):
+                perms[group] = cols
+                changed = True
+            history.append((group, objective(weights_a, weights_b, axes, perms)))
+        if not changed:
+            break
+    return perms, history
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    """Columns centred and scaled to unit variance; constant columns become 0."""
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=0)
+    std = x.std(axis=0)
+    return x / np.where(std > 0, std, 1.0)
+
+
+def activation_matching(acts_a: Sequence[Sequence[np.ndarray]],
+                        acts_b: Sequence[Sequence[np.ndarray]]) -> List[np.ndarray]:
+    """Per group: the assignment maximising the summed correlation.
+
+    acts_a[g]: a list of [examples, units] activation arrays of group g (one
+    per tensor the group appears in), and likewise acts_b.
+    """
+    perms = []
+    for tensors_a, tensors_b in zip(acts_a, acts_b):
+        size = tensors_a[0].shape[-1]
+        corr = np.zeros((size, size))
+        for x, y in zip(tensors_a, tensors_b):
+            corr += _standardised(x).T @ _standardised(y) / len(x)
+        perms.append(linear_sum_assignment(corr, maximize=True)[1])
+    return perms
