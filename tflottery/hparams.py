@@ -269,9 +269,14 @@ class InstabilityHparams(_Checked):
       (its masks are reused from that run directory, or made there); or a
       control built from those levels: 'random_reinit' (IMP mask, fresh
       initialisation), 'random_prune_global' or 'random_prune_layerwise'
-      (random masks of the same density, rewound weights).
+      (random masks of the same density, rewound weights); or 'independent':
+      the copies start from different initialisations (copy i > 0 from model
+      seed + 100000 x i; k must be 0), the setting of Entezari et al. and
+      Ainsworth et al.
     levels: the IMP levels (sparsities) to analyse; not hashed.
-    copy_seeds: data-order seeds of the two copies (offset by 1000 x replicate).
+    copy_seeds: data-order seeds of the copies (offset by 1000 x replicate):
+      two or more; the path is measured between the first two, and the
+      uniform average of all of them (a "soup") is evaluated too.
     schedule: 'continue' (train the copies for T - k steps, the LR schedule
       continuing from k) or 'restart' (T steps with the schedule restarted:
       the control of thesis 4.1.2).
@@ -280,16 +285,21 @@ class InstabilityHparams(_Checked):
     num_alphas: points on the linear path, evenly spaced in [0, 1].
     per_epoch: also measure the instability between the copies at every
       epoch of their training (thesis Figure 4-5).
+    align: None, or 'weights' / 'activations': also report every curve,
+      instability, distance and the soup after permuting copy 2's units to
+      match copy 1 (analysis/align.py: weight matching, or correlation of
+      activations on training data).
     """
 
     rewind_steps: Tuple[str, ...] = ("0it",)
     subnetwork: str = "dense"
     levels: Tuple[int, ...] = (0,)
-    copy_seeds: Tuple[int, int] = (1, 2)
+    copy_seeds: Tuple[int, ...] = (1, 2)
     schedule: str = "continue"
     bn_mode: str = "recompute"
     num_alphas: int = 30
     per_epoch: bool = False
+    align: Optional[str] = None
 
 
 @gin.configurable
