@@ -114,6 +114,8 @@ def wrap(model, unmasked_layers: Iterable[str] = (),
     """
     masked_class = _check_cloneable(model, "wrap()").masked_class
     _check_built(model, "wrap()")
+    from tflottery.masking.tfmot_interop import refuse_tfmot_model  # it imports this module
+    refuse_tfmot_model(model, "wrap()")
     unmasked = set(unmasked_layers)
     valid = _prunable_layer_names(model, prunable_weights)
     unknown = sorted(unmasked - set(valid))
