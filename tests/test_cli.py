@@ -6,6 +6,7 @@ and checks the exit status, the one-line error and what is on disk.
 import glob
 import json
 import os
+import re
 
 import pytest
 
@@ -48,10 +49,72 @@ def test_quickstart_end_to_end_and_rerun_skips(tmp_path):
                  ["density"] for l in range(3)]
     assert densities == pytest.approx([1.0, 0.8, 0.64], abs=1e-4)
     assert "training from step" in first.stderr
+    # The start names the run's non-default settings; every phase is announced by
+    # name, with progress in % and ETAs; the closing line says whose accuracy it is.
+    assert "settings that differ from the defaults" in first.stderr
+    assert "TrainingHparams.training_steps = '120it'" in first.stderr
+    for phase in ("level 0: training steps 0..120", "level 2: training steps 0..120",
+                  "level 1 / random_reinit: training steps 0..120",
+                  "level 2 / random_reinit: training steps 0..120"):
+        assert phase in first.stderr, phase
+    assert re.search(r"level 2 / random_reinit: step 120/120 \(100%\)  [\d.]+ steps/s  "
+                     r"ETA 0s \(run \d+s\)", first.stderr), first.stderr[-3000:]
+    assert line[0].startswith("final test accuracy of the last IMP level (level 2, "
+                              "64.00% of weights remaining): ")
+    # Only random_reinit ran: the non-triviality comparison was not made.
+    assert "IMP non-trivial (matching where random pruning is not) at levels: not measured" \
+        in first.stdout
     second = run_main(root, *args)
     assert second.returncode == 0, second.stderr[-2000:]
     assert [l for l in second.stdout.splitlines() if l.startswith("final test accuracy")] == line
     assert "training from step" not in second.stderr   # nothing was retrained
+    assert "level 2 / random_reinit: finished before" in second.stderr
+    # The dry run of the finished run: every phase finished and skipped, nothing written.
+    before = sorted(p for p in glob.glob(os.path.join(root, "**"), recursive=True))
+    dry = run_main(root, *args, "--dry_run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "level 2 / random_reinit  steps 0..120" in dry.stdout
+    assert "[finished: skipped]" in dry.stdout and "[to run]" not in dry.stdout
+    assert "0 training steps left of 600" in dry.stdout
+    assert sorted(glob.glob(os.path.join(root, "**"), recursive=True)) == before
+
+
+def test_list_names_every_registry_entry_and_gin_config():
+    from tflottery import catalog
+    result = run_module("tflottery.main", "--list")
+    assert result.returncode == 0, result.stderr[-2000:]
+    for title, registry in catalog.registries().items():
+        assert title + ":" in result.stdout
+        for name in registry.names():
+            assert re.search(rf"^  {re.escape(name)}( |$)", result.stdout, re.M), (title, name)
+    for name, first_comment in catalog.gin_config_entries():
+        assert f"  {name}" in result.stdout
+    assert "quickstart.gin" in result.stdout and "Quickstart: iterative magnitude pruning" \
+        in result.stdout
+    assert "experiments (ExperimentHparams.name):" in result.stdout
+    assert "--list" in run_module("tflottery.main", "--help").stdout
+
+
+def test_dry_run_writes_nothing_and_start_up_is_quiet(tmp_path):
+    """A fresh dry run lists the phases to run and creates nothing; the gin
+    include probe and the doubled TensorFlow banner are gone; --verbosity counts."""
+    config = tmp_path / "mine.gin"
+    config.write_text("include 'quickstart.gin'\nPruningHparams.levels = 1\n")
+    root = tmp_path / "runs"
+    dry = run_main(str(root), f"--gin_file={config}", "--dry_run")
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert not root.exists()
+    assert "dry run: nothing is written" in dry.stdout
+    assert "run directory does not exist yet" in dry.stdout
+    for line in ("pretrain", "level 0", "level 1", "level 1 / random_reinit"):
+        assert re.search(rf"^  {re.escape(line)} +steps", dry.stdout, re.M), line
+    assert "[nothing to train (evaluated once)]" in dry.stdout and "[to run]" in dry.stdout
+    assert "900 training steps left of 900" in dry.stdout
+    assert "Path not found" not in dry.stderr
+    assert dry.stderr.count("oneDNN custom operations are on") <= 1
+    assert "strategy:" in dry.stderr                   # INFO by default
+    quiet = run_main(str(root), f"--gin_file={config}", "--dry_run", "--verbosity=-1")
+    assert quiet.returncode == 0 and "strategy:" not in quiet.stderr
 
 
 BAD_INPUTS = [

@@ -1,5 +1,11 @@
 """Command line: `python -m tflottery.main --gin_file=quickstart.gin`.
 
+    python -m tflottery.main --list          every experiment, model, dataset, branch,
+                                             scorer, optimizer and gin config by name
+    python -m tflottery.main --gin_file=quickstart.gin --dry_run
+                                             the run's phases, steps and directories
+                                             (and which are done); writes nothing
+
 Flags carry only what differs between invocations of the same experiment;
 everything else is configured with gin (see gin_configs/ and README.md).
 """
@@ -10,10 +16,13 @@ import signal
 import sys
 
 import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+from tflottery import tf_import
 
-from absl import app, flags, logging
+tf_import.import_tensorflow()   # its start-up banner once, not twice
 
-from tflottery import gin_files, runner
+from absl import app, flags, logging  # noqa: E402
+
+from tflottery import catalog, gin_files, runner  # noqa: E402
 from tflottery.errors import Interrupted, Terminated, TfLotteryError
 from tflottery.training.strategy import build_strategy
 
@@ -25,6 +34,10 @@ flags.DEFINE_string("tpu", None, "TPU to use: 'local' on a Cloud TPU VM, or a TP
 flags.DEFINE_integer("replicate", 0, "replicate number; seeds the model and data order")
 flags.DEFINE_bool("wait_for_lock", False, "if another process is running the same run "
                   "directory, wait for it to finish instead of stopping")
+flags.DEFINE_bool("list", False, "print every registered experiment, model, dataset, branch, "
+                  "scorer, optimizer and gin config, then exit")
+flags.DEFINE_bool("dry_run", False, "print the run's plan (settings, phases, steps, "
+                  "directories, what is finished and will be skipped) and write nothing")
 flags.DEFINE_bool("deterministic", False, "enable TensorFlow op determinism: bit-for-bit "
                   "repeatable runs (and resumed runs) on CPU, at some cost in speed")
 
@@ -56,18 +69,22 @@ def main(argv):
               f"(see --help)", file=sys.stderr)
         sys.exit(2)
     signal.signal(signal.SIGTERM, _raise_terminated)
-    logging.set_verbosity(logging.INFO)
-    # Our progress lines at INFO; TensorFlow's own INFO chatter only at WARNING and up.
-    logging.get_absl_handler().addFilter(
-        lambda r: r.levelno >= std_logging.WARNING or "tflottery" in r.pathname)
+    _set_verbosity()
     try:
+        if FLAGS.list:
+            print(catalog.format_sections(catalog.sections()))
+            return
         if not FLAGS.gin_file:
-            raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin")
+            raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin (--list "
+                                 "shows them all)")
         gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
         if FLAGS.deterministic:
             import tensorflow as tf
             tf.config.experimental.enable_op_determinism()
         strategy = build_strategy(FLAGS.tpu)
+        if FLAGS.dry_run:
+            print(runner.dry_run(FLAGS.root_dir, FLAGS.replicate, strategy))
+            return
         result = runner.run(FLAGS.root_dir, FLAGS.replicate, strategy, FLAGS.wait_for_lock)
     except TfLotteryError as e:
         # gin appends "In call to configurable ..." lines; the first line says it all.
@@ -87,7 +104,21 @@ def main(argv):
               f"command to continue", file=sys.stderr)
         sys.exit(2)
     if isinstance(result, dict) and "test_accuracy" in result:
-        print(f"final test accuracy: {100 * result['test_accuracy']:.2f}%")
+        of = f" of {result['accuracy_of']}" if result.get("accuracy_of") else ""
+        print(f"final test accuracy{of}: {100 * result['test_accuracy']:.2f}%")
+
+
+def _set_verbosity() -> None:
+    """--verbosity as given; unset, INFO (the progress lines).
+
+    At INFO (0) and above only tflottery's own INFO lines are shown:
+    TensorFlow's INFO chatter appears from --verbosity=1 (debug) on.
+    """
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.INFO)
+    if FLAGS.verbosity < 1:
+        logging.get_absl_handler().addFilter(
+            lambda r: r.levelno >= std_logging.WARNING or "tflottery" in r.pathname)
 
 
 def _exit_without_teardown(code) -> None:

@@ -15,13 +15,14 @@ import os
 import gin
 from absl import logging
 
-from tflottery import data, experiments, models
+from tflottery import data, experiments, hparams_record, models, plan
 from tflottery.errors import ConfigError
 from tflottery.experiments.context import RunContext, hold_lock, prunable_weight_names
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
 from tflottery.runs.roots import check_root
+from tflottery.training import run_log
 from tflottery.training.strategy import build_strategy, worker_root
 
 
@@ -36,11 +37,20 @@ def build_hparams():
     return experiment, [exp_hp, dataset_hp, model_hp, training_hp]
 
 
-def prepare(root_dir: str, replicate: int = 0, strategy=None):
-    """Build hyperparameters, validate them, and return (experiment, RunContext)."""
+def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = False):
+    """Build hyperparameters, validate them, and return (experiment, RunContext).
+
+    ctx.cache['hparams_record'] holds the run's hparams.json record.  A dry
+    run checks the root without creating it (it writes nothing).
+    """
     if replicate < 0:
         raise ConfigError(f"replicate must be >= 0, got {replicate}")
-    check_root(root_dir)
+    if dry_run:
+        if os.path.exists(root_dir) and not os.path.isdir(root_dir):
+            raise ConfigError(f"--root_dir {root_dir} is a file, not a directory; choose a "
+                              f"directory")
+    else:
+        check_root(root_dir)
     experiment, (exp_hp, dataset_hp, model_hp, training_hp) = build_hparams()
     dataset = data.build(dataset_hp,
                          infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
@@ -57,7 +67,34 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
                      training_hp=training_hp, dataset=dataset, writable=True,
                      prunable_names=prunable_weight_names(model_hp, dataset.info))
     experiment.validate(ctx)
+    ctx.cache["hparams_record"] = hparams_record.record(
+        exp_hp.name, name, hparams_record.resolved([exp_hp, dataset_hp, model_hp, training_hp],
+                                                   experiment))
     return experiment, ctx
+
+
+def phases(experiment, ctx) -> list:
+    """The experiment's plan.Phase list (empty for one that does not plan ahead)."""
+    return list(experiment.phases(ctx)) if hasattr(experiment, "phases") else []
+
+
+def describe_start(ctx) -> str:
+    """What a run prints first: where it writes and what it was configured with."""
+    rec = ctx.cache["hparams_record"]
+    settings = hparams_record.describe_non_default(rec)
+    return "\n".join([f"run directory: {ctx.replicate_dir}",
+                      f"settings that differ from the defaults ({len(settings)}):"]
+                     + [f"  {line}" for line in settings])
+
+
+def dry_run(root_dir: str, replicate: int = 0, strategy=None) -> str:
+    """The plan of the configured run, as text; nothing is written."""
+    experiment, ctx = prepare(root_dir, replicate, strategy, dry_run=True)
+    lines = ["dry run: nothing is written", describe_start(ctx)]
+    exists = io.exists(ctx.run_dir)
+    lines.append(f"run directory {'exists' if exists else 'does not exist yet'}; phases:")
+    lines += plan.describe(phases(experiment, ctx), ctx.run_dir)
+    return "\n".join(lines)
 
 
 def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = False) -> dict:
@@ -67,15 +104,22 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
     process on it stops with one line, or waits with `wait_for_lock`.
     """
     experiment, ctx = prepare(root_dir, replicate, strategy)
-    logging.info("run directory: %s", ctx.replicate_dir)
+    for line in describe_start(ctx).splitlines():
+        logging.info("%s", line)
     ctx.cache["wait_for_lock"] = wait_for_lock
     try:
         hold_lock(ctx, ctx.run_dir)
+        rec = ctx.cache["hparams_record"]
         if ctx.writable:
             io.makedirs(ctx.replicate_dir)
             config_path = os.path.join(ctx.run_dir, "config.gin")
             if not io.exists(config_path):
                 io.atomic_write_text(config_path, gin.config_str())
+            hparams_record.write(ctx.run_dir, rec)
+        planned = phases(experiment, ctx)
+        ctx.cache["run_log"] = run_log.RunLog(
+            hparams_record.flat(rec["hparams"]),
+            plan.steps_left(planned) if planned else None)
         result = experiment.run(ctx)
         if ctx.writable:
             io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),

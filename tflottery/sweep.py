@@ -42,7 +42,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 from tflottery.errors import ConfigError
 
 JOBS_DIRNAME = "_sweep_jobs"
-FINAL_LINE = "final test accuracy:"   # what tflottery.main prints when the run is done
+FINAL_LINE = "final test accuracy"   # what tflottery.main prints when the run is done
 EXIT_GRACE_SECONDS = 30.0
 _OPEN, _CLOSE = "([{", ")]}"
 

@@ -21,12 +21,16 @@ import json
 import os
 from typing import Callable, NamedTuple
 
+from absl import logging
+
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments.context import load_fresh_initialisation, training_program
+from tflottery.plan import Phase
 from tflottery.registry import Registry
 from tflottery.runs import io
-from tflottery.training.loop import Trainer, finished_result
+from tflottery.training import run_log
+from tflottery.training.loop import Trainer, finished_result, validate_training
 
 
 class BranchSpec(NamedTuple):
@@ -78,6 +82,32 @@ def branch_dir_name(exp, name: str) -> str:
     return f"branch_retrain_{tag}"
 
 
+def branch_training(exp, ctx, name: str):
+    """(TrainingHparams, data seed) of branch `name`: the run's, except for 'retrain'."""
+    training_hp, data_seed = ctx.training_hp, ctx.data_seed
+    if name == "retrain":
+        if exp.branch_hp.dilation is not None:
+            training_hp = dataclasses.replace(training_hp, dilation=exp.branch_hp.dilation)
+        if exp.branch_hp.data_seed is not None:
+            data_seed = exp.branch_hp.data_seed
+    return training_hp, data_seed
+
+
+def phase_name(name: str, level: int) -> str:
+    return f"level {level} / {name}"
+
+
+def phase(exp, ctx, name: str, level: int) -> Phase:
+    """The training phase of branch `name` of level `level` (for the run's plan)."""
+    training_hp, _ = branch_training(exp, ctx, name)
+    end = validate_training(training_hp, ctx.dataset.iterations_per_epoch).total
+    start = 0 if exp.lottery_hp.mode == "lrr" and level > 0 else \
+        exp.rewind_iterations(ctx, training_hp)
+    return Phase(phase_name(name, level),
+                 os.path.join(exp.level_dir(ctx, level), branch_dir_name(exp, name), "train"),
+                 start, end)
+
+
 def run_branch(exp, ctx, name: str, level: int) -> dict:
     """Train branch `name` of IMP level `level` (skipped when already done)."""
     spec = REGISTRY.get(name)
@@ -96,17 +126,13 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
             "data_seed": exp.branch_hp.data_seed if retrain else None})
     done = finished_result(os.path.join(out, "train"))
     if done is not None:
+        logging.info("%s: finished before; skipped", phase_name(name, level))
         return done
     level_mask = exp.mask_of_level(ctx, level)
     seed = branch_seed(ctx.replicate, level, name)
     mask = exp.load_or_make_mask(ctx, os.path.join(out, "mask"),
                                  lambda: spec.make_mask(exp, ctx, level, level_mask, seed))
-    training_hp, data_seed = ctx.training_hp, ctx.data_seed
-    if name == "retrain":
-        if exp.branch_hp.dilation is not None:
-            training_hp = dataclasses.replace(training_hp, dilation=exp.branch_hp.dilation)
-        if exp.branch_hp.data_seed is not None:
-            data_seed = exp.branch_hp.data_seed
+    training_hp, data_seed = branch_training(exp, ctx, name)
     program = training_program(ctx, training_hp)
     model = program.model
     start = exp.load_start_weights(ctx, model, level, training_hp)
@@ -115,4 +141,5 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
     masking.set_mask(model, mask)
     return Trainer(ctx.strategy, model, ctx.dataset, training_hp, data_seed,
                    os.path.join(out, "train"), start_step=start, writable=ctx.writable,
-                   program=program).run()
+                   program=program, phase_name=phase_name(name, level),
+                   run_log=run_log.of(ctx)).run()

@@ -28,9 +28,11 @@ from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_or_make_mask,
                                            training_program)
 from tflottery.hparams import GradualHparams
+from tflottery.plan import Phase
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
 from tflottery.steps import to_iterations
+from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
 
 SPARSITY_LOG = "sparsity.jsonl"
@@ -136,6 +138,10 @@ class GradualExperiment:
                 f"{steps.total} it; fix GradualHparams")
         excluded_weights(hp.excluded_layers, ctx.prunable_names)
 
+    def phases(self, ctx: RunContext):
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        return [Phase("gradual", os.path.join(ctx.replicate_dir, "train"), 0, total)]
+
     def run(self, ctx: RunContext) -> dict:
         begin, end, frequency = self.resolved_steps(ctx)
         program = training_program(ctx)
@@ -149,14 +155,17 @@ class GradualExperiment:
             excluded_weights(self.hp.excluded_layers, list(masking.prunable_variables(model))),
             os.path.join(out, SPARSITY_LOG), ctx.writable)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        writable=ctx.writable, mask_hook=hook, program=program).run()
+                        writable=ctx.writable, mask_hook=hook, program=program,
+                        phase_name="gradual", run_log=run_log.of(ctx)).run()
         def final_mask():
             from tflottery.training import checkpoints
             checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
             return masking.get_mask(model)
         mask = load_or_make_mask(ctx, os.path.join(ctx.replicate_dir, "mask"), final_mask,
                                  statistics=True)
-        final = dict(final, density=mask.density)
-        logging.info("gradual pruning: density %s, test accuracy %.2f%%", final["density"],
+        final = dict(final, density=mask.density,
+                     accuracy_of=f"the gradually pruned network ({100 * mask.density:.2f}% of "
+                                 f"weights remaining)")
+        logging.info("gradual: density %.2f%%, test accuracy %.2f%%", 100 * final["density"],
                      100 * final["test_accuracy"])
         return final

@@ -27,13 +27,14 @@ import numpy as np
 from absl import logging
 
 from tflottery import masking, pruning
+from tflottery.plan import Phase
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, load_or_make_mask, pretrain,
                                            training_program, weights_named_by)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
 MODES = ("rewind", "lrr")
@@ -161,8 +162,30 @@ class LotteryExperiment:
             summary.write(ctx.run_dir, table)
             plots.plot_run(ctx.run_dir, table)
         print(summary.to_markdown(table), flush=True)
-        last = summary.level_result(ctx.replicate_dir, self.plan.num_levels - 1)
-        return {"test_accuracy": last["test_accuracy"], "summary": table}
+        level = self.plan.num_levels - 1
+        last = summary.level_result(ctx.replicate_dir, level)
+        density = self.mask_of_level(ctx, level).density
+        method = "LRR" if self.lottery_hp.mode == "lrr" else "IMP"
+        return {"test_accuracy": last["test_accuracy"], "summary": table,
+                "accuracy_of": f"the last {method} level (level {level}, "
+                               f"{100 * density:.2f}% of weights remaining)"}
+
+    def phases(self, ctx: RunContext) -> List[Phase]:
+        """The run's phases in order (for --dry_run and the run's ETA)."""
+        from tflottery.experiments import branches
+        if self.plan is None:
+            self.validate(ctx)
+        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        k = self.rewind_iterations(ctx)
+        out = [Phase("pretrain", self.pretrain_dir(ctx), 0, k)]
+        for level in range(self.plan.num_levels):
+            start = 0 if self.lottery_hp.mode == "lrr" and level > 0 else k
+            out.append(Phase(f"level {level}", os.path.join(self.level_dir(ctx, level), "train"),
+                             start, end))
+        for level in self.branch_levels():
+            for name in self.branch_hp.names:
+                out.append(branches.phase(self, ctx, name, level))
+        return out
 
     def level_dir(self, ctx: RunContext, level: int) -> str:
         return os.path.join(ctx.replicate_dir, f"level_{level}")
@@ -233,6 +256,7 @@ class LotteryExperiment:
         out = os.path.join(self.level_dir(ctx, level), "train")
         done = finished_result(out)
         if done is not None:
+            logging.info("level %d: finished before; skipped", level)
             self.mask_of_level(ctx, level)    # repaired if damaged: branches and lmc read it
             return done
         program = training_program(ctx)
@@ -243,7 +267,8 @@ class LotteryExperiment:
         logging.info("level %d: density %.2f%%, training from step %d", level,
                      100 * mask.density, start)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable, program=program).run()
+                        start_step=start, writable=ctx.writable, program=program,
+                        phase_name=f"level {level}", run_log=run_log.of(ctx)).run()
         logging.info("level %d: density %.2f%%, test accuracy %.2f%%", level,
                      100 * mask.density, 100 * final["test_accuracy"])
         return final

@@ -36,10 +36,11 @@ from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
                                            load_or_make_mask, pretrain, training_program)
 from tflottery.hparams import PaiAblationHparams, PaiHparams
+from tflottery.plan import Phase
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
 SCHEDULES = ("replay", "continue")
@@ -105,11 +106,13 @@ class PaiExperiment:
                   "prune_step": self.prune_iterations(ctx)}
         mask = self.mask(ctx)
         result["density"] = mask.density
-        result["test_accuracy"] = self.train(ctx, mask, "train")["test_accuracy"]
+        result["test_accuracy"] = self.train(ctx, mask, "train",
+                                             self.pai_hp.method)["test_accuracy"]
         result["branches"] = {}
         for name in self.ablation_hp.names:
             branch_mask = self.ablation_mask(ctx, name, mask)
             final = self.train(ctx, branch_mask, os.path.join(f"branch_{name}", "train"),
+                               f"{self.pai_hp.method} / {name}",
                                fresh_seed=ablation_seed(ctx.replicate, name)
                                if name == "reinit" else None)
             result["branches"][name] = {"density": branch_mask.density,
@@ -117,7 +120,20 @@ class PaiExperiment:
         if ctx.writable:
             io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
-        return result
+        return dict(result, accuracy_of=f"the network pruned by {self.pai_hp.method} "
+                                        f"({100 * mask.density:.2f}% of weights remaining)")
+
+    def phases(self, ctx: RunContext):
+        """The run's phases in order (for --dry_run and the run's ETA)."""
+        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        k = self.prune_iterations(ctx)
+        start = 0 if self.pai_hp.schedule == "replay" else k
+        method, rep = self.pai_hp.method, ctx.replicate_dir
+        out = [Phase("pretrain", os.path.join(rep, "pretrain"), 0, k)] if k else []
+        out.append(Phase(method, os.path.join(rep, "train"), start, end))
+        out += [Phase(f"{method} / {name}", os.path.join(rep, f"branch_{name}", "train"), start,
+                      end) for name in self.ablation_hp.names]
+        return out
 
     @staticmethod
     def table(result: dict) -> str:
@@ -170,11 +186,13 @@ class PaiExperiment:
             make = lambda: mask  # noqa: E731
         return self._load_or_make(ctx, directory, make)
 
-    def train(self, ctx: RunContext, mask: masking.Mask, out: str, fresh_seed=None) -> dict:
+    def train(self, ctx: RunContext, mask: masking.Mask, out: str, phase_name: str,
+              fresh_seed=None) -> dict:
         """Train `mask` applied to W_k (or to a fresh initialisation) in replicate_dir/out."""
         out = os.path.join(ctx.replicate_dir, out)
         done = finished_result(out)
         if done is not None:
+            logging.info("%s: finished before; skipped", phase_name)
             return done
         program = training_program(ctx)
         if fresh_seed is None:
@@ -184,10 +202,11 @@ class PaiExperiment:
             load_fresh_initialisation(ctx, model, fresh_seed)
         masking.set_mask(model, mask)
         start = 0 if self.pai_hp.schedule == "replay" else self.prune_iterations(ctx)
-        logging.info("training %s: density %.2f%% from step %d", out, 100 * mask.density, start)
+        logging.info("%s: density %.2f%% from step %d", phase_name, 100 * mask.density, start)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable, program=program).run()
-        logging.info("%s: density %.2f%%, test accuracy %.2f%%", out, 100 * mask.density,
+                        start_step=start, writable=ctx.writable, program=program,
+                        phase_name=phase_name, run_log=run_log.of(ctx)).run()
+        logging.info("%s: density %.2f%%, test accuracy %.2f%%", phase_name, 100 * mask.density,
                      100 * final["test_accuracy"])
         return final
 

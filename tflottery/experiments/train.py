@@ -9,6 +9,8 @@ from absl import logging
 
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import RunContext, training_program
+from tflottery.plan import Phase
+from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
 
 
@@ -22,11 +24,15 @@ class TrainExperiment:
     def validate(self, ctx: RunContext) -> None:
         validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
 
+    def phases(self, ctx: RunContext):
+        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        return [Phase("train", os.path.join(ctx.replicate_dir, "train"), 0, end)]
+
     def run(self, ctx: RunContext) -> dict:
         program = training_program(ctx)
         trainer = Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
                           os.path.join(ctx.replicate_dir, "train"), writable=ctx.writable,
-                          program=program)
+                          program=program, phase_name="train", run_log=run_log.of(ctx))
         final = trainer.run()
-        logging.info("final test accuracy: %.2f%%", 100 * final["test_accuracy"])
-        return final
+        logging.info("train: test accuracy %.2f%%", 100 * final["test_accuracy"])
+        return dict(final, accuracy_of="the trained network")

@@ -110,8 +110,19 @@ def to_markdown(table: dict) -> str:
                  f"✓ = matching (mean within {table['matching_tolerance']} points of dense).")
     lines.append(f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
                  f"IMP non-trivial (matching where random pruning is not) at levels: "
-                 f"{table['nontrivial_levels'] or 'none'}.")
+                 f"{nontrivial_text(table)}.")
     return "\n".join(lines)
+
+
+def nontrivial_text(table: dict) -> str:
+    """The levels where IMP is non-trivial; 'not measured' when no random-pruning
+    branch ran at a level IMP matches (no comparison is not a negative result)."""
+    compared = [r for r in table["levels"] if r["imp"]["matching"] and any(
+        b in r["branches"] for b in RANDOM_PRUNING_BRANCHES)]
+    if not compared:
+        return ("not measured (no " + " or ".join(RANDOM_PRUNING_BRANCHES) +
+                " branch at a matching level)")
+    return str(table["nontrivial_levels"] or "none")
 
 
 def write(run_dir: str, table: dict) -> None:

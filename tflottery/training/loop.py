@@ -14,7 +14,9 @@ LR schedule; rewinding starts at k > 0) and writes to `out_dir`:
   out_dir/metrics.jsonl      one JSON object per evaluation / progress line (appended)
   out_dir/checkpoints/       'init', 'step_<N>', 'end'; and 'latest' (for
                              resuming) while the phase runs, removed at its end
-  out_dir/tensorboard/       summaries
+  out_dir/tensorboard/       summaries: train/test loss and accuracy, learning
+                             rate, steps/s, total and per-layer density, and the
+                             run's hyperparameters (TensorBoard's HParams plugin)
   out_dir/final.json         written last: its presence means "phase done"
 
 Re-running a phase whose final.json exists returns the stored result; a phase
@@ -37,8 +39,9 @@ from absl import logging
 from tflottery import masking
 from tflottery.errors import Interrupted, Terminated, TrainingDivergedError
 from tflottery.runs import damage, io
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, summaries
 from tflottery.training.checkpoints import Checkpointer
+from tflottery.training.run_log import duration
 from tflottery.training.phases import (  # noqa: F401  (re-exported: the loop's vocabulary)
     PhaseSteps, build_schedule, validate_training)
 from tflottery.training.program import TrainingProgram, weight_decay_variables  # noqa: F401
@@ -50,8 +53,14 @@ class Trainer:
     def __init__(self, strategy, model, dataset, hp, data_seed: int, out_dir: str,
                  start_step=0, end_step=None, extra_checkpoints: Iterable = (),
                  writable: bool = True, progress_every_seconds: float = 10.0,
-                 mask_hook=None, program: Optional[TrainingProgram] = None):
-        """mask_hook: None, or an object with `steps` (the steps at which it
+                 mask_hook=None, program: Optional[TrainingProgram] = None,
+                 phase_name: Optional[str] = None, run_log=None):
+        """phase_name: what the logs call this phase ('level 3', 'level 3 /
+        random_reinit', 'k=500 / copy 2'); default: the last two parts of
+        out_dir.  run_log: the run's training.run_log.RunLog (ETA of the run,
+        hyperparameters for TensorBoard), or None.
+
+        mask_hook: None, or an object with `steps` (the steps at which it
         acts) and `__call__(model, step)`, which may change the masks; the
         loop stops at those steps and calls it on the host, then zeroes the
         newly pruned weights (the training step trusts that pruned weights
@@ -74,6 +83,9 @@ class Trainer:
         self.out_dir = out_dir
         self.writable = writable
         self.progress_every_seconds = progress_every_seconds
+        self.phase_name = phase_name or default_phase_name(out_dir)
+        self.run_log = run_log
+        self._writer = None
         self.steps = validate_training(hp, dataset.iterations_per_epoch, start_step, end_step,
                                        extra_checkpoints)
         # The program now serves this phase: fresh optimizer state, the schedule at its start.
@@ -162,26 +174,33 @@ class Trainer:
         s = self.steps
         done = finished_result(self.out_dir, tuple(s.named))
         if done is not None:
-            logging.info("phase %s already finished; skipping", self.out_dir)
+            logging.info("%s: finished before (%s); skipped", self.phase_name, self.out_dir)
             self._checkpointer.remove_latest()
             return done
         self.program.begin_phase(s.start)
         self._check_named_before_latest()
         if self._checkpointer.restore_latest():
             step = s.start + int(self.optimizer.iterations.numpy())
-            logging.info("resuming %s at step %d", self.out_dir, step)
+            logging.info("%s: resuming at step %d of %d..%d (%s)", self.phase_name, step,
+                         s.start, s.end, self.out_dir)
             self._drop_metrics_after(step)
         else:
             step = s.start
             self._start_afresh()
+            logging.info("%s: %s (%s)", self.phase_name,
+                         f"training steps {s.start}..{s.end}" if s.start < s.end else
+                         f"nothing to train (step {s.start})", self.out_dir)
         training = step < s.end
         # A phase with nothing to train (rewinding to step 0) needs no input
         # pipeline and leaves no summaries.
         train_loop = self.make_train_fn(step) if training else None
         writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
                   if self.writable and training else tf.summary.create_noop_writer())
+        self._writer = writer
 
         self._save_named_at(step)
+        if training:
+            summaries.write_start(writer, step, self.model, self._hparams())
         if step == s.start and training:
             self._record_eval(step, writer)
         try:
@@ -202,6 +221,7 @@ class Trainer:
         s = self.steps
         self._step = step
         last_print, t_loop, steps_since = time.time(), time.time(), 0
+        t_phase, phase_steps = time.time(), 0
         hook_steps = set(self.mask_hook.steps) if self.mask_hook is not None else set()
         if step in hook_steps:
             # Also on resuming at a hook step: the checkpoint of that step was
@@ -215,24 +235,22 @@ class Trainer:
                 step += n
                 self._step = step
                 steps_since += n
+                phase_steps += n
                 loss = float(self.train_loss.result())
                 if not math.isfinite(loss):
                     raise TrainingDivergedError(
                         f"loss became {loss} by step {step}: training diverged; lower "
                         f"TrainingHparams.lr (now {self.hp.lr}) or add warmup")
                 now = time.time()
+                if self.run_log is not None:
+                    self.run_log.add(n)
                 if now - last_print >= self.progress_every_seconds or step == event == s.end:
-                    rate = steps_since / max(now - t_loop, 1e-9)
-                    logging.info("step %d/%d  %.1f steps/s  loss %.4f  train acc %.2f%%  lr %.3g",
-                                 step, s.end, rate, loss, 100 * float(self.train_acc.result()),
-                                 float(self.schedule(step - s.start)))
+                    self._log_progress(step, loss, phase_steps / max(now - t_phase, 1e-9))
                     last_print = now
             record = {"step": step, "train_loss": float(self.train_loss.result()),
                       "train_accuracy": float(self.train_acc.result()),
                       "steps_per_second": steps_since / max(time.time() - t_loop, 1e-9)}
-            with writer.as_default(step=step):
-                tf.summary.scalar("train/loss", record["train_loss"])
-                tf.summary.scalar("train/accuracy", record["train_accuracy"])
+            summaries.write_train(writer, step, record, float(self.schedule(step - s.start)))
             self.train_loss.reset_state()
             self.train_acc.reset_state()
             self._append_metrics(record)
@@ -246,9 +264,30 @@ class Trainer:
             t_loop, steps_since = time.time(), 0
         return step
 
+    def _log_progress(self, step: int, loss: float, rate: float) -> None:
+        """One progress line: where the phase is, its speed so far, and the ETAs."""
+        s = self.steps
+        done = (step - s.start) / max(s.end - s.start, 1)
+        eta = f"ETA {duration((s.end - step) / rate if rate > 0 else None)}"
+        run_eta = self.run_log.eta_seconds(rate) if self.run_log is not None else None
+        if run_eta is not None:
+            eta += f" (run {duration(run_eta)})"
+        logging.info("%s: step %d/%d (%.0f%%)  %.1f steps/s  %s  loss %.4f  train acc %.2f%%  "
+                     "lr %.3g", self.phase_name, step, s.end, 100 * done, rate, eta, loss,
+                     100 * float(self.train_acc.result()), float(self.schedule(step - s.start)))
+
+    def _hparams(self) -> dict:
+        """The hyperparameters shown in TensorBoard's HParams dashboard."""
+        if self.run_log is not None and self.run_log.hparams:
+            return dict(self.run_log.hparams, phase=self.phase_name)
+        fields = {f"TrainingHparams.{k}": v for k, v in vars(self.hp).items()}
+        return dict(fields, phase=self.phase_name)
+
     def _apply_mask_hook(self, step):
         self.mask_hook(self.model, step)
         masking.zero_pruned_weights(self.model)
+        if self._writer is not None:
+            summaries.write_density(self._writer, step, self.model)
 
     def _record_eval(self, step, writer):
         is_eval = step == self.steps.end or step % self.steps.eval_every == 0
@@ -261,8 +300,8 @@ class Trainer:
             tf.summary.scalar("test/accuracy", result["accuracy"])
         self._append_metrics({"step": step, "test_loss": result["loss"],
                               "test_accuracy": result["accuracy"]})
-        logging.info("step %d  test loss %.4f  test accuracy %.2f%%", step, result["loss"],
-                     100 * result["accuracy"])
+        logging.info("%s: step %d  test loss %.4f  test accuracy %.2f%%", self.phase_name, step,
+                     result["loss"], 100 * result["accuracy"])
         if getattr(self.dataset.info, "num_holdout", 0):
             # The early-stopping metric (thesis 3.3.6) needs the holdout loss at every evaluation.
             holdout = self.evaluate("holdout")
@@ -281,6 +320,12 @@ class Trainer:
         last = getattr(self, "_last_eval", None)
         result = last[1] if last and last[0] == step else self.evaluate("test")
         return {"step": step, "test_loss": result["loss"], "test_accuracy": result["accuracy"]}
+
+
+def default_phase_name(out_dir: str) -> str:
+    """'level_3/train' of '.../replicate_0/level_3/train' (for callers that give no name)."""
+    parts = os.path.normpath(out_dir).replace(os.sep, "/").split("/")
+    return "/".join(parts[-2:]) if parts[-1] == "train" and len(parts) > 1 else parts[-1]
 
 
 def finished_result(out_dir: str, named=("init", "end")) -> Optional[dict]:

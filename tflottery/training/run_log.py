@@ -1,0 +1,47 @@
+"""What the phases of one run share for logging (kept in `ctx.cache['run_log']`).
+
+A Trainer sees one phase; a reader wants to know how far the whole run is
+and what it was configured with.  The runner makes one RunLog per run:
+
+  hparams        {'Class.field': value} of the run (hparams.json), written
+                 to each phase's TensorBoard directory for the HParams dashboard
+  planned_steps  the training steps the run had left when it started (from
+                 the experiment's plan; None if it has none), for the run's ETA
+
+Trainers given a RunLog count their steps into it.
+"""
+import time
+from typing import Dict, Optional
+
+
+class RunLog:
+    def __init__(self, hparams: Dict[str, object] = None, planned_steps: Optional[int] = None):
+        self.hparams = dict(hparams or {})
+        self.planned_steps = planned_steps
+        self.trained_steps = 0
+
+    def add(self, steps: int) -> None:
+        self.trained_steps += steps
+
+    def eta_seconds(self, phase_rate: float) -> Optional[float]:
+        """Seconds the run still needs at `phase_rate` steps/s (None if unknown)."""
+        if self.planned_steps is None or phase_rate <= 0:
+            return None
+        return max(self.planned_steps - self.trained_steps, 0) / phase_rate
+
+
+def of(ctx) -> Optional[RunLog]:
+    """The run's RunLog (None outside a runner-started run, e.g. in library use)."""
+    return ctx.cache.get("run_log")
+
+
+def duration(seconds: Optional[float]) -> str:
+    """'1:02:03' / '2:03' / '7s'."""
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
