@@ -1,0 +1,168 @@
+"""Keras callbacks for training tflottery-masked models with `model.fit`.
+
+tflottery's experiments train with their own loop; researchers with their
+own `fit` code get the same guarantees from these callbacks:
+
+* `KeepPrunedZero`: pruned weights stay exactly 0.0 in the stored weights.
+  `Masked` already multiplies by the mask in the forward pass, so pruned
+  weights get zero gradient and outputs are right; but an optimizer whose
+  state predates a mask change (SGD momentum, Adam moments) keeps moving
+  them, so checkpoints and exported models would drift from exact sparsity.
+* `GradualPruning`: Zhu & Gupta's gradual magnitude pruning on tfmot's
+  PolynomialDecay schedule, the same schedule and pruning step as the
+  'gradual' experiment (experiments/gradual.py), in global training steps
+  (`optimizer.iterations`, so it continues across `fit` calls).
+* `SparsitySummaries`: TensorBoard scalars `density/total` and
+  `density/<weight name>`, the tags tflottery's own training writes.
+
+Typical use::
+
+    model = masking.wrap(model)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss)
+    model.fit(x, y, epochs=10, callbacks=[
+        callbacks.GradualPruning(final_sparsity=0.9, end_step="8ep", frequency="50it"),
+        callbacks.SparsitySummaries("logs/run1")])
+"""
+import dataclasses
+from typing import Optional
+
+import tensorflow as tf
+
+from tflottery import masking
+from tflottery.errors import ConfigError
+from tflottery.hparams import GradualHparams
+from tflottery.keras_compat import keras
+from tflottery.masking.walk import masked_pairs
+from tflottery.steps import to_iterations
+
+
+def _zeroing_function(model):
+    """A tf.function setting every pruned entry of the model's weights to 0.0.
+
+    masking.zero_pruned_weights does the same eagerly through NumPy, which
+    is fine between phases; after every batch a traced pass is much cheaper.
+    tf.where (not weight * mask) gives +0.0 and drops NaN/inf in pruned entries.
+    """
+    pairs = [pair for _, pair in sorted(masked_pairs(model).items())]
+
+    @tf.function
+    def zero():
+        for weight, mask in pairs:
+            weight.assign(tf.where(mask > 0, weight, tf.zeros_like(weight)))
+
+    return zero
+
+
+class KeepPrunedZero(keras.callbacks.Callback):
+    """After every training batch, pruned entries of the stored weights are exactly 0.0."""
+
+    def __init__(self):
+        super().__init__()
+        self._zero = None
+
+    def on_train_begin(self, logs=None):
+        self._zero = _zeroing_function(self.model)
+        self._zero()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._zero()
+
+
+class GradualPruning(KeepPrunedZero):
+    """Gradual magnitude pruning (Zhu & Gupta 2018) during `fit`.
+
+    Args:
+      hparams: a GradualHparams (e.g. bound from gin); default GradualHparams().
+      **overrides: its fields by name: initial_sparsity, final_sparsity,
+        begin_step, end_step, frequency (steps such as '2ep' or '500it', or
+        plain integers of iterations; epochs are `fit`'s steps per epoch),
+        power, scope ('layerwise', 'global' or an N:M pattern such as '2:4'),
+        excluded_layers.
+
+    Before the batch at each pruning step (begin_step, every `frequency`
+    steps, and end_step), the lowest-magnitude remaining weights are pruned
+    to the schedule's sparsity; pruned weights stay pruned and exactly zero.
+    """
+
+    def __init__(self, hparams: Optional[GradualHparams] = None, **overrides):
+        super().__init__()
+        overrides = {k: f"{v}it" if isinstance(v, int) and k.endswith(("_step", "frequency"))
+                     else v for k, v in overrides.items()}
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(GradualHparams)})
+        if unknown:
+            raise ConfigError(f"GradualPruning got unknown settings {', '.join(unknown)}; "
+                              f"it takes the fields of GradualHparams")
+        self.hp = dataclasses.replace(hparams or GradualHparams(), **overrides)
+        self._hook = None
+        self._next = 0
+
+    def _resolve(self):
+        """(begin, end, frequency) in iterations, checked."""
+        from tflottery.pruning.select import check_number, check_scope
+        hp = self.hp
+        check_number("final_sparsity", hp.final_sparsity, 0.0, 1.0, high_open=True)
+        check_number("initial_sparsity", hp.initial_sparsity, 0.0, hp.final_sparsity)
+        check_scope(hp.scope)
+        per_epoch = (self.params or {}).get("steps")
+        steps = (hp.begin_step, hp.end_step, hp.frequency)
+        if per_epoch is None and any("ep" in str(s) for s in steps):
+            raise ConfigError("GradualPruning steps are given in epochs but fit does not know "
+                              "its steps per epoch; give them in iterations ('500it')")
+        begin, end, frequency = (to_iterations(s, per_epoch or 1) for s in steps)
+        if frequency < 1 or not begin < end:
+            raise ConfigError(f"GradualPruning needs begin_step < end_step and frequency >= 1 "
+                              f"(got {begin}, {end}, {frequency} iterations)")
+        return begin, end, frequency
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        from tflottery.experiments.context import excluded_weights
+        from tflottery.experiments.gradual import GradualPruningHook, polynomial_decay
+        begin, end, frequency = self._resolve()
+        steps = sorted(set(range(begin, end + 1, frequency)) | {end})
+        excluded = excluded_weights(self.hp.excluded_layers,
+                                    list(masking.prunable_variables(self.model)))
+        self._hook = GradualPruningHook(polynomial_decay(self.hp, begin, end, frequency), steps,
+                                        self.hp.scope, excluded, log_path=None, writable=False)
+        now = int(self.model.optimizer.iterations.numpy())
+        self._next = sum(1 for s in steps if s < now)   # steps passed in earlier fit calls
+
+    def on_train_batch_begin(self, batch, logs=None):
+        steps = self._hook.steps
+        now = int(self.model.optimizer.iterations.numpy())
+        due = None
+        while self._next < len(steps) and steps[self._next] <= now:
+            due = steps[self._next]   # with steps_per_execution > 1, several may be due
+            self._next += 1
+        if due is not None:
+            self._hook(self.model, due)
+
+
+class SparsitySummaries(keras.callbacks.Callback):
+    """TensorBoard scalars density/total and density/<weight name> of the masks.
+
+    Written at the start of training and at the end of every epoch, at the
+    global step (`optimizer.iterations`), into `log_dir` (next to, not
+    inside, the train/ and validation/ directories of keras' TensorBoard).
+    """
+
+    def __init__(self, log_dir: str):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+
+    def _write(self):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        mask = masking.get_mask(self.model)
+        with self._writer.as_default(step=int(self.model.optimizer.iterations.numpy())):
+            tf.summary.scalar("density/total", mask.density)
+            for name, kept in mask.items():
+                tf.summary.scalar(f"density/{name}", float(kept.mean()) if kept.size else 1.0)
+        self._writer.flush()
+
+    def on_train_begin(self, logs=None):
+        self._write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write()
