@@ -325,6 +325,47 @@ def build(root):
     expected[(run, 0, "train")] = {"test_accuracy": 0.805, "density": 0.1, "method": "gradual",
                                    "target_sparsity": 0.9}
 
+    # ---- dynamic sparsity, same network: RigL, and Dynamic IMP in two phases ----
+    run = "dst_1111111111"
+    run_dir = os.path.join(root, run)
+    _config(run_dir, "dst", "DstHparams.sparsity = 0.9")
+    _operative(run_dir)
+    rep = os.path.join(run_dir, "replicate_0")
+    _phase(os.path.join(rep, "train"), 0.79)
+    _sparsity(os.path.join(rep, "mask"), 0.1)
+    _write(os.path.join(rep, "dst.json"), {
+        "grow": "gradient", "distribution": "erk", "density": 0.1, "test_accuracy": 0.79,
+        "updates": 14, "stop_step": 1500,
+        "final_vs_start": {"new_not_in_previous": 0.4, "previous_not_in_new": 0.4}})
+    expected[(run, 0, "train")] = {"test_accuracy": 0.79, "density": 0.1, "method": "rigl",
+                                   "target_sparsity": 0.9, "kind": "train"}
+    run = "dynamic_imp_2222222222"
+    run_dir = os.path.join(root, run)
+    _config(run_dir, "dynamic_imp", "DynamicImpHparams.change_points = ('1000it',)",
+            "DynamicImpHparams.regrow = 'gradient'")
+    _operative(run_dir)
+    rep = os.path.join(run_dir, "replicate_0")
+    method = "dynamic_imp (regrow=gradient)"
+    phases = []
+    for i, (start, end) in enumerate(((0, 1000), (1000, 2000)), start=1):
+        sparse_acc = 0.78 + 0.01 * i
+        _phase(os.path.join(rep, f"phase_{i}", "dense"), 0.8, start, end)
+        _phase(os.path.join(rep, f"phase_{i}", "sparse"), sparse_acc, start, end)
+        _sparsity(os.path.join(rep, f"phase_{i}", "mask"), 0.1)
+        expected[(run, 0, f"phase_{i}/dense")] = {"test_accuracy": 0.8, "density": None,
+                                                  "method": method, "kind": "phase"}
+        expected[(run, 0, f"phase_{i}/sparse")] = {
+            "test_accuracy": sparse_acc, "density": 0.1, "method": method,
+            "kind": "train" if i == 2 else "phase"}
+        phases.append({"phase": i, "start": start, "end": end, "dense_test_accuracy": 0.8,
+                       "sparse_test_accuracy": sparse_acc, "density": 0.1})
+    phases[0]["regrown"] = 1000
+    phases[1].update(overlap_with_previous={"new_not_in_previous": 0.3,
+                                            "previous_not_in_new": 0.3}, regrown_kept=0.3)
+    _write(os.path.join(rep, "dynamic_imp.json"), {
+        "sparsity": 0.9, "change_points": [1000], "first_mask": "imp", "regrow_init": "fresh",
+        "regrow": "gradient", "density": 0.1, "test_accuracy": 0.8, "phases": phases})
+
     # ---- dense training, same network, 2 replicates ----
     run = "train_ffffffffff"
     run_dir = os.path.join(root, run)

@@ -52,7 +52,8 @@ def test_counts_and_kinds(synthetic):
     assert len(pai) == 15 * 2 + 10 * 2 * 3        # main + ablations of snip and synflow
     assert {r["method"] for r in pai} == {"snip", "synflow", "random"}
     assert {r["target_sparsity"] for r in pai} == set(synthetic_runs.PAI_SPARSITIES)
-    assert {r["experiment"] for r in rows} == {"lottery", "lmc", "pai", "gradual", "train"}
+    assert {r["experiment"] for r in rows} == {"lottery", "lmc", "pai", "gradual", "train", "dst",
+                                              "dynamic_imp"}
     copies = [r for r in rows if r["kind"] == "copy"]
     assert len(copies) == 2 * 2 * 4 * 2 + 2 * 2
 

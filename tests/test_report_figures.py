@@ -27,6 +27,8 @@ EXPECTED = {
                       "interpolation__lmc_cccccccccc_level_4", "interpolation__lmc_dddddddddd"],
     "instability_vs_k": ["instability__lmc_cccccccccc", "instability__lmc_dddddddddd"],
     "stable_k_vs_sparsity": ["stable_k__lmc_cccccccccc"],
+    "dynamic_accuracy": ["dynamic_accuracy__conv_2_on_cifar10"],
+    "dynamic_imp_phases": ["dynamic_imp_phases__dynamic_imp_2222222222"],
     "layer_sparsity": [f"layer_sparsity__{GROUP}"],
     "neuron_collapse": [f"neuron_collapse__{GROUP}"],
 }

@@ -38,7 +38,9 @@ from tflottery.reporting import ginconfig
 from tflottery.runs import io
 
 RUN_NAME = re.compile(r"(?P<experiment>.+)_(?P<hash>[0-9a-f]{10})")
-EXPERIMENTS = ("train", "lottery", "lmc", "pai", "gradual")
+EXPERIMENTS = ("train", "lottery", "lmc", "pai", "gradual", "dst", "dynamic_imp")
+# The result file of each dynamic-sparsity replicate (table["dynamic"]).
+DYNAMIC_RESULTS = {"dst": "dst.json", "dynamic_imp": "dynamic_imp.json"}
 
 PHASE_COLUMNS = [
     "run", "experiment", "replicate", "phase", "kind", "level", "branch", "branch_settings",
@@ -217,11 +219,21 @@ def _infer_experiment(name: str, values: dict, scans) -> str:
     return "train" if rels else "unknown"
 
 
+def _variant(method: str, values: dict, cls: str, fields) -> str:
+    """`method`, followed by the variant `fields` of `cls` that differ from their defaults
+    ('dynamic_imp (regrow_init=zero)'), so that different variants are different methods."""
+    changed = [f"{f}={ginconfig.as_text(values[f'{cls}.{f}'])}" for f in fields
+               if f"{cls}.{f}" in values
+               and values[f"{cls}.{f}"] != ginconfig.lookup({}, f"{cls}.{f}")]
+    return f"{method} ({', '.join(changed)})" if changed else method
+
+
 class _Collector:
     def __init__(self):
         self.reader = _Reader()
         self.notes: List[str] = []
         self.runs, self.rows, self.instability, self.statistics = [], [], [], []
+        self.dynamic: List[dict] = []
 
     # ---- densities and per-run settings ----
     def _mask_density(self, mask_dir: str) -> Optional[float]:
@@ -318,7 +330,7 @@ class _Collector:
         """Per-replicate settings: method, target sparsity, steps, pai.json."""
         values, exp = run["_values"], run["experiment"]
         out = {"method": None, "target_sparsity": None, "rewind_step": None,
-               "prune_step": None, "k": None, "pai": None}
+               "prune_step": None, "k": None, "pai": None, "last_phase": None}
         pretrain = self.reader.json(_join(rep_dir, "pretrain", "final.json"))
         if exp == "lottery":
             mode = ginconfig.lookup(values, "LotteryHparams.mode")
@@ -348,10 +360,27 @@ class _Collector:
             out["target_sparsity"] = ginconfig.lookup(values, "GradualHparams.final_sparsity")
         elif exp == "train":
             out["method"] = "dense"
+        elif exp == "dst":
+            grow = ginconfig.lookup(values, "DstHparams.grow")
+            out["method"] = _variant({"gradient": "rigl", "random": "set"}.get(grow, grow),
+                                     values, "DstHparams", ("distribution",))
+            out["target_sparsity"] = ginconfig.lookup(values, "DstHparams.sparsity")
+        elif exp == "dynamic_imp":
+            out["method"] = _variant("dynamic_imp", values, "DynamicImpHparams",
+                                     ("first_mask", "regrow_init", "regrow"))
+            out["target_sparsity"] = ginconfig.lookup(values, "DynamicImpHparams.sparsity")
+            phases = _numbered(_listdir(rep_dir), "phase_")
+            out["last_phase"] = phases[-1][0] if phases else None
         return out
 
     def _collect_replicate(self, run, replicate, rep_dir, phases, instability_dirs):
         settings = self._settings(run, rep_dir)
+        result_file = DYNAMIC_RESULTS.get(run["experiment"])
+        result = self.reader.json(_join(rep_dir, result_file)) if result_file else None
+        if isinstance(result, dict) and "test_accuracy" in result:
+            self.dynamic.append(dict(result, run=run["run"], experiment=run["experiment"],
+                                     replicate=replicate, method=settings["method"],
+                                     network=run["network"]))
         k_dirs = {}
         for rel in instability_dirs:
             row = self._instability_row(run, replicate, rep_dir, rel)
@@ -395,6 +424,8 @@ class _Collector:
                 "branch_" + info["branch"])
             row["branch_settings"] = self._retrain_settings(info["branch"], branch_dir, run)
         row["density"] = self._phase_density(run, rep_dir, rel, info, settings, k_dirs)
+        if exp == "dynamic_imp":
+            self._dynamic_imp_phase(row, rep_dir, rel, settings)
         if info["kind"] == "pretrain":
             row["method"] = "dense" if exp != "lmc" else row["method"]
             row["target_sparsity"] = None
@@ -409,6 +440,17 @@ class _Collector:
         if info["kind"] == "train" and row["status"] == "done":
             self._statistics(run, replicate, rep_dir, rel, row)
         return row
+
+    def _dynamic_imp_phase(self, row, rep_dir, rel, settings) -> None:
+        """A Dynamic IMP phase: the last phase's sparse training is the run's result
+        (kind 'train', at its mask's density); every other one is kind 'phase'."""
+        match = re.fullmatch(r"phase_(\d+)/(dense|sparse)", rel)
+        if not match:
+            return
+        index, part = int(match.group(1)), match.group(2)
+        row["kind"] = "train" if part == "sparse" and index == settings["last_phase"] else "phase"
+        row["density"] = (self._mask_density(_join(rep_dir, f"phase_{index}", "mask"))
+                          if part == "sparse" else None)
 
     def _phase_density(self, run, rep_dir, rel, info, settings, k_dirs):
         if info["kind"] == "pretrain":
@@ -496,6 +538,7 @@ def collect(root: str) -> dict:
     return {"root": root, "runs": collector.runs, "rows": sorted(collector.rows, key=order),
             "instability": sorted(collector.instability, key=order),
             "statistics": collector.statistics,
+            "dynamic": sorted(collector.dynamic, key=lambda r: (r["run"], r["replicate"])),
             "problems": collector.reader.problems, "notes": collector.notes}
 
 

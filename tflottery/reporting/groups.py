@@ -28,6 +28,7 @@ LABELS = {
     "magnitude": "magnitude", "random": "random", "isnip": "iterative SNIP",
     "magnitude_unit_variance": "magnitude (unit variance)", "gradual": "gradual magnitude",
     "shuffle": "layerwise shuffle", "reinit": "reinitialise", "invert": "invert scores",
+    "rigl": "RigL", "set": "SET", "dynamic_imp": "Dynamic IMP",
 }
 
 

@@ -10,7 +10,7 @@ from typing import List
 
 from absl import logging
 
-from tflottery.reporting.figures import accuracy, lmc, pai, training
+from tflottery.reporting.figures import accuracy, dynamic, lmc, pai, training
 
 # (kind, section title, caption, function), in the order of the report.
 FIGURES = [
@@ -35,6 +35,15 @@ FIGURES = [
      "Each method (solid) against its ablations (dashed): masks shuffled within layers, "
      "weights reinitialised, scores inverted. An ablation that matches the method means the "
      "method's per-weight choices do not matter (thesis Fig. 5-4).", accuracy.pai_ablations),
+    ("dynamic_accuracy", "Dynamic sparsity: accuracy against sparsity",
+     "Test accuracy after training against the fraction of weights remaining for RigL, SET "
+     "and Dynamic IMP (thesis Algorithm 5), with IMP (dotted grey) and pruning at "
+     "initialisation (dotted) of the same network for reference; bands are min-max over "
+     "replicates.", dynamic.dynamic_accuracy),
+    ("dynamic_imp_phases", "Dynamic IMP: how the mask moves between phases",
+     "Left: the share of each phase's mask that the phase before had pruned (and that was "
+     "regrown); right: test accuracy at the end of each phase's dense (hybrid) and sparse "
+     "training (thesis section 6.2.2).", dynamic.dynamic_imp_phases),
     ("interpolation", "Linear interpolation between copies",
      "Error along the linear path between two copies trained from the state at step k with "
      "different data orders, per rewinding step k (thesis Fig. 4-2).", lmc.interpolation),

@@ -10,7 +10,7 @@ from tflottery.reporting import collect, ginconfig, groups
 from tflottery.reporting.figures import style
 
 
-def _finish(ax, densities, legend_ax=None) -> None:
+def finish(ax, densities, legend_ax=None) -> None:
     """Density axis, and the legend in its panel (or inside the axes)."""
     style.density_axis(ax, densities)
     low, high = ax.get_ylim()
@@ -55,7 +55,7 @@ def lottery_accuracy(table: dict, out_dir: str) -> List[str]:
             style.line_with_band(ax, [100 * p["density"] for p in pts], pts,
                                  groups.label(name, pts[0].get("settings")),
                                  style.color(name, i), style.marker(i), ls="--")
-        _finish(ax, [e["density"] for e in levels], lax)
+        finish(ax, [e["density"] for e in levels], lax)
         paths += style.save(fig, out_dir, f"lottery_accuracy__{style.slug(run['run'])}")
     if not paths:
         logging.info("figure lottery_accuracy skipped: no finished lottery levels")
@@ -101,7 +101,7 @@ def lottery_comparison(table: dict, out_dir: str) -> List[str]:
                                  [e["imp"] for e in levels], names[run["run"]], f"C{i % 10}",
                                  style.marker(i))
             densities += [e["density"] for e in levels]
-        _finish(ax, densities, lax)
+        finish(ax, densities, lax)
         paths += style.save(fig, out_dir, f"lottery_comparison__{style.slug(network)}")
     if not paths:
         logging.info("figure lottery_comparison skipped: fewer than two lottery runs "
@@ -109,7 +109,7 @@ def lottery_comparison(table: dict, out_dir: str) -> List[str]:
     return paths
 
 
-def _plot_methods(ax, by_method: dict, ls: str = "-", start: int = 0, col=None):
+def plot_methods(ax, by_method: dict, ls: str = "-", start: int = 0, col=None):
     densities = []
     for i, (method, points) in enumerate(sorted(by_method.items()), start=start):
         pts = list(points.values())
@@ -139,10 +139,10 @@ def pai_accuracy(table: dict, out_dir: str) -> List[str]:
             f"Pruning at step {group['prune_step'] or '?'}: {group['network']}\n"
             f"{style.replicates_note(n)}")
         style.dense_band(ax, groups.dense_accuracies(table, group["network_key"]))
-        densities = _plot_methods(ax, methods)
+        densities = plot_methods(ax, methods)
         if gradual:
-            densities += _plot_methods(ax, groups.by_method(gradual), ls=":", start=len(methods))
-        _finish(ax, densities, lax)
+            densities += plot_methods(ax, groups.by_method(gradual), ls=":", start=len(methods))
+        finish(ax, densities, lax)
         paths += style.save(fig, out_dir, f"pai_accuracy__{style.slug(group['label'])}")
     if not paths:
         logging.info("figure pai_accuracy skipped: no finished pai runs")
@@ -165,17 +165,17 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
         dense = groups.dense_accuracies(table, group["network_key"])
         for ax, method in zip(axes.flat, ablated):
             # The method in black, so that the ablations' colours stand out.
-            densities = _plot_methods(ax, {method: main[method]}, col="black")
+            densities = plot_methods(ax, {method: main[method]}, col="black")
             names = sorted({r["branch"] for r in rows
                             if r["method"] == method and r["branch"] is not None})
             for i, name in enumerate(names, start=1):
                 pts = groups.by_method([r for r in rows
                                         if r["method"] == method and r["branch"] == name])
-                densities += _plot_methods(ax, {name: pts[method]}, ls="--", start=i)
+                densities += plot_methods(ax, {name: pts[method]}, ls="--", start=i)
             style.dense_band(ax, dense, "dense")
             ax.set_title(groups.label(method), fontsize=10)
             ax.grid(alpha=0.3)
-            _finish(ax, densities)
+            finish(ax, densities)
         for ax in axes[:, 0]:
             ax.set_ylabel("test accuracy (%)")
         fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "

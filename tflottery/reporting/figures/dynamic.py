@@ -1,0 +1,124 @@
+"""Dynamic sparsity (thesis 6.2.2): RigL, SET and Dynamic IMP beside IMP and pruning at init.
+
+Two figures:
+  * dynamic_accuracy: per network, test accuracy against the fraction of
+    weights remaining for every dynamic-sparsity method run on it (points,
+    or lines over several sparsities), with the IMP curves of lottery runs
+    and the methods of pai runs of the same network for reference;
+  * dynamic_imp_phases: per Dynamic IMP run, how much the mask changes from
+    one phase to the next (the fraction of phase i's mask that phase i-1
+    had pruned; the fraction of it that was regrown) and the accuracy of
+    each phase's dense and sparse trainings -- the thesis's question of
+    whether the masks of successive phases differ.
+"""
+from typing import List
+
+import numpy as np
+from absl import logging
+
+from tflottery.reporting import collect, groups
+from tflottery.reporting.figures import style
+from tflottery.reporting.figures.accuracy import finish, plot_methods
+
+DYNAMIC_EXPERIMENTS = ("dst", "dynamic_imp")
+
+
+def _network_runs(table: dict):
+    """{network key: [run dicts]} of the dynamic-sparsity runs."""
+    out = {}
+    for experiment in DYNAMIC_EXPERIMENTS:
+        for run in groups.runs_of(table, experiment):
+            if run.get("config_file"):
+                out.setdefault(groups.network_key(run["_values"]), []).append(run)
+    return out
+
+
+def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
+    """Per network: every dynamic-sparsity method, with IMP and PaI of the same network."""
+    paths = []
+    for key, runs in sorted(_network_runs(table).items(), key=lambda kv: kv[1][0]["run"]):
+        rows = [r for run in runs for r in collect.done(table["rows"], run=run["run"],
+                                                        kind="train")]
+        methods = groups.by_method(rows)
+        if not methods:
+            continue
+        fig, ax, lax = style.axes_with_legend_panel(
+            f"Dynamic sparsity: {groups.network_label(runs[0])}\n"
+            f"{style.replicates_note(max(p['n'] for pts in methods.values() for p in pts.values()))}")
+        style.dense_band(ax, groups.dense_accuracies(table, key))
+        densities = plot_methods(ax, methods)
+        start = len(methods)
+        for run in groups.runs_of(table, "lottery"):
+            if not run.get("config_file") or groups.network_key(run["_values"]) != key:
+                continue
+            imp = [e for e in groups.lottery_levels(table, run["run"]) if e["density"] and e["imp"]]
+            if imp:
+                style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
+                                     f"IMP ({run['run']})", "0.35", style.marker(start), ls=":")
+                densities += [e["density"] for e in imp]
+                start += 1
+        pai_rows = [r for group in groups.pai_groups(table) if group["network_key"] == key
+                    for run in group["runs"]
+                    for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        if pai_rows:
+            densities += plot_methods(ax, groups.by_method(pai_rows), ls=":", start=start)
+        finish(ax, densities, lax)
+        paths += style.save(fig, out_dir,
+                            f"dynamic_accuracy__{style.slug(groups.network_label(runs[0]))}")
+    if not paths:
+        logging.info("figure dynamic_accuracy skipped: no finished dst or dynamic_imp runs")
+    return paths
+
+
+def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
+    """Per Dynamic IMP run: mask change between phases and each phase's accuracies."""
+    plt = style.pyplot()
+    paths = []
+    by_run = {}
+    for record in table.get("dynamic", []):
+        if record["experiment"] == "dynamic_imp" and record.get("phases"):
+            by_run.setdefault(record["run"], []).append(record)
+    for run, records in sorted(by_run.items()):
+        count = min(len(r["phases"]) for r in records)
+        phases = np.arange(1, count + 1)
+
+        def values(field, sub=None):
+            out = [[(p.get(field) or {}).get(sub) if sub else p.get(field)
+                    for p in r["phases"][:count]] for r in records]
+            return np.array([[np.nan if v is None else 100 * v for v in row] for row in out])
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        width = 0.38
+        for offset, (field, sub, label) in zip((-width / 2, width / 2), (
+                ("overlap_with_previous", "new_not_in_previous",
+                 "of the mask: pruned by the phase before"),
+                ("regrown_kept", None, "of the mask: regrown weights"))):
+            data = values(field, sub)
+            left.bar(phases + offset, np.nanmean(data, 0), width, label=label,
+                     yerr=[np.nanmean(data, 0) - np.nanmin(data, 0),
+                           np.nanmax(data, 0) - np.nanmean(data, 0)] if len(records) > 1 else None)
+        left.set_xticks(phases)
+        left.set_xlabel("phase")
+        left.set_ylabel("% of the phase's mask")
+        left.set_ylim(0, 100)
+        left.legend(fontsize=7, loc="upper left")
+        left.grid(alpha=0.3, axis="y")
+        for field, label, marker in (("dense_test_accuracy", "dense (hybrid) training", "s"),
+                                     ("sparse_test_accuracy", "sparse training", "o")):
+            data = values(field)
+            if np.all(np.isnan(data)):
+                continue
+            right.plot(phases, np.nanmean(data, 0), marker=marker, label=label)
+        right.set_xticks(phases)
+        right.set_xlabel("phase")
+        right.set_ylabel("test accuracy at the phase's end (%)")
+        right.legend(fontsize=7, loc="lower right")
+        right.grid(alpha=0.3)
+        first = records[0]
+        fig.suptitle(f"Dynamic IMP, {first['network']}, {100 * (1 - first['sparsity']):.3g}% of "
+                     f"weights kept, change points {first['change_points']} it\nrun {run}, "
+                     f"{style.replicates_note(len(records))}", fontsize=10)
+        fig.tight_layout()
+        paths += style.save(fig, out_dir, f"dynamic_imp_phases__{style.slug(run)}")
+    if not paths:
+        logging.info("figure dynamic_imp_phases skipped: no dynamic_imp.json")
+    return paths
