@@ -139,6 +139,14 @@ def test_one_update_against_numpy(grow):
         assert np.all(slot[new] == 0.0), name                       # fresh optimizer state
         np.testing.assert_array_equal(slot[~new], slots_before[name][~new])
         np.testing.assert_array_equal(weight[kept_active], before[name][kept_active])
+    # A mask update is variable assignments: training goes on without a new trace,
+    # and a second update reuses the scoring program's trace.
+    program.train_steps(program.train_iterator(0, 6), 2)
+    hook(model, 8)
+    assert program.tracing_counts()["train"] == 1
+    if grow == "gradient":
+        from tflottery.scoring import program_for
+        assert program_for(model).gradient_function.experimental_get_tracing_count() == 1
 
 
 def test_random_growth_is_seeded_by_step():
