@@ -102,6 +102,11 @@ def test_gradual_pruning_settings_are_checked():
     x, y = _data(20)
     with pytest.raises(ConfigError, match="begin_step < end_step"):
         model.fit(x, y, verbose=0, callbacks=[callbacks.GradualPruning(begin_step=5, end_step=5)])
+    unknown_length = tf.data.Dataset.from_generator(
+        lambda: iter([(x[:10], y[:10])]), output_signature=(
+            tf.TensorSpec((None, 12), tf.float32), tf.TensorSpec((None,), tf.int64)))
+    with pytest.raises(ConfigError, match="steps per epoch"):
+        model.fit(unknown_length, verbose=0, callbacks=[callbacks.GradualPruning(end_step="1ep")])
 
 
 def _readme_example() -> str:

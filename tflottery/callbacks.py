@@ -33,7 +33,7 @@ from tflottery.errors import ConfigError
 from tflottery.hparams import GradualHparams
 from tflottery.keras_compat import keras
 from tflottery.masking.walk import masked_pairs
-from tflottery.steps import to_iterations
+from tflottery.steps import Step, to_iterations
 
 
 def _zeroing_function(model):
@@ -105,7 +105,7 @@ class GradualPruning(KeepPrunedZero):
         check_scope(hp.scope)
         per_epoch = (self.params or {}).get("steps")
         steps = (hp.begin_step, hp.end_step, hp.frequency)
-        if per_epoch is None and any("ep" in str(s) for s in steps):
+        if per_epoch is None and any(Step.parse(s).ep for s in steps):
             raise ConfigError("GradualPruning steps are given in epochs but fit does not know "
                               "its steps per epoch; give them in iterations ('500it')")
         begin, end, frequency = (to_iterations(s, per_epoch or 1) for s in steps)
