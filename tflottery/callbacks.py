@@ -13,7 +13,8 @@ own `fit` code get the same guarantees from these callbacks:
   'gradual' experiment (experiments/gradual.py), in global training steps
   (`optimizer.iterations`, so it continues across `fit` calls).
 * `SparsitySummaries`: TensorBoard scalars `density/total` and
-  `density/<weight name>`, the tags tflottery's own training writes.
+  `density/<weight name>`, written as tflottery's own training writes them
+  (training/summaries.py).
 
 Typical use::
 
@@ -34,6 +35,7 @@ from tflottery.hparams import GradualHparams
 from tflottery.keras_compat import keras
 from tflottery.masking.walk import masked_pairs
 from tflottery.steps import Step, to_iterations
+from tflottery.training import summaries
 
 
 def _zeroing_function(model):
@@ -154,11 +156,8 @@ class SparsitySummaries(keras.callbacks.Callback):
     def _write(self):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
-        mask = masking.get_mask(self.model)
-        with self._writer.as_default(step=int(self.model.optimizer.iterations.numpy())):
-            tf.summary.scalar("density/total", mask.density)
-            for name, kept in mask.items():
-                tf.summary.scalar(f"density/{name}", float(kept.mean()) if kept.size else 1.0)
+        summaries.write_density(self._writer, int(self.model.optimizer.iterations.numpy()),
+                                self.model)
         self._writer.flush()
 
     def on_train_begin(self, logs=None):
