@@ -64,6 +64,15 @@ SMALL_RUN = [
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture
+def clean_gin():
+    """No gin bindings before or after the test (use: pytestmark = usefixtures('clean_gin'))."""
+    import gin
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
 def run_module(module, *args, timeout=300, extra_env=None):
     """`python -m module args...` from the repository, quiet TensorFlow, no stdin."""
     import subprocess

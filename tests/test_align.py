@@ -71,7 +71,7 @@ def inputs_for(shape, n=6, seed=0):
 
 
 def same_variables(a, b):
-    """Every variable equal, layer by layer (a clone may list `model.variables` in another order)."""
+    """Every variable equal, layer by layer (a clone may order `model.variables` otherwise)."""
     assert len(a.layers) == len(b.layers)
     return all(np.array_equal(u.numpy(), v.numpy())
                for la, lb in zip(a.layers, b.layers) for u, v in zip(la.weights, lb.weights))
@@ -146,7 +146,8 @@ def test_coordinate_descent_never_decreases_and_ends_at_a_coordinatewise_optimum
     final = brute_force_objective(a, b, p1, p2)
     assert values[-1] == pytest.approx(final)
     everything = [brute_force_objective(a, b, np.array(r1), np.array(r2))
-                  for r1 in itertools.permutations(range(4)) for r2 in itertools.permutations(range(3))]
+                  for r1 in itertools.permutations(range(4))
+                  for r2 in itertools.permutations(range(3))]
     assert final <= max(everything) + 1e-9
     # No single group can do better with the other held: the stopping rule.
     for r1 in itertools.permutations(range(4)):

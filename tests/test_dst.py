@@ -6,7 +6,7 @@ dropped and grown sets by sorting.  Whole runs check exact per-layer counts,
 the update log and the cosine schedule; a SIGKILL mid-training then re-run
 must give the uninterrupted run's results bit for bit.
 """
-from conftest import SMALL_RUN, run_module  # noqa: E402
+from conftest import SMALL_RUN  # noqa: E402
 import glob
 import json
 import math
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import time
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,11 +37,7 @@ DST = SMALL_RUN + [
 ]
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def numpy_dense_gradient(kernels, biases, images, labels):

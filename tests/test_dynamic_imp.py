@@ -32,11 +32,7 @@ DYNAMIC = SMALL_RUN + [
 NAMES = ("fc_1/kernel", "fc_2/kernel", "output/kernel")
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def kernels_at(phase_dir, name):

@@ -100,7 +100,10 @@ def test_imp_subnetwork_reuses_lottery_masks(tmp_path):
 @pytest.mark.parametrize("binding,message", [
     ("InstabilityHparams.rewind_steps = ('30it',)", "not before the end of training"),
     ("InstabilityHparams.bn_mode = 'average'", "unknown instability bn_mode 'average'"),
-    ("InstabilityHparams.copy_seeds = (3, 3)", "two different seeds"),
+    ("InstabilityHparams.copy_seeds = (3, 3)", "two or more different seeds"),
+    ("InstabilityHparams.align = 'average'", "unknown instability align 'average'"),
+    ("InstabilityHparams.subnetwork = 'independent'\nInstabilityHparams.rewind_steps = ('8it',)",
+     "only k = 0 is defined"),
 ])
 def test_bad_inputs(tmp_path, binding, message):
     with pytest.raises(ConfigError, match=message):
@@ -157,3 +160,95 @@ def test_earliest_stable_and_matching_k_by_hand(tmp_path):
     assert row["test_barrier_std"] == pytest.approx(np.std([0.01, 0.03, 0.04]))
     assert row["stable"] is False     # mean 2.67 points >= 2
     assert "earliest stable k (median over replicates) 500.0" in instability.to_markdown(result)
+
+
+def end_weights(out, i, seed=0):
+    """Copy i's trained LeNet (8x8 synthetic inputs), loaded from its 'end' checkpoint."""
+    from tflottery.training import checkpoints
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=seed))
+    checkpoints.restore_weights(model, os.path.join(out, f"copy_{i}", "checkpoints"), "end")
+    return model
+
+
+def test_accuracy(model):
+    """Accuracy on the synthetic test split, computed here with NumPy from model(x)."""
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    correct = total = 0
+    for images, labels in dataset.eval_dataset("test"):
+        real = labels.numpy() >= 0
+        predicted = np.argmax(model(images, training=False).numpy(), axis=-1)
+        correct += int(np.sum((predicted == labels.numpy())[real]))
+        total += int(real.sum())
+    return correct / total
+
+
+test_accuracy.__test__ = False   # a helper, not a test
+
+
+def averaged(members):
+    soup = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+    soup.set_weights([np.mean(ws, axis=0) for ws in zip(*[m.get_weights() for m in members])])
+    return soup
+
+
+def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_path):
+    from tflottery.analysis import align
+    from tflottery.training import checkpoints
+    run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'independent'",
+        "InstabilityHparams.align = 'weights'", "InstabilityHparams.copy_seeds = (1, 2, 3)",
+        "InstabilityHparams.per_epoch = True")
+    (run_dir,) = glob.glob(str(tmp_path / "lmc_*"))
+    out = os.path.join(run_dir, "replicate_0", "k_0")
+    rec = json.load(open(os.path.join(out, "instability.json")))
+    # Copy 0 starts from the run's W0 (seed 0), copy i from seed 100000 * i.
+    for i in range(3):
+        init = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+        checkpoints.restore_weights(init, os.path.join(out, f"copy_{i}", "checkpoints"), "init")
+        fresh = models.build("lenet_300_100", (8, 8, 1), 10, seed=100000 * i)
+        np.testing.assert_array_equal(init.get_weights()[0], fresh.get_weights()[0])
+    aligned = rec["aligned"]
+    assert aligned["method"] == "weights" and 0 < aligned["moved_fraction"] <= 1
+    for split in ("test", "train"):
+        raw_curve, curve = rec["curves"][split], aligned["curves"][split]
+        assert aligned["barrier"][split] == pytest.approx(
+            max(curve["error"]) - (curve["error"][0] + curve["error"][-1]) / 2)
+        # Alignment keeps both end points' functions: copy 0 untouched, copy 1 permuted.
+        assert curve["accuracy"][0] == raw_curve["accuracy"][0]
+        assert curve["accuracy"][-1] == pytest.approx(raw_curve["accuracy"][-1], abs=2e-3)
+    assert aligned["distances"]["l2_copies"] < rec["distances"]["l2_copies"]
+    assert [set(r) for r in rec["per_epoch"]] == [{"step", "test_barrier",
+                                                   "aligned_test_barrier"}] * 3
+    # The soups, recomputed here: the plain mean of the three copies' end weights, and the
+    # mean after permuting copies 1 and 2 to match copy 0 (no BN: nothing recomputed).
+    copies = [end_weights(out, i) for i in range(3)]
+    assert rec["soup"]["n"] == 3
+    assert rec["soup"]["accuracy"]["test"] == pytest.approx(test_accuracy(averaged(copies)),
+                                                            abs=1e-6)
+    matched = [copies[0]] + [align.apply(c, align.weight_matching(copies[0], c))
+                             for c in copies[1:]]
+    assert rec["soup"]["aligned_accuracy"]["test"] == pytest.approx(
+        test_accuracy(averaged(matched)), abs=1e-6)
+    table = json.load(open(os.path.join(run_dir, "instability_summary.json")))
+    (row,) = table["rows"]
+    assert row["aligned_test_barrier_mean"] == pytest.approx(aligned["barrier"]["test"])
+    assert row["soup_aligned_accuracy_mean"] == rec["soup"]["aligned_accuracy"]["test"]
+    markdown = open(os.path.join(run_dir, "instability_summary.md")).read()
+    assert "aligned test instability" in markdown and "aligned soup accuracy %" in markdown
+    assert "| independent | - | 0 |" in markdown
+
+
+def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):
+    run(tmp_path, "lmc", "PruningHparams.levels = 1", "InstabilityHparams.subnetwork = 'imp'",
+        "InstabilityHparams.levels = (1,)", "InstabilityHparams.align = 'activations'")
+    (lmc_dir,) = glob.glob(str(tmp_path / "lmc_*"))
+    rec = json.load(open(os.path.join(lmc_dir, "replicate_0", "level_1", "k_0",
+                                      "instability.json")))
+    aligned = rec["aligned"]
+    assert aligned["method"] == "activations" and aligned["moved_fraction"] > 0
+    for split in ("test", "train"):
+        # The ends keep their functions under the union of the two (permuted) masks.
+        assert aligned["curves"][split]["accuracy"][0] == rec["curves"][split]["accuracy"][0]
+        assert aligned["curves"][split]["accuracy"][-1] == pytest.approx(
+            rec["curves"][split]["accuracy"][-1], abs=2e-3)
+    assert rec["density"] == pytest.approx(0.8, abs=0.01)
+    assert set(rec["soup"]) == {"n", "accuracy", "aligned_accuracy"}

@@ -10,11 +10,7 @@ from tflottery.reporting import collect
 from tflottery.reporting.figures import dynamic
 
 
-@pytest.fixture(autouse=True)
-def clean_gin():
-    gin.clear_config()
-    yield
-    gin.clear_config()
+pytestmark = pytest.mark.usefixtures("clean_gin")
 
 
 def test_dst_and_dynamic_imp_runs_in_the_report(tmp_path):

@@ -19,13 +19,34 @@ replicate_<r>/level_<L>/k_<k iterations>/ (subnetworks of IMP level L):
 For 'imp', the lottery run directory sits beside this run in root_dir, named
 exactly as `--gin_file=imp.gin` with rewind_step k would name it, so both
 experiments share its levels.
+
+'independent' (Entezari et al. 2022; Ainsworth et al. 2022): copy 0 starts
+from the run's W0 and copy i > 0 from a fresh initialisation (model seed +
+INDEPENDENT_SEED_STRIDE x i), so the copies differ in initialisation as well
+as in SGD noise; only k = 0 is defined.
+
+With InstabilityHparams.align set, copy 1 is then permuted to match copy 0
+(analysis/align.py) and the curves, barriers and distances are measured
+again: instability.json holds the raw results at the top level and the
+aligned ones under "aligned", side by side, and the summary tables and the
+plot show both.  Permuting a subnetwork permutes its mask, so the aligned
+path runs between networks with different masks; both ends are evaluated
+with the union of the two (each end's pruned weights are 0.0, so its
+function is unchanged), and the path's interior uses that union.
+
+Every analysis also reports the uniform soup of all the copies (N =
+len(copy_seeds)): the accuracy of their weight average (BatchNorm statistics
+treated as along the path), raw and, with align set, after aligning each
+copy to copy 0.
 """
 import dataclasses
 import os
 
+import numpy as np
 from absl import logging
 
 from tflottery import analysis, masking
+from tflottery.analysis import align, align_soup
 from tflottery.errors import ConfigError
 from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
@@ -38,8 +59,17 @@ from tflottery.training import checkpoints
 from tflottery.training.loop import Trainer, validate_training
 from tflottery.training.program import assign_values, variable_values
 
-SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise")
+SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise",
+               "independent")
 SCHEDULES = ("continue", "restart")
+ALIGN_METHODS = ("weights", "activations")
+# Copy i > 0 of an 'independent' analysis starts from model seed + this x i:
+# far from the replicate seeds (0, 1, ...) that give the runs' own W0.
+INDEPENDENT_SEED_STRIDE = 100000
+# Activation matching correlates the units' activations on this many
+# training examples (a fixed data order, the same for every k).
+ALIGN_EXAMPLES = 1000
+ALIGN_DATA_SEED = 0
 
 
 @REGISTRY.register("lmc")
@@ -50,13 +80,18 @@ class InstabilityExperiment:
         self.hp = InstabilityHparams()
         self.summary_hp = SummaryHparams()
 
+    @property
+    def uses_lottery(self) -> bool:
+        """Whether the state at k comes from a lottery run's IMP level."""
+        return self.hp.subnetwork not in ("dense", "independent")
+
     def hparams(self):
         """rewind_steps and levels are left out: adding a k or a level extends
         the run.  For subnetworks, the pruning/lottery settings that define
         the masks are included."""
         hashed = [dataclasses.replace(self.hp, rewind_steps=InstabilityHparams.rewind_steps,
                                       levels=InstabilityHparams.levels)]
-        if self.hp.subnetwork != "dense":
+        if self.uses_lottery:
             from tflottery.experiments.lottery import LotteryExperiment
             # Only the pruning settings: lottery_for() fixes mode and rewind step.
             hashed += LotteryExperiment().hparams()[:1]
@@ -74,8 +109,12 @@ class InstabilityExperiment:
         if not 2 <= hp.num_alphas <= analysis.MAX_ALPHAS:
             raise ConfigError(f"InstabilityHparams.num_alphas must be in [2, "
                               f"{analysis.MAX_ALPHAS}], got {hp.num_alphas}")
-        if len(hp.copy_seeds) != 2 or hp.copy_seeds[0] == hp.copy_seeds[1]:
-            raise ConfigError(f"copy_seeds must be two different seeds, got {hp.copy_seeds}")
+        if len(hp.copy_seeds) < 2 or len(set(hp.copy_seeds)) != len(hp.copy_seeds):
+            raise ConfigError(f"copy_seeds must be two or more different seeds, got "
+                              f"{hp.copy_seeds}")
+        if hp.align is not None and hp.align not in ALIGN_METHODS:
+            raise ConfigError(f"unknown instability align {hp.align!r}; choose None or one of: "
+                              f"{', '.join(ALIGN_METHODS)}")
         if not hp.rewind_steps:
             raise ConfigError("InstabilityHparams.rewind_steps is empty; give at least one step")
         total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
@@ -84,7 +123,12 @@ class InstabilityExperiment:
                 raise ConfigError(
                     f"rewind step {k} it is not before the end of training "
                     f"({ctx.training_hp.training_steps} = {total} it); choose smaller steps")
-        if hp.subnetwork != "dense":
+            if k != 0 and hp.subnetwork == "independent":
+                raise ConfigError(
+                    f"subnetwork 'independent' starts the copies from different "
+                    f"initialisations, so only k = 0 is defined, got rewind step {k} it; set "
+                    "InstabilityHparams.rewind_steps = ('0it',)")
+        if self.uses_lottery:
             if not hp.levels:
                 raise ConfigError("InstabilityHparams.levels is empty; give at least one level")
             for k_text in hp.rewind_steps:
@@ -119,7 +163,7 @@ class InstabilityExperiment:
         from tflottery.experiments import branches
         program = training_program(ctx)
         model = program.model
-        if self.hp.subnetwork == "dense":
+        if not self.uses_lottery:
             pretrain_dir = os.path.join(out, "pretrain")
             pretrain(ctx, pretrain_dir, k)
             w_init = self.initial_weights(model, os.path.join(pretrain_dir, "checkpoints"))
@@ -185,7 +229,7 @@ class InstabilityExperiment:
     def run(self, ctx: RunContext) -> dict:
         from tflottery.reporting import instability as report
         results = []
-        levels = [None] if self.hp.subnetwork == "dense" else list(self.hp.levels)
+        levels = list(self.hp.levels) if self.uses_lottery else [None]
         for level in levels:
             for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx)):
                 results.append(self.analyse_k(ctx, level, k_text, k))
@@ -217,28 +261,36 @@ class InstabilityExperiment:
         copies, interp, loops = self.analysis_models(ctx)
         for i, seed in enumerate(self.hp.copy_seeds):
             assign_values(model, state_k)
+            if self.hp.subnetwork == "independent" and i > 0:
+                load_fresh_initialisation(ctx, model,
+                                          ctx.model_seed + INDEPENDENT_SEED_STRIDE * i)
             data_seed = seed + 1000 * ctx.replicate
             phase = os.path.join(out, f"copy_{i}")
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
                     start_step=start, extra_checkpoints=extra, writable=ctx.writable,
                     program=program).run()
-            checkpoints.restore_weights(copies[i], os.path.join(phase, "checkpoints"), "end")
-        alphas = analysis.alphas(self.hp.num_alphas)
-        curves = interp.evaluate(alphas, splits=("test", "train"))
+        self.load_copies(copies, out)
         result = {
             "k": k, "rewind_step": k_text, "subnetwork": self.hp.subnetwork,
             "level": level,
             "density": mask.density, "bn_mode": self.hp.bn_mode, "schedule": self.hp.schedule,
-            "curves": curves,
-            "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
-            "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
-            "distances": self.distances(copies, loops, w_init, w_k),
+            **self.measure(copies, interp, loops, w_init, w_k),
             "dense_accuracy": self.dense_accuracy(ctx, k_text),
         }
+        if self.hp.align:
+            permutation = self.align_copies(ctx, copies)
+            result["aligned"] = {"method": self.hp.align,
+                                 "moved_fraction": permutation.moved_fraction(),
+                                 **self.measure(copies, interp, loops, w_init, w_k)}
         if self.hp.per_epoch:
             result["per_epoch"] = self.per_epoch(ctx, copies, interp, out, epochs)
+        result["soup"] = self.soup(ctx, copies, interp, out)
         logging.info("k=%d: test instability %.2f points, train %.2f points", k,
                      100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
+        if self.hp.align:
+            logging.info("k=%d: after %s matching: test instability %.2f points, train %.2f "
+                         "points", k, self.hp.align, 100 * result["aligned"]["barrier"]["test"],
+                         100 * result["aligned"]["barrier"]["train"])
         if ctx.writable:
             report.plot_curves(os.path.join(out, "instability.png"), result)
             if self.hp.per_epoch:
@@ -246,9 +298,75 @@ class InstabilityExperiment:
             io.atomic_write_json(result_path, result)
         return result
 
+    @staticmethod
+    def load_copies(copies, out: str, indices=(0, 1)) -> None:
+        """Load the end weights of copies `indices` of the analysis in `out` into `copies`."""
+        for model, i in zip(copies, indices):
+            checkpoints.restore_weights(model, os.path.join(out, f"copy_{i}", "checkpoints"),
+                                        "end")
+
+    def measure(self, copies, interp, loops, w_init, w_k) -> dict:
+        """Curves, barriers, end accuracies and distances of the path between the two copies."""
+        curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test", "train"))
+        return {"curves": curves,
+                "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
+                "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
+                "distances": self.distances(copies, loops, w_init, w_k)}
+
+    def alignment_images(self, ctx: RunContext):
+        """ALIGN_EXAMPLES training images in a fixed order (activation matching's batch)."""
+        key = ("lmc alignment images",)
+        if key not in ctx.cache:
+            batches, count = [], 0
+            for images, _ in ctx.dataset.train_dataset(ALIGN_DATA_SEED):
+                batches.append(images.numpy())
+                count += len(batches[-1])
+                if count >= ALIGN_EXAMPLES:
+                    break
+            ctx.cache[key] = np.concatenate(batches)[:ALIGN_EXAMPLES]
+        return ctx.cache[key]
+
+    def align_copies(self, ctx: RunContext, models, reference=None):
+        """Permute models[1] in place to match models[0] (or `reference`) by hp.align; then
+        give every model in `models` the union of their masks.  Returns the permutation."""
+        images = self.alignment_images(ctx) if self.hp.align == "activations" else None
+        permutation = align.align_to(models[0] if reference is None else reference, models[1],
+                                     self.hp.align, images)
+        share_union_mask(models)
+        return permutation
+
+    def soup(self, ctx: RunContext, copies, interp, out: str) -> dict:
+        """Test and train accuracy of the uniform average of all the copies' end weights,
+        raw and (with align set) after aligning each copy to copy 0.
+
+        copies[0] holds copy 0 while the others pass through copies[1]; the
+        soup is then put into both, so that the Interpolator's point alpha = 0
+        is the soup (with BatchNorm statistics recomputed as on the path).
+        """
+        n = len(self.hp.copy_seeds)
+        is_mask = mask_flags(copies[1])
+        result = {"n": n}
+        for key, method in (("accuracy", None), ("aligned_accuracy", self.hp.align)):
+            if key == "aligned_accuracy" and not method:
+                continue
+
+            def members():
+                for i in range(n):
+                    self.load_copies(copies, out, (0, i))
+                    if method and i > 0:
+                        self.align_copies(ctx, copies)
+                    yield [v.numpy() for v in copies[1].variables]
+
+            averaged = align_soup.uniform_soup(members(), is_mask)
+            for model in copies:
+                assign_values(model, averaged)
+            curves = interp.evaluate([0.0], splits=("test", "train"))
+            result[key] = {split: curves[split]["accuracy"][0] for split in curves}
+        return result
+
     def dense_accuracy(self, ctx, k_text):
         """For subnetworks: the dense network's accuracy (lottery level 0), to judge matching."""
-        if self.hp.subnetwork == "dense":
+        if not self.uses_lottery:
             return None
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
@@ -269,14 +387,44 @@ class InstabilityExperiment:
         return result
 
     def per_epoch(self, ctx, copies, interp, out, epochs) -> list:
-        """Instability between the copies at each epoch of their training
-        (the same Interpolator: its tf.functions are traced once)."""
+        """Instability between the copies at each epoch of their training, raw and
+        (with align set) aligned (the same Interpolator: its tf.functions are traced once)."""
         rows = []
         for step in epochs:
             for i, model in enumerate(copies):
                 checkpoints.restore_weights(
                     model, os.path.join(out, f"copy_{i}", "checkpoints"), f"step_{step}")
-            curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))
-            rows.append({"step": step, "test_barrier": analysis.error_barrier(
-                curves["test"]["error"])})
+            row = {"step": step, "test_barrier": self.test_barrier(interp)}
+            if self.hp.align:
+                self.align_copies(ctx, copies)
+                row["aligned_test_barrier"] = self.test_barrier(interp)
+            rows.append(row)
         return rows
+
+    def test_barrier(self, interp) -> float:
+        curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))
+        return analysis.error_barrier(curves["test"]["error"])
+
+
+def mask_flags(model) -> list:
+    """Per variable of `model`: whether it is a mask."""
+    ids = {id(w.mask_variable(a)) for w in masking.masked_layers(model) for a in w.prunable_attrs}
+    return [id(v) in ids for v in model.variables]
+
+
+def share_union_mask(models) -> None:
+    """Give every model the union of their masks.
+
+    Each model's pruned weights are 0.0, so none of their functions changes;
+    it lets the Interpolator, which needs one mask, run between subnetworks
+    whose masks an alignment has permuted apart.
+    """
+    if not masking.masked_layers(models[0]):
+        return
+    masks = [masking.get_mask(m) for m in models]
+    if all(m == masks[0] for m in masks[1:]):
+        return
+    union = masking.Mask({name: np.logical_or.reduce([m[name] for m in masks])
+                          for name in masks[0]})
+    for model in models:
+        masking.set_mask(model, union)

@@ -2,7 +2,10 @@
 train error barriers (mean and standard deviation over replicates), whether
 training from k is stable, whether the subnetwork is matching, and the
 earliest stable and matching k (median over replicates, thesis Figure 4-18);
-plus the plot of the error along the linear path."""
+plus the plot of the error along the linear path.  Analyses with
+InstabilityHparams.align set add the barriers after permutation alignment
+beside the raw ones (columns and dashed curves); every analysis's soup
+(uniform weight average of its copies) adds its test accuracy."""
 import os
 import re
 
@@ -36,6 +39,26 @@ def _median_earliest(per_replicate):
     return None if not np.isfinite(median) else median
 
 
+def _mean_std(values, prefix):
+    return {f"{prefix}_mean": float(np.mean(values)), f"{prefix}_std": float(np.std(values))}
+
+
+def _aligned_and_soup_columns(recs) -> dict:
+    """Aligned barriers (mean, std) and soup accuracies, where every record has them."""
+    out = {}
+    if all("aligned" in r for r in recs):
+        out["align"] = recs[0]["aligned"]["method"]
+        for split in ("test", "train"):
+            out.update(_mean_std([r["aligned"]["barrier"][split] for r in recs],
+                                 f"aligned_{split}_barrier"))
+    if all("soup" in r for r in recs):
+        out["soup_n"] = recs[0]["soup"]["n"]
+        for key in ("accuracy", "aligned_accuracy"):
+            if all(key in r["soup"] for r in recs):
+                out[f"soup_{key}_mean"] = float(np.mean([r["soup"][key]["test"] for r in recs]))
+    return out
+
+
 def _sort_key(key):
     level, k = key
     return (-1 if level is None else level, k)
@@ -66,12 +89,11 @@ def summarize(run_dir: str, summary_hp) -> dict:
             "level": key[0], "k": key[1], "rewind_step": recs[0]["rewind_step"], "n": len(recs),
             "subnetwork": recs[0].get("subnetwork", "dense"),
             "density": float(np.mean([r["density"] for r in recs])),
-            "test_barrier_mean": float(np.mean(test)), "test_barrier_std": float(np.std(test)),
-            "train_barrier_mean": float(np.mean(train)),
-            "train_barrier_std": float(np.std(train)),
+            **_mean_std(test, "test_barrier"), **_mean_std(train, "train_barrier"),
             "accuracy_mean": float(np.mean(acc)),
             "stable": bool(np.mean(test) < threshold),
-            "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None})
+            "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None,
+            **_aligned_and_soup_columns(recs)})
 
     earliest = []
     for level in sorted({key[0] for key in keys}, key=lambda l: -1 if l is None else l):
@@ -87,25 +109,55 @@ def summarize(run_dir: str, summary_hp) -> dict:
             "matching_tolerance": summary_hp.matching_tolerance}
 
 
+def _points(r, prefix) -> str:
+    if f"{prefix}_mean" not in r:
+        return "-"
+    return f"{100 * r[f'{prefix}_mean']:.2f} ± {100 * r[f'{prefix}_std']:.2f}"
+
+
+def _percent(r, key) -> str:
+    return "-" if key not in r else f"{100 * r[key]:.2f}"
+
+
 def to_markdown(table: dict) -> str:
     if not table["rows"]:
         return "(no finished instability analyses yet)"
-    lines = ["| subnetwork | level | k (it) | step | density % | test instability (points) | "
-             "train instability (points) | accuracy % | stable | matching |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    aligned = any("align" in r for r in table["rows"])
+    souped = any("soup_n" in r for r in table["rows"])
+    header = ["subnetwork", "level", "k (it)", "step", "density %", "test instability (points)",
+              "train instability (points)"]
+    if aligned:
+        header += ["aligned test instability", "aligned train instability"]
+    header += ["accuracy %"]
+    if souped:
+        header += ["soup accuracy %"] + (["aligned soup accuracy %"] if aligned else [])
+    header += ["stable", "matching"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
-        lines.append(
-            f"| {r['subnetwork']} | {level} | {r['k']} | {r['rewind_step']} | "
-            f"{100 * r['density']:.2f} | "
-            f"{100 * r['test_barrier_mean']:.2f} ± {100 * r['test_barrier_std']:.2f} | "
-            f"{100 * r['train_barrier_mean']:.2f} ± {100 * r['train_barrier_std']:.2f} | "
-            f"{100 * r['accuracy_mean']:.2f} | {'yes' if r['stable'] else 'no'} | {match} |")
+        cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}",
+                 _points(r, "test_barrier"), _points(r, "train_barrier")]
+        if aligned:
+            cells += [_points(r, "aligned_test_barrier"), _points(r, "aligned_train_barrier")]
+        cells += [f"{100 * r['accuracy_mean']:.2f}"]
+        if souped:
+            cells += [_percent(r, "soup_accuracy_mean")]
+            cells += [_percent(r, "soup_aligned_accuracy_mean")] if aligned else []
+        cells += ["yes" if r["stable"] else "no", match]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
     lines.append(f"Stable: test instability below {table['stability_threshold']} points "
                  f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)); matching: "
                  f"within {table['matching_tolerance']} points of the dense accuracy.")
+    if aligned:
+        methods = sorted({r["align"] for r in table["rows"] if "align" in r})
+        lines.append(f"Aligned: copy 2's units permuted to match copy 1 by {', '.join(methods)} "
+                     "matching before interpolating; stability and matching judge the raw path.")
+    if souped:
+        lines.append("Soup: test accuracy of the uniform weight average of all "
+                     f"{max(r.get('soup_n', 0) for r in table['rows'])} copies"
+                     + (" (aligned: each copy first aligned to copy 1)." if aligned else "."))
     for e in table["earliest"]:
         where = "dense" if e["level"] is None else f"level {e['level']}"
         lines.append(f"- {where}: earliest stable k (median over replicates) {e['stable_k']}, "
@@ -125,9 +177,16 @@ def plot_curves(path: str, result: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    aligned = result.get("aligned")
     for split, curve in result["curves"].items():
-        ax.plot(curve["alpha"], [100 * e for e in curve["error"]], marker="o", ms=3,
-                label=f"{split} (instability {100 * result['barrier'][split]:.2f})")
+        line, = ax.plot(curve["alpha"], [100 * e for e in curve["error"]], marker="o", ms=3,
+                        label=f"{split} (instability {100 * result['barrier'][split]:.2f})")
+        if aligned:
+            other = aligned["curves"][split]
+            ax.plot(other["alpha"], [100 * e for e in other["error"]], marker="s", ms=3,
+                    ls="--", color=line.get_color(),
+                    label=f"{split}, {aligned['method']}-aligned "
+                          f"({100 * aligned['barrier'][split]:.2f})")
     ax.set_xlabel("interpolation alpha")
     ax.set_ylabel("error (%)")
     ax.set_title(f"k = {result['rewind_step']}, density {100 * result['density']:.1f}%")
@@ -143,7 +202,12 @@ def plot_per_epoch(path: str, result: dict) -> None:
     import matplotlib.pyplot as plt
     rows = result["per_epoch"]
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
-    ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3)
+    ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
+            label="raw")
+    if rows and "aligned_test_barrier" in rows[0]:
+        ax.plot([r["step"] for r in rows], [100 * r["aligned_test_barrier"] for r in rows],
+                marker="s", ms=3, ls="--", label="aligned")
+        ax.legend(fontsize=8)
     ax.set_xlabel("training step of the copies")
     ax.set_ylabel("test instability (points)")
     ax.set_title(f"k = {result['rewind_step']}: instability during training")
