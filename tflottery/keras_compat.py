@@ -43,8 +43,12 @@ from tflottery.errors import ConfigError  # noqa: E402
 
 
 def is_keras3_object(obj) -> bool:
-    module = type(obj).__module__ or ""
-    return module == "keras" or module.startswith("keras.") or module.startswith("keras.src")
+    """True if `obj`'s class or a base class is Keras 3's (a user's subclass counts)."""
+    for cls in type(obj).__mro__:
+        module = cls.__module__ or ""
+        if module == "keras" or module.startswith("keras."):
+            return True
+    return False
 
 
 def _prunable_table(k):
@@ -95,21 +99,23 @@ class KerasApi:
             return isinstance(model, self.keras.src.models.functional.Functional)
         return bool(getattr(model, "_is_graph_network", False))
 
-    def add_mask_variable(self, layer, name: str, shape):
-        """A non-trainable float32 all-ones variable of `layer`, never autocast.
+    def add_mask_variable(self, layer, name: str, shape) -> None:
+        """Give `layer` a non-trainable float32 all-ones variable, never autocast, as `layer.<name>`.
 
         Masks change only in cross-replica context; if anything ever
         assigns in a replica, all replicas hold the same value anyway, so
         the first replica's value is taken.
         """
         if self.is_keras3:
-            return layer.add_weight(name=name, shape=tuple(shape), dtype="float32",
+            mask = layer.add_weight(name=name, shape=tuple(shape), dtype="float32",
                                     initializer="ones", trainable=False, autocast=False,
                                     aggregation="only_first_replica")
-        return layer.add_weight(name=name, shape=shape, dtype=tf.float32, initializer="ones",
-                                trainable=False,
-                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-                                experimental_autocast=False)
+            # A plain reference: Keras 3 would track the variable a second time.
+            object.__setattr__(layer, name, mask)
+            return
+        setattr(layer, name, layer.add_weight(
+            name=name, shape=shape, dtype=tf.float32, initializer="ones", trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, experimental_autocast=False))
 
     def masked_value(self, weight, mask=None):
         """weight * mask (weight alone if mask is None) as a tensor in the weight's read dtype.

@@ -28,6 +28,8 @@ host copy of the mask, taken whenever the mask is set (`sync_host_masks`:
 on build, load and masking.set_mask, which also drops the model's traced
 train function so the next fit traces with the new mask).
 """
+import numpy as np
+
 from tflottery.keras_compat import keras3_api
 from tflottery.masking.layer import MaskedMixin
 
@@ -73,7 +75,9 @@ class KerasMasked(MaskedMixin, keras.layers.Wrapper):
             weight = getattr(self.layer, attr)
             if not isinstance(weight.constraint, KeepPruned):
                 weight.constraint = KeepPruned(self.mask_variable(attr), weight.constraint)
-        self.sync_host_masks()
+            # All ones, as the new mask variable; not read from it, because a
+            # symbolic build (Keras 3 tracing a subclassed model) cannot.
+            weight.constraint.host = np.ones(tuple(weight.shape), np.float32)
 
     def mask_changed(self) -> None:
         self.sync_host_masks()

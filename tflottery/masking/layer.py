@@ -72,8 +72,7 @@ class MaskedMixin:
             if not self._api.is_variable(weight):
                 raise ConfigError(
                     f"layer {self.layer.name!r} has no weight variable {attr!r} to mask")
-            setattr(self, f"{attr}_mask",
-                    self._api.add_mask_variable(self, f"{attr}_mask", weight.shape))
+            self._api.add_mask_variable(self, f"{attr}_mask", weight.shape)
 
     def mask_variable(self, attr: str):
         return getattr(self, f"{attr}_mask")

@@ -72,10 +72,12 @@ def _copy_weights(source, target, copy_leaf: Callable) -> None:
     """Copy weights layer by layer, matching layers by (inner) name per model level."""
     targets = {_inner(layer).name: layer for layer in target.layers}
     for layer in source.layers:
+        if not layer.weights:
+            continue    # (Keras 3's clone_model renames input layers)
         twin = targets[_inner(layer).name]
         if _is_nested_model(layer):
             _copy_weights(layer, twin, copy_leaf)
-        elif layer.weights:
+        else:
             copy_leaf(layer, twin)
 
 
@@ -208,8 +210,8 @@ def _export_rebuilt(model):
 
 def _build_like(twin, model) -> None:
     """Build `twin` as `model` was built (its recorded input shape)."""
-    config = model.get_build_config() if hasattr(model, "get_build_config") else None
-    if not (config or {}).get("input_shape"):
+    config = model.get_build_config()
+    if not config:
         raise ConfigError(
             f"export() cannot tell the input shape of {type(model).__name__}; call the model "
             f"once on data (or build(input_shape)) before exporting")

@@ -22,7 +22,10 @@ computes in float64.
 
 The copy is rebuilt from the model's config with every dtype policy
 replaced (layers, Masked wrappers, the input layer), so it needs a
-Sequential or functional model, as masking.wrap does.
+Sequential or functional model, as masking.wrap does.  A Keras 3 model is
+copied the same way through its adapter (keras_compat.api_of); the copy's
+gradients are TensorFlow's, so a Keras 3 model must be on the TensorFlow
+backend.
 """
 import copy
 from typing import Callable, Optional
@@ -30,8 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import check_tf_keras_model, keras
-from tflottery.masking import Masked
+from tflottery.keras_compat import check_supported_model, require_tensorflow_backend
 from tflottery.masking.mask import Mask
 from tflottery.masking.walk import masked_pairs
 
@@ -80,17 +82,19 @@ class ModelCopy:
     """
 
     def __init__(self, model, dtype: str, placement: Callable, absolute: bool = False):
-        check_tf_keras_model(model)
-        if not (isinstance(model, keras.Sequential) or getattr(model, "_is_graph_network", False)):
+        api = check_supported_model(model)
+        require_tensorflow_backend(model, "this scorer (it differentiates with TensorFlow)")
+        if not api.is_cloneable(model):
             raise ConfigError(
-                f"scoring needs a Sequential or functional tf_keras model (it rebuilds a copy "
+                f"scoring needs a Sequential or functional model (it rebuilds a copy "
                 f"from the config), got the subclassed model {type(model).__name__}")
+        self._api = api
         self.dtype = dtype
         self._placement = placement
         self._absolute = absolute
         config = _with_dtype(model.get_config(), dtype)
         with placement():
-            clone = type(model).from_config(config, custom_objects={"Masked": Masked})
+            clone = type(model).from_config(config, custom_objects={"Masked": api.masked_class})
             if not clone.built and getattr(model, "input_shape", None) is not None:
                 clone.build(model.input_shape)
         self.model = clone
@@ -116,7 +120,7 @@ class ModelCopy:
                 value = np.asarray(source.numpy())
                 if self._absolute and id(source) not in mask_ids:
                     value = np.abs(value)
-                target.assign(value.astype(target.dtype.as_numpy_dtype))
+                target.assign(value.astype(self._api.numpy_dtype(target)))
         # The unmasked values, so that any mask can be installed, in any order.
         self._values = {name: weight.numpy() for name, weight in self.kernels.items()}
         self._installed: Optional[Mask] = None

@@ -57,6 +57,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tflottery.keras_compat import require_tensorflow_backend
 from tflottery.masking.mask import Mask
 from tflottery.scoring.copies import ModelCopy, compute_dtype
 from tflottery.scoring.objective import weighted_cross_entropy
@@ -73,6 +74,7 @@ class DeviceProgram:
     """
 
     def __init__(self, model, dtype: Optional[str] = None):
+        require_tensorflow_backend(model, "this scorer (it differentiates with TensorFlow)")
         self.strategy = model.distribute_strategy
         self.dtype = dtype or compute_dtype(model)
         self.copy = ModelCopy(model, self.dtype, self.strategy.scope)
