@@ -186,11 +186,13 @@ def test_mask_helpers_by_hand():
 
 
 def test_a_rerun_of_a_deleted_phase_gives_the_same_results(tmp_path):
-    rep, first = run(tmp_path, "DynamicImpHparams.change_points = ('12it',)")
+    # 0.5: half of the 24 training steps, the change point at 12 it.
+    rep, first = run(tmp_path, "DynamicImpHparams.change_points = (0.5,)")
+    assert first["change_points"] == [12]
     shutil.rmtree(os.path.join(rep, "phase_2"))
     os.remove(os.path.join(rep, "dynamic_imp.json"))
     gin.clear_config()
-    _, second = run(tmp_path, "DynamicImpHparams.change_points = ('12it',)")
+    _, second = run(tmp_path, "DynamicImpHparams.change_points = (0.5,)")
     assert first == second
 
 
@@ -199,6 +201,8 @@ def test_a_rerun_of_a_deleted_phase_gives_the_same_results(tmp_path):
     ("DynamicImpHparams.change_points = ('24it',)", "before the end of training"),
     ("DynamicImpHparams.change_points = ('0it',)", "after step 0"),
     ("DynamicImpHparams.change_points = ()", "change_points is empty"),
+    ("DynamicImpHparams.change_points = (1.5,)", "neither a step"),
+    ("DynamicImpHparams.change_points = (0.25, '4it')", "must increase strictly"),
     ("DynamicImpHparams.sparsity = 1.0", "DynamicImpHparams.sparsity must be a number in"),
     ("DynamicImpHparams.regrow = 'hebbian'", "unknown DynamicImpHparams.regrow 'hebbian'"),
     ("DynamicImpHparams.first_mask = 'snip'", "unknown DynamicImpHparams.first_mask 'snip'"),

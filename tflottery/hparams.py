@@ -8,7 +8,7 @@ does not rename old runs.  Step quantities are strings such as '90ep' or
 """
 import dataclasses
 import typing
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import gin
 
@@ -414,8 +414,10 @@ class DynamicImpHparams(_Checked):
     """One-shot Dynamic IMP (thesis Algorithm 5, section 6.2.2; experiment 'dynamic_imp').
 
     sparsity: the sparsity s every phase prunes to, one-shot.
-    change_points: n_1 < ... < n_k (steps); phase i covers [n_(i-1), n_i]
-      with n_0 = 0 and n_(k+1) the end of training.
+    change_points: n_1 < ... < n_k, each a step ('1500it', '2ep') or a
+      fraction of training (0.5: half-way, so one config fits every
+      network); phase i covers [n_(i-1), n_i] with n_0 = 0 and n_(k+1) the
+      end of training.
     first_mask: how m_1 is chosen: 'imp' (the first phase's dense training
       then magnitude pruning; Algorithm 5), 'random' or 'magnitude_init'
       (magnitude of the initial weights).
@@ -430,7 +432,7 @@ class DynamicImpHparams(_Checked):
     """
 
     sparsity: float = 0.9
-    change_points: Tuple[str, ...] = ("1ep",)
+    change_points: Tuple[Union[str, float], ...] = (0.5,)
     first_mask: str = "imp"
     regrow_init: str = "fresh"
     regrow: str = "all"

@@ -133,10 +133,18 @@ class DynamicImpExperiment:
 
     # ---- validation ----
     def boundaries(self, ctx: RunContext) -> List[int]:
-        """[0, n_1, ..., n_k, end] in iterations."""
+        """[0, n_1, ..., n_k, end] in iterations (a float change point is a fraction of training)."""
         total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
-        points = [to_iterations(p, ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation)
-                  for p in self.hp.change_points]
+        points = []
+        for point in self.hp.change_points:
+            if isinstance(point, str):
+                points.append(to_iterations(point, ctx.dataset.iterations_per_epoch,
+                                            ctx.training_hp.dilation))
+            elif 0.0 < point < 1.0:
+                points.append(int(round(point * total)))
+            else:
+                raise ConfigError(f"DynamicImpHparams.change_points: {point!r} is neither a step "
+                                  f"('1500it') nor a fraction of training in (0, 1)")
         return [0] + points + [total]
 
     def validate(self, ctx: RunContext) -> None:
