@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Expand a grid of tflottery runs into one command per job (standard library only).
+"""Expand a grid of tflottery runs into one command per job (standard library only;
+the grid is read by tflottery/grid.py, the expander tflottery.sweep uses too).
 
     python launch/sweep.py --gin_file=resnet20_cifar10.gin --gin_file=imp_rewind.gin \\
         --grid "LotteryHparams.rewind_step='0it','500it','2000it'" \\
@@ -27,78 +28,30 @@ is idempotent, so re-running a sweep's commands resumes it.  Bad arguments
 give one `error: ...` line and exit status 2.
 """
 import argparse
-import itertools
 import os
 import re
 import shlex
 import sys
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 LAUNCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(LAUNCH_DIR)
-BINDING_NAME = re.compile(r"^[A-Za-z_][\w.]*(/[A-Za-z_][\w.]*)?$")
 JOB_NAME = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]*$")
-_CLOSING = {"(": ")", "[": "]", "{": "}"}
 
 
-class SweepError(ValueError):
+sys.path.insert(0, REPO_DIR)   # this checkout's tflottery (its grid module is standard library only)
+from tflottery import grid  # noqa: E402
+from tflottery.errors import ConfigError  # noqa: E402
+
+
+class SweepError(ConfigError):
     """A mistake in the sweep's arguments (printed as one line)."""
 
 
-def split_values(text: str) -> List[str]:
-    """Split 'a,b,(1, 2),'x,y'' at the commas that are outside quotes and brackets."""
-    values, current, stack, quote = [], [], [], None
-    for ch in text:
-        if quote:
-            current.append(ch)
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch in _CLOSING:
-            stack.append(_CLOSING[ch])
-        elif ch in ")]}":
-            if not stack or stack.pop() != ch:
-                raise SweepError(f"unbalanced {ch!r} in {text!r}")
-        elif ch == "," and not stack:
-            values.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    if quote or stack:
-        opening = quote or {v: k for k, v in _CLOSING.items()}[stack[-1]]
-        raise SweepError(f"unclosed {opening!r} in {text!r}")
-    values.append("".join(current).strip())
-    return values
-
-
-def parse_grid(spec: str) -> Tuple[str, List[str]]:
-    """'Config.field=v1,v2' -> ('Config.field', ['v1', 'v2'])."""
-    if "=" not in spec:
-        raise SweepError(f"--grid {spec!r} must look like 'Config.field=value1,value2,...'")
-    name, values_text = (part.strip() for part in spec.split("=", 1))
-    if not BINDING_NAME.match(name):
-        raise SweepError(f"--grid {spec!r}: {name!r} is not a gin binding name "
-                         "(like LotteryHparams.rewind_step)")
-    values = split_values(values_text)
-    if any(not v for v in values):
-        raise SweepError(f"--grid {spec!r} has an empty value")
-    if len(set(values)) != len(values):
-        raise SweepError(f"--grid {spec!r} repeats a value")
-    return name, values
-
-
-def expand(grids: Sequence[Tuple[str, List[str]]], replicates: Sequence[int]):
-    """Every job as (replicate, [bindings]), replicates outermost.
-
-    Replicate 0 of every grid point comes first, so a sweep stopped half-way
-    has covered the whole grid once rather than a corner of it many times.
-    """
-    names = [name for name, _ in grids]
-    for replicate in replicates:
-        for combo in itertools.product(*(values for _, values in grids)):
-            yield replicate, [f"{n} = {v}" for n, v in zip(names, combo)]
+def expand(grids, replicates: Sequence[int]):
+    """Every job as (replicate, [bindings]), replicates outermost (tflottery.grid)."""
+    for replicate, point in grid.expand(grids, replicates):
+        yield replicate, [f"{n} = {v}" for n, v in point]
 
 
 def main_flags(args, replicate: int, bindings: List[str]) -> List[str]:
@@ -233,10 +186,7 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
         check(args)
-        grids = [parse_grid(g) for g in args.grid]
-        names = [n for n, _ in grids]
-        if len(set(names)) != len(names):
-            raise SweepError("the same binding is given to --grid twice")
+        grids = grid.parse_grids(args.grid)
         replicates = range(args.first_replicate, args.first_replicate + args.replicates)
         jobs = list(expand(grids, replicates))
         if args.format == "lines":
@@ -245,7 +195,7 @@ def main(argv=None) -> int:
             text = format_slurm(args, job_commands(args, jobs))
         else:
             text = format_tpu(args, jobs)
-    except SweepError as e:
+    except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     sizes = " x ".join([str(len(v)) for _, v in grids] + [f"{args.replicates} replicate(s)"])

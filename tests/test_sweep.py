@@ -1,16 +1,18 @@
 """Sweeps (`python -m tflottery.sweep`): grid expansion and quoting, the
 printed commands, one-line errors for bad grids, and a real two-job sweep
 that is resumed (the finished job skipped, the failing one reported)."""
+import functools
 import glob
 import json
 import os
+import re
 import shlex
 import sys
 
 import pytest
 
 from conftest import SMALL_RUN, run_module
-from tflottery import sweep
+from tflottery import grid, sweep
 from tflottery.errors import ConfigError
 
 
@@ -42,31 +44,35 @@ def test_grid_product_bindings_order_and_quoting():
 
 
 def test_values_split_outside_quotes_and_brackets():
-    assert sweep.parse_grid("BranchHparams.levels=(0,2),(0, 4),None") == (
+    parse = functools.partial(grid.parse_grid, check_value=sweep.check_binding)
+    assert parse("BranchHparams.levels=(0,2),(0, 4),None") == (
         "BranchHparams.levels", ["(0,2)", "(0, 4)", "None"])
-    assert sweep.parse_grid("""ModelHparams.options={'a': [1, 2]},{"b": 'x,y'}""")[1] == [
+    assert parse("""ModelHparams.options={'a': [1, 2]},{"b": 'x,y'}""")[1] == [
         "{'a': [1, 2]}", """{"b": 'x,y'}"""]
-    assert sweep.parse_grid("scope/TrainingHparams.lr = 1e-3 , 3e-3") == (
+    assert parse("scope/TrainingHparams.lr = 1e-3 , 3e-3") == (
         "scope/TrainingHparams.lr", ["1e-3", "3e-3"])
+    assert grid.split_values(r"'a\',b',c") == [r"'a\',b'", "c"]   # an escaped quote
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("TrainingHparams.lr", "write Class.field=value1"),
-    ("=0.1,0.2", "write Class.field=value1"),
-    ("TrainingHparams.lr=0.1,", "empty value"),
-    ("TrainingHparams.lr=(0.1", "unclosed bracket"),
-    ("TrainingHparams.optimizer='sgd", "unclosed quote"),
+    ("TrainingHparams.lr", "must look like 'Config.field=value1"),
+    ("=0.1,0.2", "'' is not a gin binding name"),
+    ("TrainingHparams.lr=0.1,", "has an empty value"),
+    ("TrainingHparams.lr=0.1,0.1", "repeats a value"),
+    ("TrainingHparams.lr=(0.1", "unclosed '('"),
+    ("TrainingHparams.optimizer='sgd", "unclosed \"'\""),
     ("TrainingHparams.optimizer=sgd", "'sgd' is not a gin value"),
     ("Training Hparams.lr=0.1", "not a gin binding name"),
 ])
 def test_bad_grid_is_an_error(spec, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         sweep.build_jobs(["a.gin"], [], "/r", grid=[spec])
 
 
 def test_same_key_twice_is_an_error():
-    with pytest.raises(ConfigError, match="given twice for TrainingHparams.lr"):
-        sweep.grid_points(["TrainingHparams.lr=0.1", "TrainingHparams.lr=0.2"])
+    with pytest.raises(ConfigError, match=r"given to --grid twice \(TrainingHparams.lr\)"):
+        sweep.build_jobs(["a.gin"], [], "/r", grid=["TrainingHparams.lr=0.1",
+                                                    "TrainingHparams.lr=0.2"])
 
 
 def test_print_commands(capsys, tmp_path):
@@ -89,7 +95,7 @@ def test_bad_grid_cli_exit_2_one_line_nothing_run(tmp_path):
                            "--grid=TrainingHparams.lr=0.1,,0.2")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: bad --grid 'TrainingHparams.lr=0.1,,0.2': empty value (a stray comma?)"]
+        "error: --grid 'TrainingHparams.lr=0.1,,0.2' has an empty value (a stray comma?)"]
     assert result.stdout == "" and not root.exists()
     missing = run_sweep_cli("--gin_file=no_such_config", f"--root_dir={root}")
     assert missing.returncode == 2 and missing.stderr.startswith("error: unknown gin file")
@@ -120,7 +126,7 @@ def test_fail_fast_and_finished_jobs(tmp_path, monkeypatch, capsys):
     jobs = sweep.build_jobs(["quickstart.gin"], [], str(tmp_path), grid=["A.b=1,2,3"])
     ran = []
 
-    def fake_run_job(job, marker, stream=False):
+    def fake_run_job(job, log_path, stream=False):
         ran.append(job.index)
         return (2, "error: boom") if job.index == 2 else (0, "")
     monkeypatch.setattr(sweep, "run_job", fake_run_job)
@@ -134,25 +140,35 @@ def test_fail_fast_and_finished_jobs(tmp_path, monkeypatch, capsys):
     assert sweep.summary_lines(outcome, 3)[0] == (
         "sweep: 1/3 jobs finished (1 run now, 0 skipped as finished), 1 failed, "
         "1 not run (--fail_fast)")
-    marker = tmp_path / "m.json"
-    marker.write_text(json.dumps({"run_directory": str(tmp_path / "gone")}))
-    assert not sweep._is_finished(str(marker))
-    marker.write_text(json.dumps({"run_directory": str(tmp_path)}))
-    assert sweep._is_finished(str(marker))
+    # Finished means: the replicate directory's finished.json has the job's hyperparameters.
+    from tflottery.runs.finished import write_finished
+    job = jobs[0]._replace(replicate_dir=str(tmp_path / "run" / "replicate_0"),
+                           hparams={"PruningHparams": {"levels": 2, "names": ("a",)}})
+    assert not sweep.is_done(job)
+    os.makedirs(job.replicate_dir)
+    write_finished(job.replicate_dir, {"hparams": {"PruningHparams": {"levels": 1}}}, {})
+    assert not sweep.is_done(job)             # the same run, fewer levels: not this job
+    write_finished(job.replicate_dir, {"hparams": job.hparams}, {"test_accuracy": 0.5})
+    assert sweep.is_done(job)
+    assert not sweep.is_done(jobs[0])         # a job nobody checked is never done
 
 
 def test_job_hanging_after_its_result_is_stopped_and_counts_as_done(tmp_path, monkeypatch):
-    """TensorFlow can hang in interpreter shutdown after the run is complete."""
+    """TensorFlow can hang in interpreter shutdown after the run is complete: once
+    the run directory says so (finished.json), the job is stopped and counts as done."""
+    import time
     monkeypatch.setattr(sweep, "EXIT_GRACE_SECONDS", 1.0)
-    code = "print('final test accuracy: 12.34%'); import time; time.sleep(120)"
-    job = sweep.Job(1, 0, (), (sys.executable, "-c", code))
-    marker = tmp_path / "job.json"
-    assert sweep.run_job(job, str(marker)) == (0, "")
-    assert json.loads(marker.read_text())["seconds"] < 30
-    assert (tmp_path / "job.log").read_text() == "final test accuracy: 12.34%\n"
+    rep = tmp_path / "run" / "replicate_0"
+    code = ("import json, os, sys, time; os.makedirs(sys.argv[1]); "
+            "open(os.path.join(sys.argv[1], 'finished.json'), 'w').write("
+            "json.dumps({'hparams': {'A': {'b': 1}}})); print('all done'); time.sleep(120)")
+    job = sweep.Job(1, 0, (), (sys.executable, "-c", code, str(rep)), str(rep), {"A": {"b": 1}})
+    start = time.time()
+    assert sweep.run_job(job, str(tmp_path / "job.log")) == (0, "")
+    assert time.time() - start < 30
+    assert (tmp_path / "job.log").read_text() == "all done\n"
     failing = sweep.Job(2, 0, (), (sys.executable, "-c", "print('error: bad thing'); exit(2)"))
-    assert sweep.run_job(failing, str(tmp_path / "bad.json")) == (2, "error: bad thing")
-    assert not (tmp_path / "bad.json").exists()
+    assert sweep.run_job(failing, str(tmp_path / "bad.log")) == (2, "error: bad thing")
 
 
 def test_real_sweep_resumes_and_reports_failures(tmp_path):

@@ -23,11 +23,13 @@ FILENAME = "hparams.json"
 
 
 def resolved(base: Iterable, experiment) -> List:
-    """The run's dataclasses: `base`, the experiment's hashed ones, then its other
-    tflottery.hparams attributes (BranchHparams, SummaryHparams...), one per class."""
+    """The run's dataclasses, one per class: `base`, the experiment's own
+    tflottery.hparams attributes as configured (PruningHparams with its real
+    number of levels, BranchHparams, SummaryHparams...), then any other it
+    hashes (hparams() may hash a reduced copy: lottery leaves out levels)."""
     out, seen = [], set()
     own = [v for v in vars(experiment).values() if type(v).__module__ == hparams_module.__name__]
-    for hp in list(base) + list(experiment.hparams()) + own:
+    for hp in list(base) + own + list(experiment.hparams()):
         if dataclasses.is_dataclass(hp) and not isinstance(hp, type) and \
                 type(hp).__name__ not in seen:
             seen.add(type(hp).__name__)

@@ -21,6 +21,7 @@ from tflottery.experiments.context import RunContext, hold_lock, prunable_weight
 from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
+from tflottery.runs.finished import write_finished
 from tflottery.runs.roots import check_root
 from tflottery.training import run_log
 from tflottery.training.strategy import build_strategy, worker_root
@@ -35,6 +36,17 @@ def build_hparams():
     dataset_hp, model_hp, training_hp = DatasetHparams(), ModelHparams(), TrainingHparams()
     models.REGISTRY.get(model_hp.name)   # fail on an unknown model before loading data
     return experiment, [exp_hp, dataset_hp, model_hp, training_hp]
+
+
+def name_and_record(experiment, base_hparams):
+    """(run name, hparams.json record) of a configuration built by build_hparams.
+
+    The name hashes the base and the experiment's hashed dataclasses; the
+    record holds every resolved dataclass (sweeps compare it with a run's
+    finished.json to know whether that job is done)."""
+    name = run_name(base_hparams[0].name, list(base_hparams) + list(experiment.hparams()))
+    return name, hparams_record.record(base_hparams[0].name, name,
+                                       hparams_record.resolved(base_hparams, experiment))
 
 
 def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = False):
@@ -54,8 +66,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = Fa
     experiment, (exp_hp, dataset_hp, model_hp, training_hp) = build_hparams()
     dataset = data.build(dataset_hp,
                          infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
-    all_hp = [exp_hp, dataset_hp, model_hp, training_hp] + list(experiment.hparams())
-    name = run_name(exp_hp.name, all_hp)
+    name, record = name_and_record(experiment, [exp_hp, dataset_hp, model_hp, training_hp])
     strategy = strategy if strategy is not None else build_strategy()
     # Every process writes (and so makes the same collective calls): a
     # non-chief worker in its own tree beside root_dir (see worker_root).
@@ -67,9 +78,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = Fa
                      training_hp=training_hp, dataset=dataset, writable=True,
                      prunable_names=prunable_weight_names(model_hp, dataset.info))
     experiment.validate(ctx)
-    ctx.cache["hparams_record"] = hparams_record.record(
-        exp_hp.name, name, hparams_record.resolved([exp_hp, dataset_hp, model_hp, training_hp],
-                                                   experiment))
+    ctx.cache["hparams_record"] = record
     return experiment, ctx
 
 
@@ -124,6 +133,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
         if ctx.writable:
             io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
                                  gin.operative_config_str())
+            write_finished(ctx.replicate_dir, rec, result)
     finally:
         for lock in ctx.cache.pop("locks", {}).values():
             lock.release()

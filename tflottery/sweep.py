@@ -7,30 +7,32 @@
 
 A grid is `Key=v1,v2,...` with gin literals as values (strings quoted, tuples
 in parentheses: `BranchHparams.levels=(0,2),(0,4)` is two values); several
-grids make their product.  A job is `python -m tflottery.main` with the
+grids make their product (tflottery/grid.py, which launch/sweep.py uses too;
+here each value is also checked with gin's parser).  A job is `python -m tflottery.main` with the
 sweep's gin files and bindings, then the grid point's bindings, and
 `--replicate=r`.
 
 Jobs run one after another as subprocesses, not in this process: each gets a
 fresh gin configuration (gin is global state) and gives its TensorFlow
 memory back when it exits (one that hangs in TensorFlow's shutdown after
-printing its result is stopped, see _wait).  A failing job does not stop the
-others (unless --fail_fast); the exit status is 1 if any failed.
+its run directory says it finished is stopped, see _wait).  A failing job
+does not stop the others (unless --fail_fast); the exit status is 1 if any
+failed.
 
-Resuming: a job that exits 0 leaves a marker in <root_dir>/_sweep_jobs/
-(keyed by its command and the text of its gin files, with its output log),
-so running the same sweep again skips it while its run directory still
-exists; unfinished jobs are started again and the runs skip their own
-finished phases.  --print_commands output is for GNU parallel or the
-launch/ scripts (jobs of one lottery run share its directory, so run its
-first job alone before the others in parallel).
+Resuming: before running, every grid point's configuration is built (in a
+child process) to learn its run directory and resolved hyperparameters; a
+job is finished when its replicate directory holds a finished.json with
+those hyperparameters (runs/finished.py), so running the same sweep again
+skips it, and a job whose settings changed (more levels) runs again, its
+finished phases skipped by the run itself.  Each job's output is kept in
+<root_dir>/_sweep_jobs/<key>.log.  --print_commands output is for GNU
+parallel or the launch/ scripts (jobs of one lottery run share its
+directory, so run its first job alone before the others in parallel).
 """
 import argparse
 import hashlib
-import itertools
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -39,12 +41,11 @@ import time
 import tokenize
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
+from tflottery import grid as grid_module
 from tflottery.errors import ConfigError
 
 JOBS_DIRNAME = "_sweep_jobs"
-FINAL_LINE = "final test accuracy"   # what tflottery.main prints when the run is done
 EXIT_GRACE_SECONDS = 30.0
-_OPEN, _CLOSE = "([{", ")]}"
 
 
 class Job(NamedTuple):
@@ -52,6 +53,8 @@ class Job(NamedTuple):
     replicate: int
     bindings: Tuple[str, ...]       # the grid point, as gin bindings
     argv: Tuple[str, ...]           # the full command
+    replicate_dir: Optional[str] = None   # where the run writes finished.json (check_jobs)
+    hparams: Optional[dict] = None        # the resolved hyperparameters it will record
 
     @property
     def description(self) -> str:
@@ -62,35 +65,7 @@ class Job(NamedTuple):
         return shlex.join(self.argv)
 
 
-# ---- grids ----
-def split_values(text: str) -> List[str]:
-    """Split `v1,v2,...` at the commas outside quotes and brackets."""
-    values, depth, quote, start, i = [], 0, None, 0, 0
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 1
-            elif c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-            if depth < 0:
-                raise ConfigError(f"unbalanced {c!r} in {text!r}")
-        elif c == "," and depth == 0:
-            values.append(text[start:i].strip())
-            start = i + 1
-        i += 1
-    if quote or depth:
-        raise ConfigError(f"unclosed {'quote' if quote else 'bracket'} in {text!r}")
-    values.append(text[start:].strip())
-    return values
-
-
+# ---- grids (tflottery/grid.py, shared with launch/sweep.py) ----
 class _Literal:
     """Gin parser delegate that accepts references and macros as they are."""
 
@@ -101,7 +76,8 @@ class _Literal:
         return f"%{name}"
 
 
-def _check_binding(key: str, value: str) -> None:
+def check_binding(key: str, value: str) -> None:
+    """ConfigError unless `key = value` is one gin binding (gin's own parser)."""
     from gin import config_parser
     try:
         statements = list(config_parser.ConfigParser(f"{key} = {value}\n", _Literal()))
@@ -113,36 +89,6 @@ def _check_binding(key: str, value: str) -> None:
         raise ConfigError(f"{key} = {value} is not one gin binding")
 
 
-def parse_grid(spec: str) -> Tuple[str, List[str]]:
-    """`Key=v1,v2` -> (key, [v1, v2]); each value checked with gin's own parser."""
-    key, eq, rest = spec.partition("=")
-    key = key.strip()
-    if not eq or not key:
-        raise ConfigError(f"bad --grid {spec!r}: write Class.field=value1,value2,...")
-    try:
-        if not re.fullmatch(r"[%\w./]+", key):
-            raise ConfigError(f"{key!r} is not a gin binding name such as Class.field")
-        values = split_values(rest)
-        if any(not v for v in values):
-            raise ConfigError("empty value (a stray comma?)")
-        for v in values:
-            _check_binding(key, v)
-    except ConfigError as e:
-        raise ConfigError(f"bad --grid {spec!r}: {e}") from None
-    return key, values
-
-
-def grid_points(specs: Sequence[str]) -> List[Tuple[str, ...]]:
-    """The product of all grids, as tuples of bindings `Key=value` (one empty point if none)."""
-    grids = [parse_grid(s) for s in specs]
-    keys = [k for k, _ in grids]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ConfigError(f"--grid given twice for {', '.join(duplicates)}; put all values in one")
-    return [tuple(f"{k}={v}" for k, v in zip(keys, combo))
-            for combo in itertools.product(*[vals for _, vals in grids])]
-
-
 def build_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], root_dir: str,
                replicates: int = 1, grid: Sequence[str] = (),
                python: str = sys.executable, extra_flags: Sequence[str] = ()) -> List[Job]:
@@ -151,9 +97,10 @@ def build_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], root_dir: s
         raise ConfigError(f"--replicates must be >= 1, got {replicates}")
     if not gin_file:
         raise ConfigError("no --gin_file given")
-    points = grid_points(grid)
+    grids = grid_module.parse_grids(grid, check_binding)
     jobs = []
-    for replicate, point in itertools.product(range(replicates), points):
+    for replicate, pairs in grid_module.expand(grids, range(replicates)):
+        point = tuple(f"{k}={v}" for k, v in pairs)
         argv = [python, "-m", "tflottery.main"]
         argv += [f"--gin_file={f}" for f in gin_file]
         argv += [f"--gin_bindings={b}" for b in tuple(gin_bindings) + point]
@@ -163,14 +110,16 @@ def build_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], root_dir: s
 
 
 def check_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], jobs: Sequence[Job],
-               python: str = sys.executable) -> None:
-    """Parse every grid point's configuration and build its hyperparameters before any job.
+               root_dir: str, python: str = sys.executable) -> List[Job]:
+    """Parse every grid point's configuration and build its hyperparameters before any job;
+    return the jobs with the replicate directory and hyperparameters each will record.
 
     A misspelt configurable or field (`NoSuch.x=1,2`) or a value of the wrong
     type (`TrainingHparams.lr='a','b'`) then stops the sweep with one line,
     instead of failing in every job.  The check runs in a child process:
     it imports TensorFlow, whose start-up chatter on stderr (and import
-    time) this process is spared.
+    time) this process is spared.  Its last stdout line is a JSON list:
+    per point, the run name and the resolved hyperparameters.
     """
     points = list(dict.fromkeys(job.bindings for job in jobs))
     payload = json.dumps({"gin_file": list(gin_file), "gin_bindings": list(gin_bindings),
@@ -182,6 +131,11 @@ def check_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], jobs: Seque
         errors = [l for l in out.stderr.splitlines() if l.startswith("error: ")]
         raise ConfigError(errors[-1][len("error: "):] if errors else
                           f"checking the configuration failed: {out.stderr.strip()[-500:]}")
+    configured = dict(zip(points, json.loads(out.stdout.strip().splitlines()[-1])))
+    return [job._replace(
+        replicate_dir=os.path.join(root_dir, configured[job.bindings]["run"],
+                                   f"replicate_{job.replicate}"),
+        hparams=configured[job.bindings]["hparams"]) for job in jobs]
 
 
 def _check_points(payload: str) -> None:
@@ -189,21 +143,24 @@ def _check_points(payload: str) -> None:
     import gin
     from tflottery import gin_files, runner
     spec = json.loads(payload)
+    configured = []
     for bindings in spec["points"]:
         gin.clear_config()
         try:
             gin_files.parse(spec["gin_file"], spec["gin_bindings"] + bindings)
-            experiment, _ = runner.build_hparams()
-            experiment.hparams()
+            experiment, base = runner.build_hparams()
+            name, record = runner.name_and_record(experiment, base)
         except ConfigError as e:
             point = f"grid point {', '.join(bindings)}: " if bindings else ""
             print(f"error: {point}{str(e).splitlines()[0]}", file=sys.stderr)
             sys.exit(2)
+        configured.append({"run": name, "hparams": record["hparams"]})
+    print(json.dumps(configured))
 
 
 # ---- running ----
 def job_key(job: Job, gin_file: Sequence[str]) -> str:
-    """Names a job's marker: its command (not the interpreter) and its gin files' text."""
+    """Names a job's log: its command (not the interpreter) and its gin files' text."""
     from tflottery import gin_files
     texts = []
     for f in gin_file:
@@ -213,25 +170,24 @@ def job_key(job: Job, gin_file: Sequence[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _is_finished(marker_path: str) -> bool:
-    from tflottery.runs import io
-    if not io.exists(marker_path):
-        return False
-    run_dir = io.read_json(marker_path).get("run_directory")
-    return run_dir is None or io.exists(run_dir)
+def is_done(job: Job) -> bool:
+    """True if the job's replicate directory says it finished with the job's settings
+    (runs/finished.py); unknown (a job check_jobs has not seen) is not done."""
+    from tflottery.runs.finished import is_finished
+    return job.replicate_dir is not None and is_finished(job.replicate_dir, job.hparams)
 
 
-def _wait(proc, finished: threading.Event, grace: float) -> int:
+def _wait(proc, done, grace: float) -> int:
     """The job's exit status.  TensorFlow can hang for ever while the interpreter
     shuts down (a tf.data iterator freed by the final garbage collection):
-    a job that has printed its final line and not exited `grace` seconds later
-    is stopped and counted as finished (its run directory is complete)."""
+    a job whose run directory says it is finished (`done()`) and has not
+    exited `grace` seconds later is stopped and counted as finished."""
     finished_at = None
     while True:
         try:
             return proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            if finished.is_set():
+            if finished_at is not None or done():
                 finished_at = finished_at or time.time()
                 if time.time() - finished_at > grace:
                     proc.kill()
@@ -239,44 +195,35 @@ def _wait(proc, finished: threading.Event, grace: float) -> int:
                     return 0
 
 
-def run_job(job: Job, marker_path: str, stream: bool = False) -> Tuple[int, str]:
-    """Run one job to its end; returns (exit status, last error line or '')."""
+def run_job(job: Job, log_path: str, stream: bool = False) -> Tuple[int, str]:
+    """Run one job to its end, its output kept in `log_path`; returns (exit status,
+    last error line or '')."""
     from tflottery.runs import io
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    start = time.time()
     proc = subprocess.Popen(job.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, env=env)
-    lines, finished = [], threading.Event()
+    lines = []
 
     def pump():
         for line in proc.stdout:
             lines.append(line)
-            if line.startswith(FINAL_LINE):
-                finished.set()
             if stream:
                 sys.stdout.write(line)
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        status = _wait(proc, finished, EXIT_GRACE_SECONDS)
+        status = _wait(proc, lambda: is_done(job), EXIT_GRACE_SECONDS)
     except KeyboardInterrupt:
         proc.terminate()    # the run resumes from its checkpoint next time
         proc.wait()
         raise
     reader.join(timeout=10)
     text = "".join(lines)
-    log_path = marker_path[:-len(".json")] + ".log"
     io.atomic_write_text(log_path, text)
     errors = [l for l in text.splitlines() if l.startswith("error:")]
     error = errors[-1] if errors else (text.strip().splitlines() or [""])[-1][:300]
-    if status == 0:
-        found = re.findall(r"run directory: (.*\S)", text)
-        io.atomic_write_json(marker_path, {
-            "command": job.command_line, "seconds": round(time.time() - start, 1),
-            "run_directory": found[-1] if found else None, "log": log_path})
-        return 0, ""
-    return status, error
+    return (0, "") if status == 0 else (status, error)
 
 
 def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
@@ -287,8 +234,7 @@ def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
     outcome = {"succeeded": [], "skipped": [], "failed": [], "not_run": []}
     n = len(jobs)
     for job in jobs:
-        marker = os.path.join(jobs_dir, job_key(job, gin_file) + ".json")
-        if _is_finished(marker):
+        if is_done(job):
             print(f"job {job.index}/{n}: {job.description}: finished before, skipped",
                   file=out, flush=True)
             outcome["skipped"].append(job)
@@ -300,7 +246,8 @@ def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
             continue
         print(f"job {job.index}/{n}: {job.description}: running", file=out, flush=True)
         start = time.time()
-        status, error = run_job(job, marker, stream)
+        status, error = run_job(job, os.path.join(jobs_dir, job_key(job, gin_file) + ".log"),
+                                stream)
         took = time.time() - start
         if status == 0:
             print(f"job {job.index}/{n}: {job.description}: done in {took:.0f} s",
@@ -351,7 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from tflottery import gin_files
             for f in args.gin_file:
                 gin_files.resolve(f)
-            check_jobs(args.gin_file, args.gin_bindings, jobs, args.python)
+            jobs = check_jobs(args.gin_file, args.gin_bindings, jobs, args.root_dir, args.python)
     except ConfigError as e:
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
