@@ -91,6 +91,8 @@ def test_masks_and_hybrids_of_algorithm_5(tmp_path):
             assert record["overlap_with_previous"]["new_not_in_previous"] == added / keep
             assert record["overlap_with_previous"]["previous_not_in_new"] == added / keep
             assert record["regrown_kept"] == added / keep   # all pruned weights were regrown
+            assert Mask.load(os.path.join(phase, "kept_regrown")) == Mask(
+                {n: mask[n] & ~previous_mask[n] for n in NAMES})
         if i < 3:
             # H_i: S_i on m_i, a fresh sample of the initializer elsewhere.
             sparse_end, _ = kernels_at(os.path.join(phase, "sparse"), "end")

@@ -41,6 +41,7 @@ Layout, under replicate_<r>/:
     phase_<i>/mask/       m_i (+ sparsity.json, statistics.json: per-layer densities)
     phase_<i>/sparse/     step 3
     phase_<i>/regrown/    g_i as a mask file (True = regrown)
+    phase_<i>/kept_regrown/  g_(i-1) & m_i: the regrown weights phase i kept (i >= 2)
     dynamic_imp.json      per phase: steps, accuracies, density, overlaps; the result
 
 Every piece is skipped when its output exists, so re-running the same
@@ -181,9 +182,11 @@ class DynamicImpExperiment:
             mask = record.pop("mask")
             if previous is not None:
                 record["overlap_with_previous"] = dynamic.overlap(previous["mask"], mask)
-                regrown = previous["regrown"]
-                record["regrown_kept"] = (
-                    sum(int((regrown[n] & mask[n]).sum()) for n in mask) / max(mask.num_remaining, 1))
+                # g_(i-1) & m_i: the regrown weights this phase kept.
+                kept = load_or_make_mask(
+                    ctx, os.path.join(ctx.replicate_dir, f"phase_{i}", "kept_regrown"),
+                    lambda: Mask({n: previous["regrown"][n] & mask[n] for n in mask}))
+                record["regrown_kept"] = kept.num_remaining / max(mask.num_remaining, 1)
             phases.append(record)
             previous = {"mask": mask, "regrown": record.pop("regrown_mask", None)}
         last = phases[-1]
