@@ -234,7 +234,7 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
     assert row["soup_aligned_accuracy_mean"] == rec["soup"]["aligned_accuracy"]["test"]
     markdown = open(os.path.join(run_dir, "instability_summary.md")).read()
     assert "aligned test instability" in markdown and "aligned soup accuracy %" in markdown
-    assert "| independent | - | 0 |" in markdown
+    assert "| independent | - | 0 |" in markdown and "- independent: earliest stable" in markdown
 
 
 def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):

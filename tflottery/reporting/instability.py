@@ -158,8 +158,9 @@ def to_markdown(table: dict) -> str:
         lines.append("Soup: test accuracy of the uniform weight average of all "
                      f"{max(r.get('soup_n', 0) for r in table['rows'])} copies"
                      + (" (aligned: each copy first aligned to copy 1)." if aligned else "."))
+    unpruned = next((r["subnetwork"] for r in table["rows"] if r["level"] is None), "dense")
     for e in table["earliest"]:
-        where = "dense" if e["level"] is None else f"level {e['level']}"
+        where = unpruned if e["level"] is None else f"level {e['level']}"
         lines.append(f"- {where}: earliest stable k (median over replicates) {e['stable_k']}, "
                      f"earliest matching k {e['matching_k']}")
     return "\n".join(lines)
