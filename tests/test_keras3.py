@@ -240,6 +240,17 @@ def test_keras3_scores_match_numpy_and_prune_to_density_keeps_the_count():
     assert masking.get_mask(wrapped) == Mask.ones_like(model)   # the model is left alone
 
 
+# -- what the library does not take ---------------------------------------------------------------
+
+def test_unsupported_kinds_are_one_line_config_errors():
+    with pytest.raises(ConfigError, match="Keras 3 model, got Dense; .*Masked") as info:
+        masking.wrap(keras3.layers.Dense(2))
+    assert "\n" not in str(info.value)
+    from tflottery.analysis.interpolation import check_tf_keras_model   # a tf_keras-only part
+    with pytest.raises(ConfigError, match="Keras 3 model; .*tf_keras"):
+        check_tf_keras_model(_mlp(keras3)[0])
+
+
 # -- both Kerases in one process ----------------------------------------------------------------
 
 def test_tf_keras_and_keras3_models_wrapped_and_pruned_side_by_side():
@@ -251,10 +262,11 @@ def test_tf_keras_and_keras3_models_wrapped_and_pruned_side_by_side():
                              masking.get_mask(model), fraction=0.5)
         masking.set_mask(model, mask)
         assert masking.get_mask(model) == mask and mask.density == pytest.approx(0.5, abs=0.02)
+        kept = np.concatenate([np.abs(w[mask[n]]) for n, w in weights.items()])
+        pruned = np.concatenate([np.abs(w[~mask[n]]) for n, w in weights.items()])
+        assert kept.min() >= pruned.max()               # global magnitude pruning
         for name, var in masking.prunable_variables(model).items():
-            kept = np.abs(weights[name][mask[name]])
-            assert kept.min() >= np.abs(weights[name][~mask[name]]).max() or len(mask) > 1
-            assert np.all(_np(var)[~mask[name]] == 0.0)
+            np.testing.assert_array_equal(_np(var), np.where(mask[name], weights[name], 0.0))
 
 
 def test_readme_imp_with_fit():

@@ -133,7 +133,8 @@ class KerasApi:
     def check_model(self, model) -> None:
         """ConfigError unless `model` is a model of this Keras that the library can take."""
         if not isinstance(model, self.keras.Model):
-            raise ConfigError(f"expected a Keras model, got {type(model).__name__}")
+            raise ConfigError(f"expected a tf_keras or Keras 3 model, got {type(model).__name__}; "
+                              f"a single layer is masked with masking.Masked(layer)")
 
 
 TF_KERAS = KerasApi("tf_keras", keras, "tflottery.masking.layer")

@@ -17,8 +17,10 @@ Scorers (one module each; conventions in their docstrings):
     synflow                  |dR/dw * w| of the |.| network,
                              ones input, float64, 100 rounds      synflow.py
 
-`model` is a masked (masking.wrap'd) Sequential or functional tf_keras
-model.  prune_to_density respects its current mask, never changes its
+`model` is a masked (masking.wrap'd) Sequential or functional model,
+tf_keras or Keras 3 (the scorers that differentiate -- SNIP, iterative
+SNIP, GraSP, grasp_abs, SynFlow -- need Keras 3's TensorFlow backend;
+keras_compat.py).  prune_to_density respects its current mask, never changes its
 weights or mask, and returns a Mask keeping exactly
 round(target_density * num_weights) weights (schedule.py: exclusions,
 global/layerwise scope, the exponential schedule of iterative scorers).
