@@ -206,3 +206,31 @@ def test_damaged_mask_beside_a_good_report_is_named(tmp_path):
     assert [p["file"] for p in table["problems"]] == [str(npz)]
     (row,) = table["rows"]
     assert row["density"] == 0.5
+
+
+def test_settings_come_from_hparams_json_before_config_gin(tmp_path):
+    """A run's hparams.json (its resolved dataclasses) is what reports read; a
+    config.gin beside it (stale, or hand-edited) does not override it."""
+    from tflottery import hparams_record
+    from tflottery.hparams import (BranchHparams, DatasetHparams, ExperimentHparams,
+                                   LotteryHparams, ModelHparams, TrainingHparams)
+    run = tmp_path / "lottery_0123456789"
+    train = run / "replicate_0" / "level_0" / "train"
+    train.mkdir(parents=True)
+    (train / "final.json").write_text(json.dumps({"step": 10, "test_accuracy": 0.5}))
+    (run / "config.gin").write_text("ModelHparams.name = 'vgg_16'\n")
+    hparams = [ExperimentHparams(name="lottery"), DatasetHparams(name="cifar10"),
+               ModelHparams(name="resnet_20"), TrainingHparams(lr=0.1),
+               LotteryHparams(rewind_step="500it"),
+               BranchHparams(names=("retrain",), dilation=0.5)]
+    hparams_record.write(str(run), hparams_record.record("lottery", run.name, hparams))
+    table = collect.collect(str(tmp_path))
+    (info,) = table["runs"]
+    assert info["config_file"] == "hparams.json" and info["experiment"] == "lottery"
+    assert info["network"] == "resnet_20 on cifar10"
+    assert info["config"]["LotteryHparams.rewind_step"] == "500it"
+    assert info["config"]["BranchHparams.names"] == "('retrain',)"   # as config.gin reads
+    assert "TrainingHparams.optimizer" not in info["config"]           # defaults left out
+    (row,) = table["rows"]
+    assert row["rewind_step"] == "500it" and row["method"] == "imp"
+    assert collect.is_run_dir(str(run))

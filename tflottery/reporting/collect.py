@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from tflottery import hparams_record
 from tflottery.reporting import ginconfig
 from tflottery.runs import io
 
@@ -141,7 +142,8 @@ def _numbered(names, prefix):
 
 def is_run_dir(path: str) -> bool:
     names = _listdir(path)
-    return "config.gin" in names or bool(_numbered(names, "replicate_"))
+    return "config.gin" in names or "hparams.json" in names or bool(
+        _numbered(names, "replicate_"))
 
 
 def find_runs(root: str) -> List[str]:
@@ -275,6 +277,8 @@ class _Collector:
         return None
 
     def _run_values(self, run_dir: str, run: dict) -> None:
+        """The run's settings: its hparams.json, else (runs from before it) its
+        config.gin or operative_config.gin parsed back (reporting/ginconfig.py)."""
         texts = {}
         for fname in ("config.gin", "operative_config.gin"):
             text = self.reader.text(_join(run_dir, fname))
@@ -295,7 +299,25 @@ class _Collector:
         run["config_file"] = source
         run["config_text"] = texts.get(source, "")
         run["_values"] = run["_candidates"][0] if source else {}
+        record = self._hparams_record(run_dir)
+        if record is not None:
+            # Non-default fields only, as config.gin lists what was set; ginconfig.lookup
+            # gives the defaults.  All fields are a candidate for the retrain-branch tags.
+            run["_values"] = dict(hparams_record.flat(record["non_default"]),
+                                  **{"ExperimentHparams.name": record["experiment"]})
+            run["_candidates"].insert(0, hparams_record.flat(record["hparams"]))
+            run["notes"] = [n for n in run["notes"] if not n.startswith("no config.gin")]
+            run["config_file"] = hparams_record.FILENAME
+            run["config_text"] = run["config_text"] or json.dumps(record["hparams"], indent=1)
         run["config"] = {k: ginconfig.as_text(v) for k, v in sorted(run["_values"].items())}
+
+    def _hparams_record(self, run_dir: str) -> Optional[dict]:
+        try:
+            return hparams_record.read(run_dir)
+        except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
+            self.reader.problems.append({"file": _join(run_dir, hparams_record.FILENAME),
+                                         "error": f"{type(err).__name__}: {err}"[:200]})
+            return None
 
     # ---- one run ----
     def collect_run(self, run_dir: str) -> None:
