@@ -4,10 +4,14 @@ Expected values come from NumPy re-implementations, the unwrapped model's
 own outputs, or the same computation on a tf_keras model holding the same
 weights.  The JAX backend is tests/test_keras3_jax.py.
 """
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import keras as keras3
+from conftest import two_cpu_strategy
 from test_scoring import np_mlp_grads, np_synflow
 from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
@@ -119,6 +123,29 @@ def test_set_mask_zeroes_and_outputs_match_numpy():
     np.testing.assert_allclose(_np(wrapped(x.astype(np.float32))), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_nested_model_unmasked_layers_export_and_mirrored_snip():
+    sub = keras3.Sequential([keras3.layers.Dense(7, activation="tanh", name="sub_dense"),
+                             keras3.layers.Dense(5, name="sub_out")], name="sub")
+    inputs = keras3.Input((6,))
+    model = keras3.Model(inputs, keras3.layers.Dense(3, name="head")(
+        sub(keras3.layers.Dense(4, name="d0")(inputs))))
+    wrapped = masking.wrap(model, unmasked_layers=["head"])
+    assert sorted(masking.prunable_variables(wrapped)) == ["d0/kernel", "sub_dense/kernel",
+                                                          "sub_out/kernel"]
+    x = _rng(21).normal(size=(6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(_np(wrapped(x)), _np(model(x)))
+    np.testing.assert_array_equal(_np(masking.export(wrapped)(x)), _np(model(x)))
+    batch = (x, np.array([0, 1, 2, 0, 1, 2]))
+    strategy = two_cpu_strategy()
+    with strategy.scope():
+        mirrored = masking.wrap(model, unmasked_layers=["head"])
+    assert mirrored.distribute_strategy is strategy
+    expected = scoring.compute_scores("snip", wrapped, batch)
+    got = scoring.compute_scores("snip", mirrored, batch)
+    for name in expected:   # no BatchNorm: the replica count does not change the gradient
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-9)
+
+
 # -- training with Keras 3's own fit -----------------------------------------------------
 
 @pytest.mark.parametrize("optimizer", [
@@ -200,6 +227,22 @@ def test_save_and_load_keep_the_masks(tmp_path):
     assert masking.get_mask(loaded) == mask
     x = _rng(14).normal(size=(3, 6, 6, 2)).astype(np.float32)
     np.testing.assert_array_equal(_np(loaded(x, training=False)), _np(wrapped(x, training=False)))
+
+
+def test_a_fresh_process_loads_the_saved_masks(tmp_path):
+    wrapped = masking.wrap(_mlp(keras3)[0])
+    mask = _random_mask(wrapped, seed=22)
+    masking.set_mask(wrapped, mask)
+    wrapped.save(str(tmp_path / "m.keras"))
+    mask.save(str(tmp_path))
+    # As the README says: keras imported before tflottery.masking.
+    script = ("import keras\nfrom tflottery import masking\n"
+              f"m = keras.models.load_model({str(tmp_path / 'm.keras')!r})\n"
+              f"assert masking.get_mask(m) == masking.Mask.load({str(tmp_path)!r})\n"
+              "print('loaded')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "loaded" in result.stdout, result.stderr[-2000:]
 
 
 # -- scorers: the same numbers as on tf_keras --------------------------------------------------
