@@ -204,12 +204,23 @@ def test_bad_settings_fail_before_writing(tmp_path, binding, message):
     assert not os.listdir(tmp_path)
 
 
-def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("experiment, bindings, wait_for, files, masks", [
+    # RigL: killed between two mask updates, resumed at the last one.
+    ("dst", ["TrainingHparams.training_steps = '800it'", "DstHparams.update_every = '50it'"],
+     "train", ["dst.json", "train/final.json", "train/mask_updates.jsonl"], ["mask"]),
+    # Dynamic IMP: killed in phase 2's dense training, whose start (the
+    # hybrid network) a new process rebuilds from phase 1's files.
+    ("dynamic_imp", ["TrainingHparams.training_steps = '800it'",
+                     "TrainingHparams.eval_every = '100it'"], "phase_2/dense",
+     ["dynamic_imp.json", "phase_2/sparse/final.json"],
+     ["phase_1/mask", "phase_2/mask", "phase_1/regrown"]),
+])
+def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path, experiment, bindings,
+                                                              wait_for, files, masks):
     config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "gin_configs")
-    bindings = ["ExperimentHparams.name = 'dst'", "TrainingHparams.training_steps = '1600it'",
-                "TrainingHparams.eval_every = '400it'", "TrainingHparams.steps_per_loop = 10",
-                "DstHparams.update_every = '50it'"]
+    bindings = [f"ExperimentHparams.name = '{experiment}'", "TrainingHparams.eval_every = '400it'",
+                "TrainingHparams.steps_per_loop = 10"] + bindings
 
     def start(root):
         cmd = [sys.executable, "-m", "tflottery.main", f"--root_dir={root}", "--deterministic",
@@ -225,19 +236,20 @@ def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path):
 
     finish(start(tmp_path / "straight"))
     proc = start(tmp_path / "killed")
-    deadline, log = time.time() + 300, []
+    deadline, latest = time.time() + 300, []
     while time.time() < deadline and proc.poll() is None:
-        log = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0" / "train"
-                            / "checkpoints" / "latest" / "checkpoint"))
-        if log:
+        latest = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0" / wait_for
+                               / "checkpoints" / "latest" / "checkpoint"))
+        if latest:
             break
         time.sleep(0.02)
-    assert log and proc.poll() is None, "the run ended before it could be killed"
+    assert latest and proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finish(start(tmp_path / "killed"))
     (a,) = glob.glob(str(tmp_path / "straight" / "*" / "replicate_0"))
     (b,) = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0"))
-    for name in ("dst.json", "train/final.json", "train/mask_updates.jsonl"):
+    for name in files:
         assert open(os.path.join(a, name)).read() == open(os.path.join(b, name)).read(), name
-    assert masking.Mask.load(os.path.join(a, "mask")) == masking.Mask.load(os.path.join(b, "mask"))
+    for name in masks:
+        assert masking.Mask.load(os.path.join(a, name)) == masking.Mask.load(os.path.join(b, name))
