@@ -61,43 +61,38 @@ def _prunable_table(k):
 
 
 class KerasApi:
-    """What differs between tf_keras and Keras 3, for the masking library.
+    """What differs between tf_keras and Keras 3, for the masking library (base: tf_keras).
 
-    `keras` is the Keras module itself; the masking layer class of this
-    Keras is `masked_class` (masking/layer.py, masking/keras3_layer.py).
+    `keras` is the Keras module itself; `masked_class` the masking layer
+    class of this Keras (masking/layer.py, masking/keras3_layer.py),
+    imported when first asked for.
     """
 
-    def __init__(self, name: str, module, layer_module: str):
-        self.name = name
+    name = "tf_keras"
+    _masked_class_path = ("tflottery.masking.layer", "Masked")
+
+    def __init__(self, module):
         self.keras = module
-        self._layer_module = layer_module
         self.prunable_weights = _prunable_table(module)
 
     @property
     def masked_class(self):
-        module = importlib.import_module(self._layer_module)
-        return module.Masked if self.name == "tf_keras" else module.KerasMasked
-
-    @property
-    def is_keras3(self) -> bool:
-        return self.name == "keras3"
+        module, attr = self._masked_class_path
+        return getattr(importlib.import_module(module), attr)
 
     def backend(self) -> str:
-        return self.keras.backend.backend() if self.is_keras3 else "tensorflow"
+        return "tensorflow"
 
     def is_variable(self, obj) -> bool:
-        return isinstance(obj, self.keras.Variable if self.is_keras3 else tf.Variable)
+        return isinstance(obj, tf.Variable)
 
     def numpy_dtype(self, variable) -> np.dtype:
-        return np.dtype(variable.dtype if self.is_keras3 else variable.dtype.as_numpy_dtype)
+        return np.dtype(variable.dtype.as_numpy_dtype)
 
     def is_cloneable(self, model) -> bool:
         """A Sequential or functional model (clone_model and from_config rebuild it)."""
-        if isinstance(model, self.keras.Sequential):
-            return True
-        if self.is_keras3:
-            return isinstance(model, self.keras.src.models.functional.Functional)
-        return bool(getattr(model, "_is_graph_network", False))
+        return isinstance(model, self.keras.Sequential) or \
+            bool(getattr(model, "_is_graph_network", False))
 
     def add_mask_variable(self, layer, name: str, shape) -> None:
         """Give `layer` a non-trainable float32 all-ones variable, never autocast, as `layer.<name>`.
@@ -106,13 +101,6 @@ class KerasApi:
         assigns in a replica, all replicas hold the same value anyway, so
         the first replica's value is taken.
         """
-        if self.is_keras3:
-            mask = layer.add_weight(name=name, shape=tuple(shape), dtype="float32",
-                                    initializer="ones", trainable=False, autocast=False,
-                                    aggregation="only_first_replica")
-            # A plain reference: Keras 3 would track the variable a second time.
-            object.__setattr__(layer, name, mask)
-            return
         setattr(layer, name, layer.add_weight(
             name=name, shape=shape, dtype=tf.float32, initializer="ones", trainable=False,
             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, experimental_autocast=False))
@@ -123,10 +111,6 @@ class KerasApi:
         Read inside a layer's __call__, an autocast variable gives the compute
         dtype (e.g. bfloat16); the float32 mask follows that dtype.
         """
-        if self.is_keras3:
-            ops = self.keras.ops
-            value = ops.convert_to_tensor(weight)
-            return value if mask is None else ops.multiply(value, ops.cast(mask, value.dtype))
         value = tf.convert_to_tensor(weight)
         return value if mask is None else value * tf.cast(mask, value.dtype)
 
@@ -137,14 +121,47 @@ class KerasApi:
                               f"a single layer is masked with masking.Masked(layer)")
 
 
-TF_KERAS = KerasApi("tf_keras", keras, "tflottery.masking.layer")
+class Keras3Api(KerasApi):
+    """Keras 3: keras.ops and keras.Variable, so the masking layer runs on any backend."""
+
+    name = "keras3"
+    _masked_class_path = ("tflottery.masking.keras3_layer", "KerasMasked")
+
+    def backend(self) -> str:
+        return self.keras.backend.backend()
+
+    def is_variable(self, obj) -> bool:
+        return isinstance(obj, self.keras.Variable)
+
+    def numpy_dtype(self, variable) -> np.dtype:
+        return np.dtype(variable.dtype)
+
+    def is_cloneable(self, model) -> bool:
+        # Keras 3 has no public name for functional models.
+        return isinstance(model, (self.keras.Sequential,
+                                  self.keras.src.models.functional.Functional))
+
+    def add_mask_variable(self, layer, name: str, shape) -> None:
+        mask = layer.add_weight(name=name, shape=tuple(shape), dtype="float32",
+                                initializer="ones", trainable=False, autocast=False,
+                                aggregation="only_first_replica")
+        # A plain reference: Keras 3 would track the variable a second time.
+        object.__setattr__(layer, name, mask)
+
+    def masked_value(self, weight, mask=None):
+        ops = self.keras.ops
+        value = ops.convert_to_tensor(weight)
+        return value if mask is None else ops.multiply(value, ops.cast(mask, value.dtype))
+
+
+TF_KERAS = KerasApi(keras)
 
 
 @functools.lru_cache(maxsize=None)
 def keras3_api() -> KerasApi:
     """The Keras 3 adapter; Keras 3 is imported on first use, not by tf_keras users."""
     import keras as keras3
-    return KerasApi("keras3", keras3, "tflottery.masking.keras3_layer")
+    return Keras3Api(keras3)
 
 
 def api_of(obj) -> KerasApi:

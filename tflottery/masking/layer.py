@@ -10,6 +10,12 @@ phases (see `tflottery.masking.set_mask`).
 
 tflottery's own training step skips the multiply: its optimizer keeps pruned
 weights at exactly zero instead, which is cheaper (see fast_path.py).
+
+One wrapper for both Kerases: `MaskedMixin` is everything the wrapper does;
+`Masked` is it on tf_keras, `KerasMasked` (keras3_layer.py) on Keras 3, the
+differences coming from the model's adapter (keras_compat.py).
+`Masked(layer)` with a Keras 3 layer returns a KerasMasked, so user code
+writes one name.
 """
 import contextlib
 import inspect
