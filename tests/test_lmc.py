@@ -252,3 +252,28 @@ def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):
             rec["curves"][split]["accuracy"][-1], abs=2e-3)
     assert rec["density"] == pytest.approx(0.8, abs=0.01)
     assert set(rec["soup"]) == {"n", "accuracy", "aligned_accuracy"}
+
+
+def test_independent_imp_subnetworks_come_from_two_lottery_replicates(tmp_path):
+    from tflottery.training import checkpoints
+    run(tmp_path, "lmc", "PruningHparams.levels = 1",
+        "InstabilityHparams.subnetwork = 'independent_imp'", "InstabilityHparams.levels = (1,)",
+        "InstabilityHparams.align = 'weights'")
+    (lottery_dir,) = glob.glob(str(tmp_path / "lottery_*"))
+    (lmc_dir,) = glob.glob(str(tmp_path / "lmc_*"))
+    out = os.path.join(lmc_dir, "replicate_0", "level_1", "k_0")
+    rec = json.load(open(os.path.join(out, "instability.json")))
+    masks = [masking.Mask.load(os.path.join(lottery_dir, f"replicate_{r}", "level_1", "mask"))
+             for r in (0, 100000)]
+    assert masks[0] != masks[1]
+    for i, (mask, seed) in enumerate(zip(masks, (0, 100000))):
+        start = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+        checkpoints.restore_weights(start, os.path.join(out, f"copy_{i}", "checkpoints"), "init")
+        assert masking.get_mask(start) == mask
+        w0 = models.build("lenet_300_100", (8, 8, 1), 10, seed=seed).get_weights()[0]
+        np.testing.assert_array_equal(start.get_weights()[0], np.where(mask["fc_1/kernel"], w0, 0))
+    assert rec["density"] == pytest.approx(masks[0].density)
+    assert rec["aligned"]["moved_fraction"] > 0.5      # unrelated networks: most units move
+    for split in ("test", "train"):
+        raw, aligned = rec["curves"][split]["accuracy"], rec["aligned"]["curves"][split]["accuracy"]
+        assert aligned[0] == raw[0] and aligned[-1] == pytest.approx(raw[-1], abs=2e-3)

@@ -272,7 +272,9 @@ class InstabilityHparams(_Checked):
       (random masks of the same density, rewound weights); or 'independent':
       the copies start from different initialisations (copy i > 0 from model
       seed + 100000 x i; k must be 0), the setting of Entezari et al. and
-      Ainsworth et al.
+      Ainsworth et al.; or 'independent_imp': copy i is the IMP subnetwork at
+      `levels` of the lottery run's replicate r + 100000 x i (another
+      initialisation, its own mask).
     levels: the IMP levels (sparsities) to analyse; not hashed.
     copy_seeds: data-order seeds of the copies (offset by 1000 x replicate):
       two or more; the path is measured between the first two, and the

@@ -23,7 +23,13 @@ experiments share its levels.
 'independent' (Entezari et al. 2022; Ainsworth et al. 2022): copy 0 starts
 from the run's W0 and copy i > 0 from a fresh initialisation (model seed +
 INDEPENDENT_SEED_STRIDE x i), so the copies differ in initialisation as well
-as in SGD noise; only k = 0 is defined.
+as in SGD noise; only k = 0 is defined.  'independent_imp': the same for IMP
+subnetworks -- copy i starts from the IMP subnetwork at `level` (rewound to
+k) of the lottery run's replicate r + INDEPENDENT_SEED_STRIDE x i, i.e. of a
+lottery run from another initialisation, with its own mask.  The copies'
+masks then differ even before alignment, and every path is evaluated under
+their union (each end's function is unchanged: its pruned weights are 0.0);
+"density" reports copy 0's.
 
 With InstabilityHparams.align set, copy 1 is then permuted to match copy 0
 (analysis/align.py) and the curves, barriers and distances are measured
@@ -60,11 +66,12 @@ from tflottery.training.loop import Trainer, validate_training
 from tflottery.training.program import assign_values, variable_values
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise",
-               "independent")
+               "independent", "independent_imp")
 SCHEDULES = ("continue", "restart")
 ALIGN_METHODS = ("weights", "activations")
-# Copy i > 0 of an 'independent' analysis starts from model seed + this x i:
-# far from the replicate seeds (0, 1, ...) that give the runs' own W0.
+# Copy i > 0 of an 'independent' analysis starts from model seed + this x i
+# ('independent_imp': from the lottery run's replicate r + this x i): far
+# from the replicate seeds (0, 1, ...) that give the runs' own W0.
 INDEPENDENT_SEED_STRIDE = 100000
 # Activation matching correlates the units' activations on this many
 # training examples (a fixed data order, the same for every k).
@@ -84,6 +91,11 @@ class InstabilityExperiment:
     def uses_lottery(self) -> bool:
         """Whether the state at k comes from a lottery run's IMP level."""
         return self.hp.subnetwork not in ("dense", "independent")
+
+    @property
+    def independent(self) -> bool:
+        """Whether the copies start from different initialisations."""
+        return self.hp.subnetwork in ("independent", "independent_imp")
 
     def hparams(self):
         """rewind_steps and levels are left out: adding a k or a level extends
@@ -128,6 +140,11 @@ class InstabilityExperiment:
                     f"subnetwork 'independent' starts the copies from different "
                     f"initialisations, so only k = 0 is defined, got rewind step {k} it; set "
                     "InstabilityHparams.rewind_steps = ('0it',)")
+        if hp.subnetwork == "independent_imp" and ctx.training_hp.model_seed is not None:
+            raise ConfigError(
+                "subnetwork 'independent_imp' takes each copy's IMP subnetwork from another "
+                "replicate of the lottery run, which TrainingHparams.model_seed would give the "
+                "same initialisation; leave model_seed unset")
         if self.uses_lottery:
             if not hp.levels:
                 raise ConfigError("InstabilityHparams.levels is empty; give at least one level")
@@ -171,7 +188,7 @@ class InstabilityExperiment:
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         hold_lock(ctx, lottery_ctx.run_dir)
-        done = ctx.cache.setdefault(("lottery levels run", lottery_ctx.run_dir), set())
+        done = ctx.cache.setdefault(("lottery levels run", lottery_ctx.replicate_dir), set())
         for lvl in range(level + 1):
             if lvl not in done:     # each checked once per process, not once per k
                 lottery.run_level(lottery_ctx, lvl)
@@ -179,7 +196,7 @@ class InstabilityExperiment:
         mask = lottery.mask_of_level(lottery_ctx, level)
         init_dir = os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
         fresh_seed = None
-        if self.hp.subnetwork != "imp":
+        if self.hp.subnetwork not in ("imp", "independent_imp"):
             # Made before the state at k is loaded: a mask may need the model
             # for itself (the inverted one reads level L-1's trained weights).
             spec = branches.REGISTRY.get(self.hp.subnetwork)
@@ -261,15 +278,15 @@ class InstabilityExperiment:
         copies, interp, loops = self.analysis_models(ctx)
         for i, seed in enumerate(self.hp.copy_seeds):
             assign_values(model, state_k)
-            if self.hp.subnetwork == "independent" and i > 0:
-                load_fresh_initialisation(ctx, model,
-                                          ctx.model_seed + INDEPENDENT_SEED_STRIDE * i)
+            if self.independent and i > 0:
+                self.load_independent_start(ctx, level, k_text, k, out, i)
             data_seed = seed + 1000 * ctx.replicate
             phase = os.path.join(out, f"copy_{i}")
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
                     start_step=start, extra_checkpoints=extra, writable=ctx.writable,
                     program=program).run()
         self.load_copies(copies, out)
+        share_union_mask(copies)
         result = {
             "k": k, "rewind_step": k_text, "subnetwork": self.hp.subnetwork,
             "level": level,
@@ -297,6 +314,29 @@ class InstabilityExperiment:
                 report.plot_per_epoch(os.path.join(out, "instability_per_epoch.png"), result)
             io.atomic_write_json(result_path, result)
         return result
+
+    def load_independent_start(self, ctx: RunContext, level, k_text: str, k: int, out: str,
+                               i: int) -> None:
+        """Load copy i's start of an independent analysis into the run's model: a fresh
+        initialisation, or the IMP subnetwork of lottery replicate r + STRIDE x i.
+
+        That lottery replicate trains in the run's one training program, whose
+        W0 (`initial_values`, what a lottery's level 0 starts from) is this
+        run's; for the time of the call it holds the other replicate's W0.
+        """
+        program = training_program(ctx)
+        if self.hp.subnetwork == "independent":
+            load_fresh_initialisation(ctx, program.model,
+                                      ctx.model_seed + INDEPENDENT_SEED_STRIDE * i)
+            return
+        other = dataclasses.replace(ctx, replicate=ctx.replicate + INDEPENDENT_SEED_STRIDE * i)
+        own_w0 = program.initial_values
+        load_fresh_initialisation(ctx, program.model, other.model_seed)
+        program.initial_values = variable_values(program.model)
+        try:
+            self.state_at_k(other, level, k_text, k, out)
+        finally:
+            program.initial_values = own_w0
 
     @staticmethod
     def load_copies(copies, out: str, indices=(0, 1)) -> None:
@@ -394,6 +434,7 @@ class InstabilityExperiment:
             for i, model in enumerate(copies):
                 checkpoints.restore_weights(
                     model, os.path.join(out, f"copy_{i}", "checkpoints"), f"step_{step}")
+            share_union_mask(copies)
             row = {"step": step, "test_barrier": self.test_barrier(interp)}
             if self.hp.align:
                 self.align_copies(ctx, copies)
