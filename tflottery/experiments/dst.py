@@ -48,12 +48,13 @@ from tflottery.experiments.context import (RunContext, excluded_weights, load_or
                                            prunable_weight_shapes, training_program)
 from tflottery.hparams import DstHparams
 from tflottery.masking.mask import Mask
+from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number
 from tflottery.runs import io, step_log
 from tflottery.scoring.grow import check_criterion, grow_scores
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, validate_training
 from tflottery.training.optimizers import reset_slots
 
@@ -168,6 +169,13 @@ class DstExperiment:
         except ConfigError as e:
             raise ConfigError(f"DstHparams: {e}") from None
 
+    def phases(self, ctx: RunContext):
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        return [Phase(self.phase_name(), os.path.join(ctx.replicate_dir, "train"), 0, total)]
+
+    def phase_name(self) -> str:
+        return {"gradient": "RigL", "random": "SET"}[self.hp.grow]
+
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
         hp = self.hp
@@ -193,7 +201,8 @@ class DstExperiment:
         logging.info("dst (%s growth): density %.2f%%, %d mask updates until step %d",
                      hp.grow, 100 * start.density, len(steps), stop)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        writable=ctx.writable, mask_hook=hook, program=program).run()
+                        writable=ctx.writable, mask_hook=hook, program=program,
+                        phase_name=self.phase_name(), run_log=run_log.of(ctx)).run()
 
         def final_mask():
             checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
@@ -206,7 +215,8 @@ class DstExperiment:
         if ctx.writable:
             io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
-        return result
+        return dict(result, accuracy_of=f"the {self.phase_name()} network at the end of training "
+                                        f"({100 * mask.density:.2f}% of weights)")
 
     @staticmethod
     def table(result: dict) -> str:

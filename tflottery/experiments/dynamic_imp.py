@@ -64,12 +64,13 @@ from tflottery.experiments.context import (RunContext, excluded_weights,
 from tflottery.experiments.dst import training_batch
 from tflottery.hparams import DynamicImpHparams
 from tflottery.masking.mask import Mask
+from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number, check_scope, round_count
 from tflottery.runs import io
 from tflottery.scoring.grow import grow_scores
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
 FIRST_MASKS = ("imp", "random", "magnitude_init")
@@ -169,6 +170,18 @@ class DynamicImpExperiment:
                 f"end of training ({bounds[-1]} it)")
         excluded_weights(hp.excluded_layers, ctx.prunable_names)
 
+    def phases(self, ctx: RunContext):
+        """Every training of the run, in order: phase i's dense (if any) and sparse training."""
+        bounds, out = self.boundaries(ctx), []
+        for i in range(1, len(bounds)):
+            for part in ("dense", "sparse"):
+                if part == "dense" and i == 1 and self.hp.first_mask != "imp":
+                    continue
+                out.append(Phase(f"phase {i} / {part}",
+                                 os.path.join(ctx.replicate_dir, f"phase_{i}", part),
+                                 bounds[i - 1], bounds[i]))
+        return out
+
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
         hp = self.hp
@@ -197,7 +210,8 @@ class DynamicImpExperiment:
         if ctx.writable:
             io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
-        return result
+        return dict(result, accuracy_of=f"the last phase's sparse network (phase {len(phases)}, "
+                                        f"{100 * result['density']:.2f}% of weights)")
 
     def phase(self, ctx: RunContext, program, i: int, start: int, end: int) -> dict:
         hp = self.hp
@@ -255,8 +269,9 @@ class DynamicImpExperiment:
             masking.set_mask(model, mask)
         masking.zero_pruned_weights(model)
         return Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                       start_step=start, end_step=end, writable=ctx.writable,
-                       program=program).run()
+                       start_step=start, end_step=end, writable=ctx.writable, program=program,
+                       phase_name=f"phase {i + 1} / {os.path.basename(out)}",
+                       run_log=run_log.of(ctx)).run()
 
     def load_hybrid(self, ctx, program, i: int) -> None:
         """Put H_i (weights and mask) into the program's model; H_0 = W0 with no mask."""
