@@ -74,6 +74,9 @@ def test_page_references_every_figure_and_has_the_tables(drawn):
     assert "| lmc_cccccccccc | conv_2 on cifar10 | imp | 2 | 64.00 | 2 |" in md
     assert "| SNIP | 79.95 (79.90-80.00) |" in md and "| ↳ layerwise shuffle |" in md
     assert "| gradual magnitude |" in md                     # joins the pai table
+    assert "| dst_1111111111 | RigL | conv_2 on cifar10 | 1 | 10.00 | 79.00 | 40.0 | - |" in md
+    assert ("| dynamic_imp_2222222222 | dynamic imp (regrow=gradient) | conv_2 on cifar10 | 1 | "
+            "10.00 | 80.00 | 30.0 | 30.0 |") in md
     assert md.count("<details markdown=\"1\">") == len(table["runs"]) == html.count("<details>")
     assert "Training speed" not in md
     for problem in table["problems"]:
@@ -123,3 +126,30 @@ def test_dense_lmc_alone_has_no_stable_k_figure(drawn, tmp_path):
                  instability=[r for r in table["instability"] if r["run"] == "lmc_dddddddddd"])
     assert lmc.stable_k_vs_sparsity(dense, str(tmp_path)) == []
     assert len(lmc.instability_vs_k(dense, str(tmp_path))) == 2
+
+
+def test_training_curves_show_every_level(drawn, tmp_path, monkeypatch):
+    """One panel per level (7 here, more than the six the figure used to keep)."""
+    table, _, _ = drawn
+    figs = []
+    monkeypatch.setattr(training.style, "save", lambda fig, out, name: figs.append(fig) or [])
+    run = [r for r in table["runs"] if r["run"] == "lottery_aaaaaaaaaa"]
+    training.training_curves(dict(table, runs=run), str(tmp_path))
+    (fig,) = figs
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible() and ax.get_title()]
+    assert [t.split(":")[0] for t in titles] == [f"level {l}" for l in range(7)]
+    assert titles[6] == "level 6: 26.2% remaining"
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
+    assert labels == {"IMP", "dense (level 0)", "random reinit"}
+
+
+def test_summary_png_is_the_reports_accuracy_figure(drawn):
+    """The run directory's summary.png and the report's figure are one rendering."""
+    from tflottery.reporting import plots
+    table, figure_dir, _ = drawn
+    (run,) = [r for r in table["runs"] if r["run"] == "lottery_aaaaaaaaaa"]
+    png = plots.plot_run(run["run_dir"])
+    assert png == os.path.join(run["run_dir"], "summary.png")
+    with open(png, "rb") as a, open(os.path.join(
+            figure_dir, "lottery_accuracy__lottery_aaaaaaaaaa.png"), "rb") as b:
+        assert a.read() == b.read()

@@ -115,6 +115,7 @@ def build_markdown(table: dict, drawn: List[dict], speed: Tuple[str, List[str]],
                          tables.lmc_summary),
                         ("Pruning at initialisation: accuracy by method and sparsity",
                          tables.pai_summary),
+                        ("Dynamic sparsity: RigL, SET and Dynamic IMP", tables.dynamic_summary),
                         ("Dense and gradual-pruning runs", tables.train_summary)):
         body = text(table)
         if body:

@@ -197,6 +197,34 @@ def train_summary(table: dict) -> str:
                      "test accuracy % (min-max)"], rows)
 
 
+def dynamic_summary(table: dict) -> str:
+    """One row per dst / dynamic_imp run: accuracy over replicates and how far the mask moved."""
+    by_run = {}
+    for record in table.get("dynamic", []):
+        by_run.setdefault(record["run"], []).append(record)
+    rows = []
+    for run, records in sorted(by_run.items()):
+        moved, kept = [], []
+        for r in records:
+            if r["experiment"] == "dst":
+                moved.append(r["final_vs_start"]["new_not_in_previous"])
+            elif len(r.get("phases", [])) > 1:
+                moved.append(r["phases"][-1]["overlap_with_previous"]["new_not_in_previous"])
+                kept.append(r["phases"][-1]["regrown_kept"])
+        rows.append([run, groups.label(records[0]["method"]), records[0]["network"], len(records),
+                     _pct(float(np.mean([r["density"] for r in records]))),
+                     _acc(groups.stats([r["test_accuracy"] for r in records])),
+                     _pct(float(np.mean(moved)), 1) if moved else "-",
+                     _pct(float(np.mean(kept)), 1) if kept else "-"])
+    if not rows:
+        return ""
+    return ("Mask moved: the share of the final mask that was not in the starting mask "
+            "(RigL/SET) or that the previous phase had pruned (Dynamic IMP, last phase); "
+            "regrown kept: the share of the last phase's mask that was regrown.\n\n" +
+            md_table(["run", "method", "network", "replicates", "weights remaining %",
+                      "test accuracy % (min-max)", "mask moved %", "regrown kept %"], rows))
+
+
 def problems(table: dict) -> str:
     lines = [f"- `{p['file']}`: {p['error']}" for p in table["problems"]]
     lines += [f"- {note}" for note in table["notes"]]

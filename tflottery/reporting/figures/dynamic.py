@@ -16,7 +16,7 @@ from typing import List
 import numpy as np
 from absl import logging
 
-from tflottery.reporting import collect, groups
+from tflottery.reporting import collect, ginconfig, groups
 from tflottery.reporting.figures import style
 from tflottery.reporting.figures.accuracy import finish, plot_methods
 
@@ -33,6 +33,18 @@ def _network_runs(table: dict):
     return out
 
 
+def _spread_single_points(methods: dict) -> dict:
+    """Methods run at one density each drawn side by side (up to +-6% on the log axis),
+    so that their markers and error bars do not hide each other."""
+    single = sorted(m for m, pts in methods.items() if len(pts) == 1)
+    out = dict(methods)
+    for i, method in enumerate(single):
+        factor = 1.0 + 0.12 * ((i + 0.5) / len(single) - 0.5)
+        out[method] = {x: dict(p, density=p["density"] * factor)
+                       for x, p in methods[method].items()}
+    return out
+
+
 def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per network: every dynamic-sparsity method, with IMP and PaI of the same network."""
     paths = []
@@ -46,7 +58,8 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
             f"Dynamic sparsity: {groups.network_label(runs[0])}\n"
             f"{style.replicates_note(max(p['n'] for pts in methods.values() for p in pts.values()))}")
         style.dense_band(ax, groups.dense_accuracies(table, key))
-        densities = plot_methods(ax, methods)
+        plot_methods(ax, _spread_single_points(methods))
+        densities = [p["density"] for pts in methods.values() for p in pts.values()]
         start = len(methods)
         for run in groups.runs_of(table, "lottery"):
             if not run.get("config_file") or groups.network_key(run["_values"]) != key:
@@ -54,7 +67,9 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
             imp = [e for e in groups.lottery_levels(table, run["run"]) if e["density"] and e["imp"]]
             if imp:
                 style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
-                                     f"IMP ({run['run']})", "0.35", style.marker(start), ls=":")
+                                     f"IMP, rewound to "
+                                     f"{ginconfig.lookup(run['_values'], 'LotteryHparams.rewind_step')}"
+                                     f" ({run['run']})", "0.35", style.marker(start), ls=":")
                 densities += [e["density"] for e in imp]
                 start += 1
         pai_rows = [r for group in groups.pai_groups(table) if group["network_key"] == key

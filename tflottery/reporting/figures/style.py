@@ -110,7 +110,13 @@ def line_with_band(ax, xs, points: List[dict], label: str, col: str, mk: str = "
     """Mean as a line with markers; the min-max over replicates as a band."""
     ax.plot(xs, [scale * p["mean"] for p in points], ls=ls, marker=mk, ms=4, color=col,
             label=label, lw=1.6 if ls == "-" else 1.3)
-    if any(p["n"] > 1 for p in points):
+    if any(p["n"] > 1 for p in points) and len(xs) == 1:
+        # A band over one point has no width: the min-max as an error bar instead.
+        p = points[0]
+        ax.errorbar(xs, [scale * p["mean"]], yerr=[[scale * (p["mean"] - p["min"])],
+                                                   [scale * (p["max"] - p["mean"])]],
+                    color=col, ls="none", lw=1, capsize=3)
+    elif any(p["n"] > 1 for p in points):
         ax.fill_between(xs, [scale * p["min"] for p in points],
                         [scale * p["max"] for p in points], color=col, alpha=0.15, lw=0)
 
