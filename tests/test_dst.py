@@ -6,7 +6,7 @@ dropped and grown sets by sorting.  Whole runs check exact per-layer counts,
 the update log and the cosine schedule; a SIGKILL mid-training then re-run
 must give the uninterrupted run's results bit for bit.
 """
-from conftest import SMALL_RUN  # noqa: E402
+from conftest import SMALL_RUN, two_cpu_strategy  # noqa: E402
 import glob
 import json
 import math
@@ -75,12 +75,14 @@ def numpy_drop_grow(mask, weights, scores, fraction):
     return new.reshape(mask.shape)
 
 
-def small_program(momentum=0.9):
+def small_program(strategy=None):
+    strategy = strategy or tf.distribute.get_strategy()
     dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
-    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=momentum, training_steps="24it",
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, momentum=0.9, training_steps="24it",
                          xla_update=False)
-    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
-    return TrainingProgram(tf.distribute.get_strategy(), model, dataset, hp), dataset
+    with strategy.scope():
+        model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+    return TrainingProgram(strategy, model, dataset, hp), dataset
 
 
 def sparse_start(model, seed=0):
@@ -89,9 +91,11 @@ def sparse_start(model, seed=0):
     return dynamic.sparse_start_mask(shapes, densities, seed)
 
 
-@pytest.mark.parametrize("grow", ["gradient", "random"])
-def test_one_update_against_numpy(grow):
-    program, dataset = small_program()
+@pytest.mark.parametrize("grow, replicas", [("gradient", 1), ("random", 1), ("gradient", 2)])
+def test_one_update_against_numpy(grow, replicas):
+    # Two replicas: MirroredStrategy on two virtual CPUs (the dense gradient is
+    # all-reduced, the optimizer slots are mirrored variables).
+    program, dataset = small_program(two_cpu_strategy() if replicas == 2 else None)
     model = program.model
     start = sparse_start(model)
     masking.set_mask(model, start)
