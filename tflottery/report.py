@@ -53,7 +53,7 @@ def _lottery_summary(run_dir: str, table: dict) -> None:
         print(f"{run_dir} has no finished lottery levels yet", file=sys.stderr)
         return
     summary.write(run_dir, result)
-    plots.plot_run(run_dir, result)
+    plots.plot_run(run_dir)
     print(summary.to_markdown(result))
 
 

@@ -160,7 +160,7 @@ class LotteryExperiment:
         table = summary.summarize(ctx.run_dir, self.summary_hp.matching_tolerance)
         if ctx.writable:
             summary.write(ctx.run_dir, table)
-            plots.plot_run(ctx.run_dir, table)
+            plots.plot_run(ctx.run_dir)
         print(summary.to_markdown(table), flush=True)
         level = self.plan.num_levels - 1
         last = summary.level_result(ctx.replicate_dir, level)

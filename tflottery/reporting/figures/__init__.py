@@ -23,8 +23,9 @@ FIGURES = [
      "IMP/LRR runs of the same network with different settings (labelled by what differs).",
      accuracy.lottery_comparison),
     ("training_curves", "Test accuracy during training",
-     "Test accuracy over training iterations at several pruning levels of each lottery run; "
-     "dashed: the same level randomly reinitialised (thesis Fig. 3-1).",
+     "Test accuracy over training iterations at every pruning level of each lottery run, one "
+     "panel per level; dotted: the dense network (level 0); dashed: the same level randomly "
+     "reinitialised (thesis Fig. 3-1).",
      training.training_curves),
     ("pai_accuracy", "Pruning at initialisation: accuracy against sparsity",
      "Test accuracy after training against the fraction of weights remaining, one line per "

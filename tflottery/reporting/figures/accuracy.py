@@ -31,35 +31,45 @@ def lottery_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per lottery run: IMP (or LRR) and each ablation branch, over the levels."""
     paths = []
     for run in groups.runs_of(table, "lottery"):
-        levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
-        if not levels:
-            continue
-        values = run.get("_values", {})
-        method = "LRR" if values.get("LotteryHparams.mode") == "lrr" else "IMP"
-        rewind = values.get("LotteryHparams.rewind_step", "0it")
-        how = "learning-rate rewinding" if method == "LRR" else (
-            "resetting to initialisation" if rewind in ("0it", "0ep") else
-            f"rewinding to {rewind}")
-        fig, ax, lax = style.axes_with_legend_panel(
-            f"{method} with {how}: {groups.network_label(run)}\n"
-            f"run {run['run']}, {style.replicates_note(_n(levels))}")
-        dense = [r["test_accuracy"] for r in collect.done(
-            table["rows"], run=run["run"], kind="train", level=0, branch=None)]
-        style.dense_band(ax, dense)
-        imp = [e for e in levels if e["imp"]]
-        style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
-                             method, style.color("imp"), style.marker(0))
-        names = sorted({n for e in levels for n in e["branches"]})
-        for i, name in enumerate(names, start=1):
-            pts = [e["branches"][name] for e in levels if name in e["branches"]]
-            style.line_with_band(ax, [100 * p["density"] for p in pts], pts,
-                                 groups.label(name, pts[0].get("settings")),
-                                 style.color(name, i), style.marker(i), ls="--")
-        finish(ax, [e["density"] for e in levels], lax)
-        paths += style.save(fig, out_dir, f"lottery_accuracy__{style.slug(run['run'])}")
+        fig = lottery_accuracy_figure(table, run)
+        if fig is not None:
+            paths += style.save(fig, out_dir, f"lottery_accuracy__{style.slug(run['run'])}")
     if not paths:
         logging.info("figure lottery_accuracy skipped: no finished lottery levels")
     return paths
+
+
+def lottery_accuracy_figure(table: dict, run: dict):
+    """The accuracy-against-density figure of one lottery run, or None without levels.
+
+    The one rendering of it: the report's figure and the run directory's
+    summary.png (plots.plot_run) are both this."""
+    levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
+    if not levels:
+        return None
+    values = run.get("_values", {})
+    method = "LRR" if values.get("LotteryHparams.mode") == "lrr" else "IMP"
+    rewind = values.get("LotteryHparams.rewind_step", "0it")
+    how = "learning-rate rewinding" if method == "LRR" else (
+        "resetting to initialisation" if rewind in ("0it", "0ep") else
+        f"rewinding to {rewind}")
+    fig, ax, lax = style.axes_with_legend_panel(
+        f"{method} with {how}: {groups.network_label(run)}\n"
+        f"run {run['run']}, {style.replicates_note(_n(levels))}")
+    dense = [r["test_accuracy"] for r in collect.done(
+        table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+    style.dense_band(ax, dense)
+    imp = [e for e in levels if e["imp"]]
+    style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
+                         method, style.color("imp"), style.marker(0))
+    names = sorted({n for e in levels for n in e["branches"]})
+    for i, name in enumerate(names, start=1):
+        pts = [e["branches"][name] for e in levels if name in e["branches"]]
+        style.line_with_band(ax, [100 * p["density"] for p in pts], pts,
+                             groups.label(name, pts[0].get("settings")),
+                             style.color(name, i), style.marker(i), ls="--")
+    finish(ax, [e["density"] for e in levels], lax)
+    return fig
 
 
 def _differences(runs: List[dict]) -> dict:

@@ -1,7 +1,8 @@
-"""Test accuracy over training at several sparsity levels (thesis Figure
-3-1): winning tickets learn faster and reach higher accuracy than the dense
-network until they are pruned too far; random reinitialisation (dashed)
-does not."""
+"""Test accuracy over training at every sparsity level (thesis Figure 3-1),
+as small multiples (one panel per level, so no level is dropped however
+many there are): winning tickets learn faster and reach higher accuracy
+than the dense network (dotted, in every panel) until they are pruned too
+far; random reinitialisation (dashed) does not."""
 import json
 from typing import Dict, List
 
@@ -12,7 +13,6 @@ from tflottery.reporting import collect, groups
 from tflottery.reporting.figures import style
 from tflottery.runs import io
 
-MAX_LEVELS = 6
 
 
 def test_curve(phase_dir: str) -> Dict[int, float]:
@@ -45,45 +45,56 @@ def _mean_curve(rows: List[dict]):
 
 
 def training_curves(table: dict, out_dir: str) -> List[str]:
-    """Per lottery run: test accuracy vs iteration for up to 6 levels."""
-    plt = style.pyplot()
+    """Per lottery run: test accuracy against iteration, one panel per level (every
+    level, none dropped), each with the dense network's curve for reference and the
+    level's random reinitialisation dashed."""
     paths = []
     for run in groups.runs_of(table, "lottery"):
         rows = collect.done(table["rows"], run=run["run"], kind="train")
         imp = [r for r in rows if r["branch"] is None and r["level"] is not None]
-        levels = style.spread(sorted({r["level"] for r in imp}), MAX_LEVELS)
-        if not levels:
-            continue
-        fig, ax = plt.subplots(figsize=(7.0, 4.6))
-        drawn, n = 0, 0
-        for i, level in enumerate(levels):
+        curves = []
+        for level in sorted({r["level"] for r in imp}):
             at = [r for r in imp if r["level"] == level]
             steps, pts = _mean_curve(at)
-            if not steps:
-                continue
-            ds = [r["density"] for r in at if r["density"] is not None]
-            name = (f"{100 * np.mean(ds):.3g}% remaining" if ds else f"level {level}")
-            col = plt.cm.viridis(i / max(1, len(levels) - 1) * 0.9)
-            style.line_with_band(ax, steps, pts, f"{name} (level {level})", col,
-                                 style.marker(i))
-            n = max(n, max(p["n"] for p in pts))
-            drawn += 1
-            reinit = [r for r in rows if r["level"] == level and r["branch"] == "random_reinit"]
-            if reinit and level > 0:
-                rs, rp = _mean_curve(reinit)
-                if rs:
-                    style.line_with_band(ax, rs, rp, f"{name}, random reinit", col,
-                                         style.marker(i), ls="--")
-        if not drawn:
-            plt.close(fig)
+            if steps:
+                ds = [r["density"] for r in at if r["density"] is not None]
+                reinit = [r for r in rows if r["level"] == level and
+                          r["branch"] == "random_reinit"]
+                curves.append((level, ds, (steps, pts), _mean_curve(reinit) if reinit and
+                               level > 0 else ([], [])))
+        if not curves:
             continue
-        ax.set_xlabel("training iteration")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title(f"Test accuracy during training: {groups.network_label(run)}\n"
-                     f"run {run['run']}, {style.replicates_note(n)}", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower right", framealpha=0.9)
-        paths += style.save(fig, out_dir, f"training_curves__{style.slug(run['run'])}")
+        paths += _small_multiples(run, curves, out_dir)
     if not paths:
         logging.info("figure training_curves skipped: no lottery metrics")
     return paths
+
+
+def _small_multiples(run: dict, curves, out_dir: str) -> List[str]:
+    fig, axes = style.panel_grid(len(curves), panel_width=3.6, extra_height=0.6)
+    dense = curves[0][2] if curves[0][0] == 0 else None
+    n = 0
+    for ax, (level, ds, (steps, pts), (rs, rp)) in zip(axes.flat, curves):
+        if dense is not None and level != 0:
+            style.line_with_band(ax, dense[0], dense[1], "dense (level 0)", "0.6", "", ls=":")
+        style.line_with_band(ax, steps, pts, "IMP", style.color("imp"), "o")
+        if rs:
+            style.line_with_band(ax, rs, rp, "random reinit", style.color("random_reinit"),
+                                 "s", ls="--")
+        n = max([n] + [p["n"] for p in pts])
+        remaining = f"{100 * np.mean(ds):.3g}% remaining" if ds else "density unknown"
+        ax.set_title(f"level {level}: {remaining}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("training iteration", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("test accuracy (%)")
+    handles = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(f"Test accuracy during training: {groups.network_label(run)}, every level\n"
+                 f"run {run['run']}, {style.replicates_note(n)}", fontsize=10)
+    fig.subplots_adjust(bottom=0.12)
+    return style.save(fig, out_dir, f"training_curves__{style.slug(run['run'])}")
