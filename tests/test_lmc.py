@@ -235,6 +235,11 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
     markdown = open(os.path.join(run_dir, "instability_summary.md")).read()
     assert "aligned test instability" in markdown and "aligned soup accuracy %" in markdown
     assert "| independent | - | 0 |" in markdown and "- independent: earliest stable" in markdown
+    from tflottery.reporting import collect           # python -m tflottery.report's rows
+    (report_row,) = collect.collect(str(tmp_path))["instability"]
+    assert report_row["align"] == "weights"
+    assert report_row["aligned_test_instability"] == aligned["barrier"]["test"]
+    assert report_row["aligned_soup_accuracy"] == rec["soup"]["aligned_accuracy"]["test"]
 
 
 def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):

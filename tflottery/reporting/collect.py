@@ -50,7 +50,8 @@ PHASE_COLUMNS = [
 INSTABILITY_COLUMNS = [
     "run", "experiment", "replicate", "level", "k", "rewind_step", "subnetwork", "density",
     "test_instability", "train_instability", "end_accuracy", "dense_accuracy", "bn_mode",
-    "schedule", "path"]
+    "schedule", "align", "aligned_test_instability", "aligned_train_instability",
+    "soup_accuracy", "aligned_soup_accuracy", "path"]
 
 # Directories never holding results: not descended into (checkpoints are big).
 _SKIP = {"checkpoints", "tensorboard", "mask"}
@@ -542,8 +543,22 @@ class _Collector:
             return None
         for key, value in (record.get("distances") or {}).items():
             row[f"distance_{key}"] = value
+        row.update(_alignment_columns(record))
         row.update(run["config"])
         return row
+
+
+def _alignment_columns(record) -> dict:
+    """lmc's barriers after permutation alignment and soup accuracies (issue #15), if any."""
+    aligned, soup = record.get("aligned") or {}, record.get("soup") or {}
+    row = {"align": aligned.get("method"),
+           "soup_accuracy": (soup.get("accuracy") or {}).get("test"),
+           "aligned_soup_accuracy": (soup.get("aligned_accuracy") or {}).get("test")}
+    for split in ("test", "train"):
+        row[f"aligned_{split}_instability"] = (aligned.get("barrier") or {}).get(split)
+    for key, value in (aligned.get("distances") or {}).items():
+        row[f"aligned_distance_{key}"] = value
+    return row
 
 
 def collect(root: str) -> dict:
