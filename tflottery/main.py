@@ -72,6 +72,9 @@ def main(argv):
     _set_verbosity()
     try:
         if FLAGS.list:
+            # Gin files given too are parsed first: what they `import` registers and is listed.
+            if FLAGS.gin_file:
+                gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
             print(catalog.format_sections(catalog.sections()))
             return
         if not FLAGS.gin_file:
