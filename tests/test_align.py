@@ -230,3 +230,18 @@ def test_activation_matching_uses_correlation_not_raw_products():
     # Independently: the found order makes the columns perfectly correlated.
     for i in range(4):
         assert np.corrcoef(xa[:, i], xb[:, found[i]])[0, 1] == pytest.approx(1.0)
+
+
+def test_correlation_accumulated_in_chunks_equals_numpy_corrcoef():
+    from tflottery.analysis import align_match
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 4)) * [1.0, 5.0, 0.1, 2.0] + [3.0, -1.0, 40.0, 0.0]
+    y = x @ rng.normal(size=(4, 4)) + rng.normal(size=(300, 4))
+    y[:, 2] = 7.0                                   # a constant (dead) unit
+    corr = align_match.Correlation(4)
+    corr.add(x[:120], y[:120])
+    corr.add(x[120:], y[120:])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.corrcoef(x.T, y.T)[:4, 4:]    # NaN in the constant unit's column
+    expected[:, 2] = 0.0
+    np.testing.assert_allclose(corr.matrix(), expected, atol=1e-10)

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import tensorflow as tf
 
 from tflottery.analysis import align_graph, align_match
 from tflottery.errors import ConfigError
@@ -127,32 +128,35 @@ def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000) -> 
                        [(None if g is None else names[g], value) for g, value in history])
 
 
-def _group_activations(model, spec, images):
-    """Per group: list of [examples, units] arrays, one per tensor the group appears in."""
-    if not spec.tensors:
-        return [[] for _ in spec.groups]
-    probe = keras.Model(model.inputs, [t for _, t in spec.tensors])
-    outputs = probe(images, training=False)
-    if not isinstance(outputs, (list, tuple)):
-        outputs = [outputs]
-    acts = [[] for _ in spec.groups]
-    for (group, _), value in zip(spec.tensors, outputs):
-        value = np.asarray(value, np.float64)
-        acts[group].append(value.reshape(-1, value.shape[-1]))
-    return acts
+def _probe(model, spec):
+    """A model sharing `model`'s layers whose outputs are every tensor of every group."""
+    return keras.Model(model.inputs, [t for _, t in spec.tensors])
 
 
-def activation_matching(model_a, model_b, images) -> Permutation:
+def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Permutation:
     """The permutation of B's units maximising the correlation of their activations with A's.
 
-    `images`: a batch of (training) inputs, as an array or tensor; every
-    tensor of a group (outputs of its Dense/Conv layers, BatchNorms,
-    activations, additions) counts, each spatial position as an example.
+    `images`: (training) inputs, as an array or tensor, run through both
+    models (inference mode) `chunk_size` at a time; every tensor of a group
+    (outputs of its Dense/Conv layers, BatchNorms, activations, additions)
+    adds its correlation matrix, each spatial position counting as an example.
     """
     spec_a, spec_b = _pair_specs(model_a, model_b)
-    perms = align_match.activation_matching(_group_activations(model_a, spec_a, images),
-                                            _group_activations(model_b, spec_b, images))
-    return Permutation(dict(zip([g.name for g in spec_a.groups], perms)))
+    names = [g.name for g in spec_a.groups]
+    if not spec_a.tensors:
+        return Permutation({})
+    probes = (_probe(model_a, spec_a), _probe(model_b, spec_b))
+    correlations = [align_match.Correlation(int(t.shape[-1])) for _, t in spec_a.tensors]
+    images = np.asarray(images)
+    for start in range(0, len(images), int(chunk_size)):
+        chunk = images[start:start + int(chunk_size)]
+        outputs_a, outputs_b = (tf.nest.flatten(p(chunk, training=False)) for p in probes)
+        for corr, x, y in zip(correlations, outputs_a, outputs_b):
+            corr.add(*(np.reshape(v, (-1, v.shape[-1])) for v in (x.numpy(), y.numpy())))
+    totals = [0.0] * len(names)
+    for (group, _), corr in zip(spec_a.tensors, correlations):
+        totals[group] = totals[group] + corr.matrix()
+    return Permutation(dict(zip(names, align_match.assign_by_correlation(totals))))
 
 
 def _check_fits(spec, permutation: Permutation) -> None:

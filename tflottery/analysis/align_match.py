@@ -89,26 +89,63 @@ def weight_matching(weights_a, weights_b, axes: Sequence[Axes], sizes: Sequence[
     return perms, history
 
 
-def _standardised(x: np.ndarray) -> np.ndarray:
-    """Columns centred and scaled to unit variance; constant columns become 0."""
-    x = np.asarray(x, np.float64)
-    x = x - x.mean(axis=0)
-    std = x.std(axis=0)
-    return x / np.where(std > 0, std, 1.0)
+class Correlation:
+    """Pearson correlation of A's units with B's units, accumulated over chunks of examples.
+
+    Sums rather than stored activations: a ResNet's activations on a
+    thousand images would not fit in memory, their sums do.  matrix()[i, k]
+    is corr(A's unit i, B's unit k); a constant unit correlates 0 with all.
+    """
+
+    def __init__(self, size: int):
+        self.n = 0
+        self.sum_a, self.sum_b = np.zeros(size), np.zeros(size)
+        self.sq_a, self.sq_b = np.zeros(size), np.zeros(size)
+        self.cross = np.zeros((size, size))
+
+    def add(self, x, y) -> None:
+        """x, y: [examples, units] activations of A and B on the same examples."""
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        self.n += len(x)
+        self.sum_a += x.sum(0)
+        self.sum_b += y.sum(0)
+        self.sq_a += (x * x).sum(0)
+        self.sq_b += (y * y).sum(0)
+        self.cross += x.T @ y
+
+    def matrix(self) -> np.ndarray:
+        mean_a, mean_b = self.sum_a / self.n, self.sum_b / self.n
+        std_a, std_b = (_std(sq / self.n, m) for sq, m in ((self.sq_a, mean_a),
+                                                            (self.sq_b, mean_b)))
+        cov = self.cross / self.n - np.outer(mean_a, mean_b)
+        scale = np.outer(std_a, std_b)
+        return np.where(scale > 0, cov / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def _std(mean_square, mean) -> np.ndarray:
+    """sqrt(E[x^2] - E[x]^2), 0 where that is rounding noise (a constant unit)."""
+    var = mean_square - mean ** 2
+    return np.sqrt(np.where(var > 1e-12 * (mean ** 2 + 1.0), var, 0.0))
+
+
+def assign_by_correlation(correlations: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """Per group: the permutation maximising its summed correlation matrix."""
+    return [linear_sum_assignment(c, maximize=True)[1] for c in correlations]
 
 
 def activation_matching(acts_a: Sequence[Sequence[np.ndarray]],
                         acts_b: Sequence[Sequence[np.ndarray]]) -> List[np.ndarray]:
-    """Per group: the assignment maximising the summed correlation.
+    """Per group: the assignment maximising the correlation summed over its tensors.
 
     acts_a[g]: a list of [examples, units] activation arrays of group g (one
     per tensor the group appears in), and likewise acts_b.
     """
-    perms = []
+    totals = []
     for tensors_a, tensors_b in zip(acts_a, acts_b):
-        size = tensors_a[0].shape[-1]
-        corr = np.zeros((size, size))
+        total = 0.0
         for x, y in zip(tensors_a, tensors_b):
-            corr += _standardised(x).T @ _standardised(y) / len(x)
-        perms.append(linear_sum_assignment(corr, maximize=True)[1])
-    return perms
+            corr = Correlation(x.shape[-1])
+            corr.add(x, y)
+            total = total + corr.matrix()
+        totals.append(total)
+    return assign_by_correlation(totals)
