@@ -12,8 +12,8 @@ Layout, under replicate_<r>/k_<k iterations>/ (dense) or
 replicate_<r>/level_<L>/k_<k iterations>/ (subnetworks of IMP level L):
 
     pretrain/            (dense) training from W0 to k
-    copy_0/, copy_1/     the two copies' training phases
-    instability.json     curves, barriers, end accuracies, distances (written last)
+    copy_0/, copy_1/...  the copies' training phases (one per copy seed)
+    instability.json     curves, barriers, end accuracies, distances, soup (written last)
     instability.png      test and train error along the path
 
 For 'imp', the lottery run directory sits beside this run in root_dir, named
@@ -366,12 +366,11 @@ class InstabilityExperiment:
             ctx.cache[key] = np.concatenate(batches)[:ALIGN_EXAMPLES]
         return ctx.cache[key]
 
-    def align_copies(self, ctx: RunContext, models, reference=None):
-        """Permute models[1] in place to match models[0] (or `reference`) by hp.align; then
-        give every model in `models` the union of their masks.  Returns the permutation."""
+    def align_copies(self, ctx: RunContext, models):
+        """Permute models[1] in place to match models[0] by hp.align; then give both the
+        union of their masks.  Returns the permutation."""
         images = self.alignment_images(ctx) if self.hp.align == "activations" else None
-        permutation = align.align_to(models[0] if reference is None else reference, models[1],
-                                     self.hp.align, images)
+        permutation = align.align_to(models[0], models[1], self.hp.align, images)
         share_union_mask(models)
         return permutation
 
@@ -386,9 +385,10 @@ class InstabilityExperiment:
         n = len(self.hp.copy_seeds)
         is_mask = mask_flags(copies[1])
         result = {"n": n}
-        for key, method in (("accuracy", None), ("aligned_accuracy", self.hp.align)):
-            if key == "aligned_accuracy" and not method:
-                continue
+        variants = [("accuracy", None)]
+        if self.hp.align:
+            variants.append(("aligned_accuracy", self.hp.align))
+        for key, method in variants:
 
             def members():
                 for i in range(n):
