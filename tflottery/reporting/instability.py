@@ -190,7 +190,8 @@ def plot_curves(path: str, result: dict) -> None:
                           f"({100 * aligned['barrier'][split]:.2f})")
     ax.set_xlabel("interpolation alpha")
     ax.set_ylabel("error (%)")
-    ax.set_title(f"k = {result['rewind_step']}, density {100 * result['density']:.1f}%")
+    ax.set_title(f"{result.get('subnetwork', 'dense')}: k = {result['rewind_step']}, "
+                 f"density {100 * result['density']:.1f}%")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
