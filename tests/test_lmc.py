@@ -191,7 +191,7 @@ def averaged(members):
     return soup
 
 
-def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_path):
+def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_path, monkeypatch):
     from tflottery.analysis import align
     from tflottery.training import checkpoints
     run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'independent'",
@@ -236,9 +236,20 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
     assert "aligned test instability" in markdown and "aligned soup accuracy %" in markdown
     assert "| independent | - | 0 |" in markdown and "- independent: earliest stable" in markdown
     from tflottery.reporting import collect           # python -m tflottery.report's rows
-    (report_row,) = collect.collect(str(tmp_path))["instability"]
+    report_table = collect.collect(str(tmp_path))
+    (report_row,) = report_table["instability"]
     assert report_row["align"] == "weights"
     assert report_row["aligned_test_instability"] == aligned["barrier"]["test"]
+    assert report_row["aligned_curves"] == aligned["curves"]       # drawn dashed by the report
+    from tflottery.reporting.figures import lmc as lmc_figures, style
+    figures = []
+    monkeypatch.setattr(style, "save", lambda fig, out_dir, name: figures.append(fig) or [name])
+    lmc_figures.interpolation(report_table, str(tmp_path / "figures"))
+    (test_axis, _) = figures[0].axes
+    dashed = [line for line in test_axis.lines if line.get_linestyle() == "--"]
+    assert [line.get_label() for line in dashed] == ["k = 0it, aligned"]
+    np.testing.assert_allclose(dashed[0].get_ydata(),
+                               100 * np.array(aligned["curves"]["test"]["error"]))
     assert report_row["aligned_soup_accuracy"] == rec["soup"]["aligned_accuracy"]["test"]
 
 

@@ -551,7 +551,7 @@ class _Collector:
 def _alignment_columns(record) -> dict:
     """lmc's barriers after permutation alignment and soup accuracies (issue #15), if any."""
     aligned, soup = record.get("aligned") or {}, record.get("soup") or {}
-    row = {"align": aligned.get("method"),
+    row = {"align": aligned.get("method"), "aligned_curves": aligned.get("curves"),
            "soup_accuracy": (soup.get("accuracy") or {}).get("test"),
            "aligned_soup_accuracy": (soup.get("aligned_accuracy") or {}).get("test")}
     for split in ("test", "train"):

@@ -1,7 +1,9 @@
 """Instability analysis figures (thesis chapter 4): the error along the
 linear path between two copies trained with different SGD noise (Figure
 4-2), the instability against the rewinding step k (Figures 4-3, 4-15), and
-the earliest stable / matching k against sparsity (Figure 4-18)."""
+the earliest stable / matching k against sparsity (Figure 4-18).  Runs with
+InstabilityHparams.align add the path and the instability after permutation
+alignment as dashed lines of the same colour (issue #15)."""
 from typing import List
 
 import numpy as np
@@ -23,6 +25,21 @@ def _k_label(row: dict) -> str:
     return text if text == f"{row['k']}it" else f"{text} ({row['k']} it)"
 
 
+# (row key of the curves, line style, label suffix): raw, then aligned.
+_PATHS = (("curves", "-", ""), ("aligned_curves", "--", ", aligned"))
+
+
+def _mean_path(rows, key: str, split: str):
+    """(alphas, per-alpha error stats, replicates) of the rows' `key` curves, or None."""
+    rows = [r for r in rows if r.get(key) and split in r[key]]
+    if not rows:
+        return None
+    alphas = rows[0][key][split]["alpha"]
+    errors = np.array([r[key][split]["error"] for r in rows
+                       if len(r[key][split]["error"]) == len(alphas)])
+    return alphas, [groups.stats(errors[:, j]) for j in range(len(alphas))], len(errors)
+
+
 def interpolation(table: dict, out_dir: str) -> List[str]:
     """Per lmc run and level: test and train error against alpha, one line per k."""
     plt = style.pyplot()
@@ -39,17 +56,16 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
             n = 0
             for ax, split in zip(axes[0], splits):
                 for i, k in enumerate(ks):
-                    at = [r for r in rows if r["k"] == k and split in r["curves"]]
-                    if not at:
-                        continue
-                    alphas = at[0]["curves"][split]["alpha"]
-                    errors = np.array([r["curves"][split]["error"] for r in at
-                                       if len(r["curves"][split]["error"]) == len(alphas)])
-                    pts = [groups.stats(errors[:, j]) for j in range(len(alphas))]
-                    n = max(n, len(errors))
+                    at = [r for r in rows if r["k"] == k]
                     col = plt.cm.plasma(0.85 * i / max(1, len(ks) - 1))
-                    style.line_with_band(ax, alphas, pts, f"k = {_k_label(at[0])}", col,
-                                         style.marker(i))
+                    for key, ls, suffix in _PATHS:
+                        path = _mean_path(at, key, split)
+                        if path is None:
+                            continue
+                        alphas, pts, count = path
+                        n = max(n, count)
+                        style.line_with_band(ax, alphas, pts, f"k = {_k_label(at[0])}{suffix}",
+                                             col, style.marker(i), ls=ls)
                 ax.set_xlabel("interpolation coefficient alpha (0 = copy 0, 1 = copy 1)")
                 ax.set_ylabel(f"{split} error (%)")
                 ax.set_title(f"{split} set", fontsize=9)
@@ -85,12 +101,18 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
         n = 0
         for ax, split in zip(axes, ("test", "train")):
             for i, entry in enumerate(entries):
-                mine = sorted({r["k"] for r in entry["rows"]})
-                pts = [groups.stats([r[f"{split}_instability"] for r in entry["rows"]
-                                     if r["k"] == k]) for k in mine]
-                n = max([n] + [p["n"] for p in pts])
-                style.line_with_band(ax, [pos[k] for k in mine], pts, _level_name(entry),
-                                     f"C{i % 10}", style.marker(i))
+                for column, ls, suffix in ((f"{split}_instability", "-", ""),
+                                           (f"aligned_{split}_instability", "--", ", aligned")):
+                    mine = sorted({r["k"] for r in entry["rows"] if r.get(column) is not None})
+                    if not mine:
+                        continue
+                    pts = [groups.stats([r[column] for r in entry["rows"]
+                                         if r["k"] == k and r.get(column) is not None])
+                           for k in mine]
+                    n = max([n] + [p["n"] for p in pts])
+                    style.line_with_band(ax, [pos[k] for k in mine], pts,
+                                         _level_name(entry) + suffix, f"C{i % 10}",
+                                         style.marker(i), ls=ls)
             ax.axhline(threshold, color="0.35", ls=":", lw=1,
                        label=f"stability threshold ({threshold:g} points)")
             ax.set_xticks(range(len(ks)))
