@@ -227,6 +227,7 @@ def test_settings_come_from_hparams_json_before_config_gin(tmp_path):
     table = collect.collect(str(tmp_path))
     (info,) = table["runs"]
     assert info["config_file"] == "hparams.json" and info["experiment"] == "lottery"
+    assert info["config_text_file"] == "config.gin"      # the page shows the readable file
     assert info["network"] == "resnet_20 on cifar10"
     assert info["config"]["LotteryHparams.rewind_step"] == "500it"
     assert info["config"]["BranchHparams.names"] == "('retrain',)"   # as config.gin reads

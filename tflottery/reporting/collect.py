@@ -299,6 +299,7 @@ class _Collector:
                 "; settings unknown, experiment inferred from the directory name/layout"))
         run["config_file"] = source
         run["config_text"] = texts.get(source, "")
+        run["config_text_file"] = source        # which file the page shows
         run["_values"] = run["_candidates"][0] if source else {}
         record = self._hparams_record(run_dir)
         if record is not None:
@@ -309,7 +310,9 @@ class _Collector:
             run["_candidates"].insert(0, hparams_record.flat(record["hparams"]))
             run["notes"] = [n for n in run["notes"] if not n.startswith("no config.gin")]
             run["config_file"] = hparams_record.FILENAME
-            run["config_text"] = run["config_text"] or json.dumps(record["hparams"], indent=1)
+            if not run["config_text"]:
+                run["config_text"] = json.dumps(record["hparams"], indent=1)
+                run["config_text_file"] = hparams_record.FILENAME
         run["config"] = {k: ginconfig.as_text(v) for k, v in sorted(run["_values"].items())}
 
     def _hparams_record(self, run_dir: str) -> Optional[dict]:

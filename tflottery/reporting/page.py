@@ -92,7 +92,7 @@ def _figure_markdown(entry: dict, out_dir: str) -> str:
 def _config_markdown(table: dict) -> str:
     parts = []
     for run in table["runs"]:
-        what = run["config_file"] or "no config.gin"
+        what = run.get("config_text_file") or "no config.gin"
         text = run.get("config_text") or "(no configuration file)"
         summary = html.escape(f"{run['run']} ({run['experiment']}, {what})")
         parts.append(f"<details markdown=\"1\"><summary>{summary}</summary>"
