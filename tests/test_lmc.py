@@ -28,15 +28,54 @@ def clean_gin():
     gin.clear_config()
 
 
-def run(root, experiment, *bindings):
+def parse(experiment, *bindings):
     gin.clear_config()
     gin_files.parse([], BASE + [f"ExperimentHparams.name = '{experiment}'"] + list(bindings))
+
+
+def run(root, experiment, *bindings):
+    parse(experiment, *bindings)
     return runner.run(str(root))
 
 
-def test_dense_instability_records(tmp_path):
-    run(tmp_path, "lmc", "InstabilityHparams.rewind_steps = ('0it', '1ep')",
-        "InstabilityHparams.per_epoch = True")
+def dry_run(root, experiment, *bindings):
+    parse(experiment, *bindings)
+    return runner.dry_run(str(root))
+
+
+@pytest.fixture
+def run_logs(monkeypatch):
+    """The RunLogs the runner makes (to compare the steps planned with those trained)."""
+    from tflottery.training import run_log
+    made = []
+
+    class Recorded(run_log.RunLog):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(run_log, "RunLog", Recorded)
+    return made
+
+
+def test_dense_instability_records(tmp_path, run_logs, caplog):
+    bindings = ("InstabilityHparams.rewind_steps = ('0it', '1ep')",
+                "InstabilityHparams.per_epoch = True")
+    # The plan: per k its pretraining to k, then the copies from k to the end.
+    plan = dry_run(tmp_path, "lmc", *bindings)
+    assert not any(tmp_path.iterdir())
+    for line in ("k=0 / pretrain  steps 0..0", "k=0 / copy 1    steps 0..24",
+                 "k=8 / pretrain  steps 0..8", "k=8 / copy 0    steps 8..24",
+                 "88 training steps left of 88"):
+        assert line in plan, plan
+    with caplog.at_level("INFO", logger="absl"):
+        result = run(tmp_path, "lmc", *bindings)
+    assert "k=8 / pretrain: step 8/8" in caplog.text
+    assert "k=8 / copy 1: step 24/24" in caplog.text
+    assert "k=8: test instability" in caplog.text
+    (log,) = run_logs
+    assert log.trained_steps == log.planned_steps == 88     # the run's ETA counts every step
+    assert result["accuracy_of"] == "k=8 / copy 0 (the last analysis)"
     (run_dir,) = glob.glob(str(tmp_path / "lmc_*"))
     for k in (0, 8):
         out = os.path.join(run_dir, "replicate_0", f"k_{k}")
@@ -83,8 +122,13 @@ def test_imp_subnetwork_reuses_lottery_masks(tmp_path):
     (lottery_dir,) = glob.glob(str(tmp_path / "lottery_*"))
     level_final = os.path.join(lottery_dir, "replicate_0", "level_1", "train", "final.json")
     before = os.stat(level_final).st_mtime_ns
-    run(tmp_path, "lmc", *lottery, "InstabilityHparams.subnetwork = 'imp'",
-        "InstabilityHparams.levels = (1,)", "InstabilityHparams.rewind_steps = ('8it',)")
+    lmc = (*lottery, "InstabilityHparams.subnetwork = 'imp'", "InstabilityHparams.levels = (1,)",
+           "InstabilityHparams.rewind_steps = ('8it',)")
+    # The plan names the lottery run's phases the copies need (already trained) and the copies.
+    plan = dry_run(tmp_path, "lmc", *lmc)
+    assert "level 1 / k=8 / copy 1  steps 8..24" in plan, plan
+    assert plan.count("[finished: skipped]") == 3 and "32 training steps left of 72" in plan
+    run(tmp_path, "lmc", *lmc)
     assert os.stat(level_final).st_mtime_ns == before        # not recomputed
     assert glob.glob(str(tmp_path / "lottery_*")) == [lottery_dir]
     (lmc_dir,) = glob.glob(str(tmp_path / "lmc_*"))

@@ -108,14 +108,16 @@ def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
     return ctx.cache[key]
 
 
-def pretrain(ctx: RunContext, out: str, end_step: int) -> None:
+def pretrain(ctx: RunContext, out: str, end_step: int, phase_name: str = "pretrain") -> None:
     """Train the run's model from W0 to `end_step` in the phase directory `out`, once.
 
     The training to a rewinding or pruning step k that lottery, lmc and pai
     runs start from.  A finished phase is skipped (checked whole once per
     process: a damaged one is set aside and trained again); the caller loads
-    the weights it needs from `out`'s checkpoints.
+    the weights it needs from `out`'s checkpoints.  `phase_name` is the name
+    the experiment's plan gives it, and its steps count into the run's ETA.
     """
+    from tflottery.training import run_log
     from tflottery.training.loop import Trainer, finished_result
     key = ("pretrained", out)
     if ctx.cache.get(key):
@@ -124,7 +126,8 @@ def pretrain(ctx: RunContext, out: str, end_step: int) -> None:
         program = training_program(ctx)
         program.load_initial_weights()
         Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                end_step=end_step, writable=ctx.writable, program=program).run()
+                end_step=end_step, writable=ctx.writable, program=program,
+                phase_name=phase_name, run_log=run_log.of(ctx)).run()
     ctx.cache[key] = True
 
 

@@ -58,10 +58,11 @@ from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
                                            load_fresh_initialisation, pretrain, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
+from tflottery.plan import Phase
 from tflottery.runs import damage, io
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints
+from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, validate_training
 from tflottery.training.program import assign_values, variable_values
 
@@ -160,6 +161,63 @@ class InstabilityExperiment:
         ipe, dil = ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation
         return [to_iterations(k, ipe, dil) for k in self.hp.rewind_steps]
 
+    def analyses(self, ctx: RunContext):
+        """(level, k as written, k in iterations) of every analysis, in the order they run
+        (level None: the dense network)."""
+        levels = list(self.hp.levels) if self.uses_lottery else [None]
+        return [(level, k_text, k) for level in levels
+                for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx))]
+
+    @staticmethod
+    def analysis_dir(ctx: RunContext, level, k: int) -> str:
+        base = ctx.replicate_dir if level is None else os.path.join(ctx.replicate_dir,
+                                                                    f"level_{level}")
+        return os.path.join(base, f"k_{k}")
+
+    @staticmethod
+    def analysis_name(level, k: int) -> str:
+        """'k=500' or 'level 3 / k=500': what the logs and the plan call an analysis's phases
+        ('k=500 / copy 1', 'k=500 / pretrain'), so that the names of a run's phases differ."""
+        return f"k={k}" if level is None else f"level {level} / k={k}"
+
+    def copy_start(self, k: int) -> int:
+        """The step the copies' training starts from (the LR schedule's offset)."""
+        return k if self.hp.schedule == "continue" else 0
+
+    def phases(self, ctx: RunContext):
+        """The run's phases in order (for --dry_run and the run's ETA): per analysis the
+        training to k (dense: its pretraining; subnetworks: the lottery runs' phases it
+        needs, once) and then its copies."""
+        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        out, seen = [], set()
+        for level, k_text, k in self.analyses(ctx):
+            directory, name = self.analysis_dir(ctx, level, k), self.analysis_name(level, k)
+            if self.uses_lottery:
+                needed = [p for p in self.lottery_phases(ctx, level, k_text)
+                          if p.directory not in seen]
+                seen.update(p.directory for p in needed)
+                out += needed
+            else:
+                out.append(Phase(f"{name} / pretrain", os.path.join(directory, "pretrain"), 0, k))
+            out += [Phase(f"{name} / copy {i}", os.path.join(directory, f"copy_{i}"),
+                          self.copy_start(k), total) for i in range(len(self.hp.copy_seeds))]
+        return out
+
+    def lottery_phases(self, ctx: RunContext, level, k_text: str):
+        """The phases of the lottery run(s) whose IMP level `level` the copies start from:
+        its pretraining and levels 0..level ('independent_imp': of every copy's replicate)."""
+        replicates = [ctx.replicate]
+        if self.hp.subnetwork == "independent_imp":
+            replicates += [ctx.replicate + INDEPENDENT_SEED_STRIDE * i
+                           for i in range(1, len(self.hp.copy_seeds))]
+        out = []
+        for replicate in replicates:
+            lottery, lottery_ctx = self.lottery_for(dataclasses.replace(ctx, replicate=replicate),
+                                                    k_text)
+            # Its plan lists the pretraining, then the levels in order (lottery_for sets no branches).
+            out += lottery.phases(lottery_ctx)[:level + 2]
+        return out
+
     # ---- where the state at step k comes from ----
     def lottery_for(self, ctx: RunContext, k_text: str):
         """The lottery experiment (and its context) with rewinding to k."""
@@ -182,7 +240,7 @@ class InstabilityExperiment:
         model = program.model
         if not self.uses_lottery:
             pretrain_dir = os.path.join(out, "pretrain")
-            pretrain(ctx, pretrain_dir, k)
+            pretrain(ctx, pretrain_dir, k, phase_name=f"{self.analysis_name(level, k)} / pretrain")
             w_init = self.initial_weights(model, os.path.join(pretrain_dir, "checkpoints"))
             checkpoints.restore_weights(model, os.path.join(pretrain_dir, "checkpoints"), "end")
             return masking.get_mask(model), w_init
@@ -245,22 +303,23 @@ class InstabilityExperiment:
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
         from tflottery.reporting import instability as report
-        results = []
-        levels = list(self.hp.levels) if self.uses_lottery else [None]
-        for level in levels:
-            for k_text, k in zip(self.hp.rewind_steps, self.rewind_iterations(ctx)):
-                results.append(self.analyse_k(ctx, level, k_text, k))
+        analyses = self.analyses(ctx)
+        results = [self.analyse_k(ctx, *analysis) for analysis in analyses]
         table = report.summarize(ctx.run_dir, self.summary_hp)
         if ctx.writable:
             report.write(ctx.run_dir, table)
         print(report.to_markdown(table), flush=True)
-        return {"test_accuracy": results[-1]["end_accuracy"][0], "summary": table}
+        level, _, k = analyses[-1]
+        last = results[-1]
+        remaining = (f", {100 * last['density']:.2f}% of weights remaining"
+                     if self.uses_lottery else "")
+        return {"test_accuracy": last["end_accuracy"][0], "summary": table,
+                "accuracy_of": f"{self.analysis_name(level, k)} / copy 0 (the last analysis"
+                               f"{remaining})"}
 
     def analyse_k(self, ctx: RunContext, level, k_text: str, k: int) -> dict:
         from tflottery.reporting import instability as report
-        base = ctx.replicate_dir if level is None else os.path.join(ctx.replicate_dir,
-                                                                    f"level_{level}")
-        out = os.path.join(base, f"k_{k}")
+        out = self.analysis_dir(ctx, level, k)
         result_path = os.path.join(out, "instability.json")
         done = damage.read_output(result_path, io.read_json)
         if done is not None:
@@ -270,7 +329,7 @@ class InstabilityExperiment:
         model = program.model
         state_k = variable_values(model)
         w_k = analysis.weight_vector(model)
-        start = k if self.hp.schedule == "continue" else 0
+        start = self.copy_start(k)
         ipe = ctx.dataset.iterations_per_epoch
         total = validate_training(ctx.training_hp, ipe).total
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
@@ -284,7 +343,8 @@ class InstabilityExperiment:
             phase = os.path.join(out, f"copy_{i}")
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
                     start_step=start, extra_checkpoints=extra, writable=ctx.writable,
-                    program=program).run()
+                    program=program, phase_name=f"{self.analysis_name(level, k)} / copy {i}",
+                    run_log=run_log.of(ctx)).run()
         self.load_copies(copies, out)
         share_union_mask(copies)
         result = {
@@ -302,11 +362,12 @@ class InstabilityExperiment:
         if self.hp.per_epoch:
             result["per_epoch"] = self.per_epoch(ctx, copies, interp, out, epochs)
         result["soup"] = self.soup(ctx, copies, interp, out)
-        logging.info("k=%d: test instability %.2f points, train %.2f points", k,
+        name = self.analysis_name(level, k)
+        logging.info("%s: test instability %.2f points, train %.2f points", name,
                      100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
         if self.hp.align:
-            logging.info("k=%d: after %s matching: test instability %.2f points, train %.2f "
-                         "points", k, self.hp.align, 100 * result["aligned"]["barrier"]["test"],
+            logging.info("%s: after %s matching: test instability %.2f points, train %.2f "
+                         "points", name, self.hp.align, 100 * result["aligned"]["barrier"]["test"],
                          100 * result["aligned"]["barrier"]["train"])
         if ctx.writable:
             report.plot_curves(os.path.join(out, "instability.png"), result)
