@@ -43,6 +43,17 @@ def dry_run(root, experiment, *bindings):
     return runner.dry_run(str(root))
 
 
+def report_summary(root):
+    """The report's markdown instability table of the runs under `root`: one dict per row."""
+    from tflottery.reporting import collect, tables
+    lines = tables.lmc_summary(collect.collect(str(root))).split("\n\n")[0].splitlines()
+    header, rows = lines[0], lines[2:]
+
+    def cells(line):
+        return [c.strip() for c in line.strip("|").split("|")]
+    return [dict(zip(cells(header), cells(row))) for row in rows]
+
+
 @pytest.fixture
 def run_logs(monkeypatch):
     """The RunLogs the runner makes (to compare the steps planned with those trained)."""
@@ -100,6 +111,13 @@ def test_dense_instability_records(tmp_path, run_logs, caplog):
         assert [row["step"] for row in rec["per_epoch"]] == [s for s in (8, 16, 24) if s > k]
     table = json.load(open(os.path.join(run_dir, "instability_summary.json")))
     assert [r["k"] for r in table["rows"]] == [0, 8]
+    # The report's table: no aligned columns without alignment; the soup's accuracy per k.
+    (row,) = report_summary(tmp_path)
+    assert not any("aligned" in column for column in row)
+    soups = [json.load(open(os.path.join(run_dir, "replicate_0", f"k_{k}", "instability.json"))
+                       )["soup"]["accuracy"]["test"] for k in (0, 8)]
+    assert row["soup test accuracy % by k (it)"] == ", ".join(
+        f"{k}: {100 * soup:.2f}" for k, soup in zip((0, 8), soups))
 
 
 def test_same_seed_same_copy_different_seed_different_copy(tmp_path):
@@ -295,6 +313,15 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
     np.testing.assert_allclose(dashed[0].get_ydata(),
                                100 * np.array(aligned["curves"]["test"]["error"]))
     assert report_row["aligned_soup_accuracy"] == rec["soup"]["aligned_accuracy"]["test"]
+    # The report's markdown table shows the aligned barriers beside the raw one, and the soups.
+    (row,) = report_summary(tmp_path)
+    expected = {"test instability (points) by k (it)": rec["barrier"]["test"],
+                "aligned test instability (points) by k (it)": aligned["barrier"]["test"],
+                "aligned train instability (points) by k (it)": aligned["barrier"]["train"],
+                "soup test accuracy % by k (it)": rec["soup"]["accuracy"]["test"],
+                "aligned soup test accuracy % by k (it)": rec["soup"]["aligned_accuracy"]["test"]}
+    assert {column: row[column] for column in expected} == {
+        column: f"0: {100 * value:.2f}" for column, value in expected.items()}
 
 
 def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):

@@ -115,28 +115,53 @@ def lottery_summary(table: dict) -> str:
 
 # ---- instability ----
 
+# Columns of the instability table shown only when some lmc run has the values
+# (InstabilityHparams.align; the soups): (header, instability row key).
+LMC_OPTIONAL_COLUMNS = (
+    ("aligned test instability (points) by k (it)", "aligned_test_instability"),
+    ("aligned train instability (points) by k (it)", "aligned_train_instability"),
+    ("soup test accuracy % by k (it)", "soup_accuracy"),
+    ("aligned soup test accuracy % by k (it)", "aligned_soup_accuracy"),
+)
+
+
+def mean_by_k(rows: List[dict], key: str) -> str:
+    """'0: 1.23, 500: 0.40': 100 x the mean over replicates of the rows' `key` per k,
+    for the ks that have it ('-' if none has)."""
+    values = {}
+    for r in rows:
+        if r.get(key) is not None:
+            values.setdefault(r["k"], []).append(r[key])
+    return ", ".join(f"{k}: {100 * np.mean(values[k]):.2f}" for k in sorted(values)) or "-"
+
+
 def lmc_summary(table: dict) -> str:
+    """One line per lmc run and level: instability by k (raw, and aligned and the soups'
+    accuracies side by side when some run measured them), earliest stable/matching k."""
+    entries = [(run, entry) for run in groups.runs_of(table, "lmc")
+               for entry in groups.instability_levels(table, run["run"])]
+    optional = [(header, key) for header, key in LMC_OPTIONAL_COLUMNS
+                if any(r.get(key) is not None for _, entry in entries for r in entry["rows"])]
+
+    def fmt(v):
+        return "never" if v is None else f"{v:g}"
     rows = []
-    for run in groups.runs_of(table, "lmc"):
+    for run, entry in entries:
         threshold = groups.summary_setting(table, run["run"], "stability_threshold")
         tol = groups.summary_setting(table, run["run"], "matching_tolerance")
-        for entry in groups.instability_levels(table, run["run"]):
-            found = groups.earliest_k(entry["rows"], threshold, tol)
-            ks = sorted({r["k"] for r in entry["rows"]})
-            by_k = ", ".join(f"{k}: {100 * np.mean(values):.2f}" for k, values in (
-                (k, [r["test_instability"] for r in entry["rows"] if r["k"] == k]) for k in ks))
-
-            def fmt(v):
-                return "never" if v is None else f"{v:g}"
-            rows.append([run["run"], run["network"], entry["subnetwork"],
-                         "-" if entry["level"] is None else entry["level"],
-                         _pct(entry["density"]), found["replicates"], by_k, threshold,
-                         fmt(found["stable_k"]),
-                         fmt(found["matching_k"]) if found["can_match"] else "n/a (dense)"])
+        found = groups.earliest_k(entry["rows"], threshold, tol)
+        rows.append([run["run"], run["network"], entry["subnetwork"],
+                     "-" if entry["level"] is None else entry["level"],
+                     _pct(entry["density"]), found["replicates"],
+                     mean_by_k(entry["rows"], "test_instability"),
+                     *(mean_by_k(entry["rows"], key) for _, key in optional), threshold,
+                     fmt(found["stable_k"]),
+                     fmt(found["matching_k"]) if found["can_match"] else "n/a (dense)"])
     if not rows:
         return ""
     return md_table(["run", "network", "subnetwork", "level", "weights remaining %",
-                     "replicates", "test instability (points) by k (it)", "threshold (points)",
+                     "replicates", "test instability (points) by k (it)",
+                     *(header for header, _ in optional), "threshold (points)",
                      "earliest stable k (it)", "earliest matching k (it)"], rows) + (
         "\n\nEarliest k: median over replicates of each replicate's earliest k "
         "(never reached counts as infinite).")
