@@ -214,7 +214,7 @@ class InstabilityExperiment:
         for replicate in replicates:
             lottery, lottery_ctx = self.lottery_for(dataclasses.replace(ctx, replicate=replicate),
                                                     k_text)
-            # Its plan lists the pretraining, then the levels in order (lottery_for sets no branches).
+            # Its plan: the pretraining, then the levels in order (lottery_for sets no branches).
             out += lottery.phases(lottery_ctx)[:level + 2]
         return out
 
