@@ -194,6 +194,8 @@ def test_one_shot_and_layerwise_rates(tmp_path):
     ("BranchHparams.names = ('nope',)", "unknown branch 'nope'"),
     ("BranchHparams.levels = (5,)", "branch level 5 has not run"),
     ("PruningHparams.layer_fractions = {'fc_9': 0.0}", "not a prunable layer"),
+    ("PruningHparams.scope = '2:4'\nPruningHparams.target_sparsity = 0.3",
+     "PruningHparams.target_sparsity 0.3 is below 0.5"),
 ])
 def test_bad_inputs_change_nothing_on_disk(tmp_path, binding, message):
     extra = [binding]

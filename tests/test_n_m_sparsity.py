@@ -113,3 +113,34 @@ def test_pai_scorers_in_two_of_four_scope():
     mask = scoring.prune_to_density("magnitude", model, 0.5, scope="2:4")
     for name in mask:   # at exactly N/M the magnitude scorer's mask is the blockwise top 2
         np.testing.assert_array_equal(mask[name], _loop_top_n(weights[name], 2, 4))
+
+
+@pytest.mark.parametrize("fraction,target", [(0.2, 0.5), (0.2, 0.6), (0.2, 0.9), (0.6, 0.6),
+                                             (0.6, 0.9)])
+def test_level_plan_for_a_target_counts_the_densities_two_of_four_reaches(fraction, target):
+    """IMP pruned as the plan says, in scope '2:4': the last level reaches the target, the one
+    before does not (the first level drops to 50% whatever the fraction asks)."""
+    from tflottery.experiments.lottery import LevelPlan
+    from tflottery.hparams import PruningHparams
+    plan = LevelPlan.from_hparams(PruningHparams(fraction=fraction, target_sparsity=target,
+                                                 scope="2:4"))
+    scores = {"w": np.random.default_rng(0).random((64, 32))}
+    mask, densities = Mask({"w": np.ones((64, 32), bool)}), []
+    for level_fraction in plan.fractions:
+        mask = pruning.prune(scores, mask, level_fraction, scope="2:4")
+        densities.append(mask.density)
+    assert n_m.follows(mask["w"], 2, 4)
+    assert densities[-1] <= 1 - target + 1e-9
+    assert len(densities) == 1 or densities[-2] > 1 - target
+
+
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_target_sparsity_below_what_two_of_four_reaches_is_refused(one_shot):
+    from tflottery.experiments.lottery import LevelPlan
+    from tflottery.hparams import PruningHparams
+    with pytest.raises(ConfigError, match=r"PruningHparams.target_sparsity 0.3 is below 0.5, .*"
+                                          r"set PruningHparams.target_sparsity to at least 0.5"):
+        LevelPlan.from_hparams(PruningHparams(target_sparsity=0.3, one_shot=one_shot,
+                                              scope="2:4"))
+    with pytest.raises(ConfigError, match="target sparsity 0.3 is below 0.5"):
+        pruning.levels_for_sparsity(0.2, 0.3, scope="2:4")

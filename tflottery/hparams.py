@@ -190,7 +190,9 @@ class PruningHparams(_Checked):
     fraction: fraction of the *remaining* weights removed per level (0.2).
     levels: number of pruning levels after the dense level 0.
     target_sparsity: if set, the levels are as many as needed to reach it
-      (or, with one_shot, the single level prunes straight to it).
+      (or, with one_shot, the single level prunes straight to it).  With an
+      N:M scope they are counted from the densities it reaches (N/M or less
+      after the first level), and a target below 1 - N/M is refused.
     one_shot: prune to target_sparsity in one level instead of iteratively.
     scope: 'global' (one magnitude ranking over all layers; the thesis),
       'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019),

@@ -57,12 +57,16 @@ class LevelPlan:
         pruning.select.check_scope(hp.scope)
         if hp.target_sparsity is not None and not 0.0 <= hp.target_sparsity < 1.0:
             raise ConfigError(f"target_sparsity must be in [0, 1), got {hp.target_sparsity}")
+        if hp.target_sparsity is not None:
+            pruning.select.check_target_sparsity(hp.scope, hp.target_sparsity,
+                                                 "PruningHparams.target_sparsity")
         if hp.one_shot:
             if hp.target_sparsity is None:
                 raise ConfigError("one_shot pruning needs PruningHparams.target_sparsity")
             return cls([pruning.fraction_for_density(1.0, 1.0 - hp.target_sparsity)])
         if hp.target_sparsity is not None:
-            return cls([hp.fraction] * pruning.levels_for_sparsity(hp.fraction, hp.target_sparsity))
+            return cls([hp.fraction] * pruning.levels_for_sparsity(hp.fraction, hp.target_sparsity,
+                                                                   hp.scope))
         if hp.levels < 0:
             raise ConfigError(f"levels must be >= 0, got {hp.levels}")
         return cls([hp.fraction] * hp.levels)

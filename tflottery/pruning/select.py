@@ -272,17 +272,56 @@ def fraction_for_density(current_density: float, target_density: float) -> float
     return 1.0 - target_density / current_density
 
 
-def levels_for_sparsity(fraction: float, target_sparsity: float) -> int:
+def check_target_sparsity(scope, target_sparsity: float,
+                          setting: str = "target sparsity") -> None:
+    """A ConfigError if an N:M `scope` cannot be as dense as `target_sparsity` asks.
+
+    Every mask that follows the pattern keeps at most N of every M weights, and
+    the scope's first pruning already removes the weights over that quota
+    (n_m.py): a target below 1 - N/M would be overshot, never reached.
+    `setting` names the value the user sets.
+    """
+    pattern = n_m.parse(check_scope(scope))
+    if pattern is None:
+        return
+    n, m = pattern
+    floor = 1.0 - n / m
+    if target_sparsity < floor * (1.0 - _EPS):
+        raise ConfigError(
+            f"{setting} {target_sparsity:g} is below {floor:g}, the sparsity that scope {scope!r} "
+            f"reaches at its first pruning (at most {n} of every {m} weights kept); set "
+            f"{setting} to at least {floor:g} or use scope 'layerwise'")
+
+
+def levels_for_sparsity(fraction: float, target_sparsity: float, scope: str = "global") -> int:
     """The fewest levels, each pruning `fraction` of the remaining, that reach target_sparsity.
 
     That is the smallest L with 1 - (1 - fraction)**L >= target_sparsity.  The
     comparison tolerates floating-point error, so e.g. fraction 0.2 reaches
     sparsity 0.36 in exactly 2 levels although 1 - 0.8**2 == 0.3599999999999999.
     Rounding of weight counts is ignored: this is the nominal schedule.
+
+    An N:M `scope` (e.g. '2:4') counts the densities its pruning reaches: the
+    first level also removes every weight over the pattern's quota, so it
+    leaves min(1 - fraction, N/M), and each later level removes `fraction` of
+    the remaining (n_m.py).  A target below 1 - N/M is refused
+    (check_target_sparsity).
     """
     fraction = check_number("pruning fraction", fraction, 0.0, 1.0, low_open=True, high_open=True)
     target_sparsity = check_number("target sparsity", target_sparsity, 0.0, 1.0, high_open=True)
+    check_target_sparsity(scope, target_sparsity)
     target_density = 1.0 - target_sparsity
+    pattern = n_m.parse(scope)
+    if pattern is None:
+        return _uniform_levels(fraction, target_density)
+    first = min(1.0 - fraction, pattern[0] / pattern[1])
+    if first <= target_density * (1.0 + _EPS):
+        return 1
+    return 1 + _uniform_levels(fraction, target_density / first)
+
+
+def _uniform_levels(fraction: float, target_density: float) -> int:
+    """The smallest L with (1 - fraction)**L <= target_density (within _EPS)."""
 
     def reaches(levels: int) -> bool:
         return (1.0 - fraction) ** levels <= target_density * (1.0 + _EPS)
