@@ -27,11 +27,19 @@ SHORT = ["--gin_file=quickstart.gin", "--gin_bindings=TrainingHparams.training_s
          "--gin_bindings=PruningHparams.levels = 1", "--gin_bindings=BranchHparams.names = ()"]
 
 
+def _interruptible():
+    # A shell without job control starts background commands with SIGINT
+    # ignored, and a child inherits that (Python then installs no
+    # KeyboardInterrupt handler): give the run the disposition a user's
+    # terminal gives it, whatever started the tests.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(root, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.Popen([sys.executable, "-m", "tflottery.main", f"--root_dir={root}", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True)
+                            stdin=subprocess.DEVNULL, text=True, preexec_fn=_interruptible)
 
 
 def wait_for(pattern, proc, seconds=300):

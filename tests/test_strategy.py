@@ -318,7 +318,7 @@ def test_two_worker_lottery_on_localhost(tmp_path):
     for top in (root, worker_root):
         (run_dir,) = list(top.iterdir())       # one run: no copy of another worker inside
         rep = run_dir / "replicate_0"
-        assert sorted(os.listdir(rep)) == ["level_0", "level_1", "pretrain"]
+        assert sorted(os.listdir(rep)) == ["finished.json", "level_0", "level_1", "pretrain"]
         for phase in ("level_0/train", "level_1/train", "level_1/branch_random_reinit/train"):
             assert (rep / phase / "final.json").exists(), phase
         for name in ("summary.json", "summary.md", "operative_config.gin", "config.gin"):
