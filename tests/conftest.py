@@ -64,6 +64,19 @@ SMALL_RUN = [
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def wait_for(pattern, proc, seconds=300):
+    """The paths matching `pattern` once one exists while `proc` still runs (else fail)."""
+    import glob
+    import time
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        found = glob.glob(pattern)
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"{pattern} never appeared while the run was going")
+
+
 @pytest.fixture
 def clean_gin():
     """No gin bindings before or after the test (use: pytestmark = usefixtures('clean_gin'))."""

@@ -6,7 +6,7 @@ dropped and grown sets by sorting.  Whole runs check exact per-layer counts,
 the update log and the cosine schedule; a SIGKILL mid-training then re-run
 must give the uninterrupted run's results bit for bit.
 """
-from conftest import SMALL_RUN, two_cpu_strategy  # noqa: E402
+from conftest import SMALL_RUN, two_cpu_strategy, wait_for  # noqa: E402
 import glob
 import json
 import math
@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -208,7 +207,7 @@ def test_bad_settings_fail_before_writing(tmp_path, binding, message):
     assert not os.listdir(tmp_path)
 
 
-@pytest.mark.parametrize("experiment, bindings, wait_for, files, masks", [
+@pytest.mark.parametrize("experiment, bindings, phase, files, masks", [
     # RigL: killed between two mask updates, resumed at the last one.
     ("dst", ["TrainingHparams.training_steps = '800it'", "DstHparams.update_every = '50it'"],
      "train", ["dst.json", "train/final.json", "train/mask_updates.jsonl"], ["mask"]),
@@ -220,7 +219,7 @@ def test_bad_settings_fail_before_writing(tmp_path, binding, message):
      ["phase_1/mask", "phase_2/mask", "phase_1/regrown"]),
 ])
 def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path, experiment, bindings,
-                                                              wait_for, files, masks):
+                                                              phase, files, masks):
     config = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "gin_configs")
     bindings = [f"ExperimentHparams.name = '{experiment}'", "TrainingHparams.eval_every = '400it'",
@@ -240,14 +239,8 @@ def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path, experime
 
     finish(start(tmp_path / "straight"))
     proc = start(tmp_path / "killed")
-    deadline, latest = time.time() + 300, []
-    while time.time() < deadline and proc.poll() is None:
-        latest = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0" / wait_for
-                               / "checkpoints" / "latest" / "checkpoint"))
-        if latest:
-            break
-        time.sleep(0.02)
-    assert latest and proc.poll() is None, "the run ended before it could be killed"
+    wait_for(str(tmp_path / "killed" / "*" / "replicate_0" / phase / "checkpoints" / "latest"
+                 / "checkpoint"), proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     finish(start(tmp_path / "killed"))

@@ -1,14 +1,13 @@
 """The lottery experiment (IMP, rewinding, LRR, branches, summaries), run
 in-process on small synthetic data and checked against NumPy computations
 on the weights it saved."""
-from conftest import SMALL_RUN, run_module  # noqa: E402
+from conftest import SMALL_RUN, run_module, wait_for  # noqa: E402
 import glob
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import gin
 import numpy as np
@@ -274,15 +273,8 @@ def test_sigkill_mid_level_then_rerun_equals_uninterrupted(tmp_path):
                 "SummaryHparams.matching_tolerance = 0.2"]
     run_cli(tmp_path / "straight", *bindings)
     proc = run_cli(tmp_path / "killed", *bindings, wait=False)
-    deadline = time.time() + 300
-    latest = None
-    while time.time() < deadline and proc.poll() is None:
-        latest = glob.glob(str(tmp_path / "killed" / "*" / "replicate_0" / "level_1" / "train"
-                               / "checkpoints" / "latest" / "checkpoint"))
-        if latest:
-            break
-        time.sleep(0.02)
-    assert latest and proc.poll() is None, "the run ended before it could be killed mid-level"
+    wait_for(str(tmp_path / "killed" / "*" / "replicate_0" / "level_1" / "train" / "checkpoints"
+                 / "latest" / "checkpoint"), proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     (killed_dir,) = glob.glob(str(tmp_path / "killed" / "*"))

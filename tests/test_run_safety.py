@@ -9,11 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO, run_module
+from conftest import REPO, run_module, wait_for
 
 # Levels of about a second: long enough to catch a run in the middle of one.
 LONG_LEVELS = ["--gin_file=quickstart.gin", "--deterministic",
@@ -40,16 +39,6 @@ def start(root, *args):
     return subprocess.Popen([sys.executable, "-m", "tflottery.main", f"--root_dir={root}", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True, preexec_fn=_interruptible)
-
-
-def wait_for(pattern, proc, seconds=300):
-    deadline = time.time() + seconds
-    while time.time() < deadline and proc.poll() is None:
-        found = glob.glob(pattern)
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern} never appeared while the run was going")
 
 
 def one_line_error(result, code=2):
