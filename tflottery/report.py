@@ -18,11 +18,14 @@ import os
 import sys
 
 import tflottery  # noqa: F401
+from tflottery import tf_import
 
-from absl import app, flags
+tf_import.import_tensorflow()   # its start-up banner once, not twice
 
-from tflottery.reporting import collect, page, plots, summary
-from tflottery.runs import io
+from absl import app, flags  # noqa: E402
+
+from tflottery.reporting import collect, page, plots, summary  # noqa: E402
+from tflottery.runs import io  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("matching_tolerance", None, "percentage points below dense still "

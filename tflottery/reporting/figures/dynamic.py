@@ -85,6 +85,17 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
     return paths
 
 
+def _columns(data: np.ndarray):
+    """(mean, min, max) of each column over its known (non-NaN) values; NaN where none is
+    (phase 1 has no previous mask), without NumPy's empty-slice warnings."""
+    known = ~np.isnan(data)
+    count = known.sum(0)
+    mean = np.where(known, data, 0.0).sum(0) / np.maximum(count, 1)
+    low = np.where(known, data, np.inf).min(0)
+    high = np.where(known, data, -np.inf).max(0)
+    return tuple(np.where(count > 0, v, np.nan) for v in (mean, low, high))
+
+
 def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
     """Per Dynamic IMP run: mask change between phases and each phase's accuracies."""
     plt = style.pyplot()
@@ -107,10 +118,9 @@ def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
                 ("overlap_with_previous", "new_not_in_previous",
                  "of the mask: pruned by the phase before"),
                 ("regrown_kept", None, "of the mask: regrown weights"))):
-            data = values(field, sub)
-            left.bar(phases + offset, np.nanmean(data, 0), width, label=label,
-                     yerr=[np.nanmean(data, 0) - np.nanmin(data, 0),
-                           np.nanmax(data, 0) - np.nanmean(data, 0)] if len(records) > 1 else None)
+            mean, low, high = _columns(values(field, sub))
+            left.bar(phases + offset, mean, width, label=label,
+                     yerr=[mean - low, high - mean] if len(records) > 1 else None)
         left.set_xticks(phases)
         left.set_xlabel("phase")
         left.set_ylabel("% of the phase's mask")
@@ -122,7 +132,7 @@ def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
             data = values(field)
             if np.all(np.isnan(data)):
                 continue
-            right.plot(phases, np.nanmean(data, 0), marker=marker, label=label)
+            right.plot(phases, _columns(data)[0], marker=marker, label=label)
         right.set_xticks(phases)
         right.set_xlabel("phase")
         right.set_ylabel("test accuracy at the phase's end (%)")
