@@ -25,7 +25,7 @@ from tflottery.experiments.dst import DropGrowHook, training_batch
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.pruning import dynamic
 from tflottery.training import checkpoints
-from tflottery.training.optimizers import slot_variables
+from tflottery.training.optimizers import reset_slots, slot_variables
 from tflottery.training.program import TrainingProgram
 
 DST = SMALL_RUN + [
@@ -250,3 +250,24 @@ def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path, experime
         assert open(os.path.join(a, name)).read() == open(os.path.join(b, name)).read(), name
     for name in masks:
         assert masking.Mask.load(os.path.join(a, name)) == masking.Mask.load(os.path.join(b, name))
+
+
+def test_reset_slots_zeroes_both_adam_moments_at_the_entries_only():
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    hp = TrainingHparams(optimizer="adam", lr=1e-3, training_steps="24it", xla_update=False)
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+    program = TrainingProgram(tf.distribute.get_strategy(), model, dataset, hp)
+    program.begin_phase(0)
+    program.train_steps(program.train_iterator(0, 0), 3)
+    kernel = masking.prunable_variables(model)["fc_2/kernel"]
+    slots = slot_variables(program.optimizer, kernel)
+    assert len(slots) == 2                          # Adam's m and v
+    before = [s.numpy() for s in slots]
+    entries = np.zeros(kernel.shape, bool)
+    entries[::7, ::3] = True
+    assert all(np.count_nonzero(b[entries]) > 0 for b in before)   # something to reset
+    reset_slots(program.optimizer, kernel, entries)
+    for slot, old in zip(slots, before):
+        now = slot.numpy()
+        assert np.all(now[entries] == 0.0)
+        np.testing.assert_array_equal(now[~entries], old[~entries])
