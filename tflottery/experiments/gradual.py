@@ -15,7 +15,6 @@ Layout, under replicate_<r>/:
     train/sparsity.jsonl    one record per pruning step: {step, target_sparsity, sparsity}
     mask/                   the final mask, sparsity.json, statistics.json
 """
-import json
 import os
 
 import numpy as np
@@ -30,7 +29,7 @@ from tflottery.experiments.context import (RunContext, excluded_weights, load_or
 from tflottery.hparams import GradualHparams
 from tflottery.plan import Phase
 from tflottery.pruning.select import check_number, check_scope
-from tflottery.runs import io
+from tflottery.runs import step_log
 from tflottery.steps import to_iterations
 from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
@@ -89,18 +88,9 @@ class GradualPruningHook:
         self._log(step, target, achieved)
 
     def _log(self, step, target, achieved):
-        if not self.writable:
-            return
-        records = {}
-        if io.exists(self.log_path):
-            for line in io.read_text(self.log_path).splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    records[record["step"]] = record
-        records[step] = {"step": step, "target_sparsity": target, "sparsity": achieved}
-        io.makedirs(os.path.dirname(self.log_path))
-        io.atomic_write_text(self.log_path, "".join(
-            json.dumps(records[s]) + "\n" for s in sorted(records)))
+        if self.writable:
+            step_log.write(self.log_path, {"step": step, "target_sparsity": target,
+                                           "sparsity": achieved})
 
 
 @REGISTRY.register("gradual")
