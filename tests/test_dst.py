@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from tflottery import data, gin_files, masking, models, runner
 from tflottery.errors import ConfigError
-from tflottery.experiments.dst import DropGrowHook, training_batch
+from tflottery.experiments.dst import DropGrowHook
+from tflottery.scoring.grow import training_batch
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.pruning import dynamic
 from tflottery.training import checkpoints

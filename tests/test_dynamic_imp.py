@@ -19,9 +19,9 @@ import pytest
 from test_dst import numpy_dense_gradient
 from tflottery import gin_files, masking, models, runner
 from tflottery.errors import ConfigError
-from tflottery.experiments.dst import training_batch
 from tflottery.experiments.dynamic_imp import magnitude_mask, regrown_set, seed_of
 from tflottery.masking.mask import Mask
+from tflottery.scoring.grow import training_batch
 from tflottery.training import checkpoints
 
 DYNAMIC = SMALL_RUN + [

@@ -52,7 +52,7 @@ from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number
 from tflottery.runs import io, step_log
-from tflottery.scoring.grow import check_criterion, grow_scores
+from tflottery.scoring.grow import check_criterion, grow_scores, training_batch
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, validate_training
@@ -60,18 +60,13 @@ from tflottery.training.optimizers import reset_slots
 
 UPDATE_LOG = "mask_updates.jsonl"
 RESULT_FILENAME = "dst.json"
+METHOD_NAMES = {"gradient": "RigL", "random": "SET"}   # by DstHparams.grow
 
 
 def seed_of(replicate: int, what: str) -> int:
     """A seed for `what` (the starting mask, SET's growth) of one replicate."""
     digest = hashlib.sha256(f"dst/{what}/{replicate}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
-
-
-def training_batch(dataset, data_seed: int, step: int):
-    """The global batch the training stream of `data_seed` gives at `step`, as NumPy arrays."""
-    images, labels = next(iter(dataset.train_dataset(data_seed, None, start_step=step)))
-    return images.numpy(), labels.numpy()
 
 
 class DropGrowHook:
@@ -174,7 +169,7 @@ class DstExperiment:
         return [Phase(self.phase_name(), os.path.join(ctx.replicate_dir, "train"), 0, total)]
 
     def phase_name(self) -> str:
-        return {"gradient": "RigL", "random": "SET"}[self.hp.grow]
+        return METHOD_NAMES[self.hp.grow]
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
@@ -221,9 +216,8 @@ class DstExperiment:
     @staticmethod
     def table(result: dict) -> str:
         moved = result["final_vs_start"]["new_not_in_previous"]
-        name = {"gradient": "RigL", "random": "SET"}[result["grow"]]
         return "\n".join([
-            f"| {name} ({result['distribution']}) | density | test accuracy | final mask not in "
+            f"| {METHOD_NAMES[result['grow']]} ({result['distribution']}) | density | test accuracy | final mask not in "
             f"starting mask |", "|---|---|---|---|",
             f"| {result['updates']} updates to step {result['stop_step']} | "
             f"{100 * result['density']:.2f}% | {100 * result['test_accuracy']:.2f}% | "

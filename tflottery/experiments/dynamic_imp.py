@@ -61,14 +61,13 @@ from tflottery.experiments import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights,
                                            load_fresh_initialisation, load_or_make_mask,
                                            training_program)
-from tflottery.experiments.dst import training_batch
 from tflottery.hparams import DynamicImpHparams
 from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number, check_scope, round_count
 from tflottery.runs import io
-from tflottery.scoring.grow import grow_scores
+from tflottery.scoring.grow import grow_scores, training_batch
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
@@ -92,7 +91,8 @@ def magnitude_mask(weights: Dict[str, np.ndarray], current: Mask, sparsity: floa
     so every phase ends at the same density whatever mask it trained with;
     weights `current` prunes are never kept; excluded layers are unchanged.
     """
-    names = [n for n in sorted(current) if n not in set(excluded)]
+    excluded = set(excluded)
+    names = [n for n in sorted(current) if n not in excluded]
     scores = {n: np.abs(np.asarray(weights[n], np.float64)) for n in current}
     groups = [names] if scope == "global" else [[n] for n in names]
     mask = current
@@ -110,12 +110,12 @@ def regrown_set(mask: Mask, how: str, scores=None, excluded=()) -> Mask:
     many as it keeps (at most as many as it prunes), those with the largest
     `scores` (ties to the earlier position).
     """
-    out = {}
+    out, excluded = {}, set(excluded)
     for name in mask:
         pruned = ~mask[name]
         if how == "all":
             out[name] = pruned
-        elif name in set(excluded):
+        elif name in excluded:
             out[name] = np.zeros_like(pruned)
         else:
             count = min(int(mask[name].sum()), int(pruned.sum()))
@@ -189,19 +189,23 @@ class DynamicImpExperiment:
         program = training_program(ctx)
         model = program.model
         self.excluded = excluded_weights(hp.excluded_layers, list(masking.prunable_variables(model)))
-        phases, previous = [], None
+        phases, previous_mask, regrown = [], None, None
         for i in range(1, len(bounds)):
-            record = self.phase(ctx, program, i, bounds[i - 1], bounds[i])
-            mask = record.pop("mask")
-            if previous is not None:
-                record["overlap_with_previous"] = dynamic.overlap(previous["mask"], mask)
+            record, mask = self.phase(ctx, program, i, bounds[i - 1], bounds[i])
+            if previous_mask is not None:
+                record["overlap_with_previous"] = dynamic.overlap(previous_mask, mask)
                 # g_(i-1) & m_i: the regrown weights this phase kept.
                 kept = load_or_make_mask(
                     ctx, os.path.join(ctx.replicate_dir, f"phase_{i}", "kept_regrown"),
-                    lambda: Mask({n: previous["regrown"][n] & mask[n] for n in mask}))
+                    lambda: Mask({n: regrown[n] & mask[n] for n in mask}))
                 record["regrown_kept"] = kept.num_remaining / max(mask.num_remaining, 1)
+            if i < len(bounds) - 1:
+                regrown = load_or_make_mask(
+                    ctx, os.path.join(ctx.replicate_dir, f"phase_{i}", "regrown"),
+                    lambda: self._regrow(ctx, program, i, mask, bounds[i]))
+                record["regrown"] = regrown.num_remaining
             phases.append(record)
-            previous = {"mask": mask, "regrown": record.pop("regrown_mask", None)}
+            previous_mask = mask
         last = phases[-1]
         result = {"sparsity": hp.sparsity, "change_points": bounds[1:-1],
                   "first_mask": hp.first_mask, "regrow_init": hp.regrow_init,
@@ -213,17 +217,21 @@ class DynamicImpExperiment:
         return dict(result, accuracy_of=f"the last phase's sparse network (phase {len(phases)}, "
                                         f"{100 * result['density']:.2f}% of weights)")
 
-    def phase(self, ctx: RunContext, program, i: int, start: int, end: int) -> dict:
+    def phase(self, ctx: RunContext, program, i: int, start: int, end: int):
+        """Steps 1-3 of phase i: (its record for dynamic_imp.json, m_i)."""
         hp = self.hp
         model = program.model
         phase_dir = os.path.join(ctx.replicate_dir, f"phase_{i}")
         record = {"phase": i, "start": start, "end": end, "dense_test_accuracy": None}
         dense_dir = os.path.join(phase_dir, "dense")
         has_dense = i > 1 or hp.first_mask == "imp"
+        if has_dense:
+            # Trained now, or the result of an earlier attempt.
+            record["dense_test_accuracy"] = self._train(ctx, program, i - 1, dense_dir, start,
+                                                        end)["test_accuracy"]
 
         def make_mask():
             if has_dense:
-                self._train(ctx, program, i - 1, dense_dir, start, end)
                 checkpoints.restore_weights(model, os.path.join(dense_dir, "checkpoints"), "end")
                 return magnitude_mask(self._kernels(model), masking.get_mask(model),
                                       hp.sparsity, hp.scope, self.excluded)
@@ -235,23 +243,13 @@ class DynamicImpExperiment:
             return pruning.random_mask(by_magnitude, seed_of(ctx.replicate, "random", 1),
                                        scope=hp.scope, excluded=self.excluded)
         mask = load_or_make_mask(ctx, os.path.join(phase_dir, "mask"), make_mask, statistics=True)
-        if has_dense:
-            # Trained above, or on an earlier attempt; a finished phase returns its result.
-            record["dense_test_accuracy"] = self._train(ctx, program, i - 1, dense_dir, start,
-                                                        end)["test_accuracy"]
         sparse_dir = os.path.join(phase_dir, "sparse")
         record["sparse_test_accuracy"] = self._train(ctx, program, i - 1, sparse_dir, start, end,
                                                      mask=mask)["test_accuracy"]
         record["density"] = mask.density
-        record["mask"] = mask
         logging.info("dynamic IMP phase %d (steps %d-%d): density %.2f%%, test accuracy %.2f%%",
                      i, start, end, 100 * mask.density, 100 * record["sparse_test_accuracy"])
-        if end < self.boundaries(ctx)[-1]:
-            regrown = load_or_make_mask(ctx, os.path.join(phase_dir, "regrown"),
-                                        lambda: self._regrow(ctx, program, i, mask, end))
-            record["regrown"] = regrown.num_remaining
-            record["regrown_mask"] = regrown
-        return record
+        return record, mask
 
     # ---- the networks of a phase ----
     @staticmethod

@@ -46,6 +46,17 @@ def dense_gradient(model, batch, chunk_size=DEFAULT_CHUNK_SIZE) -> Dict[str, np.
     return outside_strategy(lambda: loss_gradient(state, batch))
 
 
+def training_batch(dataset, data_seed: int, step: int):
+    """The global batch the training stream of `data_seed` gives at `step`, as NumPy arrays.
+
+    RigL scores growth on the current batch; taking it from the stream by
+    step (not from the training iterator) leaves the training data untouched
+    and gives a resumed run the same batch.
+    """
+    images, labels = next(iter(dataset.train_dataset(data_seed, None, start_step=step)))
+    return images.numpy(), labels.numpy()
+
+
 def grow_scores(criterion: str, model, batch: Callable, seed) -> Dict[str, np.ndarray]:
     """{weight name: score} for growing: |dense gradient| or random (module docstring).
 
