@@ -99,29 +99,25 @@ class GradualPruning(KeepPrunedZero):
         self._next = 0
 
     def _resolve(self):
-        """(begin, end, frequency) in iterations, checked."""
-        from tflottery.pruning.select import check_number, check_scope
+        """(begin, end, frequency) in iterations, checked as the gradual experiment checks them."""
+        from tflottery.experiments.gradual import check_schedule
         hp = self.hp
-        check_number("final_sparsity", hp.final_sparsity, 0.0, 1.0, high_open=True)
-        check_number("initial_sparsity", hp.initial_sparsity, 0.0, hp.final_sparsity)
-        check_scope(hp.scope)
         per_epoch = (self.params or {}).get("steps")
         steps = (hp.begin_step, hp.end_step, hp.frequency)
         if per_epoch is None and any(Step.parse(s).ep for s in steps):
             raise ConfigError("GradualPruning steps are given in epochs but fit does not know "
                               "its steps per epoch; give them in iterations ('500it')")
         begin, end, frequency = (to_iterations(s, per_epoch or 1) for s in steps)
-        if frequency < 1 or not begin < end:
-            raise ConfigError(f"GradualPruning needs begin_step < end_step and frequency >= 1 "
-                              f"(got {begin}, {end}, {frequency} iterations)")
+        check_schedule(hp, begin, end, frequency)
         return begin, end, frequency
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         from tflottery.experiments.context import excluded_weights
-        from tflottery.experiments.gradual import GradualPruningHook, polynomial_decay
+        from tflottery.experiments.gradual import (GradualPruningHook, polynomial_decay,
+                                                   pruning_steps)
         begin, end, frequency = self._resolve()
-        steps = sorted(set(range(begin, end + 1, frequency)) | {end})
+        steps = pruning_steps(begin, end, frequency)
         excluded = excluded_weights(self.hp.excluded_layers,
                                     list(masking.prunable_variables(self.model)))
         self._hook = GradualPruningHook(polynomial_decay(self.hp, begin, end, frequency), steps,

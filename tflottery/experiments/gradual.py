@@ -16,6 +16,7 @@ Layout, under replicate_<r>/:
     mask/                   the final mask, sparsity.json, statistics.json
 """
 import os
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
@@ -35,6 +36,38 @@ from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
 
 SPARSITY_LOG = "sparsity.jsonl"
+
+
+def check_schedule(hp: GradualHparams, begin: int, end: int, frequency: int,
+                   total: Optional[int] = None) -> None:
+    """The checks of GradualHparams with its steps resolved to iterations.
+
+    Shared by the experiment (total: the end of training, which end_step
+    must precede so the network trains at the final sparsity) and by
+    callbacks.GradualPruning under `fit` (total None: no known end).
+    """
+    check_number("GradualHparams.initial_sparsity", hp.initial_sparsity, 0.0, 1.0,
+                 high_open=True)
+    check_number("GradualHparams.final_sparsity", hp.final_sparsity, 0.0, 1.0, high_open=True)
+    if hp.final_sparsity < hp.initial_sparsity:
+        raise ConfigError("GradualHparams.final_sparsity must be >= initial_sparsity")
+    check_scope(hp.scope)
+    if frequency < 1:
+        raise ConfigError("GradualHparams.frequency must be at least one step")
+    if total is None and not begin < end:
+        raise ConfigError(f"gradual pruning needs begin_step < end_step; got {begin} it and "
+                          f"{end} it; fix GradualHparams")
+    if total is not None and not begin < end < total:
+        raise ConfigError(
+            f"gradual pruning needs begin_step < end_step < the end of training (so the "
+            f"network trains at the final sparsity); got {begin} it, {end} it and "
+            f"{total} it; fix GradualHparams")
+
+
+def pruning_steps(begin: int, end: int, frequency: int) -> list:
+    """begin, every `frequency` steps after it, and end (so final_sparsity is reached at
+    end_step even when it is off the frequency grid)."""
+    return sorted(set(range(begin, end + 1, frequency)) | {end})
 
 
 def polynomial_decay(hp: GradualHparams, begin: int, end: int, frequency: int):
@@ -109,24 +142,9 @@ class GradualExperiment:
                      for v in (self.hp.begin_step, self.hp.end_step, self.hp.frequency))
 
     def validate(self, ctx: RunContext) -> None:
-        hp = self.hp
-        check_number("GradualHparams.initial_sparsity", hp.initial_sparsity, 0.0, 1.0,
-                     high_open=True)
-        check_number("GradualHparams.final_sparsity", hp.final_sparsity, 0.0, 1.0,
-                     high_open=True)
-        if hp.final_sparsity < hp.initial_sparsity:
-            raise ConfigError("GradualHparams.final_sparsity must be >= initial_sparsity")
-        check_scope(hp.scope)
         steps = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
-        begin, end, frequency = self.resolved_steps(ctx)
-        if frequency < 1:
-            raise ConfigError("GradualHparams.frequency must be at least one step")
-        if not begin < end < steps.total:
-            raise ConfigError(
-                f"gradual pruning needs begin_step < end_step < the end of training (so the "
-                f"network trains at the final sparsity); got {begin} it, {end} it and "
-                f"{steps.total} it; fix GradualHparams")
-        excluded_weights(hp.excluded_layers, ctx.prunable_names)
+        check_schedule(self.hp, *self.resolved_steps(ctx), total=steps.total)
+        excluded_weights(self.hp.excluded_layers, ctx.prunable_names)
 
     def phases(self, ctx: RunContext):
         total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
@@ -137,11 +155,9 @@ class GradualExperiment:
         program = training_program(ctx)
         model = program.model
         out = os.path.join(ctx.replicate_dir, "train")
-        steps = list(range(begin, end + 1, frequency))
-        if steps[-1] != end:
-            steps.append(end)   # reach final_sparsity at end_step even when off the frequency grid
         hook = GradualPruningHook(
-            polynomial_decay(self.hp, begin, end, frequency), steps, self.hp.scope,
+            polynomial_decay(self.hp, begin, end, frequency), pruning_steps(begin, end, frequency),
+            self.hp.scope,
             excluded_weights(self.hp.excluded_layers, list(masking.prunable_variables(model))),
             os.path.join(out, SPARSITY_LOG), ctx.writable)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
