@@ -26,7 +26,7 @@ from tflottery.errors import ConfigError
 from tflottery.keras_compat import TF_KERAS, api_of, keras
 from tflottery.masking import fast_path
 from tflottery.masking.prunable import prunable_attrs as _default_attrs
-from tflottery.masking.prunable import stable_name
+from tflottery.masking.prunable import attribute_holding, stable_name
 
 _plain = threading.local()
 
@@ -97,10 +97,9 @@ class MaskedMixin:
         tf_keras' Dense stores its kernel as `kernel`; Keras 3's as
         `_kernel` behind a `kernel` property.
         """
-        weight = getattr(self.layer, attr)
-        for name, value in vars(self.layer).items():
-            if value is weight:
-                return name
+        name = attribute_holding(self.layer, getattr(self.layer, attr))
+        if name is not None:
+            return name
         raise ConfigError(f"cannot find where layer {self.layer.name!r} stores {attr!r}")
 
     def call(self, inputs, training=None, **kwargs):

@@ -44,3 +44,16 @@ def stable_name(layer, attr: str) -> str:
     scopes and strategy.
     """
     return f"{layer.name}/{attr}"
+
+
+def attribute_holding(layer, weight) -> Optional[str]:
+    """The name of the attribute of `layer` whose value is `weight` itself (None if none).
+
+    Layers keep weights, not names: tf_keras' Dense stores its kernel as
+    `kernel`, Keras 3's as `_kernel` behind a property, and tfmot lists the
+    weight objects it prunes.
+    """
+    for name, value in vars(layer).items():
+        if value is weight:
+            return name
+    return None

@@ -28,7 +28,8 @@ from tflottery.errors import ConfigError
 from tflottery.keras_compat import check_tf_keras_model, keras
 from tflottery.masking.assign import get_mask, set_mask
 from tflottery.masking.mask import Mask
-from tflottery.masking.prunable import PRUNABLE_WEIGHTS, PrunableTable, prunable_attrs, stable_name
+from tflottery.masking.prunable import (PRUNABLE_WEIGHTS, PrunableTable, attribute_holding,
+                                        prunable_attrs, stable_name)
 from tflottery.masking.walk import prunable_variables, require_masked_layers
 from tflottery.masking.wrap import export, wrap
 
@@ -61,9 +62,9 @@ def refuse_tfmot_model(model, action: str) -> None:
 
 def _attr_of(layer, weight) -> str:
     """The attribute of `layer` that holds `weight` (tfmot keeps weights, not names)."""
-    for attr, value in vars(layer).items():
-        if value is weight:
-            return attr
+    attr = attribute_holding(layer, weight)
+    if attr is not None:
+        return attr
     raise ConfigError(
         f"tfmot prunes a weight of layer {layer.name!r} ({weight.name}) that is not an "
         f"attribute of the layer (e.g. an RNN cell's); from_tfmot supports layers whose "
