@@ -48,10 +48,10 @@ def _plain(value):
 
 def record(experiment_name: str, run: str, hparams: Iterable) -> dict:
     hparams = list(hparams)
+    changed = {type(hp).__name__: non_default_fields(hp) for hp in hparams}
     return {"experiment": experiment_name, "run": run,
             "hparams": {type(hp).__name__: _plain(dataclasses.asdict(hp)) for hp in hparams},
-            "non_default": {type(hp).__name__: _plain(non_default_fields(hp))
-                            for hp in hparams if non_default_fields(hp)}}
+            "non_default": {name: _plain(fields) for name, fields in changed.items() if fields}}
 
 
 def flat(by_class: Dict[str, dict]) -> Dict[str, object]:
