@@ -62,7 +62,7 @@ import tensorflow_datasets as tfds
 
 from tflottery.data import imagenet_preprocessing as prep
 from tflottery.data import sources
-from tflottery.data.pipeline import (_MAX_EPOCHS, AUTOTUNE, PADDING_LABEL, DatasetInfo, example_seed,
+from tflottery.data.batching import (_MAX_EPOCHS, AUTOTUNE, PADDING_LABEL, DatasetInfo, example_seed,
                                      full_batches_per_epoch, pad_to_full_batches, per_replica_batch,
                                      replicas_per_pipeline)
 from tflottery.errors import ConfigError, DataNotAvailableError

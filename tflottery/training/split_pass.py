@@ -23,7 +23,7 @@ from typing import Callable, Optional
 
 import tensorflow as tf
 
-from tflottery.data.pipeline import replicas_per_pipeline
+from tflottery.data.batching import replicas_per_pipeline
 
 
 class SplitPass:
