@@ -124,12 +124,10 @@ def imp_accuracy(level, replicate, branch=None):
 def build(root):
     """Write the synthetic root; returns {'rows': {(run, replicate, phase): expected},
     'corrupt': [paths], 'partial': [(run, replicate, phase)], ...}."""
-    from tflottery.experiments import branches
-    import types
+    from tflottery.runs.naming import retrain_branch_dir
     rng = np.random.default_rng(0)
     expected, corrupt = {}, []
-    retrain = branches.branch_dir_name(types.SimpleNamespace(
-        branch_hp=types.SimpleNamespace(data_seed=7, dilation=None)), "retrain")[len("branch_"):]
+    retrain = retrain_branch_dir(data_seed=7, dilation=None)[len("branch_"):]
 
     # ---- lottery, rewinding to 500it, 2 replicates, 7 levels, 5 branches ----
     run = "lottery_aaaaaaaaaa"

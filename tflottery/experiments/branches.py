@@ -17,7 +17,6 @@ branches of different levels and replicates are independent draws.
 """
 import dataclasses
 import hashlib
-import json
 import os
 from typing import Callable, NamedTuple
 
@@ -25,8 +24,10 @@ from absl import logging
 
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import load_fresh_initialisation, training_program
+from tflottery.experiments.context import (layer_fractions_by_weight, load_fresh_initialisation,
+                                           training_program)
 from tflottery.plan import Phase
+from tflottery.runs.naming import retrain_branch_dir
 from tflottery.registry import Registry
 from tflottery.runs import io
 from tflottery.training import run_log
@@ -43,7 +44,6 @@ REGISTRY = Registry("branch")
 
 
 def _excluded(exp, mask):
-    from tflottery.experiments.lottery import layer_fractions_by_weight
     fractions = layer_fractions_by_weight(exp.pruning_hp, list(mask.keys()))
     return [name for name, f in fractions.items() if f == 0]
 
@@ -74,12 +74,10 @@ def branch_seed(replicate: int, level: int, name: str) -> int:
 def branch_dir_name(exp, name: str) -> str:
     if name != "retrain":
         return f"branch_{name}"
-    settings = {k: v for k, v in (("data_seed", exp.branch_hp.data_seed),
-                                  ("dilation", exp.branch_hp.dilation)) if v is not None}
-    if not settings:
+    out = retrain_branch_dir(exp.branch_hp.data_seed, exp.branch_hp.dilation)
+    if out is None:
         raise ConfigError("the 'retrain' branch needs BranchHparams.data_seed and/or dilation")
-    tag = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    return f"branch_retrain_{tag}"
+    return out
 
 
 def branch_training(exp, ctx, name: str):

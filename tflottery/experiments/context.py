@@ -182,6 +182,19 @@ def weights_named_by(key: str, weight_names) -> list:
     return [w for w in weight_names if w == key or w.split("/")[0] == key]
 
 
+def layer_fractions_by_weight(hp, weight_names) -> dict:
+    """PruningHparams.layer_fractions with layer-name keys ('output') expanded to weight names
+    ('output/kernel'); shared by the lottery levels and their branches."""
+    out = {}
+    for key, value in dict(hp.layer_fractions).items():
+        matches = weights_named_by(key, weight_names)
+        if not matches:
+            raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
+                              f"choose from: {', '.join(sorted(weight_names))}")
+        out.update({w: float(value) for w in matches})
+    return out
+
+
 def excluded_weights(layer_names, weight_names):
     """Weight names ('output/kernel') of the excluded layer names ('output')."""
     out = []

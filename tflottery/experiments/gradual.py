@@ -24,7 +24,7 @@ from absl import logging
 
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
-from tflottery.experiments import REGISTRY
+from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_or_make_mask,
                                            training_program)
 from tflottery.hparams import GradualHparams

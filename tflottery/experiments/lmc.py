@@ -54,7 +54,7 @@ from absl import logging
 from tflottery import analysis, masking
 from tflottery.analysis import align, align_soup
 from tflottery.errors import ConfigError
-from tflottery.experiments import REGISTRY
+from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
                                            load_fresh_initialisation, pretrain, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams

@@ -29,9 +29,9 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.plan import Phase
 from tflottery.errors import ConfigError
-from tflottery.experiments import REGISTRY
-from tflottery.experiments.context import (RunContext, load_or_make_mask, pretrain,
-                                           training_program, weights_named_by)
+from tflottery.experiments.base import REGISTRY
+from tflottery.experiments.context import (RunContext, layer_fractions_by_weight,
+                                           load_or_make_mask, pretrain, training_program)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
@@ -70,18 +70,6 @@ class LevelPlan:
         if hp.levels < 0:
             raise ConfigError(f"levels must be >= 0, got {hp.levels}")
         return cls([hp.fraction] * hp.levels)
-
-
-def layer_fractions_by_weight(hp: PruningHparams, weight_names) -> dict:
-    """Expand layer-name keys ('output') to weight names ('output/kernel')."""
-    out = {}
-    for key, value in dict(hp.layer_fractions).items():
-        matches = weights_named_by(key, weight_names)
-        if not matches:
-            raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
-                              f"choose from: {', '.join(sorted(weight_names))}")
-        out.update({w: float(value) for w in matches})
-    return out
 
 
 def magnitudes(model) -> dict:

@@ -32,7 +32,7 @@ from absl import logging
 
 from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
-from tflottery.experiments import REGISTRY
+from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
                                            load_or_make_mask, pretrain, training_program)
 from tflottery.hparams import PaiAblationHparams, PaiHparams

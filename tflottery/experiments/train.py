@@ -7,7 +7,7 @@ import os
 
 from absl import logging
 
-from tflottery.experiments import REGISTRY
+from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import RunContext, training_program
 from tflottery.plan import Phase
 from tflottery.training import run_log

@@ -27,7 +27,6 @@ import json
 import os
 import re
 import statistics as _stats
-import types
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -37,6 +36,7 @@ from absl import logging
 from tflottery import hparams_record
 from tflottery.reporting import ginconfig
 from tflottery.runs import io
+from tflottery.runs.naming import retrain_branch_dir
 
 RUN_NAME = re.compile(r"(?P<experiment>.+)_(?P<hash>[0-9a-f]{10})")
 EXPERIMENTS = ("train", "lottery", "lmc", "pai", "gradual", "dst", "dynamic_imp")
@@ -265,15 +265,9 @@ class _Collector:
         saved = self.reader.json(_join(branch_dir, "branch.json"))
         if isinstance(saved, dict):
             return {k: saved[k] for k in ("data_seed", "dilation") if saved.get(k) is not None}
-        from tflottery.experiments import branches
         for values in run["_candidates"]:
             settings = {k: values.get(f"BranchHparams.{k}") for k in ("data_seed", "dilation")}
-            hp = types.SimpleNamespace(**settings)
-            try:
-                name = branches.branch_dir_name(types.SimpleNamespace(branch_hp=hp), "retrain")
-            except Exception:  # no settings at all
-                continue
-            if name == "branch_" + branch:
+            if retrain_branch_dir(**settings) == "branch_" + branch:
                 return {k: v for k, v in settings.items() if v is not None}
         return None
 

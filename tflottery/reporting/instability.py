@@ -12,7 +12,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from tflottery.reporting.plots import save_figure
+from tflottery.reporting.figures.style import save_figure
 from tflottery.runs import io
 
 

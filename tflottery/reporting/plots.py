@@ -1,22 +1,9 @@
-"""The run directory's summary.png, and how figures are written.
+"""The run directory's summary.png.
 
 summary.png is the report's accuracy-against-density figure of the run
 (figures/accuracy.py, lottery_accuracy_figure): one rendering, drawn from
 the run directory as `python -m tflottery.report` would collect it.
 """
-import io as _io
-
-from tflottery.runs import io
-
-
-def save_figure(fig, path: str, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG atomically (gs:// paths too) and close it."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    buffer = _io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    io.atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_run(run_dir: str, table: dict = None) -> str:

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional
 
 import tensorflow as tf
 
-from tflottery.reporting.plots import save_figure
+from tflottery.reporting.figures import style
 from tflottery.runs import io
 
 DEFAULT_TOLERANCE = 0.2   # points; SummaryHparams.matching_tolerance's default
@@ -291,13 +291,8 @@ def _density_axis(ax, densities):
 
 
 def _save(fig, path: str) -> str:
-    """PNG through plots.save_figure, and a PDF beside it."""
-    import io as _pyio
-    fig.tight_layout()
-    buffer = _pyio.BytesIO()
-    fig.savefig(buffer, format="pdf")
-    io.atomic_write_bytes(path[:-len(".png")] + ".pdf", buffer.getvalue())
-    save_figure(fig, path, dpi=120)
+    """PNG and a PDF beside it (style.save)."""
+    style.save(fig, os.path.dirname(path), os.path.basename(path)[:-len(".png")])
     return path
 
 

@@ -13,7 +13,6 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from tflottery.reporting import plots
 from tflottery.runs import io
 
 # The same colour for a method or branch in every figure.
@@ -48,6 +47,16 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:80] or "figure"
 
 
+def save_figure(fig, path: str, dpi: int = 110) -> None:
+    """Write a matplotlib figure as PNG atomically (gs:// paths too) and close it."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    buffer = _io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    io.atomic_write_bytes(path, buffer.getvalue())
+
+
 def save(fig, out_dir: str, name: str) -> List[str]:
     """Write `name`.png and `name`.pdf into out_dir; return both paths."""
     png, pdf = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".pdf")
@@ -55,7 +64,7 @@ def save(fig, out_dir: str, name: str) -> List[str]:
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="pdf")
     io.atomic_write_bytes(pdf, buffer.getvalue())
-    plots.save_figure(fig, png, dpi=120)       # also closes the figure
+    save_figure(fig, png, dpi=120)       # also closes the figure
     return [png, pdf]
 
 
