@@ -30,6 +30,7 @@ from tflottery.masking.assign import get_mask, set_mask
 from tflottery.masking.mask import Mask
 from tflottery.masking.prunable import (PRUNABLE_WEIGHTS, PrunableTable, attribute_holding,
                                         prunable_attrs, stable_name)
+from tflottery.masking.tfmot_detect import tfmot_wrappers
 from tflottery.masking.walk import prunable_variables, require_masked_layers
 from tflottery.masking.wrap import export, wrap
 
@@ -38,26 +39,6 @@ def _tfmot():
     # Imported when used: tfmot takes seconds to import and most runs never need it.
     import tensorflow_model_optimization as tfmot
     return tfmot
-
-
-def _is_tfmot_wrapper(layer) -> bool:
-    # By class name, so that checking a model never imports tfmot.
-    return any(cls.__name__ == "PruneLowMagnitude"
-               and cls.__module__.startswith("tensorflow_model_optimization")
-               for cls in type(layer).__mro__)
-
-
-def _tfmot_wrappers(model):
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
-            if _is_tfmot_wrapper(layer)]
-
-
-def refuse_tfmot_model(model, action: str) -> None:
-    """One-line ConfigError if `model` holds tfmot pruning wrappers (they hide its layers)."""
-    if _tfmot_wrappers(model):
-        raise ConfigError(
-            f"{action} got a tfmot-pruned model (prune_low_magnitude wrappers); convert it "
-            f"with tflottery.masking.from_tfmot(model), which keeps tfmot's masks")
 
 
 def _attr_of(layer, weight) -> str:
@@ -74,7 +55,7 @@ def _attr_of(layer, weight) -> str:
 def _tfmot_masks(model):
     """({stable name: bool mask}, {inner layer class: pruned attrs}) of tfmot's wrappers."""
     masks, table = {}, {}
-    for wrapper in _tfmot_wrappers(model):
+    for wrapper in tfmot_wrappers(model):
         attrs = []
         for weight, mask, _ in wrapper.pruning_vars:
             attr = _attr_of(wrapper.layer, weight)
@@ -177,7 +158,7 @@ def to_tfmot(model, pruning_schedule=None):
 def _install(pruned, mask: Mask) -> Dict[str, np.ndarray]:
     """Write `mask` into the tfmot wrappers' mask variables; return what was installed."""
     installed = {}
-    for wrapper in _tfmot_wrappers(pruned):
+    for wrapper in tfmot_wrappers(pruned):
         for weight, mask_var, _ in wrapper.pruning_vars:
             name = stable_name(wrapper.layer, _attr_of(wrapper.layer, weight))
             if name in mask:

@@ -24,6 +24,7 @@ from tflottery.errors import ConfigError
 from tflottery.keras_compat import api_of, check_supported_model
 from tflottery.masking.layer import MaskedMixin, plain_layers
 from tflottery.masking.prunable import PrunableTable, prunable_attrs
+from tflottery.masking.tfmot_detect import refuse_tfmot_model
 from tflottery.masking.walk import masked_pairs, require_masked_layers
 
 
@@ -116,7 +117,6 @@ def wrap(model, unmasked_layers: Iterable[str] = (),
     """
     masked_class = _check_cloneable(model, "wrap()").masked_class
     _check_built(model, "wrap()")
-    from tflottery.masking.tfmot_interop import refuse_tfmot_model  # it imports this module
     refuse_tfmot_model(model, "wrap()")
     unmasked = set(unmasked_layers)
     valid = _prunable_layer_names(model, prunable_weights)
