@@ -17,7 +17,9 @@ Scorers (one module each; conventions in their docstrings):
     synflow                  |dR/dw * w| of the |.| network,
                              ones input, float64, 100 rounds      synflow.py
 
-`model` is a masked (masking.wrap'd) Sequential or functional model,
+`model` is a masked (masking.wrap'd) Sequential or functional model, with
+a logits, softmax or sigmoid output (the scorers work on its logits; a
+one-unit output is binary; head.py),
 tf_keras or Keras 3 (the scorers that differentiate -- SNIP, iterative
 SNIP, GraSP, grasp_abs, SynFlow -- need Keras 3's TensorFlow backend;
 keras_compat.py).  prune_to_density respects its current mask, never changes its

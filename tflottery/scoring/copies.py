@@ -26,6 +26,10 @@ Sequential or functional model, as masking.wrap does.  A Keras 3 model is
 copied the same way through its adapter (keras_compat.api_of); the copy's
 gradients are TensorFlow's, so a Keras 3 model must be on the TensorFlow
 backend.
+
+Why logits.  A copy whose model ends in softmax or sigmoid has that
+activation removed (head.py), so every scorer computes on the logits,
+whatever head the user's model has; `head` says which it had.
 """
 import copy
 from typing import Callable, Optional
@@ -36,6 +40,7 @@ from tflottery.errors import ConfigError
 from tflottery.keras_compat import check_supported_model, require_tensorflow_backend
 from tflottery.masking.mask import Mask
 from tflottery.masking.walk import masked_pairs
+from tflottery.scoring.head import strip_activation
 
 _POLICY_CLASSES = ("Policy", "DTypePolicy")
 # Only floating-point policies are replaced: a layer whose `dtype` means
@@ -97,6 +102,7 @@ class ModelCopy:
             clone = type(model).from_config(config, custom_objects={"Masked": api.masked_class})
             if not clone.built and getattr(model, "input_shape", None) is not None:
                 clone.build(model.input_shape)
+        self.head = strip_activation(clone)
         self.model = clone
         self._pairs = masked_pairs(clone)
         self.kernels = {name: weight for name, (weight, _) in self._pairs.items()}

@@ -17,6 +17,10 @@ logits in both).
 Conventions, following the references where they agree:
 * Temperature T = 200: the logits are divided by T for BOTH the gradient g
   and the Hessian pass (Wang et al.'s code and "Missing the Mark" do both).
+  A model ending in softmax (or sigmoid) is scored on its logits, the
+  activation stripped from the scoring copy (head.py): T divides the
+  logits, never the probabilities, as in the references, whose networks
+  output logits (dividing the log-probabilities by T would be the same).
 * 10 examples per class, BatchNorm in training mode (objective.py).
 * One batch, g and Hg of its mean loss, as "Missing the Mark" computes
   them per data-loader batch (the whole 100 examples for CIFAR-10).  Wang

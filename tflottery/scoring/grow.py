@@ -11,7 +11,9 @@ connections to a sparse network.  Two criteria:
               pruned weights are zero, so the network computes the same
               function, and the gradient at a pruned position is what it
               would be for a connection of value 0.  (The training step's
-              own gradient is masked at pruned positions.)
+              own gradient is masked at pruned positions.)  L is the
+              cross-entropy of objective.py, on the logits also for a model
+              ending in softmax or sigmoid (head.py).
   'random'    SET (Mocanu et al. 2018): uniform scores from a seeded
               generator, the same for the same (seed, step).
 """

@@ -2,7 +2,9 @@
 
 Loss: softmax cross-entropy of the model's outputs (logits) divided by a
 temperature, averaged over the batch -- PyTorch's F.cross_entropy as used by
-the references.  It is written with log_softmax rather than TensorFlow's
+the references.  The model is a scoring copy, which outputs logits even where
+the user's model ends in softmax or sigmoid (head.py); a one-unit output z
+is a binary classifier, scored as the logits [0, z] (binary cross-entropy).  It is written with log_softmax rather than TensorFlow's
 fused sparse_softmax_cross_entropy_with_logits because GraSP needs its
 second derivative, which the fused op refuses.
 
@@ -21,6 +23,7 @@ import tensorflow as tf
 
 from tflottery import models
 from tflottery.errors import ConfigError
+from tflottery.scoring import head
 
 
 def weighted_cross_entropy(model, images, labels, weights, temperature):
@@ -31,6 +34,8 @@ def weighted_cross_entropy(model, images, labels, weights, temperature):
     (exact), so that one traced function serves every temperature.
     """
     logits = models.main_logits(model(images, training=True))
+    if logits.shape[-1] == 1:   # binary: softmax of [0, z] is [1 - sigmoid(z), sigmoid(z)]
+        logits = tf.concat([tf.zeros_like(logits), logits], axis=-1)
     logits = logits / tf.cast(temperature, logits.dtype)
     log_probs = tf.nn.log_softmax(logits, axis=-1)
     picked = tf.gather(log_probs, labels, axis=-1, batch_dims=1)
@@ -57,8 +62,7 @@ def check_batch(batch, model) -> Tuple[np.ndarray, np.ndarray]:
                 e is not None and e != a for e, a in zip(expected, images.shape[1:])):
             raise ConfigError(
                 f"batch images have shape {images.shape[1:]} but the model takes {expected}")
-    out_shape = model.output_shape   # a list of shapes for a multi-output model (main first)
-    classes = (out_shape[0] if isinstance(out_shape, list) else out_shape)[-1]
+    classes = head.num_classes(model)
     if classes is not None and (labels.min() < 0 or labels.max() >= classes):
         raise ConfigError(f"batch labels must be in [0, {classes}) for this model "
                           f"(got {labels.min()}..{labels.max()})")

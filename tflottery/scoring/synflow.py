@@ -6,7 +6,9 @@ takes abs() of the whole state_dict, buffers included; "Missing the Mark"
 only of the parameters, which is the same at initialisation where the
 moving mean is 0 and the variance 1).  An all-ones input of the data's shape,
 batch 1, goes through the network with BatchNorm in inference mode (both
-references call model.eval()), R = sum of the outputs (logits), and
+references call model.eval()), R = sum of the outputs (logits: a softmax or
+sigmoid at the end of the model is removed from the copy, head.py, because
+the paper sums logits and R through a softmax is 1 for every input), and
 
     score(w) = |dR/dw * w|        (w the masked |weight|: pruned score 0)
 
