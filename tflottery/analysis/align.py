@@ -18,10 +18,21 @@ the barrier that is left.
 Which units may be permuted together is read off the model's graph
 (align_graph.py: Dense/Conv units, tied through BatchNorm and residual
 additions); the search itself is NumPy (align_match.py).  A `Permutation`
-maps each group's name (its first layer) to an int array: B's unit perm[i]
-goes to position i.  Masks of a Masked model move with their weights, so
-applying a permutation never changes the function, also for a subnetwork
-and also for BatchNorm in training mode.
+holds one int array per group, B's unit perm[i] going to position i, in the
+groups' structural order: the order in which a walk of the graph meets them
+(align_graph.py), which depends on the architecture alone.  `apply` uses
+that order, never layer names, so a permutation found for `b` applies to
+`b` and to any model of the same architecture, however Keras named its
+layers (two models built by one function in one process are `dense`,
+`dense_1` and `dense_3`, `dense_4`); a model of another architecture is a
+ConfigError naming the first layer that differs.  The group names (the
+first layer of each group in the model the permutation was made from) only
+label the groups for reading: `permutation['dense']`.  Masks of a Masked
+model move with their weights, so applying a permutation never changes the
+function, also for a subnetwork and also for BatchNorm in training mode.
+
+Keras 3 models are refused in one line (the graph walk reads tf_keras'
+graph); build the model with tf_keras to align it.
 """
 from collections.abc import Mapping
 from typing import Dict, Optional, Sequence, Tuple
@@ -38,13 +49,21 @@ permutation_spec = align_graph.permutation_spec
 
 
 class Permutation(Mapping):
-    """Immutable mapping group name -> int permutation array of that group's units.
+    """Immutable mapping group name -> int permutation array, in the groups' structural order.
 
+    perms: {group name: array}, in the order of the groups of the model's
+    permutation spec (align.groups(model) lists them).  `apply` pairs the
+    arrays with a model's groups by position; the names are labels.
+    architecture: the align_graph.Architecture of the model the permutation
+    was made for, so that `apply` can name the layer where another model
+    differs (None for a hand-made permutation: only the group sizes are
+    checked).
     history: for a weight-matching result, the objective before the search
     and after every coordinate step, as (group name or None, objective).
     """
 
-    def __init__(self, perms: Dict[str, np.ndarray], history: Sequence[Tuple] = ()):
+    def __init__(self, perms: Dict[str, np.ndarray], history: Sequence[Tuple] = (),
+                 architecture: Optional[align_graph.Architecture] = None):
         self._perms = {}
         for name, perm in perms.items():
             perm = np.asarray(perm)
@@ -55,6 +74,7 @@ class Permutation(Mapping):
             perm.setflags(write=False)
             self._perms[str(name)] = perm
         self.history = tuple(history)
+        self.architecture = architecture
 
     def __getitem__(self, name):
         return self._perms[name]
@@ -84,18 +104,22 @@ def groups(model) -> Dict[str, int]:
 
 
 def identity(model) -> Permutation:
-    return Permutation({g.name: np.arange(g.size) for g in permutation_spec(model).groups})
+    spec = permutation_spec(model)
+    return Permutation({g.name: np.arange(g.size) for g in spec.groups},
+                       architecture=spec.architecture)
 
 
 def random_permutation(model, seed: int = 0) -> Permutation:
     """A uniformly random permutation of every group of `model` (for tests and controls)."""
     rng = np.random.default_rng(seed)
-    return Permutation({g.name: rng.permutation(g.size) for g in permutation_spec(model).groups})
+    spec = permutation_spec(model)
+    return Permutation({g.name: rng.permutation(g.size) for g in spec.groups},
+                       architecture=spec.architecture)
 
 
 def _pair_specs(model_a, model_b):
     spec_a, spec_b = permutation_spec(model_a), permutation_spec(model_b)
-    align_graph.check_same_architecture(spec_a, spec_b)
+    align_graph.check_same_architecture(spec_a.architecture, spec_b.architecture)
     return spec_a, spec_b
 
 
@@ -125,7 +149,8 @@ def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000) -> 
         _matched_arrays(spec_a), _matched_arrays(spec_b), axes, spec_a.sizes, seed, max_rounds)
     names = [g.name for g in spec_a.groups]
     return Permutation(dict(zip(names, perms)),
-                       [(None if g is None else names[g], value) for g, value in history])
+                       [(None if g is None else names[g], value) for g, value in history],
+                       spec_a.architecture)
 
 
 def _probe(model, spec):
@@ -144,7 +169,7 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
     spec_a, spec_b = _pair_specs(model_a, model_b)
     names = [g.name for g in spec_a.groups]
     if not spec_a.tensors:
-        return Permutation({})
+        return Permutation({}, architecture=spec_a.architecture)
     probes = (_probe(model_a, spec_a), _probe(model_b, spec_b))
     correlations = [align_match.Correlation(int(t.shape[-1])) for _, t in spec_a.tensors]
     images = np.asarray(images)
@@ -156,21 +181,26 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
     totals = [0.0] * len(names)
     for (group, _), corr in zip(spec_a.tensors, correlations):
         totals[group] = totals[group] + corr.matrix()
-    return Permutation(dict(zip(names, align_match.assign_by_correlation(totals))))
+    return Permutation(dict(zip(names, align_match.assign_by_correlation(totals))),
+                       architecture=spec_a.architecture)
 
 
-def _check_fits(spec, permutation: Permutation) -> None:
+def _check_fits(spec, permutation: Permutation, model_name: str) -> None:
+    """ConfigError unless `permutation`'s groups, by position, fit the groups of `spec`."""
+    if permutation.architecture is not None:
+        align_graph.check_same_architecture(permutation.architecture, spec.architecture,
+                                            "the permutation's model", f"model {model_name!r}")
     names = [g.name for g in spec.groups]
-    missing, extra = set(names) - set(permutation), set(permutation) - set(names)
-    if missing or extra:
-        raise ConfigError(f"the permutation does not fit the model: groups missing "
-                          f"{sorted(missing)}, unknown {sorted(extra)}; the model's groups are "
-                          f"{names}")
-    for group in spec.groups:
-        if permutation[group.name].size != group.size:
+    if len(permutation) != len(names):
+        raise ConfigError(f"the permutation does not fit the model: it has {len(permutation)} "
+                          f"groups {list(permutation)} but model {model_name!r} has "
+                          f"{len(names)}: {names}")
+    for index, (group, (name, perm)) in enumerate(zip(spec.groups, permutation.items())):
+        if perm.size != group.size:
             raise ConfigError(
-                f"the permutation of group {group.name!r} has {permutation[group.name].size} "
-                f"entries but layer {group.name!r} has {group.size} units")
+                f"group {index} of the permutation ({name!r}) has {perm.size} entries but "
+                f"group {index} of model {model_name!r} (layer {group.name!r}) has {group.size} "
+                f"units")
 
 
 def _fresh(layer):
@@ -191,14 +221,16 @@ def _clone(model):
 def apply(model, permutation: Permutation, in_place: bool = False):
     """`model` with its units permuted by `permutation` (same function).
 
-    in_place=False returns a clone (built under the caller's strategy scope)
+    The permutation's groups are taken in order (module docstring), so
+    `model` may be any model of the architecture it was made for, whatever
+    its layer names.  in_place=False returns a clone (built under the caller's strategy scope)
     and leaves `model` alone; in_place=True permutes `model`'s own variables
     and returns it (no new variables: traced functions keep working).
     """
+    _check_fits(permutation_spec(model), permutation, model.name)
     target = model if in_place else _clone(model)
     spec = permutation_spec(target)
-    _check_fits(spec, permutation)
-    perms = [permutation[g.name] for g in spec.groups]
+    perms = list(permutation.values())
     for w in spec.weights:
         value = w.variable.numpy()
         moved = align_match.permute(value.reshape(w.expanded), w.axes, perms)

@@ -77,6 +77,7 @@ class PermutedWeight:
     axes: Tuple[Optional[int], ...]
     matched: bool
     mask: Optional[tf.Variable] = None
+    is_mask: bool = False
 
     @property
     def label(self) -> str:
@@ -90,6 +91,24 @@ class Group:
     name: str
     size: int
     layers: Tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What two models must share for one's permutation to fit the other.
+
+    layers: per graph node in walk order, (layer name, class name, weight
+    shapes of the layer -- the inner layer of a Masked wrapper, so a masked
+    and an unmasked copy agree); wiring: per permuted weight (masks left
+    out), (layer name, expanded shape, group index per axis).  Only classes,
+    shapes and group indices are compared, never names: the walk order and
+    the group order follow from the graph alone, so two models built by one
+    function (`dense`, `dense_1` and `dense_3`, `dense_4`) have one
+    architecture.  The names are there to say where two models differ.
+    """
+
+    layers: Tuple[Tuple[str, str, Tuple], ...]
+    wiring: Tuple[Tuple[str, Tuple[int, ...], Tuple[Optional[int], ...]], ...]
 
 
 @dataclasses.dataclass
@@ -106,6 +125,12 @@ class PermutationSpec:
     @property
     def sizes(self) -> List[int]:
         return [g.size for g in self.groups]
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(tuple(self.signature),
+                            tuple((w.layer, w.expanded, w.axes) for w in self.weights
+                                  if not w.is_mask))
 
 
 class _UnionFind:
@@ -188,7 +213,7 @@ class _Walker:
         layer = node.layer
         inner = _inner(layer)
         self.signature.append((inner.name, type(inner).__name__,
-                               tuple(tuple(w.shape) for w in layer.weights)))
+                               tuple(tuple(w.shape) for w in inner.weights)))
         inputs = [self.info[id(t)] for t in tf.nest.flatten(node.keras_inputs)]
         outputs = tf.nest.flatten(node.outputs)
         if isinstance(layer, keras.layers.InputLayer):
@@ -237,10 +262,11 @@ class _Walker:
             return
         mask = layer.mask_variable(attr) if (isinstance(layer, Masked)
                                              and attr in layer.prunable_attrs) else None
-        self.weights.append((inner.name, attr, var, tuple(expanded), tuple(axes), matched, mask))
+        self.weights.append((inner.name, attr, var, tuple(expanded), tuple(axes), matched, mask,
+                             False))
         if mask is not None:
             self.weights.append((inner.name, f"{attr}_mask", mask, tuple(expanded), tuple(axes),
-                                 False, None))
+                                 False, None, True))
 
     def weighted(self, layer, inner, source):
         g_in, repeat = source
@@ -280,8 +306,8 @@ class _Walker:
             return index.get(uf.find(node))
 
         weights = [PermutedWeight(layer, attr, var, expanded, tuple(group_of(a) for a in axes),
-                                  matched, mask)
-                   for layer, attr, var, expanded, axes, matched, mask in self.weights]
+                                  matched, mask, is_mask)
+                   for layer, attr, var, expanded, axes, matched, mask, is_mask in self.weights]
         weights = [w for w in weights if any(a is not None for a in w.axes)]
         tensors = [(index[uf.find(n)], t) for n, t in self.tensors if uf.find(n) != fixed]
         return PermutationSpec(groups, weights, tensors, self.signature)
@@ -292,18 +318,34 @@ def permutation_spec(model) -> PermutationSpec:
     return _Walker(model).run()
 
 
-def check_same_architecture(spec_a: PermutationSpec, spec_b: PermutationSpec) -> None:
-    """ConfigError naming the first layer where model_b differs from model_a."""
-    for (name_a, cls_a, shapes_a), (name_b, cls_b, shapes_b) in zip(spec_a.signature,
-                                                                    spec_b.signature):
-        if (cls_a, shapes_a) != (cls_b, shapes_b):
-            raise ConfigError(
-                f"models differ in architecture at layer {name_b!r} of model_b ({cls_b}, weight "
-                f"shapes {list(shapes_b)}) vs {name_a!r} of model_a ({cls_a}, {list(shapes_a)})")
-    if len(spec_a.signature) != len(spec_b.signature):
-        raise ConfigError(f"models differ in architecture: {len(spec_a.signature)} and "
-                          f"{len(spec_b.signature)} layers")
-    if [(w.expanded, w.axes) for w in spec_a.weights] != [(w.expanded, w.axes)
-                                                          for w in spec_b.weights]:
-        raise ConfigError("models differ in how their layers are connected; align needs two "
-                          "networks of one architecture")
+def _first_mismatch(items_a, items_b) -> Optional[int]:
+    """Index of the first pair of items that differ other than by their name (item[0]); the
+    shorter length if one list is a prefix of the other; None if they agree."""
+    for index, (x, y) in enumerate(zip(items_a, items_b)):
+        if x[1:] != y[1:]:
+            return index
+    return None if len(items_a) == len(items_b) else min(len(items_a), len(items_b))
+
+
+def _layer_at(items, index) -> str:
+    return repr(items[index][0]) if index < len(items) else "(none: it ends there)"
+
+
+def check_same_architecture(a: Architecture, b: Architecture, name_a: str = "model_a",
+                            name_b: str = "model_b") -> None:
+    """ConfigError naming the first layer where `b` differs from `a` (names are not compared)."""
+    index = _first_mismatch(a.layers, b.layers)
+    if index is not None:
+        def describe(items):
+            return (f"{items[index][1]}, weight shapes {list(items[index][2])}"
+                    if index < len(items) else f"{len(items)} layers")
+        raise ConfigError(
+            f"{name_a} and {name_b} differ in architecture at layer {_layer_at(b.layers, index)} "
+            f"of {name_b} ({describe(b.layers)}) vs {_layer_at(a.layers, index)} of {name_a} "
+            f"({describe(a.layers)}); align needs two networks of one architecture")
+    index = _first_mismatch(a.wiring, b.wiring)
+    if index is not None:
+        raise ConfigError(
+            f"{name_a} and {name_b} differ in how their layers are connected, first at layer "
+            f"{_layer_at(b.wiring, index)} of {name_b} ({_layer_at(a.wiring, index)} of "
+            f"{name_a}); align needs two networks of one architecture")
