@@ -28,7 +28,8 @@ Which parts run on which Keras:
     magnitude_unit_variance run anywhere, and the masking layer is written
     in keras.ops only.
   * Not Keras 3: the experiments (`python -m tflottery.main`), the Trainer,
-    the model zoo, the analysis tools, tfmot interop.
+    the model zoo, the analysis tools other than analysis.align (which
+    takes Keras 3 models on any backend), tfmot interop.
 """
 import functools
 import importlib

@@ -31,8 +31,8 @@ label the groups for reading: `permutation['dense']`.  Masks of a Masked
 model move with their weights, so applying a permutation never changes the
 function, also for a subnetwork and also for BatchNorm in training mode.
 
-Keras 3 models are refused in one line (the graph walk reads tf_keras'
-graph); build the model with tf_keras to align it.
+tf_keras and Keras 3 models alike (Sequential or functional; on Keras 3
+the variables are read and assigned through Keras, so any backend).
 """
 from collections.abc import Mapping
 from typing import Dict, Optional, Sequence, Tuple
@@ -42,8 +42,8 @@ import tensorflow as tf
 
 from tflottery.analysis import align_graph, align_match
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import keras
-from tflottery.masking import Masked
+from tflottery.keras_compat import api_of
+from tflottery.masking.layer import MaskedMixin
 
 permutation_spec = align_graph.permutation_spec
 
@@ -155,7 +155,8 @@ def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000) -> 
 
 def _probe(model, spec):
     """A model sharing `model`'s layers whose outputs are every tensor of every group."""
-    return keras.Model(model.inputs, [t for _, t in spec.tensors])
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    return api_of(model).keras.Model(inputs, [t for _, t in spec.tensors])
 
 
 def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Permutation:
@@ -177,7 +178,7 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
         chunk = images[start:start + int(chunk_size)]
         outputs_a, outputs_b = (tf.nest.flatten(p(chunk, training=False)) for p in probes)
         for corr, x, y in zip(correlations, outputs_a, outputs_b):
-            corr.add(*(np.reshape(v, (-1, v.shape[-1])) for v in (x.numpy(), y.numpy())))
+            corr.add(*(np.reshape(np.asarray(v), (-1, v.shape[-1])) for v in (x, y)))
     totals = [0.0] * len(names)
     for (group, _), corr in zip(spec_a.tensors, correlations):
         totals[group] = totals[group] + corr.matrix()
@@ -205,15 +206,15 @@ def _check_fits(spec, permutation: Permutation, model_name: str) -> None:
 
 def _fresh(layer):
     """A new layer configured like `layer` (Masked: around a fresh inner layer)."""
-    if isinstance(layer, Masked):
+    if isinstance(layer, MaskedMixin):
         inner = layer.layer
-        return Masked(inner.__class__.from_config(inner.get_config()),
-                      prunable_attrs=layer.prunable_attrs, name=layer.name)
+        return type(layer)(inner.__class__.from_config(inner.get_config()),
+                           prunable_attrs=layer.prunable_attrs, name=layer.name)
     return layer.__class__.from_config(layer.get_config())
 
 
 def _clone(model):
-    clone = keras.models.clone_model(model, clone_function=_fresh)
+    clone = api_of(model).keras.models.clone_model(model, clone_function=_fresh)
     clone.set_weights(model.get_weights())
     return clone
 

@@ -1,4 +1,4 @@
-"""Permutation groups of a functional tf_keras model, found by walking its graph.
+"""Permutation groups of a Sequential or functional model, found by walking its graph.
 
 Why a graph walk: permuting the hidden units of a layer leaves the network's
 function unchanged only if every weight that touches those units moves with
@@ -24,32 +24,73 @@ Appendix A's permutation spec, built here automatically):
 
 A layer of any other type may sit where only fixed channels reach it (e.g. a
 Rescaling of the input): its output is fixed.  Anywhere a permutation group
-reaches it, it is a ConfigError naming it.  A Masked wrapper is treated as
-its inner layer; its mask variables move with their weights.
+reaches it, it is a ConfigError naming it (DepthwiseConv2D, for one: its
+channels are both its input and output channels, which this walk does not
+yet model).  A Masked wrapper is treated as its inner layer; its mask
+variables move with their weights.
+
+tf_keras and Keras 3: the walk reads the model's graph (`_nodes_by_depth`,
+deepest first, in the order Keras found the nodes walking back from the
+outputs), whose node objects differ between the two only in attribute
+names (_node_layer, _node_inputs, _node_outputs); layer classes are taken
+from the model's own Keras (_classes).
 """
 import dataclasses
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import check_tf_keras_model, keras
-from tflottery.masking.layer import Masked
+from tflottery.keras_compat import check_supported_model
+from tflottery.masking.layer import MaskedMixin
 
-_L = keras.layers
-_WEIGHTED = (_L.Dense, _L.Conv1D, _L.Conv2D, _L.Conv3D)
-_NOT_WEIGHTED = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose,
-                 _L.DepthwiseConv2D, _L.SeparableConv1D, _L.SeparableConv2D)
-_PASS_THROUGH = (
-    _L.Activation, _L.ReLU, _L.LeakyReLU, _L.ELU, _L.Dropout, _L.SpatialDropout1D,
-    _L.SpatialDropout2D, _L.SpatialDropout3D, _L.GaussianNoise, _L.GaussianDropout,
-    _L.MaxPooling1D, _L.MaxPooling2D, _L.MaxPooling3D, _L.AveragePooling1D,
-    _L.AveragePooling2D, _L.AveragePooling3D, _L.GlobalAveragePooling1D,
-    _L.GlobalAveragePooling2D, _L.GlobalAveragePooling3D, _L.GlobalMaxPooling1D,
-    _L.GlobalMaxPooling2D, _L.GlobalMaxPooling3D, _L.ZeroPadding1D, _L.ZeroPadding2D,
-    _L.ZeroPadding3D, _L.Cropping1D, _L.Cropping2D, _L.Cropping3D)
-_MERGES = (_L.Add, _L.Subtract, _L.Average, _L.Maximum, _L.Minimum, _L.Multiply)
+_PASS_THROUGH_NAMES = (
+    "Activation", "ReLU", "LeakyReLU", "ELU", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
+    "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "MaxPooling1D", "MaxPooling2D",
+    "MaxPooling3D", "AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalAveragePooling3D",
+    "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalMaxPooling3D", "ZeroPadding1D",
+    "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D", "Cropping3D")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Classes:
+    """The layer classes the walk tells apart, taken from one Keras (tf_keras or Keras 3)."""
+
+    weighted: tuple
+    not_weighted: tuple
+    pass_through: tuple
+    merges: tuple
+    batchnorm: type
+    flatten: type
+    input_layer: type
+
+    @property
+    def propagating(self) -> tuple:
+        return self.weighted + self.pass_through + self.merges + (self.batchnorm, self.flatten)
+
+
+@functools.lru_cache(maxsize=None)
+def _classes(keras) -> _Classes:
+    layers = keras.layers
+
+    def named(*names):
+        return tuple(getattr(layers, n) for n in names if hasattr(layers, n))
+
+    # NOT_WEIGHTED first where it matters: tf_keras' ConvNDTranspose subclass ConvND.
+    return _Classes(
+        weighted=named("Dense", "Conv1D", "Conv2D", "Conv3D"),
+        not_weighted=named("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                           "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
+                           "SeparableConv2D"),
+        pass_through=named(*_PASS_THROUGH_NAMES),
+        merges=named("Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"),
+        batchnorm=layers.BatchNormalization, flatten=layers.Flatten,
+        input_layer=layers.InputLayer)
+
+
 _BN_VECTORS = (("gamma", True), ("beta", True), ("moving_mean", False),
                ("moving_variance", False))
 SUPPORTED = ("Dense, Conv1D/2D/3D, BatchNormalization, activations, dropout, pooling, "
@@ -168,16 +209,43 @@ class _UnionFind:
 
 
 def _inner(layer):
-    return layer.layer if isinstance(layer, Masked) else layer
+    return layer.layer if isinstance(layer, MaskedMixin) else layer
 
 
-def _walk_order(model):
-    check_tf_keras_model(model)
-    if not getattr(model, "_is_graph_network", False):
+def _graph(model):
+    """(the functional graph of `model`, its Keras' layer classes); ConfigError if it has none.
+
+    A Keras 3 Sequential model keeps its graph in a functional model of its own.
+    """
+    api = check_supported_model(model)
+    if not api.is_cloneable(model):
         raise ConfigError(f"align needs a Sequential or functional model; {model.name!r} is "
                           "subclassed: build it functionally")
-    depths = sorted(model._nodes_by_depth, reverse=True)
-    return [node for d in depths for node in model._nodes_by_depth[d]]
+    graph = getattr(model, "_functional", None) or model
+    if not hasattr(graph, "_nodes_by_depth"):
+        raise ConfigError(f"align needs a built model; call {model.name!r} on an input or build "
+                          f"it with keras.Input")
+    return graph, _classes(api.keras)
+
+
+def _walk_order(graph):
+    depths = sorted(graph._nodes_by_depth, reverse=True)
+    return [node for d in depths for node in graph._nodes_by_depth[d]]
+
+
+# A node's layer and tensors: tf_keras names them layer, keras_inputs and
+# outputs; Keras 3 operation, input_tensors and output_tensors.
+def _node_layer(node):
+    return node.operation if hasattr(node, "operation") else node.layer
+
+
+def _node_inputs(node) -> list:
+    return tf.nest.flatten(node.input_tensors if hasattr(node, "operation")
+                           else node.keras_inputs)
+
+
+def _node_outputs(node) -> list:
+    return tf.nest.flatten(node.output_tensors if hasattr(node, "operation") else node.outputs)
 
 
 def _channels_last(layer) -> bool:
@@ -195,6 +263,7 @@ class _Walker:
 
     def __init__(self, model):
         self.model = model
+        self.graph, self.classes = _graph(model)
         self.uf = _UnionFind()
         self.info = {}             # id(KerasTensor) -> (node, repeat)
         self.weights = []          # (layer, attr, var, expanded, node axes, matched, mask)
@@ -202,24 +271,25 @@ class _Walker:
         self.signature = []
 
     def run(self) -> PermutationSpec:
-        for node in _walk_order(self.model):
+        for node in _walk_order(self.graph):
             self.visit(node)
-        for t in tf.nest.flatten(self.model.outputs):
+        for t in tf.nest.flatten(self.graph.outputs):
             g, _ = self.info[id(t)]
             self.uf.union(g, FIXED, self.model.name + " output")
         return self.finish()
 
     def visit(self, node):
-        layer = node.layer
+        layer = _node_layer(node)
         inner = _inner(layer)
+        c = self.classes
         self.signature.append((inner.name, type(inner).__name__,
                                tuple(tuple(w.shape) for w in inner.weights)))
-        inputs = [self.info[id(t)] for t in tf.nest.flatten(node.keras_inputs)]
-        outputs = tf.nest.flatten(node.outputs)
-        if isinstance(layer, keras.layers.InputLayer):
+        inputs = [self.info[id(t)] for t in _node_inputs(node)]
+        outputs = _node_outputs(node)
+        if isinstance(layer, c.input_layer):
             outs = (FIXED, 1)
         elif all(self.uf.find(g) == FIXED for g, _ in inputs) and not isinstance(
-                inner, _WEIGHTED + _PASS_THROUGH + _MERGES + (_L.BatchNormalization, _L.Flatten)):
+                inner, c.propagating):
             outs = (FIXED, 1)       # nothing permuted reaches it: it may be anything
         else:
             if layer.weights and len(layer._inbound_nodes) > 1:
@@ -231,17 +301,18 @@ class _Walker:
                 self.tensors.append((outs[0], t))
 
     def propagate(self, layer, inner, inputs, node):
-        if isinstance(inner, _NOT_WEIGHTED) or (isinstance(inner, _WEIGHTED + _PASS_THROUGH
-                                                           + (_L.Flatten,))
-                                                and not _channels_last(inner)):
+        c = self.classes
+        if isinstance(inner, c.not_weighted) or (
+                isinstance(inner, c.weighted + c.pass_through + (c.flatten,))
+                and not _channels_last(inner)):
             raise _unsupported(layer, "is not a supported layer or data format")
-        if isinstance(inner, _WEIGHTED):
+        if isinstance(inner, c.weighted):
             return self.weighted(layer, inner, inputs[0])
-        if isinstance(inner, _L.BatchNormalization):
+        if isinstance(inner, c.batchnorm):
             return self.batchnorm(layer, inner, inputs[0], node)
-        if isinstance(inner, _PASS_THROUGH):
+        if isinstance(inner, c.pass_through):
             return inputs[0]
-        if isinstance(inner, _MERGES):
+        if isinstance(inner, c.merges):
             repeats = {r for _, r in inputs}
             if len(repeats) > 1:
                 raise _unsupported(layer, "merges flattened tensors of different layouts")
@@ -249,9 +320,9 @@ class _Walker:
             for g, _ in inputs[1:]:
                 root = self.uf.union(root, g, layer.name)
             return root, repeats.pop()
-        if isinstance(inner, _L.Flatten):
+        if isinstance(inner, c.flatten):
             g, r = inputs[0]
-            shape = tf.nest.flatten(node.keras_inputs)[0].shape
+            shape = _node_inputs(node)[0].shape
             positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
             return g, r * positions
         raise _unsupported(layer, "is not a supported layer type")
@@ -260,7 +331,7 @@ class _Walker:
         var = getattr(inner, attr, None)
         if var is None:
             return
-        mask = layer.mask_variable(attr) if (isinstance(layer, Masked)
+        mask = layer.mask_variable(attr) if (isinstance(layer, MaskedMixin)
                                              and attr in layer.prunable_attrs) else None
         self.weights.append((inner.name, attr, var, tuple(expanded), tuple(axes), matched, mask,
                              False))
@@ -286,8 +357,9 @@ class _Walker:
 
     def batchnorm(self, layer, inner, source, node):
         g, repeat = source
-        rank = len(tf.nest.flatten(node.keras_inputs)[0].shape)
-        if list(inner.axis) != [rank - 1] or repeat != 1:
+        rank = len(_node_inputs(node)[0].shape)
+        axes = inner.axis if isinstance(inner.axis, (list, tuple)) else [inner.axis]
+        if [a % rank for a in axes] != [rank - 1] or repeat != 1:
             raise _unsupported(layer, "normalises another axis than the last (channels)")
         for attr, matched in _BN_VECTORS:
             self.add(layer, inner, attr, (self.uf.size[self.uf.find(g)],), (g,), matched)
