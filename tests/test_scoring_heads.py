@@ -153,3 +153,20 @@ def test_multi_unit_sigmoid_and_one_unit_softmax_are_refused_in_one_line():
         assert "\n" not in message
         for word in words:
             assert word in message
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k", ["tf_keras", "keras3"])
+def test_a_keras_application_with_its_softmax_classifier_scores_as_with_logits(k):
+    """MobileNetV2's classifier_activation is softmax by default; None gives the logits."""
+    apps = KERASES[k].applications
+    KERASES[k].utils.set_random_seed(0)
+    options = dict(weights=None, input_shape=(32, 32, 3), classes=4, alpha=0.35)
+    softmax_model = apps.MobileNetV2(**options)
+    logits_model = apps.MobileNetV2(classifier_activation=None, **options)
+    logits_model.set_weights(softmax_model.get_weights())
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(8, 32, 32, 3)).astype(np.float32), np.arange(8) % 4)
+    scores = [scoring.compute_scores("snip", masking.wrap(m), batch=data)
+              for m in (softmax_model, logits_model)]
+    assert_scores(*scores)
