@@ -206,6 +206,7 @@ print("JAX ALIGN OK")
 '''
 
 
+@pytest.mark.slow    # a child Python importing JAX and Keras: ~45 s
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_keras3_on_jax_permuted_copy_recovered_by_weight_and_activation_matching():
     """Keras picks its backend once per process: the checks run in a child Python."""
