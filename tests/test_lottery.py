@@ -188,7 +188,7 @@ def test_one_shot_and_layerwise_rates(tmp_path):
 
 @pytest.mark.parametrize("binding,message", [
     ("PruningHparams.target_sparsity = 1.0", "target_sparsity must be in [0, 1)"),
-    ("PruningHparams.fraction = -0.1", "pruning fraction must be in [0, 1)"),
+    ("PruningHparams.fraction = 1.0", "pruning fraction must be in [0, 1)"),
     ("LotteryHparams.rewind_step = '30it'", "rewind_step '30it'"),
     ("BranchHparams.names = ('nope',)", "unknown branch 'nope'"),
     ("BranchHparams.levels = (5,)", "branch level 5 has not run"),

@@ -7,30 +7,87 @@ does not rename old runs.  Step quantities are strings such as '90ep' or
 '500it' (see `tflottery.steps.Step`).
 """
 import dataclasses
+import math
 import typing
 from typing import Optional, Tuple, Union
 
 import gin
 
 from tflottery.errors import ConfigError
+from tflottery.steps import Step
+
+
+# A step quantity written as text ('90ep', '500it', '2ep10it'; tflottery.steps):
+# checked to parse when its dataclass is built, so a typo names its field.
+StepText = typing.NewType("StepText", str)
+
+# The largest integer any field takes: every count, size and seed of a run
+# fits in int32 (seeds and the offsets derived from them stay well inside
+# the int64 that TensorFlow's random ops take; more examples, alphas or
+# scoring rounds than this cannot fit in memory or time anyway).
+MAX_INT = 2 ** 31 - 1
 
 
 class _Checked:
-    """Type checks for gin-bound values: a string where a number belongs (or
-    the reverse) becomes a one-line ConfigError instead of a traceback deep
-    inside training."""
+    """Type and range checks for gin-bound values, at construction (before
+    anything is written): a string where a number belongs (or the reverse), a
+    negative number, an integer beyond MAX_INT or a float that is not finite
+    becomes a one-line ConfigError instead of a traceback deep inside
+    training.  No field of these classes takes a negative number; finer
+    ranges (fractions below 1, names that exist) are checked by whoever
+    uses the field, also before anything is written."""
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            where = f"{type(self).__name__}.{field.name} = {value!r}"
             if not _fits(value, hints[field.name]):
-                raise ConfigError(
-                    f"{type(self).__name__}.{field.name} = {value!r} is not of type "
-                    f"{_type_name(hints[field.name])}; fix the gin binding")
+                raise ConfigError(f"{where} is not of type {_type_name(hints[field.name])}; "
+                                  f"fix the gin binding")
+            for number in _numbers(value):
+                problem = _out_of_range(number)
+                if problem:
+                    raise ConfigError(f"{where}: {problem}; fix the gin binding")
+            for text in _step_texts(value, hints[field.name]):
+                try:
+                    Step.parse(text)
+                except ConfigError as e:
+                    raise ConfigError(f"{where}: {e}") from None
+
+
+def _numbers(value):
+    """The numbers in a field's value (itself, or the elements of a tuple; not dict
+    entries, which their users check)."""
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [v for v in items if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _out_of_range(number) -> str:
+    """Why a number cannot be a hyperparameter, or ''."""
+    if isinstance(number, float) and not math.isfinite(number):
+        return f"{number} is not a finite number"
+    if number < 0:
+        return "must not be negative"
+    if isinstance(number, int) and number > MAX_INT:
+        return f"more than the limit {MAX_INT} (2**31 - 1) of every count, size and seed"
+    return ""
+
+
+def _step_texts(value, annotation) -> list:
+    """The step strings of a value whose annotation mentions StepText (every string
+    in it: the field itself, or a tuple's elements)."""
+    def mentions(a) -> bool:
+        return a is StepText or any(mentions(arg) for arg in typing.get_args(a))
+    if not mentions(annotation):
+        return []
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    return [v for v in items if isinstance(v, str)]
 
 
 def _fits(value, annotation) -> bool:
+    if hasattr(annotation, "__supertype__"):     # a NewType such as StepText
+        return _fits(value, annotation.__supertype__)
     origin = typing.get_origin(annotation)
     if origin is typing.Union:
         return any(_fits(value, a) for a in typing.get_args(annotation))
@@ -48,9 +105,11 @@ def _fits(value, annotation) -> bool:
 
 
 def _type_name(annotation) -> str:
+    if hasattr(annotation, "__supertype__"):
+        return _type_name(annotation.__supertype__)
     if isinstance(annotation, type):
         return annotation.__name__
-    return str(annotation).replace("typing.", "")
+    return str(annotation).replace("typing.", "").replace(f"{__name__}.StepText", "str")
 
 
 @gin.configurable
@@ -140,18 +199,18 @@ class TrainingHparams(_Checked):
     momentum: float = 0.0
     nesterov: bool = False
     schedule: str = "constant"
-    milestones: Tuple[str, ...] = ()
+    milestones: Tuple[StepText, ...] = ()
     gamma: float = 0.1
     final_lr: float = 0.0
-    warmup: str = "0it"
-    training_steps: str = "1ep"
+    warmup: StepText = "0it"
+    training_steps: StepText = "1ep"
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     aux_loss_weight: float = 0.4
     mixed_precision: bool = False
     dilation: float = 1.0
-    eval_every: str = "1ep"
-    checkpoint_steps: Tuple[str, ...] = ()
+    eval_every: StepText = "1ep"
+    checkpoint_steps: Tuple[StepText, ...] = ()
     steps_per_loop: int = 100
     xla_update: bool = True
     data_seed: Optional[int] = None
@@ -224,7 +283,7 @@ class LotteryHparams(_Checked):
     """
 
     mode: str = "rewind"
-    rewind_step: str = "0it"
+    rewind_step: StepText = "0it"
 
 
 @gin.configurable
@@ -295,7 +354,7 @@ class InstabilityHparams(_Checked):
       activations on training data).
     """
 
-    rewind_steps: Tuple[str, ...] = ("0it",)
+    rewind_steps: Tuple[StepText, ...] = ("0it",)
     subnetwork: str = "dense"
     levels: Tuple[int, ...] = (0,)
     copy_seeds: Tuple[int, ...] = (1, 2)
@@ -338,7 +397,7 @@ class PaiHparams(_Checked):
 
     method: str = "magnitude"
     target_sparsity: float = 0.9
-    prune_step: str = "0it"
+    prune_step: StepText = "0it"
     schedule: str = "replay"
     scope: str = "global"
     examples_per_class: int = 10
@@ -377,10 +436,10 @@ class GradualHparams(_Checked):
 
     initial_sparsity: float = 0.0
     final_sparsity: float = 0.9
-    begin_step: str = "0it"
-    end_step: str = "1ep"
+    begin_step: StepText = "0it"
+    end_step: StepText = "1ep"
     power: int = 3
-    frequency: str = "100it"
+    frequency: StepText = "100it"
     scope: str = "layerwise"
     excluded_layers: Tuple[str, ...] = ()
 
@@ -406,7 +465,7 @@ class DstHparams(_Checked):
     sparsity: float = 0.9
     distribution: str = "erk"
     grow: str = "gradient"
-    update_every: str = "100it"
+    update_every: StepText = "100it"
     drop_fraction: float = 0.3
     stop_fraction: float = 0.75
     dense_layers: Tuple[str, ...] = ()
@@ -436,7 +495,7 @@ class DynamicImpHparams(_Checked):
     """
 
     sparsity: float = 0.9
-    change_points: Tuple[Union[str, float], ...] = (0.5,)
+    change_points: Tuple[Union[StepText, float], ...] = (0.5,)
     first_mask: str = "imp"
     regrow_init: str = "fresh"
     regrow: str = "all"

@@ -149,9 +149,20 @@ def _exit_without_teardown(code) -> None:
     os._exit(code)
 
 
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad or unknown flag as one `error:` line and exit 2
+    (absl's own parser prints two FATAL lines and exits 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        text = " ".join(str(e).split())
+        print(f"error: {text}; see --help for the flags", file=sys.stderr)
+        sys.exit(2)
+
+
 def run():
     try:
-        app.run(main)
+        app.run(main, flags_parser=_parse_flags)
     except SystemExit as e:
         _exit_without_teardown(e.code)
     _exit_without_teardown(0)

@@ -17,8 +17,10 @@ from absl import logging
 
 from tflottery import data, experiments, hparams_record, models, plan
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import RunContext, hold_lock, prunable_weight_names
-from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
+from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, hold_lock,
+                                           prunable_weight_shapes)
+from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, ModelHparams,
+                               TrainingHparams)
 from tflottery.runs import io
 from tflottery.runs.naming import run_name
 from tflottery.runs.finished import write_finished
@@ -49,20 +51,17 @@ def name_and_record(experiment, base_hparams):
                                        hparams_record.resolved(base_hparams, experiment))
 
 
-def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = False):
+def prepare(root_dir: str, replicate: int = 0, strategy=None):
     """Build hyperparameters, validate them, and return (experiment, RunContext).
 
-    ctx.cache['hparams_record'] holds the run's hparams.json record.  A dry
-    run checks the root without creating it (it writes nothing).
+    Writes nothing, not even the root: run() creates that once this has
+    passed.  ctx.cache['hparams_record'] holds the run's hparams.json record.
     """
-    if replicate < 0:
-        raise ConfigError(f"replicate must be >= 0, got {replicate}")
-    if dry_run:
-        if os.path.exists(root_dir) and not os.path.isdir(root_dir):
-            raise ConfigError(f"--root_dir {root_dir} is a file, not a directory; choose a "
-                              f"directory")
-    else:
-        check_root(root_dir)
+    if isinstance(replicate, bool) or not isinstance(replicate, int) or \
+            not 0 <= replicate <= MAX_INT:
+        raise ConfigError(f"--replicate={replicate} is not in [0, {MAX_INT}] (it seeds the "
+                          f"model and the data order); choose a smaller replicate number")
+    check_root(root_dir, create=False)
     experiment, (exp_hp, dataset_hp, model_hp, training_hp) = build_hparams()
     dataset = data.build(dataset_hp,
                          infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
@@ -73,10 +72,14 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None, dry_run: bool = Fa
     root = worker_root(root_dir, strategy)
     if root != root_dir:
         logging.info("not the chief: this worker's run tree is under %s", root)
+    # The network is built (in memory, thrown away) before anything is written:
+    # model options, layer names and sizes that depend on it are checked here.
+    shapes = prunable_weight_shapes(model_hp, dataset.info)
     ctx = RunContext(strategy=strategy, run_dir=os.path.join(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
                      training_hp=training_hp, dataset=dataset, writable=True,
-                     prunable_names=prunable_weight_names(model_hp, dataset.info))
+                     prunable_names=tuple(shapes))
+    ctx.cache[PRUNABLE_SHAPES] = shapes
     experiment.validate(ctx)
     ctx.cache["hparams_record"] = record
     return experiment, ctx
@@ -98,7 +101,7 @@ def describe_start(ctx) -> str:
 
 def dry_run(root_dir: str, replicate: int = 0, strategy=None) -> str:
     """The plan of the configured run, as text; nothing is written."""
-    experiment, ctx = prepare(root_dir, replicate, strategy, dry_run=True)
+    experiment, ctx = prepare(root_dir, replicate, strategy)
     lines = ["dry run: nothing is written", describe_start(ctx)]
     exists = io.exists(ctx.run_dir)
     lines.append(f"run directory {'exists' if exists else 'does not exist yet'}; phases:")
@@ -113,6 +116,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
     process on it stops with one line, or waits with `wait_for_lock`.
     """
     experiment, ctx = prepare(root_dir, replicate, strategy)
+    check_root(root_dir)   # every check passed: now the root may be created
     for line in describe_start(ctx).splitlines():
         logging.info("%s", line)
     ctx.cache["wait_for_lock"] = wait_for_lock

@@ -14,6 +14,11 @@ from tflottery.errors import ConfigError
 
 _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 
+# The longest training (and any step) a run takes, in iterations: 2**53 - 1,
+# the largest integer float64 holds exactly, so the learning-rate schedules
+# and step arithmetic stay exact and int64 step counters never overflow.
+MAX_STEPS = 2 ** 53 - 1
+
 
 @dataclasses.dataclass(frozen=True, order=True)
 class Step:
@@ -25,6 +30,9 @@ class Step:
     def __post_init__(self):
         if self.ep < 0 or self.it < 0:
             raise ConfigError(f"step {self.ep}ep{self.it}it is negative; steps count up from 0")
+        if max(self.ep, self.it) > MAX_STEPS:
+            raise ConfigError(f"step {self} is beyond the limit of {MAX_STEPS} "
+                              f"(2**53 - 1) steps; choose a shorter step")
 
     @classmethod
     def parse(cls, value: Union[str, int, "Step"]) -> "Step":
@@ -45,12 +53,16 @@ class Step:
         """Total iterations this step stands for."""
         if iterations_per_epoch <= 0:
             raise ConfigError(f"iterations per epoch must be positive, got {iterations_per_epoch}")
-        return self.ep * iterations_per_epoch + self.it
+        total = self.ep * iterations_per_epoch + self.it
+        if total > MAX_STEPS:
+            raise ConfigError(f"step {self} is {total} iterations, beyond the limit of "
+                              f"{MAX_STEPS} (2**53 - 1); choose a shorter step")
+        return total
 
     def dilate(self, factor: float, iterations_per_epoch: int) -> "Step":
         """This step scaled by `factor`, in iterations (rounded to nearest)."""
-        if not factor > 0:
-            raise ConfigError(f"dilation factor must be positive, got {factor}")
+        if not (factor > 0 and math.isfinite(factor)):
+            raise ConfigError(f"dilation factor must be a positive number, got {factor}")
         return Step(0, int(math.floor(self.iterations(iterations_per_epoch) * factor + 0.5)))
 
     def __str__(self) -> str:

@@ -30,6 +30,7 @@ of the replicas it feeds, so every replica gets a full batch at every step.
 Every consumer weighs examples with label < 0 by 0 (Trainer's evaluation,
 tflottery.analysis), so results are over exactly the real examples.
 """
+import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -166,6 +167,11 @@ def build(hparams, infeed_dtype: str = "float32") -> Dataset:
         raise ConfigError(f"holdout_fraction must be in [0, 1), got {hparams.holdout_fraction}")
     if infeed_dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"infeed_dtype must be 'float32' or 'bfloat16', got {infeed_dtype!r}")
+    data_dir = hparams.data_dir
+    if data_dir is not None and "://" not in data_dir and not os.path.exists(data_dir):
+        # Also when the data set ignores it (digits): a mistyped path is refused, not ignored.
+        raise ConfigError(f"DatasetHparams.data_dir {data_dir!r} does not exist; fix the path "
+                          f"or leave data_dir unset")
     if source.build is not None:
         return source.build(hparams, source, infeed_dtype=infeed_dtype)
     if hparams.image_size is not None:

@@ -11,6 +11,7 @@ quarter of float32) and are normalised later, inside the tf.data pipeline.
 import dataclasses
 import gzip
 import os
+import zipfile
 from typing import Optional
 
 import numpy as np
@@ -145,12 +146,23 @@ def load_npz_file(path: str) -> Arrays:
     if not path or not os.path.isfile(path):
         raise DataNotAvailableError(
             f"npz file not found: {path!r}; set DatasetHparams.data_dir to an .npz file holding {', '.join(NPZ_KEYS)}")
-    with np.load(path) as f:
-        missing = [k for k in NPZ_KEYS if k not in f.files]
-        if missing:
-            raise DataNotAvailableError(f"{path} lacks the arrays {missing}; it must hold {', '.join(NPZ_KEYS)}")
-        xs = [f[k] for k in ("x_train", "x_test")]
-        ys = [_labels(f[k]) for k in ("y_train", "y_test")]
+    try:
+        # allow_pickle=False: an .npz of arrays needs no pickles, and a file that
+        # is not one (random bytes, a pickle) is refused in one line below.
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise DataNotAvailableError(f"{path} lacks the arrays {missing}; it must hold {', '.join(NPZ_KEYS)}")
+            xs = [f[k] for k in ("x_train", "x_test")]
+            ys = [_labels(f[k]) for k in ("y_train", "y_test")]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        # numpy's own text (about allow_pickle, for random bytes) would mislead.
+        raise DataNotAvailableError(
+            f"{path} is not a readable .npz archive of arrays ({type(e).__name__}); set "
+            f"DatasetHparams.data_dir to an .npz file holding {', '.join(NPZ_KEYS)} "
+            f"(numpy.savez)") from None
     xs = [_with_channels(x if x.dtype == np.uint8 else x.astype(np.float32)) for x in xs]
     return Arrays(xs[0], ys[0], xs[1], ys[1])
 

@@ -22,7 +22,7 @@ class RunContext:
     training_hp: TrainingHparams
     dataset: "data.Dataset"
     writable: bool = True   # always True from runner (every worker has its own tree)
-    prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_names)
+    prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_shapes)
     # What the run builds once and every phase reuses (training programs,
     # analysis models): shared by the copies dataclasses.replace makes, so an
     # experiment that drives another's stages (lmc of a lottery run) shares it.
@@ -49,22 +49,36 @@ def set_precision_policy(training_hp: TrainingHparams) -> None:
         "mixed_bfloat16" if training_hp.mixed_precision else "float32")
 
 
+# ctx.cache key of the run's {mask weight name: shape} (see prunable_weight_shapes).
+PRUNABLE_SHAPES = ("prunable_shapes",)
+
+
 def prunable_weight_shapes(model_hp: ModelHparams, info) -> dict:
     """{mask weight name: shape}, from a throwaway build of the network for this data.
 
     The runner calls it before anything is written, so a model that cannot
-    be built for the data (unknown option, images too small) fails cleanly.
+    be built for the data (unknown option, an option of the wrong type,
+    images too small) or an unmasked layer that the model does not have
+    fails cleanly, as one line.
     """
-    plain = models.build(model_hp.name, tuple(info.input_shape), info.num_classes, seed=0,
-                         **dict(model_hp.options))
+    try:
+        plain = models.build(model_hp.name, tuple(info.input_shape), info.num_classes, seed=0,
+                             **dict(model_hp.options))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ConfigError(f"model {model_hp.name!r} cannot be built with ModelHparams.options = "
+                          f"{dict(model_hp.options)!r} ({reason}); fix the options") from None
+    variables = masking.prunable_variables(plain)
+    layers = sorted({n.split("/")[0] for n in variables})
+    unknown = [name for name in model_hp.unmasked_layers if name not in layers]
+    if unknown:
+        raise ConfigError(f"ModelHparams.unmasked_layers names {', '.join(map(repr, unknown))}, "
+                          f"not a prunable layer of {model_hp.name!r}; choose from: "
+                          f"{', '.join(layers)}")
     unmasked = set(model_hp.unmasked_layers)
-    return {n: tuple(v.shape) for n, v in masking.prunable_variables(plain).items()
-            if n.split("/")[0] not in unmasked}
-
-
-def prunable_weight_names(model_hp: ModelHparams, info) -> tuple:
-    """The mask's weight names (see prunable_weight_shapes)."""
-    return tuple(prunable_weight_shapes(model_hp, info))
+    return {n: tuple(v.shape) for n, v in variables.items() if n.split("/")[0] not in unmasked}
 
 
 def build_masked_model(ctx: RunContext, seed: int = None):
@@ -187,6 +201,10 @@ def layer_fractions_by_weight(hp, weight_names) -> dict:
     ('output/kernel'); shared by the lottery levels and their branches."""
     out = {}
     for key, value in dict(hp.layer_fractions).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0.0 <= value < 1.0:
+            raise ConfigError(f"PruningHparams.layer_fractions[{key!r}] = {value!r} is not a "
+                              f"fraction in [0, 1) (0 excludes the layer); fix the gin binding")
         matches = weights_named_by(key, weight_names)
         if not matches:
             raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "

@@ -44,8 +44,9 @@ from absl import logging
 from tflottery import masking
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (RunContext, excluded_weights, load_or_make_mask,
-                                           prunable_weight_shapes, training_program)
+from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, excluded_weights,
+                                           load_or_make_mask, prunable_weight_shapes,
+                                           training_program)
 from tflottery.hparams import DstHparams
 from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
@@ -138,6 +139,9 @@ class DstExperiment:
     def validate(self, ctx: RunContext) -> None:
         hp = self.hp
         check_number("DstHparams.sparsity", hp.sparsity, 0.0, 1.0, high_open=True)
+        if hp.sparsity == 0:
+            raise ConfigError("DstHparams.sparsity = 0.0 leaves nothing to drop or grow (dense "
+                              "training); set a sparsity in (0, 1), or use experiment 'train'")
         check_criterion("DstHparams.grow", hp.grow)
         if not 0.0 < hp.drop_fraction < 1.0:
             raise ConfigError(f"DstHparams.drop_fraction must be in (0, 1), got {hp.drop_fraction}")
@@ -153,10 +157,9 @@ class DstExperiment:
         self.layer_densities(ctx)
 
     def layer_densities(self, ctx: RunContext) -> dict:
-        key = ("prunable_shapes",)
-        if key not in ctx.cache:
-            ctx.cache[key] = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
-        shapes = ctx.cache[key]
+        if PRUNABLE_SHAPES not in ctx.cache:
+            ctx.cache[PRUNABLE_SHAPES] = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
+        shapes = ctx.cache[PRUNABLE_SHAPES]
         dense = excluded_weights(self.hp.dense_layers, list(shapes))
         try:
             return dynamic.layer_densities(shapes, 1.0 - self.hp.sparsity, self.hp.distribution,

@@ -36,6 +36,9 @@ from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
 
 SPARSITY_LOG = "sparsity.jsonl"
+# The largest exponent of the polynomial schedule: (1 - t)^power in float32
+# is 0 after the first step beyond this anyway.
+MAX_POWER = 100
 
 
 def check_schedule(hp: GradualHparams, begin: int, end: int, frequency: int,
@@ -52,6 +55,9 @@ def check_schedule(hp: GradualHparams, begin: int, end: int, frequency: int,
     if hp.final_sparsity < hp.initial_sparsity:
         raise ConfigError("GradualHparams.final_sparsity must be >= initial_sparsity")
     check_scope(hp.scope)
+    if not 1 <= hp.power <= MAX_POWER:
+        raise ConfigError(f"GradualHparams.power must be in [1, {MAX_POWER}] (the exponent of "
+                          f"the sparsity schedule; 3 in Zhu & Gupta), got {hp.power}")
     if frequency < 1:
         raise ConfigError("GradualHparams.frequency must be at least one step")
     if total is None and not begin < end:

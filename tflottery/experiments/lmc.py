@@ -146,6 +146,11 @@ class InstabilityExperiment:
                 "subnetwork 'independent_imp' takes each copy's IMP subnetwork from another "
                 "replicate of the lottery run, which TrainingHparams.model_seed would give the "
                 "same initialisation; leave model_seed unset")
+        if not self.uses_lottery and tuple(hp.levels) != InstabilityHparams.levels:
+            raise ConfigError(
+                f"InstabilityHparams.levels = {tuple(hp.levels)} needs IMP subnetworks, but "
+                f"subnetwork {hp.subnetwork!r} has no pruning levels; leave levels at "
+                f"{InstabilityHparams.levels} or choose subnetwork 'imp'")
         if self.uses_lottery:
             if not hp.levels:
                 raise ConfigError("InstabilityHparams.levels is empty; give at least one level")

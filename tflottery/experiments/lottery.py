@@ -30,14 +30,18 @@ from tflottery import masking, pruning
 from tflottery.plan import Phase
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (RunContext, layer_fractions_by_weight,
-                                           load_or_make_mask, pretrain, training_program)
+from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext,
+                                           layer_fractions_by_weight, load_or_make_mask,
+                                           pretrain, training_program)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
 MODES = ("rewind", "lrr")
+# The most pruning levels a run plans (each is a whole training; 1000 levels
+# of 20% leave 1e-97 of the weights).
+MAX_LEVELS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +69,27 @@ class LevelPlan:
                 raise ConfigError("one_shot pruning needs PruningHparams.target_sparsity")
             return cls([pruning.fraction_for_density(1.0, 1.0 - hp.target_sparsity)])
         if hp.target_sparsity is not None:
-            return cls([hp.fraction] * pruning.levels_for_sparsity(hp.fraction, hp.target_sparsity,
-                                                                   hp.scope))
-        if hp.levels < 0:
-            raise ConfigError(f"levels must be >= 0, got {hp.levels}")
-        return cls([hp.fraction] * hp.levels)
+            count = pruning.levels_for_sparsity(hp.fraction, hp.target_sparsity, hp.scope)
+        else:
+            count = hp.levels
+        if count < 0:
+            raise ConfigError(f"levels must be >= 0, got {count}")
+        if count > MAX_LEVELS:
+            raise ConfigError(
+                f"PruningHparams asks for {count} pruning levels, beyond the limit of "
+                f"{MAX_LEVELS} (each level is a whole training); lower levels or "
+                f"target_sparsity, or raise fraction")
+        return cls([hp.fraction] * count)
+
+    def check_fits(self, num_weights: int) -> None:
+        """ConfigError if the last level would keep less than one of `num_weights`
+        prunable weights (the levels after that have nothing left to prune)."""
+        density = float(np.prod([1.0 - f for f in self.fractions]))
+        if density * num_weights < 1.0:
+            raise ConfigError(
+                f"the last of {self.num_levels - 1} pruning levels keeps {density:.3g} of the "
+                f"{num_weights} prunable weights, less than one weight; lower "
+                f"PruningHparams.levels or target_sparsity")
 
 
 def magnitudes(model) -> dict:
@@ -115,11 +135,14 @@ class LotteryExperiment:
             raise ConfigError("learning-rate rewinding keeps the trained weights; "
                               "leave LotteryHparams.rewind_step at '0it' with mode 'lrr'")
         self.plan = LevelPlan.from_hparams(self.pruning_hp)
+        if PRUNABLE_SHAPES in ctx.cache:    # from the runner's throwaway build of the model
+            shapes = ctx.cache[PRUNABLE_SHAPES].values()
+            self.plan.check_fits(sum(int(np.prod(shape)) for shape in shapes))
+        layer_fractions_by_weight(self.pruning_hp, list(ctx.prunable_names))
         if self.pruning_hp.scope == "global" and any(
                 v != 0 for v in dict(self.pruning_hp.layer_fractions).values()):
             raise ConfigError("per-layer rates other than 0 (exclusion) need "
                               "PruningHparams.scope = 'layerwise'")
-        layer_fractions_by_weight(self.pruning_hp, list(ctx.prunable_names))
         if self.branch_hp.dilation is not None and not self.branch_hp.dilation > 0:
             raise ConfigError(f"BranchHparams.dilation must be > 0, got {self.branch_hp.dilation}")
         for name in self.branch_hp.names:

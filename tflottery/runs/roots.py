@@ -19,8 +19,14 @@ from tflottery.errors import ConfigError
 PROBE_PREFIX = ".tflottery-probe-"
 
 
-def check_root(root_dir: str) -> None:
-    """ConfigError unless `root_dir` is (or can be made) a writable directory."""
+def check_root(root_dir: str, create: bool = True) -> None:
+    """ConfigError unless `root_dir` is (or can be made) a writable directory.
+
+    create=False checks only what needs no write (given, reachable, not a
+    file): the runner checks that before validating the configuration, and
+    creates the root (create=True) only once every check has passed, so a
+    refused run leaves no empty root behind.
+    """
     if not root_dir or not str(root_dir).strip():
         raise ConfigError("--root_dir is empty; give the directory for run directories, "
                           "e.g. --root_dir=runs")
@@ -34,6 +40,8 @@ def check_root(root_dir: str) -> None:
                               f"Storage: {e}); check the network, or use a local directory") from e
     if not remote and os.path.exists(root_dir) and not os.path.isdir(root_dir):
         raise ConfigError(f"--root_dir {root_dir} is a file, not a directory; choose a directory")
+    if not create:
+        return
     try:
         tf.io.gfile.makedirs(root_dir)
         probe = os.path.join(root_dir, PROBE_PREFIX + uuid.uuid4().hex[:8])

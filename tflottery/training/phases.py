@@ -14,6 +14,12 @@ from tflottery.training.optimizers import optimizer_class
 from tflottery.training.schedules import LotterySchedule
 
 
+# The most evaluations one training makes: the trainer holds its evaluation
+# steps in memory (and each evaluation passes over the test set), so
+# training_steps / eval_every is bounded (a million: about 100 MB of steps).
+MAX_EVALUATIONS = 10 ** 6
+
+
 @dataclasses.dataclass(frozen=True)
 class PhaseSteps:
     """All step quantities of a phase, resolved to iterations."""
@@ -52,6 +58,11 @@ class PhaseSteps:
             raise ConfigError(
                 f"eval_every {hp.eval_every!r} ({eval_every} it) is past the end of training "
                 f"({hp.training_steps} = {total} it); make it at most training_steps")
+        if total // eval_every > MAX_EVALUATIONS:
+            raise ConfigError(
+                f"eval_every {hp.eval_every!r} ({eval_every} it) evaluates {total // eval_every} "
+                f"times in {total} it of training, beyond the limit of {MAX_EVALUATIONS}; "
+                f"raise eval_every or shorten training_steps")
         named = {"init": start, "end": end}
         for value in tuple(hp.checkpoint_steps) + tuple(extra_checkpoints):
             step = iters(value)
