@@ -1,9 +1,10 @@
 """Bad inputs, generated from the hyperparameter dataclasses: is each refused cleanly?
 
-Every field of every hyperparameter dataclass gets a value of the wrong type
-and one or two out-of-range values (chosen from the field's annotation by
-`generated_cases`, so a new field is covered without editing this file),
-bound with gin in the experiment that uses its class; then the hand-written
+Every field of every hyperparameter dataclass (tflottery/hparams.py, and the
+model families' option classes behind ModelHparams.options) gets a value of
+the wrong type and one or two out-of-range values (chosen from the field's
+annotation by `generated_cases`, so a new field is covered without editing
+this file), bound with gin in the experiment that uses its class; then the hand-written
 cases of issue 22 (seeds, ignored schedule parameters, layer names, levels,
 model options, sizes, data files, gin syntax, flags).  A case passes when it
 is refused with one line starting `error:`, nothing written: the --root_dir
@@ -104,8 +105,28 @@ def gin_literal(value) -> str:
     return repr(value)
 
 
+def model_options_classes() -> dict:
+    """{options dataclass of a model family (ModelHparams.options): the first model using it}."""
+    from tflottery import models
+    out = {}
+    for name in sorted(models.REGISTRY.names()):
+        options_cls = getattr(models.REGISTRY.get(name), "options_cls", None)
+        if dataclasses.is_dataclass(options_cls):
+            out.setdefault(options_cls, name)
+    return out
+
+
 def generated_cases() -> List[Case]:
     out = []
+    for options_cls, model in model_options_classes().items():
+        hints = typing.get_type_hints(options_cls)
+        for field in dataclasses.fields(options_cls):
+            for kind, value in _bad_values(hints[field.name]):
+                binding = f"ModelHparams.options = {{{field.name!r}: {gin_literal(value)}}}"
+                out.append(Case(f"{kind}: {options_cls.__name__}.{field.name} = "
+                                f"{gin_literal(value)} ({model})",
+                                (f"ModelHparams.name = '{model}'", binding),
+                                expect=(f"ModelHparams.options[{field.name!r}]", "'bogus'")))
     for cls, experiment in experiments_of_classes().items():
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):

@@ -35,9 +35,10 @@ def test_generated_cases_cover_every_field_of_every_hparams_class():
     found from the dataclasses (so a field added later is covered without a test edit)."""
     kinds = {}
     for case in bad_inputs.generated_cases():
-        kinds.setdefault(case.bindings[-1].split(" = ")[0], set()).add(case.name.split(":")[0])
-    classes = _hparams_classes()
-    assert len(classes) >= 14
+        key = case.name.split(": ", 1)[1].split(" = ")[0]
+        kinds.setdefault(key, set()).add(case.name.split(":")[0])
+    classes = _hparams_classes() + list(bad_inputs.model_options_classes())
+    assert len(classes) >= 14 + 5
     for cls in classes:
         for field in dataclasses.fields(cls):
             key = f"{cls.__name__}.{field.name}"
@@ -48,7 +49,7 @@ def _sample_of_generated():
     """The first wrong-type and the last out-of-range case of every class."""
     by_class = {}
     for case in bad_inputs.generated_cases():
-        cls = case.bindings[-1].split(".")[0]
+        cls = case.name.split(": ", 1)[1].split(".")[0]
         kind = case.name.split(":")[0]
         by_class.setdefault((cls, kind), []).append(case)
     return [cases[0] if kind == "type" else cases[-1]

@@ -40,20 +40,27 @@ class _Checked:
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            where = f"{type(self).__name__}.{field.name} = {value!r}"
-            if not _fits(value, hints[field.name]):
-                raise ConfigError(f"{where} is not of type {_type_name(hints[field.name])}; "
-                                  f"fix the gin binding")
-            for number in _numbers(value):
-                problem = _out_of_range(number)
-                if problem:
-                    raise ConfigError(f"{where}: {problem}; fix the gin binding")
-            for text in _step_texts(value, hints[field.name]):
-                try:
-                    Step.parse(text)
-                except ConfigError as e:
-                    raise ConfigError(f"{where}: {e}") from None
+            check_value(f"{type(self).__name__}.{field.name}", getattr(self, field.name),
+                        hints[field.name])
+
+
+def check_value(name: str, value, annotation) -> None:
+    """ConfigError unless `value` fits `annotation` and is in range (see _Checked);
+    `name` is what the message calls it ('TrainingHparams.lr').  Also used for
+    the model options of ModelHparams.options, whose types live in tflottery.models."""
+    where = f"{name} = {value!r}"
+    if not _fits(value, annotation):
+        raise ConfigError(f"{where} is not of type {_type_name(annotation)}; "
+                          f"fix the gin binding")
+    for number in _numbers(value):
+        problem = _out_of_range(number)
+        if problem:
+            raise ConfigError(f"{where}: {problem}; fix the gin binding")
+    for text in _step_texts(value, annotation):
+        try:
+            Step.parse(text)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
 
 
 def _numbers(value):

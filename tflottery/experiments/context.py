@@ -1,12 +1,13 @@
 """What every experiment is given, and the helpers they share."""
 import dataclasses
 import os
+import typing
 
 import tensorflow as tf
 
 from tflottery import data, masking, models
 from tflottery.errors import ConfigError
-from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams
+from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, check_value
 from tflottery.keras_compat import keras
 
 
@@ -61,6 +62,12 @@ def prunable_weight_shapes(model_hp: ModelHparams, info) -> dict:
     images too small) or an unmasked layer that the model does not have
     fails cleanly, as one line.
     """
+    options_cls = getattr(models.REGISTRY.get(model_hp.name), "options_cls", None)
+    if dataclasses.is_dataclass(options_cls):   # unknown names: the build says which exist
+        hints = typing.get_type_hints(options_cls)
+        for key, value in dict(model_hp.options).items():
+            if key in hints:
+                check_value(f"ModelHparams.options[{key!r}]", value, hints[key])
     try:
         plain = models.build(model_hp.name, tuple(info.input_shape), info.num_classes, seed=0,
                              **dict(model_hp.options))
