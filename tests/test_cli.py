@@ -138,7 +138,7 @@ BAD_INPUTS = [
       "--gin_bindings=PaiHparams.examples_per_class=1000000000"],
      "PaiHparams.examples_per_class: cannot take 1000000000 examples per class"),
     (["--gin_bindings=ExperimentHparams.name='lmc'",
-      "--gin_bindings=InstabilityHparams.num_alphas=10000000000"],
+      "--gin_bindings=InstabilityHparams.num_alphas=1000000"],
      "InstabilityHparams.num_alphas must be in [2, 1000]"),
     # A model that cannot be built for the data, in an experiment that builds
     # nothing during validation: the runner's throwaway build catches it.
