@@ -21,7 +21,7 @@ from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, hold_loc
                                            prunable_weight_shapes)
 from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, ModelHparams,
                                TrainingHparams)
-from tflottery.runs import io
+from tflottery.runs import config_file, io
 from tflottery.runs.naming import run_name
 from tflottery.runs.finished import write_finished
 from tflottery.runs.roots import check_root
@@ -125,9 +125,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
         rec = ctx.cache["hparams_record"]
         if ctx.writable:
             io.makedirs(ctx.replicate_dir)
-            config_path = os.path.join(ctx.run_dir, "config.gin")
-            if not io.exists(config_path):
-                io.atomic_write_text(config_path, gin.config_str())
+            config_file.write_config(ctx.run_dir, gin.config_str())
             hparams_record.write(ctx.run_dir, rec)
         planned = phases(experiment, ctx)
         ctx.cache["run_log"] = run_log.RunLog(

@@ -29,7 +29,7 @@ from tflottery.experiments.context import (layer_fractions_by_weight, load_fresh
 from tflottery.plan import Phase
 from tflottery.runs.naming import retrain_branch_dir
 from tflottery.registry import Registry
-from tflottery.runs import io
+from tflottery.runs import damage, io
 from tflottery.training import run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
@@ -106,6 +106,26 @@ def phase(exp, ctx, name: str, level: int) -> Phase:
                  start, end)
 
 
+def read_branch_record(path: str) -> dict:
+    """branch.json as written by write_branch_record (ValueError if it is not)."""
+    record = io.read_json(path)
+    if not isinstance(record, dict) or not {"name", "level"} <= set(record):
+        raise ValueError(f"{path} is not a branch record")
+    return record
+
+
+def write_branch_record(exp, name: str, level: int, path: str) -> None:
+    """branch.json: what the branch is, for reports (the retrain directory's tag is only a
+    hash).  Written once; a damaged one is set aside and written again (runs/damage.py)."""
+    if damage.read_output(path, read_branch_record) is not None:
+        return
+    retrain = name == "retrain"
+    io.atomic_write_json(path, {
+        "name": name, "level": level,
+        "dilation": exp.branch_hp.dilation if retrain else None,
+        "data_seed": exp.branch_hp.data_seed if retrain else None})
+
+
 def run_branch(exp, ctx, name: str, level: int) -> dict:
     """Train branch `name` of IMP level `level` (skipped when already done)."""
     spec = REGISTRY.get(name)
@@ -114,22 +134,22 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
     if not io.exists(os.path.join(level_dir, "train", "final.json")):
         raise ConfigError(f"branch {name!r} asked of level {level}, which has not run")
     out = os.path.join(level_dir, branch_dir_name(exp, name))
-    info_path = os.path.join(out, "branch.json")
-    if ctx.writable and not io.exists(info_path):
-        # What the branch is, for reports: the retrain directory's tag is only a hash.
-        retrain = name == "retrain"
-        io.atomic_write_json(info_path, {
-            "name": name, "level": level,
-            "dilation": exp.branch_hp.dilation if retrain else None,
-            "data_seed": exp.branch_hp.data_seed if retrain else None})
+    if ctx.writable:
+        write_branch_record(exp, name, level, os.path.join(out, "branch.json"))
+    seed = branch_seed(ctx.replicate, level, name)
+
+    def branch_mask():
+        # Read (and, if missing or damaged, made again) also when the branch is
+        # done: reports read its density from it.
+        return exp.load_or_make_mask(ctx, os.path.join(out, "mask"), lambda: spec.make_mask(
+            exp, ctx, level, exp.mask_of_level(ctx, level), seed))
+
     done = finished_result(os.path.join(out, "train"))
     if done is not None:
         logging.info("%s: finished before; skipped", phase_name(name, level))
+        branch_mask()
         return done
-    level_mask = exp.mask_of_level(ctx, level)
-    seed = branch_seed(ctx.replicate, level, name)
-    mask = exp.load_or_make_mask(ctx, os.path.join(out, "mask"),
-                                 lambda: spec.make_mask(exp, ctx, level, level_mask, seed))
+    mask = branch_mask()
     training_hp, data_seed = branch_training(exp, ctx, name)
     program = training_program(ctx, training_hp)
     model = program.model

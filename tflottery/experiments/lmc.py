@@ -63,7 +63,7 @@ from tflottery.runs import damage, io
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, validate_training
+from tflottery.training.loop import Trainer, finished_result, validate_training
 from tflottery.training.program import assign_values, variable_values
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise",
@@ -326,19 +326,22 @@ class InstabilityExperiment:
         from tflottery.reporting import instability as report
         out = self.analysis_dir(ctx, level, k)
         result_path = os.path.join(out, "instability.json")
-        done = damage.read_output(result_path, io.read_json)
-        if done is not None:
-            return done
-        mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
-        program = training_program(ctx)
-        model = program.model
-        state_k = variable_values(model)
-        w_k = analysis.weight_vector(model)
         start = self.copy_start(k)
         ipe = ctx.dataset.iterations_per_epoch
         total = validate_training(ctx.training_hp, ipe).total
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
         extra = list(epochs) if self.hp.per_epoch else []
+        done = damage.read_output(result_path, io.read_json)
+        if done is not None and self.copies_intact(out, extra):
+            return done
+        if done is not None:
+            logging.warning("%s: a copy's files are damaged: training it again and measuring "
+                            "the analysis again", self.analysis_name(level, k))
+        mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
+        program = training_program(ctx)
+        model = program.model
+        state_k = variable_values(model)
+        w_k = analysis.weight_vector(model)
         copies, interp, loops = self.analysis_models(ctx)
         for i, seed in enumerate(self.hp.copy_seeds):
             assign_values(model, state_k)
@@ -380,6 +383,17 @@ class InstabilityExperiment:
                 report.plot_per_epoch(os.path.join(out, "instability_per_epoch.png"), result)
             io.atomic_write_json(result_path, result)
         return result
+
+    def copies_intact(self, out: str, extra) -> bool:
+        """Whether every copy of the analysis in `out` is finished with its files whole.
+
+        instability.json is measured from the copies' end (and per-epoch)
+        checkpoints, which a later report, alignment or soup reads again; a
+        damaged copy file is set aside (runs/damage.py) and the copy redone.
+        """
+        named = ("init", "end") + tuple(f"step_{step}" for step in extra)
+        return all([finished_result(os.path.join(out, f"copy_{i}"), named) is not None
+                    for i in range(len(self.hp.copy_seeds))])
 
     def load_independent_start(self, ctx: RunContext, level, k_text: str, k: int, out: str,
                                i: int) -> None:

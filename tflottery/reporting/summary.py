@@ -5,21 +5,42 @@ random pruning is not).
 
 Everything is read back from the run directory, so the table can be rebuilt
 at any time (`python -m tflottery.report RUN_DIR`) and covers every
-replicate that has run so far.
+replicate that has run so far.  At the end of a run, the files of the run's
+own levels and branches have just been checked and remade if damaged
+(runs/damage.py); a damaged file the run did not cover (another replicate,
+a level or branch not asked for this time) is left out of the table with a
+warning that says which run remakes it.
 """
 import os
 import re
 from typing import Dict, List
 
 import tensorflow as tf
+from absl import logging
 
-from tflottery.runs import io
+from tflottery.runs import damage, io
 
 RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
 
 
 def level_result(replicate_dir: str, level: int) -> dict:
     return io.read_json(os.path.join(replicate_dir, f"level_{level}", "train", "final.json"))
+
+
+def _read(path: str, field):
+    """json[field...] of `path`; None (with a warning) if the file is missing or damaged."""
+    if not io.exists(path):
+        return None
+    try:
+        value = io.read_json(path)
+        for key in field:
+            value = value[key]
+        return value
+    except (TypeError, *damage.DAMAGE_ERRORS) as err:
+        logging.warning("%s is damaged (%s); left out of the summary: run its replicate again "
+                        "(the same command with its --replicate) to remake it", path,
+                        f"{type(err).__name__}: {err}".splitlines()[0][:200])
+        return None
 
 
 def _stats(values: List[float]) -> dict:
@@ -37,8 +58,7 @@ def _numbered(pattern: str, prefix: str):
 
 
 def _density(directory: str):
-    path = os.path.join(directory, "mask", "sparsity.json")
-    return io.read_json(path)["total"]["density"] if io.exists(path) else None
+    return _read(os.path.join(directory, "mask", "sparsity.json"), ("total", "density"))
 
 
 def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
@@ -46,18 +66,19 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
     per_level: Dict[int, dict] = {}
     for _, rep_dir in _numbered(os.path.join(run_dir, "replicate_*"), "replicate_"):
         for level, level_dir in _numbered(os.path.join(rep_dir, "level_*"), "level_"):
-            final = os.path.join(level_dir, "train", "final.json")
-            if not io.exists(final):
+            accuracy = _read(os.path.join(level_dir, "train", "final.json"),
+                             ("test_accuracy",))
+            if accuracy is None:
                 continue
             entry = per_level.setdefault(level, {"imp": [], "densities": [], "branches": {}})
-            entry["imp"].append(io.read_json(final)["test_accuracy"])
+            entry["imp"].append(accuracy)
             entry["densities"].append(_density(level_dir))
             for branch_dir in sorted(tf.io.gfile.glob(os.path.join(level_dir, "branch_*"))):
-                bfinal = os.path.join(branch_dir, "train", "final.json")
-                if io.exists(bfinal):
+                accuracy = _read(os.path.join(branch_dir, "train", "final.json"),
+                                 ("test_accuracy",))
+                if accuracy is not None:
                     name = os.path.basename(branch_dir)[len("branch_"):]
-                    entry["branches"].setdefault(name, []).append(
-                        io.read_json(bfinal)["test_accuracy"])
+                    entry["branches"].setdefault(name, []).append(accuracy)
     if 0 not in per_level:
         return {"levels": [], "dense_accuracy": None, "matching_tolerance": matching_tolerance,
                 "highest_matching_sparsity": None, "nontrivial_levels": []}

@@ -30,13 +30,16 @@ DAMAGE_ERRORS = (ValueError, KeyError, IndexError, EOFError, OSError, zipfile.Ba
 T = TypeVar("T")
 
 
-def set_aside(path: str) -> str:
-    """Rename a damaged file or directory to `<path>.damaged-<time>`; return the new name."""
+def set_aside(path: str, why: str = "unreadable") -> str:
+    """Rename a damaged file or directory to `<path>.damaged-<time>`; return the new name.
+
+    `why` says what is wrong with it (default: it does not read back).
+    """
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S%f")
     target = f"{path}.damaged-{stamp}"
     tf.io.gfile.rename(path, target)
-    logging.warning("%s is damaged (unreadable); moved it to %s and redoing the stage that "
-                    "writes it", path, target)
+    logging.warning("%s is damaged (%s); moved it to %s and redoing the stage that "
+                    "writes it", path, why, target)
     return target
 
 

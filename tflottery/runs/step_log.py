@@ -5,25 +5,33 @@ step at which they act.  A phase resumed from its last checkpoint repeats the
 hook calls after that checkpoint, with the same results (the hooks are
 deterministic), so the log keeps one record per step: a repeated step
 replaces its record.  The file is rewritten whole and atomically, so a kill
-never leaves half a line.
+never leaves half a line, and any line that does not read back is damage:
+`read` raises jsonl.DamagedLog, and the training loop, which checks the log
+before it resumes or skips a finished phase (`missing_steps`), sets the file
+aside and trains the phase again from its start.
 """
 import json
 import os
-from typing import List
+from typing import Iterable, List
 
-from tflottery.runs import io
+from tflottery.runs import io, jsonl
 
 
 def read(path: str) -> List[dict]:
-    """The records of `path`, in step order ([] if it does not exist)."""
+    """The records of `path`, in step order ([] if it does not exist).
+
+    Raises jsonl.DamagedLog if a byte or a line of it does not read back.
+    """
     if not io.exists(path):
         return []
-    records = {}
-    for line in io.read_text(path).splitlines():
-        if line.strip():
-            record = json.loads(line)
-            records[record["step"]] = record
+    records = {r["step"]: r for r in jsonl.read_records(path)}
     return [records[step] for step in sorted(records)]
+
+
+def missing_steps(path: str, steps: Iterable[int]) -> List[int]:
+    """Which of `steps` have no record in the log at `path` (raises jsonl.DamagedLog)."""
+    present = {r["step"] for r in read(path)}
+    return sorted(set(steps) - present)
 
 
 def write(path: str, record: dict) -> None:

@@ -38,8 +38,8 @@ from absl import logging
 
 from tflottery import masking
 from tflottery.errors import Interrupted, Terminated, TrainingDivergedError
-from tflottery.runs import damage, io
-from tflottery.training import checkpoints, summaries
+from tflottery.runs import damage, io, jsonl, step_log
+from tflottery.training import checkpoints, metrics_log, summaries
 from tflottery.training.checkpoints import Checkpointer
 from tflottery.training.run_log import duration
 from tflottery.training.phases import (  # noqa: F401  (re-exported: the loop's vocabulary)
@@ -93,8 +93,11 @@ class Trainer:
         self.schedule = program.schedule
         self.optimizer = program.optimizer
         self.train_loss, self.train_acc = program.train_loss, program.train_acc
-        self._checkpointer = Checkpointer(os.path.join(out_dir, "checkpoints"), model,
-                                          self.optimizer, writable, checkpoint=program.checkpoint)
+        self._checkpointer = self._new_checkpointer()
+
+    def _new_checkpointer(self) -> Checkpointer:
+        return Checkpointer(os.path.join(self.out_dir, "checkpoints"), self.model,
+                            self.optimizer, self.writable, checkpoint=self.program.checkpoint)
 
     def make_train_fn(self, start_step: int):
         """A function `f(n)` that trains n more steps on the data stream from `start_step`.
@@ -113,7 +116,7 @@ class Trainer:
 
     # ---- the host loop ----
     def _metrics_path(self):
-        return os.path.join(self.out_dir, "metrics.jsonl")
+        return metrics_log.path_of(self.out_dir)
 
     def _append_metrics(self, record: dict) -> None:
         if self.writable:
@@ -121,14 +124,76 @@ class Trainer:
 
     def _drop_metrics_after(self, step: int) -> None:
         """On resume, forget records written after the checkpoint we restored
-        (and a last line cut short by a kill)."""
+        (and a last line cut short by a kill); those before it were checked
+        whole by _check_logs_before_latest."""
         path = self._metrics_path()
         if not (self.writable and io.exists(path)):
             return
-        lines = io.read_text(path).splitlines()
-        kept = [l for l in lines if _step_of(l) is not None and _step_of(l) <= step]
-        if len(kept) != len(lines):
-            io.atomic_write_text(path, "".join(l + "\n" for l in kept))
+        lines = jsonl.read_lines(path, tail_may_be_cut=True)
+        kept = [l for l in lines if jsonl.record_of(l)["step"] <= step]
+        io.atomic_write_text(path, "".join(l + "\n" for l in kept))
+
+    def _expected_records(self, up_to: int) -> set:
+        """The (step, kind) metrics records the loop writes from the phase's start up to `up_to`."""
+        s = self.steps
+        holdout = bool(getattr(self.dataset.info, "num_holdout", 0))
+        evals = ["test", "holdout"] if holdout else ["test"]
+        expected = set()
+        if s.start < s.end and self._is_eval(s.start):
+            expected.update((s.start, k) for k in evals)
+        for event in self._event_steps():
+            if s.start < event <= up_to:
+                expected.add((event, "train"))
+                if self._is_eval(event):
+                    expected.update((event, k) for k in evals)
+        return expected
+
+    def _hook_log(self) -> Optional[str]:
+        """The step log the mask hook writes (runs/step_log.py), if any."""
+        path = getattr(self.mask_hook, "log_path", None)
+        return path if self.writable and path else None
+
+    def _hook_log_problem(self, before: int) -> Optional[str]:
+        """Why the mask hook's log lacks a record of a hook step in [start, before)."""
+        path = self._hook_log()
+        if path is None:
+            return None
+        steps = [t for t in self.mask_hook.steps if self.steps.start <= t < before]
+        try:
+            missing = step_log.missing_steps(path, steps)
+        except jsonl.DamagedLog as e:
+            return str(e)
+        return f"no record of hook step(s) {missing}" if missing else None
+
+    def _check_logs_before_latest(self) -> None:
+        """Resuming at the rolling checkpoint's step S needs every record up to S
+        in metrics.jsonl and the hook's step log; a damaged or shortened log is
+        set aside and the phase trains again from its start, never silently
+        shorter."""
+        latest = checkpoints.latest_step(self._checkpointer.directory)
+        if latest is None or not self.writable:
+            return
+        problems = [(self._metrics_path(), metrics_log.missing_before(
+                        self.out_dir, self._expected_records(latest), latest)),
+                    (self._hook_log(), self._hook_log_problem(latest))]
+        problems = [(path, why) for path, why in problems if why is not None]
+        for path, why in problems:
+            set_aside_if_there(path, why)
+        if problems:
+            logging.warning("%s: its logs do not reach the checkpoint at step %d: training "
+                            "the phase again from its start", self.phase_name, latest)
+            self._forget_latest()
+
+    def _forget_latest(self) -> None:
+        """Drop the rolling checkpoint (set aside instead if it is damaged too), so that
+        the phase starts afresh; the new Checkpointer's manager no longer lists it."""
+        directory = os.path.join(self._checkpointer.directory, "latest")
+        try:
+            checkpoints.check_readable(tf.train.latest_checkpoint(directory))
+            self._checkpointer.remove_latest()
+        except damage.DAMAGE_ERRORS:
+            damage.set_aside(directory)
+        self._checkpointer = self._new_checkpointer()
 
     def _check_named_before_latest(self) -> None:
         """A named checkpoint the rolling one has passed must be intact, or the
@@ -140,7 +205,7 @@ class Trainer:
             if at <= latest and not self._checkpointer.named_intact(name):
                 logging.warning("checkpoint %r of %s is missing or damaged: training the phase "
                                 "again from its start", name, self.out_dir)
-                self._checkpointer.remove_latest()
+                self._forget_latest()
                 return
 
     def _start_afresh(self) -> None:
@@ -148,10 +213,16 @@ class Trainer:
         if not self.writable:
             return
         io.makedirs(self.out_dir)
-        for name in ("metrics.jsonl", "tensorboard"):
-            path = os.path.join(self.out_dir, name)
-            if io.exists(path):
-                logging.info("removing %s of an attempt killed before its first checkpoint", path)
+        hook_log = self._hook_log()
+        if hook_log is not None and io.exists(hook_log):
+            try:
+                step_log.read(hook_log)
+            except jsonl.DamagedLog as e:
+                damage.set_aside(hook_log, str(e))
+        for path in [os.path.join(self.out_dir, name) for name in (metrics_log.FILENAME,
+                                                                   "tensorboard")] + [hook_log]:
+            if path is not None and io.exists(path):
+                logging.info("removing %s of an earlier attempt: the phase starts afresh", path)
                 io.remove(path)
 
     def _event_steps(self):
@@ -173,12 +244,17 @@ class Trainer:
         final_path = os.path.join(self.out_dir, "final.json")
         s = self.steps
         done = finished_result(self.out_dir, tuple(s.named))
-        if done is not None:
+        hook_problem = self._hook_log_problem(s.end) if done is not None else None
+        if done is not None and hook_problem is None:
             logging.info("%s: finished before (%s); skipped", self.phase_name, self.out_dir)
             self._checkpointer.remove_latest()
             return done
+        if hook_problem is not None:
+            set_aside_if_there(self._hook_log(), hook_problem)
+            io.remove(final_path)       # not finished: trained again from its start
         self.program.begin_phase(s.start)
         self._check_named_before_latest()
+        self._check_logs_before_latest()
         if self._checkpointer.restore_latest():
             step = s.start + int(self.optimizer.iterations.numpy())
             logging.info("%s: resuming at step %d of %d..%d (%s)", self.phase_name, step,
@@ -211,7 +287,8 @@ class Trainer:
                 f"continue", 143 if isinstance(e, Terminated) else 130) from None
         final = self._final_result(step)
         if self.writable:
-            io.atomic_write_json(final_path, final)
+            io.atomic_write_json(final_path, dict(
+                final, **{metrics_log.COUNT_KEY: metrics_log.count(self.out_dir)}))
         writer.flush()
         self._checkpointer.remove_latest()
         return final
@@ -289,9 +366,11 @@ class Trainer:
         if self._writer is not None:
             summaries.write_density(self._writer, step, self.model)
 
+    def _is_eval(self, step: int) -> bool:
+        return step == self.steps.end or step % self.steps.eval_every == 0
+
     def _record_eval(self, step, writer):
-        is_eval = step == self.steps.end or step % self.steps.eval_every == 0
-        if not is_eval:
+        if not self._is_eval(step):
             return
         result = self.evaluate("test")
         self._last_eval = (step, result)
@@ -329,31 +408,41 @@ def default_phase_name(out_dir: str) -> str:
 
 
 def finished_result(out_dir: str, named=("init", "end")) -> Optional[dict]:
-    """The final.json of a finished phase whose `named` checkpoints read back whole; else None.
+    """The final.json of a finished phase whose `named` checkpoints read back whole and
+    whose metrics.jsonl holds every record; else None.
 
-    A damaged final.json or checkpoint is set aside (runs/damage.py), so the
-    phase counts as unfinished and trains again from its start.
+    A damaged final.json, checkpoint or metrics.jsonl is set aside
+    (runs/damage.py), so the phase counts as unfinished and trains again
+    from its start (for the metrics, final.json is removed with it).
     """
-    final = damage.read_output(os.path.join(out_dir, "final.json"), io.read_json)
+    final_path = os.path.join(out_dir, "final.json")
+    final = damage.read_output(final_path, io.read_json)
     if not isinstance(final, dict):
+        return None
+    problem = metrics_log.problem_of_finished(out_dir, final)
+    if problem is not None:
+        set_aside_if_there(metrics_log.path_of(out_dir), problem)
+        io.remove(final_path)
         return None
     directory = os.path.join(out_dir, "checkpoints")
     if all([checkpoints.intact(directory, name) for name in named]):
+        final.pop(metrics_log.COUNT_KEY, None)
         return final
     return None
 
 
-def _step_of(line: str) -> Optional[int]:
-    """The step of one metrics line; None for a line cut short by a kill."""
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None
+def set_aside_if_there(path: str, why: str) -> None:
+    """Set a damaged log aside (runs/damage.py); a missing one only gets the warning."""
+    if io.exists(path):
+        damage.set_aside(path, why)
+    else:
+        logging.warning("%s: %s; redoing the stage that writes it", path, why)
 
 
 def read_metrics(out_dir: str) -> list:
-    """The JSON records of a phase's metrics.jsonl (a last line cut short by a kill is skipped)."""
-    path = os.path.join(out_dir, "metrics.jsonl")
+    """The JSON records of a phase's metrics.jsonl (a last line cut short by a kill is
+    skipped; any other bad line raises runs.jsonl.DamagedLog)."""
+    path = metrics_log.path_of(out_dir)
     if not io.exists(path):
         return []
-    return [json.loads(l) for l in io.read_text(path).splitlines() if _step_of(l) is not None]
+    return jsonl.read_records(path, tail_may_be_cut=True)

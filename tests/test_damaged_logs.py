@@ -1,0 +1,185 @@
+"""Damaged logs and lmc copies: found, set aside, and their phase trained again.
+
+A phase's metrics.jsonl and a mask hook's step log (dst's mask_updates.jsonl,
+gradual's sparsity.jsonl) are read back when the phase resumes and checked
+when a finished phase is skipped; an lmc analysis checks its copies even when
+instability.json is intact.  Each case damages one file (bytes that are not
+UTF-8, a garbled line, a log cut short), runs again and compares with an
+undamaged run: the file kept as `<name>.damaged-<time>`, every record there
+again, the results bit-identical (op determinism: conftest.py).
+"""
+from conftest import SMALL_RUN  # noqa: E402
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tflottery import data, gin_files, runner
+from tflottery.runs import jsonl
+from tflottery.training import checkpoints, metrics_log
+from tflottery.training.loop import Trainer
+from test_dst import DST
+from test_gradual import GRADUAL
+from test_phase_files import HP, SYNTH, SimulatedCrash, lenet
+
+pytestmark = pytest.mark.usefixtures("clean_gin")
+
+
+def scramble(path):
+    """Random bytes (not UTF-8) of the file's size."""
+    size = max(os.path.getsize(path), 64)
+    open(path, "wb").write(np.random.default_rng(0).bytes(size))
+
+
+def cut_in_half(path):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+
+
+def garble_first_line(path):
+    lines = open(path).read().splitlines(keepends=True)
+    open(path, "w").write('{"step": 4, "drop\n' + "".join(lines[1:]))
+
+
+def crash_after_checkpoint(monkeypatch, at):
+    """Make the next run stop right after saving its rolling checkpoint at step `at`."""
+    original = checkpoints.Checkpointer.save_latest
+
+    def save_then_crash(self, step):
+        original(self, step)
+        if step == at:
+            raise SimulatedCrash()
+    monkeypatch.setattr(checkpoints.Checkpointer, "save_latest", save_then_crash)
+    return lambda: monkeypatch.setattr(checkpoints.Checkpointer, "save_latest", original)
+
+
+def record_keys(path):
+    """(step, kind) of every record, in file order (timings differ between runs)."""
+    return [(r["step"], metrics_log.kind(r)) for r in jsonl.read_records(path)]
+
+
+def end_weights(phase_dir):
+    reader = tf.train.load_checkpoint(os.path.join(phase_dir, "checkpoints", "end", "ckpt"))
+    return {k: reader.get_tensor(k).tobytes() for k in sorted(reader.get_variable_to_shape_map())
+            if k.startswith("model/")}
+
+
+def one_aside(path):
+    aside = glob.glob(path + ".damaged-*")
+    assert len(aside) == 1, aside
+    return aside[0]
+
+
+@pytest.mark.parametrize("damage", [scramble, cut_in_half, garble_first_line],
+                         ids=["not_utf8", "cut_in_half", "garbled_line"])
+def test_resumed_phase_with_damaged_metrics_trains_again_from_its_start(tmp_path, monkeypatch,
+                                                                         damage):
+    dataset = data.build(SYNTH)
+    strategy = tf.distribute.get_strategy()
+    straight = str(tmp_path / "straight")
+    Trainer(strategy, lenet(), dataset, HP, 0, straight).run()
+    restore = crash_after_checkpoint(monkeypatch, 16)
+    out = str(tmp_path / "killed")
+    with pytest.raises(SimulatedCrash):
+        Trainer(strategy, lenet(), dataset, HP, 0, out).run()
+    restore()
+    metrics = os.path.join(out, "metrics.jsonl")
+    damage(metrics)
+    Trainer(strategy, lenet(), dataset, HP, 0, out).run()
+    one_aside(metrics)
+    assert not os.path.exists(os.path.join(out, "checkpoints", "latest"))
+    assert record_keys(metrics) == record_keys(os.path.join(straight, "metrics.jsonl")) == [
+        (0, "test"), (8, "train"), (8, "test"), (16, "train"), (16, "test"), (24, "train"),
+        (24, "test")]
+    assert json.load(open(os.path.join(out, "final.json"))) == json.load(
+        open(os.path.join(straight, "final.json")))
+    assert end_weights(out) == end_weights(straight)
+
+
+def run_dir_of(root):
+    (rep,) = glob.glob(str(root / "*" / "replicate_0"))
+    return rep
+
+
+def straight_and_damaged_runs(tmp_path, config, crash_at, monkeypatch):
+    """(straight replicate dir, replicate dir of a run stopped after its checkpoint at
+    `crash_at`; None: of a finished run)."""
+    gin_files.parse([], config)
+    runner.run(str(tmp_path / "straight"))
+    if crash_at is None:
+        runner.run(str(tmp_path / "damaged"))
+    else:
+        restore = crash_after_checkpoint(monkeypatch, crash_at)
+        with pytest.raises(SimulatedCrash):
+            runner.run(str(tmp_path / "damaged"))
+        restore()
+    return run_dir_of(tmp_path / "straight"), run_dir_of(tmp_path / "damaged")
+
+
+STEP_LOG_CASES = [
+    # Resumed at the checkpoint of step 8 (the update at 4 logged): the log's
+    # bytes are not UTF-8, a line is not JSON, the log is cut in half.
+    ("dst", DST, "mask_updates.jsonl", 8, scramble),
+    ("dst", DST, "mask_updates.jsonl", 8, garble_first_line),
+    ("gradual", GRADUAL, "sparsity.jsonl", 12, cut_in_half),
+    # The same logs of finished runs.
+    ("dst", DST, "mask_updates.jsonl", None, scramble),
+    ("gradual", GRADUAL, "sparsity.jsonl", None, cut_in_half),
+]
+
+
+@pytest.mark.parametrize("experiment, config, log, crash_at, damage", STEP_LOG_CASES,
+                         ids=[f"{c[0]}-{'finished' if c[3] is None else 'resumed'}-"
+                              f"{c[4].__name__}" for c in STEP_LOG_CASES])
+def test_damaged_step_log_is_set_aside_and_its_phase_redone(tmp_path, monkeypatch, experiment,
+                                                             config, log, crash_at, damage):
+    straight, rep = straight_and_damaged_runs(tmp_path, config, crash_at, monkeypatch)
+    path = os.path.join(rep, "train", log)
+    damage(path)
+    runner.run(str(tmp_path / "damaged"))     # the same (locked) gin configuration
+    one_aside(path)
+    assert open(path).read() == open(os.path.join(straight, "train", log)).read()
+    assert record_keys(os.path.join(rep, "train", "metrics.jsonl")) == record_keys(
+        os.path.join(straight, "train", "metrics.jsonl"))
+    assert end_weights(os.path.join(rep, "train")) == end_weights(
+        os.path.join(straight, "train"))
+    result = f"{experiment}.json" if experiment == "dst" else "train/final.json"
+    assert json.load(open(os.path.join(rep, result))) == json.load(
+        open(os.path.join(straight, result)))
+
+
+def truncate(path):
+    cut_in_half(path)
+
+
+def garble(path):
+    open(path, "w").write('{"step": 24, "test_acc')
+
+
+LMC = SMALL_RUN + ["ExperimentHparams.name = 'lmc'", "InstabilityHparams.num_alphas = 3",
+                   "InstabilityHparams.rewind_steps = ('8it',)"]
+LMC_CASES = [
+    ("copy_1/checkpoints/end/ckpt.data-00000-of-00001", truncate, "copy_1/checkpoints/end"),
+    ("copy_0/checkpoints/init/ckpt.data-00000-of-00001", truncate, "copy_0/checkpoints/init"),
+    ("copy_1/final.json", garble, "copy_1/final.json"),
+    ("copy_0/metrics.jsonl", scramble, "copy_0/metrics.jsonl"),
+]
+
+
+@pytest.mark.parametrize("relpath, damage, aside", LMC_CASES, ids=[c[0] for c in LMC_CASES])
+def test_damaged_lmc_copy_is_redone_while_instability_json_is_intact(tmp_path, monkeypatch,
+                                                                      relpath, damage, aside):
+    straight, rep = straight_and_damaged_runs(tmp_path, LMC, None, monkeypatch)
+    analysis = os.path.join(rep, "k_8")
+    damage(os.path.join(analysis, relpath))
+    runner.run(str(tmp_path / "damaged"))
+    one_aside(os.path.join(analysis, aside))
+    for i in (0, 1):
+        copy = os.path.join(analysis, f"copy_{i}")
+        assert end_weights(copy) == end_weights(os.path.join(straight, "k_8", f"copy_{i}"))
+        assert checkpoints.intact(os.path.join(copy, "checkpoints"), "init")
+    assert json.load(open(os.path.join(analysis, "instability.json"))) == json.load(
+        open(os.path.join(straight, "k_8", "instability.json")))
