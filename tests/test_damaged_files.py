@@ -2,8 +2,9 @@
 
 Each case damages one file of a finished (or half-finished) quickstart run,
 runs the same command again and checks: exit 0, one warning naming the
-file, the file kept as `<name>.damaged-<time>`, and every result equal to
-the undamaged run's (bit for bit: --deterministic).
+file, the file kept as `<name>.damaged-<time>`, every result equal to
+the undamaged run's (bit for bit: --deterministic), every metrics record
+there again, and a report of the run that finds nothing unreadable.
 """
 import glob
 import json
@@ -16,6 +17,9 @@ import tensorflow as tf
 
 from conftest import run_module
 from tflottery import masking
+from tflottery.reporting import collect
+from tflottery.runs import jsonl
+from tflottery.training import metrics_log
 
 ARGS = ["--gin_file=quickstart.gin", "--deterministic",
         "--gin_bindings=TrainingHparams.training_steps = '40it'",
@@ -38,11 +42,16 @@ def finished(tmp_path_factory):
 
 
 def results(run_dir):
-    """Every final.json, mask and end checkpoint tensor of a run."""
+    """Every final.json, mask, branch record, end checkpoint tensor and metrics record
+    ((step, kind): timings differ between runs) of a run, and its config.gin."""
     rep = os.path.join(run_dir, "replicate_0")
-    out = {}
-    for path in sorted(glob.glob(os.path.join(rep, "**", "final.json"), recursive=True)):
-        out[os.path.relpath(path, rep)] = json.load(open(path))
+    out = {"config.gin": open(os.path.join(run_dir, "config.gin"), "rb").read()}
+    for name in ("final.json", "branch.json"):
+        for path in sorted(glob.glob(os.path.join(rep, "**", name), recursive=True)):
+            out[os.path.relpath(path, rep)] = json.load(open(path))
+    for path in sorted(glob.glob(os.path.join(rep, "**", "metrics.jsonl"), recursive=True)):
+        out[os.path.relpath(path, rep)] = [(r["step"], metrics_log.kind(r))
+                                           for r in jsonl.read_records(path)]
     for path in sorted(glob.glob(os.path.join(rep, "**", "mask.npz"), recursive=True)):
         mask = masking.Mask.load(os.path.dirname(path))
         out[os.path.relpath(path, rep)] = {k: mask[k].tolist() for k in sorted(mask)}
@@ -76,6 +85,13 @@ CASES = [
     ("level_1/mask/sparsity.json", garble),
     ("level_2/train/final.json", garble),
     ("level_1/branch_random_reinit/train/final.json", garble),
+    # Read by no later stage of the run, only by reports: checked anyway.
+    ("level_1/train/metrics.jsonl", scramble),
+    ("level_2/train/metrics.jsonl", truncate),
+    ("level_1/branch_random_reinit/train/metrics.jsonl", garble),
+    ("level_1/branch_random_reinit/branch.json", scramble),
+    ("level_1/branch_random_reinit/mask/mask.npz", scramble),
+    ("../config.gin", scramble),
 ]
 
 
@@ -95,6 +111,7 @@ def test_damaged_file_is_set_aside_and_redone(finished, tmp_path, relpath, damag
     warnings = [l for l in result.stderr.splitlines() if "is damaged" in l]
     assert len(warnings) == 1 and os.path.basename(aside[0]).split(".damaged-")[0] in warnings[0]
     assert results(run_dir) == expected
+    assert collect.collect(run_dir)["problems"] == []
 
 
 def test_half_finished_phase_with_damaged_rolling_checkpoint_and_metrics(tmp_path):

@@ -183,3 +183,32 @@ def test_damaged_lmc_copy_is_redone_while_instability_json_is_intact(tmp_path, m
         assert checkpoints.intact(os.path.join(copy, "checkpoints"), "init")
     assert json.load(open(os.path.join(analysis, "instability.json"))) == json.load(
         open(os.path.join(straight, "k_8", "instability.json")))
+
+
+def test_summary_leaves_out_a_damaged_file_of_another_replicate_with_a_warning(tmp_path,
+                                                                                caplog):
+    """The lottery summary a run writes at its end reads every replicate; one it did
+    not run cannot be remade by it, so its damaged files are named and left out."""
+    from tflottery.reporting import summary
+    from test_lottery import write_fake_level
+    for r, accuracies in enumerate([(0.98, 0.97), (0.96, 0.95)]):
+        rep = str(tmp_path / f"replicate_{r}")
+        write_fake_level(rep, 0, 1.0, accuracies[0])
+        write_fake_level(rep, 1, 0.8, accuracies[1], [("random_reinit", 0.5 + r / 10)])
+    bad_final = tmp_path / "replicate_1" / "level_1" / "train" / "final.json"
+    bad_final.write_text('{"test_acc')
+    bad_branch = tmp_path / "replicate_0" / "level_1" / "branch_random_reinit" / "train" / (
+        "final.json")
+    bad_branch.write_bytes(b"\xff\xfe")
+    bad_sparsity = tmp_path / "replicate_1" / "level_0" / "mask" / "sparsity.json"
+    bad_sparsity.write_text("{}")
+    with caplog.at_level("WARNING", logger="absl"):
+        table = summary.summarize(str(tmp_path), matching_tolerance=0.2)
+    level_0, level_1 = table["levels"]
+    assert level_0["imp"]["mean"] == pytest.approx(0.97) and level_0["imp"]["n"] == 2
+    assert level_0["density"] == 1.0       # replicate 0's; replicate 1's is left out
+    assert level_1["imp"]["n"] == 1 and level_1["imp"]["mean"] == 0.97
+    assert level_1["branches"] == {}       # replicate 0's is damaged, replicate 1's level too
+    warned = [r.getMessage() for r in caplog.records if "left out of the summary" in r.getMessage()]
+    assert sorted(w.split(" is damaged")[0] for w in warned) == sorted(
+        str(p) for p in (bad_final, bad_branch, bad_sparsity))
