@@ -320,8 +320,9 @@ def test_mask_load_missing(tmp_path):
 @pytest.mark.parametrize("change, fragment", [
     (lambda d: d.update({"hidden/kernel": np.ones((6, 5), bool)}),
      "'hidden/kernel' has shape (6, 8) but the mask has (6, 5)"),
-    (lambda d: d.pop("out/kernel"), "'out/kernel' is missing"),
-    (lambda d: d.update({"ghost/kernel": np.ones(2, bool)}), "'ghost/kernel' is not a prunable"),
+    (lambda d: d.pop("out/kernel"), "weights missing from the mask: 'out/kernel'"),
+    (lambda d: d.update({"ghost/kernel": np.ones(2, bool)}),
+     "not prunable weights of the model: 'ghost/kernel'"),
 ])
 def test_validate_reports_mismatch(change, fragment):
     wrapped = masking.wrap(_mlp())

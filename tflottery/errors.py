@@ -5,6 +5,23 @@ number, a file that does not fit).  The CLI prints its message as a single
 line and exits non-zero, without a traceback, so the message itself must name
 the problem and the fix.
 """
+from typing import Iterable
+
+SHOWN_IN_LISTS = 5
+
+
+def first_few(items: Iterable, limit: int = SHOWN_IN_LISTS) -> str:
+    """`items` joined by commas, cut to the first `limit` and a count of the rest.
+
+    For error messages that name many things (the missing weights of a
+    ResNet's mask, the unwrapped layers of an application): the message
+    stays one readable line, e.g. "'a', 'b', 'c', 'd', 'e' and 95 more
+    (100 in all)".  Items are shown with str(); pass reprs for names.
+    """
+    items = [str(item) for item in items]
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{', '.join(items[:limit])} and {len(items) - limit} more ({len(items)} in all)"
 
 
 class TfLotteryError(Exception):

@@ -52,15 +52,6 @@ def is_keras3_object(obj) -> bool:
     return False
 
 
-def _prunable_table(k):
-    # Conv1DTranspose/Conv2DTranspose/Conv3DTranspose subclass Conv1D/2D/3D
-    # and hold a `kernel` too, so they are covered.  DepthwiseConv2D and
-    # SeparableConv2D do not subclass Conv2D and have differently named
-    # kernels: they are deliberately not pruned by default.
-    return {k.layers.Dense: ("kernel",), k.layers.Conv1D: ("kernel",),
-            k.layers.Conv2D: ("kernel",), k.layers.Conv3D: ("kernel",)}
-
-
 class KerasApi:
     """What differs between tf_keras and Keras 3, for the masking library (base: tf_keras).
 
@@ -74,7 +65,6 @@ class KerasApi:
 
     def __init__(self, module):
         self.keras = module
-        self.prunable_weights = _prunable_table(module)
 
     @property
     def masked_class(self):

@@ -6,7 +6,7 @@ import typing
 import tensorflow as tf
 
 from tflottery import data, masking, models
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, first_few
 from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, check_value
 from tflottery.keras_compat import keras
 
@@ -215,7 +215,7 @@ def layer_fractions_by_weight(hp, weight_names) -> dict:
         matches = weights_named_by(key, weight_names)
         if not matches:
             raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
-                              f"choose from: {', '.join(sorted(weight_names))}")
+                              f"choose from: {first_few(sorted(weight_names))}")
         out.update({w: float(value) for w in matches})
     return out
 

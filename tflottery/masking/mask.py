@@ -14,7 +14,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from tflottery.errors import ConfigError, MaskMismatchError
+from tflottery.errors import ConfigError, MaskMismatchError, first_few
 from tflottery.runs import io as runs_io
 
 MASK_FILENAME = "mask.npz"
@@ -136,16 +136,26 @@ class Mask(Mapping):
                            prunable_variables(model).items()})
 
     def check_shapes(self, shapes: Mapping) -> None:
-        """Like validate(), against a {stable name: shape} mapping."""
+        """Like validate(), against a {stable name: shape} mapping.
+
+        The error names the first few weights of each kind of mismatch and
+        counts the rest (a ResNet's mask has hundreds of entries).
+        """
+        missing = [repr(name) for name in shapes if name not in self._arrays]
+        extra = [repr(name) for name in self._arrays if name not in shapes]
+        reshaped = [f"{name!r} has shape {tuple(shape)} but the mask has "
+                    f"{tuple(self._arrays[name].shape)}"
+                    for name, shape in shapes.items()
+                    if name in self._arrays and tuple(self._arrays[name].shape) != tuple(shape)]
         problems = []
-        for name, shape in shapes.items():
-            if name not in self._arrays:
-                problems.append(f"weight {name!r} is missing from the mask")
-            elif tuple(self._arrays[name].shape) != tuple(shape):
-                problems.append(f"weight {name!r} has shape {tuple(shape)} "
-                                f"but the mask has {tuple(self._arrays[name].shape)}")
-        for name in self._arrays:
-            if name not in shapes:
-                problems.append(f"mask entry {name!r} is not a prunable weight of the model")
+        if missing:
+            problems.append(f"weights missing from the mask: {first_few(missing)}")
+        if reshaped:
+            problems.append(f"weights of another shape: {first_few(reshaped)}")
+        if extra:
+            problems.append(f"mask entries that are not prunable weights of the model: "
+                            f"{first_few(extra)}")
         if problems:
-            raise MaskMismatchError("mask does not fit the model: " + "; ".join(problems))
+            raise MaskMismatchError(
+                "mask does not fit the model: " + "; ".join(problems) +
+                "; use a mask made for this architecture (Mask.ones_like(model) for a fresh one)")

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import numpy as np
 import tensorflow as tf
 
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, first_few
 from tflottery.keras_compat import check_tf_keras_model, keras
 from tflottery.masking.assign import get_mask, set_mask
 from tflottery.masking.mask import Mask
@@ -150,8 +150,9 @@ def to_tfmot(model, pruning_schedule=None):
     missing = sorted(set(mask) - set(installed))
     if missing:
         raise ConfigError(
-            f"tfmot does not prune {', '.join(map(repr, missing))} (its registry covers other "
-            f"weights of that layer); prune it in tflottery or leave it unmasked")
+            f"tfmot cannot hold the masks of {first_few(map(repr, missing))} (tfmot's prune "
+            f"registry does not prune those weights, e.g. depthwise kernels); wrap those layers unmasked "
+            f"(wrap(model, unmasked_layers=[...])) before to_tfmot, or use export(model)")
     return pruned
 
 

@@ -16,14 +16,16 @@ weights in order, baking in the mask.
 tf_keras and Keras 3 models alike: the model's adapter (keras_compat.api_of)
 supplies the Keras module, the masking class and the cloneability test.
 """
-from typing import Callable, Iterable, Optional
+import collections
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
+from absl import logging
 
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, first_few
 from tflottery.keras_compat import api_of, check_supported_model
 from tflottery.masking.layer import MaskedMixin, plain_layers
-from tflottery.masking.prunable import PrunableTable, prunable_attrs
+from tflottery.masking.prunable import NOT_CONNECTION_WEIGHTS, PrunableTable, prunable_attrs
 from tflottery.masking.tfmot_detect import refuse_tfmot_model
 from tflottery.masking.walk import masked_pairs, require_masked_layers
 
@@ -100,8 +102,50 @@ def _prunable_layer_names(model, table) -> list:
     return names
 
 
+def _left_dense(model, table, unmasked) -> List:
+    """The layers holding weights that wrap() leaves unwrapped (not prunable, not asked)."""
+    out = []
+    for layer in model.layers:
+        if _is_nested_model(layer):
+            out += _left_dense(layer, table, unmasked)
+        elif not isinstance(layer, MaskedMixin) and layer.name not in unmasked \
+                and not prunable_attrs(layer, table) and layer.count_params():
+            out.append(layer)
+    return out
+
+
+def _by_type(layers) -> str:
+    """'DepthwiseConv2D x17 (64,224 weights), ...': one entry per layer type, largest first."""
+    counts, sizes = collections.Counter(), collections.Counter()
+    for layer in layers:
+        counts[type(layer).__name__] += 1
+        sizes[type(layer).__name__] += layer.count_params()
+    return first_few(f"{name} x{counts[name]} ({sizes[name]:,} weights)"
+                     for name in sorted(sizes, key=lambda n: (-sizes[n], n)))
+
+
+def _is_connection_layer(layer) -> bool:
+    """False for the normalisation layers that are left dense by design (prunable.py)."""
+    return not any(cls.__name__ in NOT_CONNECTION_WEIGHTS for cls in type(layer).__mro__)
+
+
+def _report_left_dense(model, table, unmasked, strict: bool) -> None:
+    """One log line naming the layer types wrap() leaves dense; with strict, a refusal."""
+    left = _left_dense(model, table, unmasked)
+    connections = [layer for layer in left if _is_connection_layer(layer)]
+    if strict and connections:
+        raise ConfigError(
+            f"wrap(strict=True): these layers hold weights that no prunable_weights entry "
+            f"covers: {_by_type(connections)}; name their weights in prunable_weights="
+            f"{{LayerClass: ('attribute',)}} to prune them, or wrap without strict=True to "
+            f"leave them dense")
+    if left:
+        log = logging.warning if connections else logging.info
+        log("wrap(): left dense (not prunable): %s", _by_type(left))
+
+
 def wrap(model, unmasked_layers: Iterable[str] = (),
-         prunable_weights: Optional[PrunableTable] = None):
+         prunable_weights: Optional[PrunableTable] = None, strict: bool = False):
     """The masked twin of `model`: same weights, same outputs, all-ones masks.
 
     Args:
@@ -110,7 +154,14 @@ def wrap(model, unmasked_layers: Iterable[str] = (),
       unmasked_layers: names of prunable layers to leave unwrapped (e.g. the
         output layer); they are absent from the model's Mask.
       prunable_weights: {layer class or class name: attribute names}; default
-        PRUNABLE_WEIGHTS.
+        PRUNABLE_WEIGHTS (prunable.py).
+      strict: refuse (ConfigError) a model with layers that hold weights but
+        are neither prunable nor normalisation layers (e.g. a custom layer
+        with its own kernel), instead of leaving them dense.
+
+    Either way one log line lists the layer types left dense with their
+    weight counts (absl logging: a warning if any is not a normalisation
+    layer, info otherwise).
 
     Call under the tf.distribute strategy scope in which the model will be
     used: the new variables are created there.  The result is not compiled.
@@ -123,9 +174,10 @@ def wrap(model, unmasked_layers: Iterable[str] = (),
     unknown = sorted(unmasked - set(valid))
     if unknown:
         raise ConfigError(
-            f"unmasked_layers names {', '.join(repr(n) for n in unknown)}, which "
+            f"unmasked_layers names {first_few(repr(n) for n in unknown)}, which "
             f"{'is' if len(unknown) == 1 else 'are'} not a prunable layer of the model; "
-            f"prunable layers: {', '.join(valid) or '(none)'}")
+            f"prunable layers: {first_few(valid) or '(none)'}")
+    _report_left_dense(model, prunable_weights, unmasked, strict)
 
     def wrap_layer(layer):
         attrs = () if isinstance(layer, MaskedMixin) else prunable_attrs(layer, prunable_weights)

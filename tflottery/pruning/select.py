@@ -28,7 +28,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, first_few
 from tflottery.masking.mask import Mask
 from tflottery.pruning import n_m
 
@@ -71,8 +71,8 @@ def check_names(what: str, names, mask: Mask) -> None:
     unknown = sorted(str(n) for n in names if n not in mask)
     if unknown:
         raise ConfigError(
-            f"{what} names weights that are not in the mask: {', '.join(map(repr, unknown))}; "
-            f"valid names are: {', '.join(sorted(mask))}")
+            f"{what} names weights that are not in the mask: {first_few(map(repr, unknown))}; "
+            f"valid names are: {first_few(sorted(mask))}")
 
 
 def round_count(x: float) -> int:
@@ -89,7 +89,7 @@ def _check_scores(scores: Mapping, current: Mask) -> Dict[str, np.ndarray]:
     missing = sorted(name for name in current if name not in scores)
     if missing:
         raise ConfigError(
-            f"scores are missing weights of the mask: {', '.join(map(repr, missing))}; "
+            f"scores are missing weights of the mask: {first_few(map(repr, missing))}; "
             f"pass one score array per mask entry")
     out = {}
     for name in current:
@@ -120,7 +120,7 @@ def _layer_fractions(fraction: float, scope: str, layer_fractions: Optional[Mapp
         per_layer = sorted(name for name, value in overrides.items() if value != 0)
         if per_layer:
             raise ConfigError(
-                f"layer_fractions gives non-zero rates for {', '.join(map(repr, per_layer))} "
+                f"layer_fractions gives non-zero rates for {first_few(map(repr, per_layer))} "
                 f"with scope 'global', which only allows 0 (exclude a layer); "
                 f"per-layer rates need scope 'layerwise'")
     return {name: float(overrides.get(name, fraction)) for name in current}
