@@ -331,9 +331,11 @@ def test_wrap_strict_refuses_unprunable_connection_layers_in_one_line():
                                           r"prunable_weights") as info:
         masking.wrap(_model_with_unprunable_layers(), strict=True)
     assert "\n" not in str(info.value) and "Normalization" not in str(info.value)
-    # A table entry for the custom layer makes it prunable, and strict then passes.
-    wrapped = masking.wrap(_model_with_unprunable_layers(), strict=True, prunable_weights={
-        tf_keras.layers.Dense: ("kernel",), Scale: ("scale",)})
+    # A table entry for the custom layer (by class name, as the README says)
+    # makes it prunable, and strict then passes.
+    model = _model_with_unprunable_layers()
+    wrapped = masking.wrap(model, strict=True, prunable_weights={
+        **masking.prunable.prunable_weights_of(model), "Scale": ("scale",)})
     assert sorted(masking.get_mask(wrapped)) == ["fc/kernel", "out/kernel", "scale/scale"]
 
 

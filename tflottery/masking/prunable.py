@@ -56,6 +56,11 @@ def default_table(api: KerasApi) -> Dict[type, Tuple[str, ...]]:
             if hasattr(layers, name)}
 
 
+def prunable_weights_of(model) -> Dict[type, Tuple[str, ...]]:
+    """A copy of the default table of `model`'s Keras, to extend for wrap(prunable_weights=...)."""
+    return dict(default_table(api_of(model)))
+
+
 # The tf_keras table (a Keras 3 layer is looked up in default_table(keras3_api())).
 PRUNABLE_WEIGHTS: Mapping[type, Tuple[str, ...]] = default_table(TF_KERAS)
 

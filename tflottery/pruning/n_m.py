@@ -10,10 +10,16 @@ there, so tflottery offers the pattern as a pruning scope, written 'N:M'
 Conventions (tensorflow-model-optimization's, so tfmot's checker
 `pruning_utils.is_pruned_m_by_n` accepts our masks):
 
-* Blocks run along the input axis, which is axis -2 of tf_keras kernels
-  (Dense [in, out], Conv2D [h, w, in, out]); each output unit / filter
-  position has its own row of blocks.  A last, shorter block (input size not
-  a multiple of M) may also keep at most N.
+* Blocks run along axis -2, which is the input axis of Dense [in, out],
+  Conv1D/2D/3D [..., in, out], a separable convolution's pointwise kernel
+  and an Embedding table [vocabulary, dim] (any rank >= 2); each output
+  unit / filter position has its own row of blocks.  A last, shorter block
+  (input size not a multiple of M) may also keep at most N.  Axis -2 is
+  not the input axis of every kernel: a transposed convolution stores
+  [..., out, in] and a depthwise kernel [..., channels, multiplier], so
+  there the pattern holds along that axis but is not the one sparse
+  hardware reads (tfmot's m_by_n does not take those layers either);
+  exclude them from an N:M scope if that matters.
 * 'N:M' names the weights KEPT (NVIDIA's usage).  tfmot's
   `sparsity_m_by_n=(a, b)` names the ZEROS: N:M is tfmot's (M - N, M); for
   2:4 both read the same.
