@@ -8,7 +8,11 @@ the forward pass, the masked-updates optimizer keeps pruned entries at 0,
 magnitude and SNIP scores (SNIP's gradient by central finite differences of
 the NumPy loss), export, tfmot interop and the N:M pattern.
 """
+import importlib.util
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,6 +200,48 @@ def test_keras3_fit_keeps_pruned_weights_at_zero():
             after = _np(masking.prunable_variables(wrapped)[n])
             assert (after[~mask[n]] == 0).all(), n
             assert not np.allclose(after[mask[n]], before[n][mask[n]]), n
+
+
+_JAX_CHECKS = r"""
+import numpy as np
+import keras
+import test_layer_coverage as t
+from tflottery import masking
+
+assert keras.backend.backend() == "jax"
+keras.utils.set_random_seed(0)
+for key, case in t.CASES.items():
+    wrapped, names, mask = t._masked_model(case, keras)
+    variables = masking.prunable_variables(wrapped)
+    raw = {n: np.random.default_rng(3).normal(size=tuple(variables[n].shape)).astype("float32")
+           for n in names}
+    for n in names:
+        variables[n].assign(raw[n])
+    x = case.inputs()
+    expected = case.logits([np.where(mask[n], raw[n], 0.0) for n in names], x)
+    np.testing.assert_allclose(np.asarray(wrapped(x)), expected, rtol=1e-5, atol=1e-5)
+    wrapped.compile(optimizer=keras.optimizers.Adam(0.05),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped.fit(x, np.zeros(len(x), "int32"), epochs=2, batch_size=len(x), verbose=0)
+    for n in names:
+        assert (np.asarray(variables[n].numpy())[~mask[n]] == 0).all(), (key, n)
+print("jax layer checks passed")
+"""
+
+
+@pytest.mark.slow   # a minute or more: a child process imports TensorFlow, Keras and JAX
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                    reason="jax is not installed (pip install 'jax[cpu]')")
+def test_keras3_on_jax_masks_every_new_layer_type():
+    """The forward pass against NumPy and fit keeping pruned weights at 0, on the JAX backend."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, KERAS_BACKEND="jax",
+               PYTHONPATH=os.pathsep.join([here] + os.environ.get("PYTHONPATH", "").split(
+                   os.pathsep)))
+    result = subprocess.run([sys.executable, "-c", _JAX_CHECKS], env=env, capture_output=True,
+                            text=True, timeout=300, cwd=os.path.dirname(here))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "jax layer checks passed" in result.stdout
 
 
 # -- scorers --------------------------------------------------------------------------------------

@@ -11,9 +11,9 @@ changes what a layer can represent rather than how many connections it has
 (NOT_CONNECTION_WEIGHTS).  The table is data, not code, so a caller can
 prune other layers (or other attributes) by passing their own mapping.
 
-Layers are looked up by class, so a subclass of a listed layer is covered
-(the most specific listed class wins: tf_keras' DepthwiseConv2D subclasses
-Conv2D but holds `depthwise_kernel`, not `kernel`).
+Layers are looked up by class, so a subclass of a listed layer is covered,
+the most specific listed class winning (tf_keras' Conv2DTranspose is a
+Conv2D; Keras 3's is not, so every class is listed).
 """
 import functools
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
