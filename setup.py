@@ -16,6 +16,7 @@ setup(
         "tensorboard",
         "importlib_resources",  # tfds needs it to download datasets
         "absl-py",
+        "wrapt",  # the post-import hook that registers the Keras 3 layer (masking/keras3_layer.py)
         "gin-config>=0.5",
         "numpy",
         "scikit-learn",

@@ -4,6 +4,9 @@ TensorFlow decides at import time whether `tf.keras` means Keras 3 or the
 legacy Keras 2 (`tf_keras`).  tensorflow-model-optimization only works with
 Keras 2, so the switch must be thrown before anything imports TensorFlow:
 that is why these lines come first.
+
+Importing the package registers its Keras layers, as Keras packages do, so
+`import tflottery` before `load_model` is enough to load a wrapped model.
 """
 import os
 
@@ -13,3 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 from tflottery.errors import TfLotteryError, ConfigError  # noqa: E402,F401
+from tflottery import tf_import  # noqa: E402
+
+# Keras' convention: importing the package registers its serializable layers
+# ("tflottery>Masked"), so `import tflottery` is all that
+# tf_keras.models.load_model / keras.models.load_model need in a new process
+# (masking/keras3_layer.py: how Keras 3's layer is registered without
+# importing Keras 3).  TensorFlow is imported here, banner deduplicated.
+tf_import.import_tensorflow()
+from tflottery import masking  # noqa: E402,F401

@@ -22,6 +22,8 @@ import inspect
 import threading
 from typing import Optional, Sequence
 
+import numpy as np
+
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import TF_KERAS, api_of, keras
 from tflottery.masking import fast_path
@@ -136,6 +138,39 @@ class MaskedMixin:
         config = super().get_config()
         config["prunable_attrs"] = list(self.prunable_attrs)
         return config
+
+    def save_own_variables(self, store):
+        """Each mask as packed bits (`<attr>_mask_bits`), 1/32 of its float32 size.
+
+        Why: both Kerases' `.keras` loaders read the weights file through a
+        zip member stream, and tf_keras's seeks in it by reading again from
+        the start of the member, so loading time grows with the file's size
+        times the number of reads.  Float32 masks doubled the size of a
+        wrapped model's file and so its loading time (2.5-3x an unwrapped
+        ResNet-50's); as bits they add ~3%.  A mask that is not all 0/1 (set
+        by hand) is stored whole (`<attr>_mask`), so nothing is lost.
+        """
+        for attr in self.prunable_attrs:
+            mask = np.asarray(self.mask_variable(attr))
+            if np.isin(mask, (0.0, 1.0)).all():
+                store[f"{attr}_mask_bits"] = np.packbits(mask.ravel() > 0)
+            else:
+                store[f"{attr}_mask"] = mask
+
+    def load_own_variables(self, store):
+        """Reads what save_own_variables wrote, or a file saved before it (masks as "0", "1", ...)."""
+        if "0" in store:
+            super().load_own_variables(store)
+            return
+        for attr in self.prunable_attrs:
+            variable = self.mask_variable(attr)
+            if f"{attr}_mask_bits" in store:
+                size = int(np.prod(variable.shape))
+                bits = np.unpackbits(np.asarray(store[f"{attr}_mask_bits"]), count=size)
+                value = bits.astype(np.float32).reshape(tuple(variable.shape))
+            else:
+                value = np.asarray(store[f"{attr}_mask"], np.float32)
+            variable.assign(value)
 
 
 @keras.utils.register_keras_serializable(package="tflottery")
