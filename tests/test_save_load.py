@@ -169,3 +169,28 @@ def test_masks_are_stored_as_bits():
     wrapper.kernel_mask.assign(np.ones((5, 7), np.float32))
     wrapper.load_own_variables(store)
     np.testing.assert_array_equal(wrapper.kernel_mask.numpy(), soft)
+
+
+def test_users_inner_layer_is_still_converted_by_autograph():
+    """The wrapper's own call skips autograph (loading cost), the inner layer's does not:
+    a user's layer that branches on a tensor builds and runs wrapped, as it would alone."""
+    import tensorflow as tf
+    import tf_keras
+    from tflottery import masking
+
+    class SignFlip(tf_keras.layers.Dense):
+        def call(self, inputs):
+            outputs = super().call(inputs)
+            if tf.reduce_sum(outputs) < 0:     # a tensor condition: needs autograph in graphs
+                return -outputs
+            return outputs
+
+    inputs = tf_keras.Input((4,))
+    model = tf_keras.Model(inputs, masking.Masked(SignFlip(3, use_bias=False))(inputs))
+    kernel = np.array([[1.0, 2.0, 0.5]] * 4, np.float32)   # x @ kernel < 0: flipped
+    model.layers[1].layer.kernel.assign(kernel)
+    x = -np.ones((2, 4), np.float32)
+    want = x @ kernel
+    want = -want if want.sum() < 0 else want
+    np.testing.assert_allclose(model.predict(x, verbose=0), want, rtol=1e-6)
+    np.testing.assert_allclose(tf.function(model)(x).numpy(), want, rtol=1e-6)

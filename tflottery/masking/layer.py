@@ -18,11 +18,13 @@ differences coming from the model's adapter (keras_compat.py).
 writes one name.
 """
 import contextlib
+import functools
 import inspect
 import threading
 from typing import Optional, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import TF_KERAS, api_of, keras
@@ -104,12 +106,43 @@ class MaskedMixin:
             return name
         raise ConfigError(f"cannot find where layer {self.layer.name!r} stores {attr!r}")
 
+    @tf.autograph.experimental.do_not_convert
     def call(self, inputs, training=None, **kwargs):
+        # Not converted by autograph, which tf_keras applies to a user layer's
+        # call: transpiling it (and all it calls) took most of a small wrapped
+        # model's loading time, and nothing here branches on tensors.  The
+        # inner layer's call is converted as it would be alone (_inner_call).
+        originals = self._swap_in_masked_weights()
+        try:
+            return self._inner_call()(inputs, **self._inner_kwargs(training, kwargs))
+        finally:
+            self._restore_weights(originals)
+
+    def _inner_call(self):
+        """The inner layer's call, autograph-converted unless it is Keras' own layer.
+
+        Keras' own layers are never converted (autograph skips the keras and
+        tf_keras modules); a user's layer may branch on tensors, as it could
+        unwrapped.
+        """
+        if type(self.layer).call.__module__.split(".")[0] in ("keras", "tf_keras"):
+            return self.layer.call
+        # to_graph gives the method's function: it takes the layer first.
+        return functools.partial(tf.autograph.to_graph(self.layer.call), self.layer)
+
+    @tf.autograph.experimental.do_not_convert
+    def _inner_kwargs(self, training, kwargs):
+        """The keyword arguments of the inner layer's call: `training` if it takes it."""
         params, takes_var_kw = self._inner_call_params
         if "training" in params or takes_var_kw:
-            kwargs["training"] = training
+            kwargs = dict(kwargs, training=training)
         if not takes_var_kw:
             kwargs = {k: v for k, v in kwargs.items() if k in params}
+        return kwargs
+
+    @tf.autograph.experimental.do_not_convert
+    def _swap_in_masked_weights(self):
+        """Sets the inner layer's weights to weight*mask; returns {attribute: original weight}."""
         originals = {}
         try:
             for attr in self.prunable_attrs:
@@ -123,10 +156,15 @@ class MaskedMixin:
                 # would otherwise untrack the variable and re-append it on
                 # restore, reordering the inner layer's weights.
                 object.__setattr__(self.layer, holder, masked)
-            return self.layer.call(inputs, **kwargs)
-        finally:
-            for holder, weight in originals.items():
-                object.__setattr__(self.layer, holder, weight)
+        except BaseException:
+            self._restore_weights(originals)
+            raise
+        return originals
+
+    @tf.autograph.experimental.do_not_convert
+    def _restore_weights(self, originals):
+        for holder, weight in originals.items():
+            object.__setattr__(self.layer, holder, weight)
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)

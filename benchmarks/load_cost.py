@@ -1,0 +1,109 @@
+"""Loading cost of a wrapped model: load_model time of the wrapped model over
+the same unwrapped model, in the same format, each load in a fresh process.
+
+    python benchmarks/load_cost.py [--models resnet50,lenet] [--formats .keras,.h5]
+        [--keras tf_keras|keras] [--rounds 3] [--src DIR]
+
+ResNet-50 is `applications.ResNet50(weights=None)` on 32x32x3 inputs, 10
+classes (the input size barely changes its weights); LeNet is
+LeNet-300-100.  The wrapped model carries a random mask of density 0.1 (a
+pruned model).  Rounds alternate wrapped and unwrapped loads (the first
+kind alternates too); the machine is shared and noisy, so the script prints
+per-round ratios and the ratio of medians, of wall time and of the loading
+process's CPU time.  Only `load_model` is timed, not the imports.
+`--src DIR` runs another checkout's tflottery (e.g. an export of main, for
+a before/after); saving and loading both use it.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# argv: keras module, model name, output directory, formats...
+SAVE = textwrap.dedent("""
+    import importlib, sys
+    import numpy as np
+    import tflottery
+    from tflottery import masking
+    K = importlib.import_module(sys.argv[1])
+    name, out, formats = sys.argv[2], sys.argv[3], sys.argv[4:]
+    K.utils.set_random_seed(0)
+    if name == "resnet50":
+        model = K.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10)
+    else:
+        model = K.Sequential([K.Input((784,)), K.layers.Dense(300, activation="relu"),
+                              K.layers.Dense(100, activation="relu"), K.layers.Dense(10)])
+    for fmt in formats:
+        model.save(f"{out}/plain{fmt}")
+    wrapped = masking.wrap(model)
+    rng = np.random.default_rng(0)
+    masking.set_mask(wrapped, masking.Mask({n: rng.random(tuple(v.shape)) < 0.1
+                                            for n, v in masking.prunable_variables(wrapped).items()}))
+    for fmt in formats:
+        wrapped.save(f"{out}/wrapped{fmt}")
+""")
+
+# argv: keras module, path.  Imports `masking` explicitly so that older
+# checkouts (which needed it) load too.
+LOAD = textwrap.dedent("""
+    import importlib, json, sys, time
+    K = importlib.import_module(sys.argv[1])
+    import tflottery
+    from tflottery import masking
+    wall, cpu = time.perf_counter(), time.process_time()
+    K.models.load_model(sys.argv[2])
+    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+""")
+
+
+def run(script, args, src):
+    env = dict(os.environ, PYTHONPATH=src, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        sys.exit(f"subprocess failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+def ratio_line(label, wrapped, plain):
+    per_round = " ".join(f"{w / p:.2f}" for w, p in zip(wrapped, plain))
+    return (f"  {label}: wrapped {statistics.median(wrapped):.2f} s, unwrapped "
+            f"{statistics.median(plain):.2f} s, ratio of medians "
+            f"{statistics.median(wrapped) / statistics.median(plain):.2f} (rounds: {per_round})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet50,lenet")
+    parser.add_argument("--formats", default=".keras,.h5")
+    parser.add_argument("--keras", default="tf_keras", choices=["tf_keras", "keras"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--src", default=HERE, help="checkout whose tflottery is measured")
+    args = parser.parse_args()
+    formats = args.formats.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            out = os.path.join(tmp, name)
+            os.makedirs(out)
+            run(SAVE, [args.keras, name, out, *formats], args.src)
+            for fmt in formats:
+                times = {"wrapped": [], "plain": []}
+                for round_ in range(args.rounds):
+                    order = ("wrapped", "plain") if round_ % 2 == 0 else ("plain", "wrapped")
+                    for kind in order:
+                        times[kind].append(json.loads(
+                            run(LOAD, [args.keras, f"{out}/{kind}{fmt}"], args.src)))
+                print(f"{name} {fmt} ({args.keras}, {args.rounds} rounds, src {args.src}):")
+                for key in ("wall", "cpu"):
+                    print(ratio_line(key, [t[key] for t in times["wrapped"]],
+                                     [t[key] for t in times["plain"]]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
