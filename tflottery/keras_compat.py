@@ -34,13 +34,13 @@ Which parts run on which Keras:
 import functools
 import importlib
 
-import tflottery  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+# TF_USE_LEGACY_KERAS is set before TensorFlow loads by tflottery/__init__.py,
+# which Python runs before any tflottery module.
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from tflottery.errors import ConfigError  # noqa: E402
+from tflottery.errors import ConfigError
 
 
 def is_keras3_object(obj) -> bool:
