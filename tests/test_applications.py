@@ -148,10 +148,7 @@ print("density", mask.density, "nonzero pruned", pruned)
 
 
 @pytest.mark.slow
-def test_save_and_load_in_a_new_process(pruned, tmp_path, request):
-    request.node.add_marker(pytest.mark.xfail(
-        strict=True, reason="fixed on branch saveload: `import tflottery` does not yet "
-                            "register the Masked layer"))
+def test_save_and_load_in_a_new_process(pruned, tmp_path):
     path, inputs, outputs = (str(tmp_path / name) for name in ("m.keras", "x.npy", "y.npy"))
     pruned.model.save(path)
     np.save(inputs, pruned.x)
