@@ -14,6 +14,7 @@ every worker must save at the same points.  Every worker therefore saves, each
 in its own copy of the run tree (see `strategy.worker_root`), and restores
 from its own files only.
 """
+import contextlib
 import os
 from typing import Optional
 
@@ -44,7 +45,8 @@ class Checkpointer:
     # The rolling checkpoint for resumption.
     def save_latest(self, step: int) -> None:
         if self.writable:
-            self._manager.save(checkpoint_number=step)
+            with _no_temp_left(os.path.join(self._latest_dir, f"ckpt-{step}")):
+                self._manager.save(checkpoint_number=step)
 
     def restore_latest(self) -> bool:
         """Restore the newest rolling checkpoint; False if there is none.
@@ -85,8 +87,26 @@ class Checkpointer:
 
     def save_named(self, name: str, info: dict) -> None:
         if self.writable:
-            self._ckpt.write(os.path.join(self.named_path(name), "ckpt"))
+            prefix = os.path.join(self.named_path(name), "ckpt")
+            with _no_temp_left(prefix):
+                self._ckpt.write(prefix)
             io.atomic_write_json(os.path.join(self.named_path(name), "info.json"), info)
+
+
+@contextlib.contextmanager
+def _no_temp_left(prefix: str):
+    """A checkpoint write that fails (disk full, quota) removes its `<prefix>_temp`
+    directory of half-written shards at once, instead of leaving it (and its
+    space) until the next run's clean-up (runs/lock.py)."""
+    try:
+        yield
+    except BaseException:
+        for path in tf.io.gfile.glob(prefix + "_temp*"):
+            try:
+                tf.io.gfile.rmtree(path)
+            except tf.errors.OpError:   # the write's own error is the one to report
+                pass
+        raise
 
 
 def restore_weights(model, directory: str, name: str) -> dict:
