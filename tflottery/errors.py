@@ -44,13 +44,9 @@ class TrainingDivergedError(TfLotteryError):
     """The loss became NaN or infinite during training."""
 
 
-class Terminated(BaseException):
-    """Raised in the main thread by the CLI's SIGTERM handler (a TPU VM
-    preemption sends SIGTERM), so a run unwinds as on Ctrl-C."""
-
-
 class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM stopped a training phase; says where, and how to go on.
+    """Ctrl-C or SIGTERM stopped the run at a safe point (tflottery/stop.py);
+    says where, and how to go on.
 
     A BaseException like KeyboardInterrupt, so no `except Exception` swallows
     it.  exit_code: 130 for Ctrl-C, 143 for SIGTERM (128 + the signal).

@@ -12,18 +12,21 @@ everything else is configured with gin (see gin_configs/ and README.md).
 import errno
 import logging as std_logging
 import os
-import signal
+import re
 import sys
 
 import tflottery  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
-from tflottery import tf_import
+from tflottery import stop, tf_import
+
+if __name__ == "__main__":
+    stop.install()      # already during TensorFlow's seconds of import: no signal is lost
 
 tf_import.import_tensorflow()   # its start-up banner once, not twice
 
 from absl import app, flags, logging  # noqa: E402
 
 from tflottery import catalog, gin_files, runner  # noqa: E402
-from tflottery.errors import Interrupted, Terminated, TfLotteryError
+from tflottery.errors import Interrupted, TfLotteryError
 from tflottery.training.strategy import build_strategy
 
 FLAGS = flags.FLAGS
@@ -50,6 +53,8 @@ def _write_failure(e: BaseException):
     """The one-line message for a failed write of the run directory, or None."""
     import tensorflow as tf
     text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+    # TensorFlow names the traced function an op failed in: noise to the user.
+    text = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", text)
     if isinstance(e, OSError) and e.errno in _WRITE_ERRNOS:
         return f"writing the run directory failed: {text}"
     if isinstance(e, (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
@@ -59,16 +64,11 @@ def _write_failure(e: BaseException):
     return None
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
 def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected argument {argv[1]!r}; every option is a --flag "
               f"(see --help)", file=sys.stderr)
         sys.exit(2)
-    signal.signal(signal.SIGTERM, _raise_terminated)
     _set_verbosity()
     try:
         if FLAGS.list:
@@ -96,9 +96,9 @@ def main(argv):
     except Interrupted as e:
         print(str(e), file=sys.stderr)
         sys.exit(e.exit_code)
-    except (KeyboardInterrupt, Terminated) as e:
+    except KeyboardInterrupt:   # a second Ctrl-C, or one outside any safe point (stop.py)
         print("interrupted; run the same command to continue", file=sys.stderr)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(stop.exit_code())
     except Exception as e:  # noqa: BLE001  (only write failures are the user's to fix)
         message = _write_failure(e)
         if message is None:
@@ -161,11 +161,19 @@ def _parse_flags(argv):
 
 
 def run():
+    stop.install()
     try:
         app.run(main, flags_parser=_parse_flags)
+        code = 0
     except SystemExit as e:
-        _exit_without_teardown(e.code)
-    _exit_without_teardown(0)
+        code = e.code
+    if code in (None, 0) and stop.requested() is not None:
+        # The request came after the last safe point: the run's results are all
+        # written, but the signal is reported, never dropped.
+        print(stop.interrupted("as the run finished (every result is written)"),
+              file=sys.stderr)
+        code = stop.exit_code()
+    _exit_without_teardown(code)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import os
 import gin
 from absl import logging
 
-from tflottery import data, experiments, hparams_record, models, plan
+from tflottery import data, experiments, hparams_record, models, plan, stop
 from tflottery.errors import ConfigError
 from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, hold_lock,
                                            prunable_weight_shapes)
@@ -116,6 +116,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
     process on it stops with one line, or waits with `wait_for_lock`.
     """
     experiment, ctx = prepare(root_dir, replicate, strategy)
+    stop.check("before the run started")     # a signal while TensorFlow and the data loaded
     check_root(root_dir)   # every check passed: now the root may be created
     for line in describe_start(ctx).splitlines():
         logging.info("%s", line)
@@ -132,6 +133,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
             hparams_record.flat(rec["hparams"]),
             plan.steps_left(planned) if planned else None)
         result = experiment.run(ctx)
+        stop.check("before the run's final records")
         if ctx.writable:
             io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
                                  gin.operative_config_str())

@@ -40,6 +40,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from tflottery import stop
 from tflottery.analysis import align_graph, align_match
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import api_of
@@ -175,6 +176,7 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
     correlations = [align_match.Correlation(int(t.shape[-1])) for _, t in spec_a.tensors]
     images = np.asarray(images)
     for start in range(0, len(images), int(chunk_size)):
+        stop.check(f"aligning (example {start} of {len(images)})")
         chunk = images[start:start + int(chunk_size)]
         outputs_a, outputs_b = (tf.nest.flatten(p(chunk, training=False)) for p in probes)
         for corr, x, y in zip(correlations, outputs_a, outputs_b):

@@ -18,7 +18,7 @@ from typing import Dict, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tflottery import masking, models
+from tflottery import masking, models, stop
 from tflottery.analysis.batchnorm import BatchNormRecomputer
 from tflottery.errors import ConfigError
 from tflottery.keras_compat import check_tf_keras_model
@@ -187,6 +187,7 @@ class Interpolator:
         check_compatible(*self.models)
         curves = {s: {"alpha": [], "loss": [], "accuracy": [], "error": []} for s in splits}
         for alpha in alphas:
+            stop.check(f"interpolating at alpha {float(alpha):g}")
             self.set_alpha(float(alpha))
             for split in splits:
                 result = self.evaluate_current(split)

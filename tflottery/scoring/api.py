@@ -29,6 +29,7 @@ from typing import Dict, Iterable, Optional
 
 import numpy as np
 
+from tflottery import stop
 from tflottery.errors import ConfigError
 from tflottery.masking.mask import Mask
 from tflottery.pruning.select import prune_to_count
@@ -125,6 +126,7 @@ def prune_to_density(name: str, model, target_density: float, batch=None, scope:
     def run() -> Mask:
         mask = state.mask
         for index, groups in enumerate(rounds):
+            stop.check(f"in scoring round {index + 1} of {len(rounds)} ({name})")
             if all(count == sum(int(mask[n].sum()) for n in names) for names, count in groups):
                 continue   # nothing to remove this round: the scores would not be used
             state.mask = mask

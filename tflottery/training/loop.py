@@ -37,7 +37,8 @@ import tensorflow as tf
 from absl import logging
 
 from tflottery import masking
-from tflottery.errors import Interrupted, Terminated, TrainingDivergedError
+from tflottery import stop
+from tflottery.errors import TrainingDivergedError
 from tflottery.runs import damage, io, jsonl, step_log
 from tflottery.training import checkpoints, metrics_log, summaries
 from tflottery.training.checkpoints import Checkpointer
@@ -241,6 +242,7 @@ class Trainer:
 
     def run(self) -> dict:
         """Train the phase (or resume it, or return it if done); returns final metrics."""
+        stop.check(f"before {self.phase_name} ({self.out_dir})")
         final_path = os.path.join(self.out_dir, "final.json")
         s = self.steps
         done = finished_result(self.out_dir, tuple(s.named))
@@ -281,10 +283,8 @@ class Trainer:
             self._record_eval(step, writer)
         try:
             step = self._train_to_end(step, train_loop, writer)
-        except (KeyboardInterrupt, Terminated) as e:
-            raise Interrupted(
-                f"interrupted at step {self._step} of {self.out_dir}; run the same command to "
-                f"continue", 143 if isinstance(e, Terminated) else 130) from None
+        except KeyboardInterrupt:       # a second Ctrl-C (stop.py): say where it stopped
+            raise stop.interrupted(f"at step {self._step} of {self.out_dir}") from None
         final = self._final_result(step)
         if self.writable:
             io.atomic_write_json(final_path, dict(
@@ -307,6 +307,9 @@ class Trainer:
             self._apply_mask_hook(step)
         for event in [e for e in self._event_steps() if e > step]:
             while step < event:
+                # The safe point of a stop request: resuming repeats at most the
+                # steps since the last event's checkpoint.
+                stop.check(f"at step {step} of {self.out_dir}")
                 n = min(self.hp.steps_per_loop, event - step)
                 train_loop(n)
                 step += n
