@@ -171,6 +171,84 @@ def test_job_hanging_after_its_result_is_stopped_and_counts_as_done(tmp_path, mo
     assert sweep.run_job(failing, str(tmp_path / "bad.log")) == (2, "error: bad thing")
 
 
+def test_two_sweeps_on_one_root_both_exit_0_and_train_each_job_once(tmp_path):
+    """Sweep A runs job X; its job process is paused (SIGSTOP) while holding
+    X's run lock.  Sweep B (jobs X, Y) finds X running elsewhere, runs Y, waits
+    for X; once A's job goes on and finishes, both sweeps exit 0 and X was
+    trained once."""
+    import signal
+    import subprocess
+    from conftest import REPO, wait_for
+    gin_file = tmp_path / "tiny.gin"
+    gin_file.write_text("\n".join(SMALL_RUN + [
+        "ExperimentHparams.name = 'lottery'", "PruningHparams.levels = 1",
+        "BranchHparams.names = ()"]) + "\n")
+    root = tmp_path / "runs"
+    common = [sys.executable, "-m", "tflottery.sweep", f"--gin_file={gin_file}",
+              f"--root_dir={root}"]
+
+    def start(*args):
+        return subprocess.Popen(common + list(args), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    a = start("--grid=TrainingHparams.lr=0.05")
+    (lock,) = wait_for(str(root / "lottery_*" / "lock.json"), a)
+    holder = json.load(open(lock))["pid"]
+    os.kill(holder, signal.SIGSTOP)
+    try:
+        assert os.path.exists(lock), "job X finished before it could be paused"
+        b = start("--grid=TrainingHparams.lr=0.05,0.06")
+        seen = []
+        for line in b.stdout:          # B gets past X and finishes Y while X is paused
+            seen.append(line)
+            if "job 2/2" in line and ("done in" in line or "FAILED" in line):
+                break
+    finally:
+        os.kill(holder, signal.SIGCONT)
+    out_a, err_a = a.communicate(timeout=300)
+    out_b, err_b = b.communicate(timeout=300)
+    out_b = "".join(seen) + out_b
+    assert a.returncode == 0, out_a + err_a[-2000:]
+    assert b.returncode == 0, out_b + err_b[-2000:]
+    assert "job 1/1: TrainingHparams.lr=0.05 replicate=0: done in" in out_a
+    assert (f"job 1/2: TrainingHparams.lr=0.05 replicate=0: running elsewhere (process "
+            f"{holder} on ") in out_b, out_b
+    assert "job 2/2: TrainingHparams.lr=0.06 replicate=0: done in" in out_b
+    assert "job 1/2: TrainingHparams.lr=0.05 replicate=0: finished elsewhere" in out_b
+    assert ("sweep: 2/2 jobs finished (1 run now, 0 skipped as finished, 1 finished by "
+            "another process), 0 failed") in out_b
+    # X trained once: no phase's evaluations appended twice.
+    metrics = glob.glob(os.path.join(os.path.dirname(lock), "**", "metrics.jsonl"),
+                        recursive=True)
+    assert len(metrics) >= 2
+    for path in metrics:
+        steps = [json.loads(l)["step"] for l in open(path) if "test_accuracy" in l]
+        assert steps == sorted(set(steps)), (path, steps)
+
+
+def test_job_taken_by_another_process_first_is_waited_for(tmp_path, monkeypatch, capsys):
+    """The race: the lock was free when looked at, but another process took the run
+    directory before the job did; the job's refusal is not a failure."""
+    jobs = sweep.build_jobs(["quickstart.gin"], [], str(tmp_path), grid=["A.b=1,2"])
+    jobs = [j._replace(replicate_dir=str(tmp_path / f"run{j.index}" / "replicate_0"))
+            for j in jobs]
+    done = set()
+
+    def fake_run_job(job, log_path, stream=False):
+        if job.index == 1 and not done:
+            done.add(1)     # the other process finishes it meanwhile
+            return 2, (f"error: run directory {tmp_path}/run1 is in use by process 7 on h "
+                       f"since t; wait for it to finish")
+        return 0, ""
+    monkeypatch.setattr(sweep, "run_job", fake_run_job)
+    monkeypatch.setattr(sweep, "is_done", lambda job: job.index in done)
+    outcome = sweep.run_sweep(jobs, ["quickstart.gin"], str(tmp_path))
+    assert [[j.index for j in outcome[k]] for k in ("succeeded", "elsewhere", "failed")] == [
+        [2], [1], []]
+    out = capsys.readouterr().out
+    assert "job 1/2: A.b=1 replicate=0: running elsewhere (process ? on ?)" in out
+    assert "job 1/2: A.b=1 replicate=0: finished elsewhere" in out
+
+
 def test_real_sweep_resumes_and_reports_failures(tmp_path):
     """Two jobs of a tiny lottery run with the retrain branch (levels 0 and 1,
     holdout split): dilation 0.5 trains; dilation -1 fails with a one-line

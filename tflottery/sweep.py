@@ -17,7 +17,11 @@ fresh gin configuration (gin is global state) and gives its TensorFlow
 memory back when it exits (one that hangs in TensorFlow's shutdown after
 its run directory says it finished is stopped, see _wait).  A failing job
 does not stop the others (unless --fail_fast); the exit status is 1 if any
-failed.
+failed.  Several sweeps (or a sweep and a user's command) can share a root:
+a job whose run directory another process holds (its lock, runs/lock.py)
+is "running elsewhere", left for the end and then waited for; finished
+there, it counts as finished, so each sweep exits 0 once every job is done,
+whoever ran it.
 
 Resuming: before running, every grid point's configuration is built (in a
 child process) to learn its run directory and resolved hyperparameters; a
@@ -46,6 +50,7 @@ from tflottery.errors import ConfigError
 
 JOBS_DIRNAME = "_sweep_jobs"
 EXIT_GRACE_SECONDS = 30.0
+LOCK_POLL_SECONDS = 5.0     # how often a job running elsewhere is looked at
 
 
 class Job(NamedTuple):
@@ -226,44 +231,91 @@ def run_job(job: Job, log_path: str, stream: bool = False) -> Tuple[int, str]:
     return (0, "") if status == 0 else (status, error)
 
 
+def held_elsewhere(job: Job) -> Optional[dict]:
+    """The lock record of the live process (another sweep, a user's command) working in
+    the job's run directory, or None (runs/lock.py)."""
+    if job.replicate_dir is None:
+        return None
+    from tflottery.runs.lock import live_holder
+    return live_holder(os.path.dirname(job.replicate_dir))
+
+
 def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
               fail_fast: bool = False, stream: bool = False, out=None) -> dict:
-    """Run the jobs in order, skipping finished ones; returns the outcome of each."""
+    """Run the jobs in order, skipping finished ones; returns the outcome of each.
+
+    A job whose run directory another live process holds (two sweeps on one
+    root, or a user's command) is "running elsewhere": it is left for the
+    end, then waited for; finished there, it counts as finished (outcome
+    'elsewhere'); left unfinished (that process stopped), this sweep runs it.
+    """
+    from tflottery.runs.lock import IN_USE
     out = out or sys.stdout
     jobs_dir = os.path.join(root_dir, JOBS_DIRNAME)
-    outcome = {"succeeded": [], "skipped": [], "failed": [], "not_run": []}
+    outcome = {"succeeded": [], "skipped": [], "elsewhere": [], "failed": [], "not_run": []}
     n = len(jobs)
-    for job in jobs:
-        if is_done(job):
-            print(f"job {job.index}/{n}: {job.description}: finished before, skipped",
-                  file=out, flush=True)
-            outcome["skipped"].append(job)
-            continue
-        if fail_fast and outcome["failed"]:
-            print(f"job {job.index}/{n}: {job.description}: not run (--fail_fast)",
-                  file=out, flush=True)
-            outcome["not_run"].append(job)
-            continue
-        print(f"job {job.index}/{n}: {job.description}: running", file=out, flush=True)
+
+    def say(job, text):
+        print(f"job {job.index}/{n}: {job.description}: {text}", file=out, flush=True)
+
+    def run(job) -> bool:
+        """Run the job; False if another process took its run directory first."""
         start = time.time()
         status, error = run_job(job, os.path.join(jobs_dir, job_key(job, gin_file) + ".log"),
                                 stream)
         took = time.time() - start
+        if status != 0 and IN_USE in error:
+            return False
         if status == 0:
-            print(f"job {job.index}/{n}: {job.description}: done in {took:.0f} s",
-                  file=out, flush=True)
+            say(job, f"done in {took:.0f} s")
             outcome["succeeded"].append(job)
         else:
-            print(f"job {job.index}/{n}: {job.description}: FAILED (exit {status}) "
-                  f"after {took:.0f} s: {error}", file=out, flush=True)
+            say(job, f"FAILED (exit {status}) after {took:.0f} s: {error}")
             outcome["failed"].append(job)
+        return True
+
+    later = []
+    for job in jobs:
+        if is_done(job):
+            say(job, "finished before, skipped")
+            outcome["skipped"].append(job)
+            continue
+        if fail_fast and outcome["failed"]:
+            say(job, "not run (--fail_fast)")
+            outcome["not_run"].append(job)
+            continue
+        holder = held_elsewhere(job)
+        if holder is None:
+            say(job, "running")
+            if run(job):
+                continue
+            holder = held_elsewhere(job) or {}
+        say(job, f"running elsewhere (process {holder.get('pid', '?')} on "
+                 f"{holder.get('host', '?')}); coming back to it after the other jobs")
+        later.append(job)
+    for job in later:
+        while True:
+            if held_elsewhere(job) is not None:
+                time.sleep(LOCK_POLL_SECONDS)
+                continue
+            if is_done(job):
+                say(job, "finished elsewhere")
+                outcome["elsewhere"].append(job)
+                break
+            say(job, "running (not finished elsewhere)")
+            if run(job):
+                break
+            time.sleep(LOCK_POLL_SECONDS)   # a lock it needs (lmc: the lottery run's) is held
     return outcome
 
 
 def summary_lines(outcome: dict, total: int) -> List[str]:
-    ok = len(outcome["succeeded"]) + len(outcome["skipped"])
+    elsewhere = len(outcome.get("elsewhere", ()))
+    ok = len(outcome["succeeded"]) + len(outcome["skipped"]) + elsewhere
     lines = [f"sweep: {ok}/{total} jobs finished ({len(outcome['succeeded'])} run now, "
-             f"{len(outcome['skipped'])} skipped as finished), {len(outcome['failed'])} failed"
+             f"{len(outcome['skipped'])} skipped as finished"
+             + (f", {elsewhere} finished by another process" if elsewhere else "")
+             + f"), {len(outcome['failed'])} failed"
              + (f", {len(outcome['not_run'])} not run (--fail_fast)" if outcome["not_run"] else "")]
     for job in outcome["failed"]:
         lines.append(f"  failed: job {job.index}: {job.description}")

@@ -43,6 +43,7 @@ from tflottery.errors import ConfigError
 LOCK_FILENAME = "lock.json"
 LEASE_SECONDS = 600.0     # object stores: a holder silent this long is gone
 SETTLE_SECONDS = 2.0      # object stores: wait before reading a written lock back
+IN_USE = "is in use by process"   # in the refusal's line: sweeps recognise it
 _LEFTOVER_FILE = re.compile(r"\.tmp-[0-9a-f]{8}$")
 _LEFTOVER_DIR = re.compile(r"_temp(_[0-9a-f]+)?$")
 
@@ -166,7 +167,7 @@ class RunLock:
                 continue
             if not self.wait:
                 raise ConfigError(
-                    f"run directory {self.run_dir} is in use by process {holder.get('pid')} on "
+                    f"run directory {self.run_dir} {IN_USE} {holder.get('pid')} on "
                     f"{holder.get('host')} since {holder.get('started')}; wait for it to finish "
                     f"(or pass --wait_for_lock), or delete {self.path} if that process is gone")
             time.sleep(self.poll_seconds)
@@ -182,6 +183,16 @@ class RunLock:
         if holder and holder.get("token") == self._token:
             tf.io.gfile.remove(self.path)
         self._token = None
+
+
+def live_holder(run_dir: str) -> Optional[dict]:
+    """The lock record of the live process working in `run_dir`; None if nobody
+    holds it or its holder is gone (sweeps: is a job running elsewhere?)."""
+    lock = RunLock(run_dir)
+    holder = lock.holder()
+    if holder is None or lock._stale(holder):
+        return None
+    return holder
 
 
 def remove_leftovers(directory: str) -> list:
