@@ -360,7 +360,8 @@ def test_prediction_loop_matches_numpy_and_traces_once_per_split(ds48, use_mirro
     # The one-off function of earlier releases gives the same.
     again = analysis.predictions_and_losses(strategy, model, ds, "train")
     np.testing.assert_array_equal(again[0], pred)
-    np.testing.assert_array_equal(again[1], loss)
+    # Another traced function: equal up to float32 rounding (ops may fuse otherwise).
+    np.testing.assert_allclose(again[1], loss, rtol=1e-6, atol=1e-6)
 
 
 def test_prediction_step_compiles_with_xla_for_lenet(ds48):

@@ -305,5 +305,9 @@ def test_eval_logits_is_a_static_inference_mode_graph():
     x = np.random.default_rng(0).normal(size=(3, 8, 8, 3)).astype(np.float32)
     logits = step(tf.constant(x))
     assert logits.dtype == tf.float32 and logits.shape == (3, 10)
-    np.testing.assert_array_equal(logits.numpy(), model(x, training=False).numpy())
-    assert not np.allclose(logits.numpy(), model(x, training=True).numpy())  # BN batch statistics differ
+    # A traced graph and an eager call may fuse ops differently (oneDNN: 8e-6 apart on a
+    # Xeon without AVX-512), so equal up to float32 rounding, not bit for bit.
+    np.testing.assert_allclose(logits.numpy(), model(x, training=False).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    # Training mode (BN batch statistics) is far outside that tolerance.
+    assert np.abs(logits.numpy() - model(x, training=True).numpy()).max() > 0.1
