@@ -137,3 +137,24 @@ def test_signal_after_the_last_safe_point_is_still_reported(tmp_path):
     assert last == ("interrupted as the run finished (every result is written); run the same "
                     "command to continue"), last
     assert glob.glob(str(tmp_path / "runs" / "lottery_*" / "replicate_0" / "finished.json"))
+
+
+def test_waiting_for_a_lock_stops_on_a_signal(tmp_path, handlers):
+    """--wait_for_lock polls for as long as the holder runs: a SIGTERM must end the
+    wait (the holder here releases after 20 s, so a lost signal shows as no stop)."""
+    from tflottery.runs.lock import RunLock
+    held = RunLock(str(tmp_path))
+    held.acquire()
+    release = threading.Timer(20.0, held.release)
+    sigterm = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    release.start()
+    sigterm.start()
+    waiting = RunLock(str(tmp_path), wait=True, poll_seconds=0.1)
+    try:
+        with pytest.raises(Interrupted, match=f"while waiting for the lock of {tmp_path}"):
+            waiting.acquire()
+    finally:
+        release.cancel()
+        sigterm.join()
+        waiting.release()
+        held.release()

@@ -38,6 +38,7 @@ from typing import Optional
 import tensorflow as tf
 from absl import logging
 
+from tflottery import stop
 from tflottery.errors import ConfigError
 
 LOCK_FILENAME = "lock.json"
@@ -139,11 +140,11 @@ class RunLock:
 
     def _start_renewing(self) -> None:
         """Push the lease's expiry forward in the background until released."""
-        stop = threading.Event()
-        self._renewing = stop
+        released = threading.Event()
+        self._renewing = released
 
         def renew():
-            while not stop.wait(self.lease_seconds / 3):
+            while not released.wait(self.lease_seconds / 3):
                 try:
                     self._write(self._stamped())
                 except tf.errors.OpError as e:     # the next renewal may get through
@@ -170,6 +171,7 @@ class RunLock:
                     f"run directory {self.run_dir} {IN_USE} {holder.get('pid')} on "
                     f"{holder.get('host')} since {holder.get('started')}; wait for it to finish "
                     f"(or pass --wait_for_lock), or delete {self.path} if that process is gone")
+            stop.check(f"while waiting for the lock of {self.run_dir}")
             time.sleep(self.poll_seconds)
         remove_leftovers(self.run_dir)
 
