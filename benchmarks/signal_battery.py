@@ -2,6 +2,7 @@
 
     python benchmarks/signal_battery.py --signals=50 --work_dir=/tmp/battery
     python benchmarks/signal_battery.py --signals=5 --types=lottery,pai   # a quick look
+    python benchmarks/signal_battery.py --minutes=40 --parallel=5         # as many as fit
 
 For each experiment type (lottery, lmc, pai, dst, dynamic_imp; tiny
 quickstart-like configurations on the 'digits' data) the battery
@@ -111,8 +112,8 @@ def classify(sig, code, err):
 class TypeBattery:
     """The reference run and the signalled chains of one experiment type."""
 
-    def __init__(self, name, work_dir, signals, seed, log):
-        self.name, self.args = name, CONFIGS[name]
+    def __init__(self, name, work_dir, signals, seed, log, deadline=float("inf")):
+        self.name, self.args, self.deadline = name, CONFIGS[name], deadline
         self.dir = os.path.join(work_dir, name)
         self.signals, self.rng, self.log = signals, random.Random(f"{seed}-{name}"), log
         self.counts = {"honoured": 0, "early": 0, "LOST": 0, "other": 0}
@@ -146,7 +147,7 @@ class TypeBattery:
         self.log(f"{self.name}: reference run {duration:.1f} s, {len(reference)} result files")
         chain, sent = 0, 0
         root = os.path.join(self.dir, f"chain_{chain}")
-        while sent < self.signals:
+        while sent < self.signals and time.time() < self.deadline:
             sig = signal.SIGINT if self.rng.random() < 0.25 else signal.SIGTERM
             delay = self.rng.uniform(0, duration)
             proc = start(root, self.args)
@@ -164,6 +165,9 @@ class TypeBattery:
             _, err = proc.communicate(timeout=900)
             kind = classify(sig, proc.returncode, err)
             self.counts[kind] += 1
+            last = (err.strip().splitlines() or [""])[-1][:160]
+            self.log(f"{self.name}: signal {sent}: {signal.Signals(sig).name} after {delay:.1f} s:"
+                     f" {kind}, exit {proc.returncode}: {last}")
             if kind in ("LOST", "other"):
                 self.log(f"{self.name}: {kind}: {signal.Signals(sig).name} after {delay:.2f} s, "
                          f"exit {proc.returncode}: {err[-1500:]}")
@@ -179,6 +183,8 @@ def main(argv=None):
     p.add_argument("--work_dir", default="/tmp/tflottery_signal_battery")
     p.add_argument("--parallel", type=int, default=2, help="experiment types at a time")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--minutes", type=float, default=float("inf"),
+                   help="send no new signal after this many minutes (then finish the chains)")
     args = p.parse_args(argv)
     names = [n for n in args.types.split(",") if n]
     unknown = [n for n in names if n not in CONFIGS]
@@ -192,9 +198,10 @@ def main(argv=None):
         with lock:
             print(line, flush=True)
     t = time.time()
+    deadline = t + 60 * args.minutes
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
         batteries = list(pool.map(lambda n: TypeBattery(n, args.work_dir, args.signals,
-                                                         args.seed, log).run(), names))
+                                                         args.seed, log, deadline).run(), names))
     total = {k: sum(b.counts[k] for b in batteries) for k in batteries[0].counts}
     chains = {k: sum(b.chains[k] for b in batteries) for k in batteries[0].chains}
     for b in batteries:
