@@ -251,7 +251,7 @@ def test_job_taken_by_another_process_first_is_waited_for(tmp_path, monkeypatch,
 
 def test_real_sweep_resumes_and_reports_failures(tmp_path):
     """Two jobs of a tiny lottery run with the retrain branch (levels 0 and 1,
-    holdout split): dilation 0.5 trains; dilation -1 fails with a one-line
+    holdout split): dilation 0.5 trains; dilation 0 fails with a one-line
     error without stopping the sweep.  Run again: the first is skipped."""
     gin_file = tmp_path / "tiny.gin"
     gin_file.write_text("\n".join(SMALL_RUN + [
@@ -260,13 +260,13 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
         "BranchHparams.levels = (0, 1)"]) + "\n")
     root = tmp_path / "runs"
     args = [f"--gin_file={gin_file}", f"--root_dir={root}",
-            "--grid=BranchHparams.dilation=0.5,-1.0", "--speed_report"]
+            "--grid=BranchHparams.dilation=0.5,0.0", "--speed_report"]
     first = run_sweep_cli(*args)
     assert first.returncode == 1, first.stdout + first.stderr[-2000:]
     out = first.stdout
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: running" in out
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: done in" in out
-    assert ("job 2/2: BranchHparams.dilation=-1.0 replicate=0: FAILED (exit 2)" in out and
+    assert ("job 2/2: BranchHparams.dilation=0.0 replicate=0: FAILED (exit 2)" in out and
             "error: BranchHparams.dilation must be > 0" in out)
     assert "sweep: 1/2 jobs finished (1 run now, 0 skipped as finished), 1 failed" in out
     (run_dir,) = glob.glob(str(root / "lottery_*"))
@@ -289,6 +289,6 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
     second = run_sweep_cli(*args[:-1], "--fail_fast")
     assert second.returncode == 1
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: finished before, skipped" in second.stdout
-    assert "job 2/2: BranchHparams.dilation=-1.0 replicate=0: FAILED (exit 2)" in second.stdout
+    assert "job 2/2: BranchHparams.dilation=0.0 replicate=0: FAILED (exit 2)" in second.stdout
     assert "sweep: 1/2 jobs finished (0 run now, 1 skipped as finished), 1 failed" in second.stdout
-    assert "failed: job 2: BranchHparams.dilation=-1.0 replicate=0" in second.stdout
+    assert "failed: job 2: BranchHparams.dilation=0.0 replicate=0" in second.stdout
