@@ -16,12 +16,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 __version__ = "0.1.0"
 
 from tflottery.errors import TfLotteryError, ConfigError  # noqa: E402,F401
-from tflottery import tf_import  # noqa: E402
-
 # Keras' convention: importing the package registers its serializable layers
 # ("tflottery>Masked"), so `import tflottery` is all that
-# tf_keras.models.load_model / keras.models.load_model need in a new process
-# (masking/keras3_layer.py: how Keras 3's layer is registered without
-# importing Keras 3).  TensorFlow is imported here, banner deduplicated.
-tf_import.import_tensorflow()
-from tflottery import masking  # noqa: E402,F401
+# tf_keras.models.load_model / keras.models.load_model need in a new process.
+# The registering modules are imported when tf_keras (or Keras 3) is, by a
+# post-import hook (at once if it already is), so `import tflottery` itself
+# stays light: no TensorFlow, no Keras 3 (launch/sweep.py and the CLI's
+# argument checks rely on that; masking/keras3_layer.py says more).
+import importlib  # noqa: E402
+
+import wrapt  # noqa: E402
+
+wrapt.register_post_import_hook(
+    lambda _: importlib.import_module("tflottery.masking.layer"), "tf_keras")
+wrapt.register_post_import_hook(
+    lambda _: importlib.import_module("tflottery.masking.keras3_layer"), "keras")

@@ -13,10 +13,6 @@ Masks multiply the weights in the forward pass, so pruned weights get exactly
 zero gradient; see layer.py.  tf_keras and Keras 3 models alike (the
 Keras 3 layer is keras3_layer.py; keras_compat.py says what runs where).
 """
-import importlib
-
-import wrapt
-
 from tflottery.masking.assign import get_mask, set_mask, zero_pruned_weights
 from tflottery.masking.fast_path import trusted_zero_pruned_weights
 from tflottery.masking.layer import Masked
@@ -25,11 +21,6 @@ from tflottery.masking.prunable import PRUNABLE_WEIGHTS, prunable_attrs, stable_
 from tflottery.masking.walk import masked_layers, prunable_variables
 from tflottery.masking.tfmot_interop import from_tfmot, to_tfmot
 from tflottery.masking.wrap import export, wrap
-
-# Keras 3's Masked is registered as soon as Keras 3 is imported, before or
-# after this line, and Keras 3 is never imported for it (keras3_layer.py).
-wrapt.register_post_import_hook(
-    lambda _: importlib.import_module("tflottery.masking.keras3_layer"), "keras")
 
 __all__ = [
     "Mask", "Masked", "MASK_FILENAME", "REPORT_FILENAME", "PRUNABLE_WEIGHTS",

@@ -10,15 +10,14 @@ Registered as serializable ("tflottery>Masked"), so `model.save('m.keras')`
 and `keras.models.load_model` keep the masks (they are weights of the
 layer, saved as bits: layer.py).  How it gets registered without `import
 tflottery` importing Keras 3 (which tf_keras users should not pay for):
-`tflottery.masking` (imported by `import tflottery`) registers a post-import
-hook on `keras` (wrapt.register_post_import_hook, the library TensorFlow
-itself depends on).  The hook imports this module right after `keras`
-finishes importing, or at once if Keras 3 is already imported, so in a new
-process `import keras; import tflottery` and `import tflottery; import
-keras` both register the layer before `keras.models.load_model` runs.  The
-hook fires after TensorFlow and tf_keras are fully imported (`import
-tflottery` imports them first), so it never imports this module while they
-are half-initialised.
+`import tflottery` registers a post-import hook on `keras`
+(wrapt.register_post_import_hook, the library TensorFlow itself depends
+on), and one on `tf_keras` for layer.py.  The hook imports this module right
+after `keras` finishes importing, or at once if Keras 3 is already imported,
+so in a new process `import keras; import tflottery` and `import tflottery;
+import keras` both register the layer before `keras.models.load_model` runs.
+The hook fires only once Keras 3 (and the TensorFlow it imports) are fully
+imported, so it never imports this module while they are half-initialised.
 
 Why a constraint too.  The forward multiply gives pruned weights exactly
 zero gradients, but Keras 3's `model.fit` takes any optimizer: momentum or
