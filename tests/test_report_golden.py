@@ -10,6 +10,7 @@ accept an intended change: REGENERATE_GOLDEN=1 pytest tests/test_report_golden.p
 """
 from conftest import SMALL_RUN  # noqa: F401  (conftest sets up TensorFlow)
 import json
+import shutil
 import os
 
 import pytest
@@ -109,3 +110,25 @@ def test_lottery_run_summary_is_byte_identical(root):
     run_dir = os.path.join(root, "lottery_aaaaaaaaaa")
     result = summary.summarize(run_dir, 0.2)
     _check({"summary.md": summary.to_markdown(result)}, "lottery_summary")
+
+
+def test_runs_recording_their_spec_render_the_same_page(root, tmp_path):
+    """The same runs with experiment.json written from each experiment's REPORT (as the
+    runner records it) render the same page: the recorded spec and the fallback for runs
+    from before the record (reporting/legacy.py, checked here against the experiments'
+    declarations) read alike."""
+    from tflottery import experiments
+    from tflottery.reporting import legacy
+    from tflottery.runs import report_spec
+    for name, spec in legacy.SPECS.items():
+        assert experiments.REGISTRY.get(name).REPORT == spec, name
+    copy = str(tmp_path / "root")
+    shutil.copytree(root, copy)
+    recorded = 0
+    for run_dir in collect.find_runs(copy):
+        match = legacy.RUN_NAME.fullmatch(os.path.basename(run_dir))
+        if match and match.group("experiment") in legacy.SPECS:
+            report_spec.write(run_dir, experiments.REGISTRY.get(match.group("experiment")).REPORT)
+            recorded += 1
+    assert recorded >= 7
+    _page(copy, "page")

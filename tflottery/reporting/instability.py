@@ -6,25 +6,36 @@ plus the plot of the error along the linear path.  Analyses with
 InstabilityHparams.align set add the barriers after permutation alignment
 beside the raw ones (columns and dashed curves); every analysis's soup
 (uniform weight average of its copies) adds its test accuracy."""
-import os
-import re
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
+from tflottery.hparams import SummaryHparams
+from tflottery.reporting.collect import listdir
 from tflottery.reporting.figures.style import save_figure
-from tflottery.runs import io
+from tflottery.runs import io, layout
+
+
+def _analyses(run_dir: str):
+    """(replicate, analysis dir) of every instability.json: replicate_<r>/k_<k> (dense)
+    and replicate_<r>/level_<L>/k_<k>."""
+    for rep, rep_name in layout.numbered(listdir(run_dir), layout.REPLICATE):
+        rep_dir = layout.join(run_dir, rep_name)
+        parents = [rep_dir] + [layout.join(rep_dir, name)
+                               for _, name in layout.numbered(listdir(rep_dir), layout.LEVEL)]
+        for parent in parents:
+            for _, name in layout.numbered(listdir(parent), layout.K):
+                directory = layout.join(parent, name)
+                if io.exists(layout.file(directory, layout.INSTABILITY)):
+                    yield rep, directory
 
 
 def _records(run_dir: str):
     """{replicate: {(level, k): instability.json record}}; level is None for dense."""
     out = {}
-    paths = tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json"))
-    paths += tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "level_*", "k_*", "instability.json"))
-    for path in paths:
-        rep_name = os.path.relpath(path, run_dir).split(os.sep)[0]
-        rep = int(re.fullmatch(r"replicate_(\d+)", rep_name)[1])
-        record = io.read_json(path)
+    for rep, directory in _analyses(run_dir):
+        record = io.read_json(layout.file(directory, layout.INSTABILITY))
         out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
     return out
 
@@ -167,9 +178,38 @@ def to_markdown(table: dict) -> str:
 
 
 def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(os.path.join(run_dir, "instability_summary.json"), table)
-    io.atomic_write_text(os.path.join(run_dir, "instability_summary.md"),
+    io.atomic_write_json(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".json"), table)
+    io.atomic_write_text(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".md"),
                          to_markdown(table) + "\n")
+
+
+def _stale(image: str, analysis: str) -> bool:
+    """Whether an analysis's figure is missing or older than its instability.json."""
+    if not io.exists(image):
+        return True
+    source = layout.file(analysis, layout.INSTABILITY)
+    return tf.io.gfile.stat(image).mtime_nsec < tf.io.gfile.stat(source).mtime_nsec
+
+
+def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
+    """An lmc run's end (its ReportSpec.end_of_run): each analysis's instability.png
+    (and instability_per_epoch.png) not drawn yet, instability_summary.json/md over
+    every replicate so far, the table printed; returns the table."""
+    summary_hp = SummaryHparams(**{field: settings[f"SummaryHparams.{field}"]
+                                   for field in ("matching_tolerance", "stability_threshold")
+                                   if f"SummaryHparams.{field}" in settings})
+    table = summarize(run_dir, summary_hp)
+    if writable:
+        for _, directory in _analyses(run_dir):
+            result = io.read_json(layout.file(directory, layout.INSTABILITY))
+            for name, plot, needed in (("instability.png", plot_curves, True),
+                                       ("instability_per_epoch.png", plot_per_epoch,
+                                        "per_epoch" in result)):
+                if needed and _stale(layout.file(directory, name), directory):
+                    plot(layout.file(directory, name), result)
+        write(run_dir, table)
+    print(to_markdown(table), flush=True)
+    return table
 
 
 def plot_curves(path: str, result: dict) -> None:
