@@ -117,6 +117,12 @@ class _Reader:
             return None
 
 
+def metrics(phase_dir: str) -> List[dict]:
+    """A phase's metrics.jsonl records for tables and figures (bad lines and an unreadable
+    file are skipped, with a warning: the collector lists them as problems)."""
+    return _Reader().jsonl(layout.file(phase_dir, layout.METRICS))
+
+
 def listdir(path: str) -> List[str]:
     """The sorted entry names of a directory ([] if it cannot be listed)."""
     try:
