@@ -55,8 +55,10 @@ def natural_key(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def runs_of(table: dict, experiment: str) -> List[dict]:
-    return [r for r in table["runs"] if r["experiment"] == experiment]
+def runs_of(table: dict, family: str) -> List[dict]:
+    """The runs drawn by the tables and figures of `family` (their ReportSpec.family:
+    'train', 'gradual', 'lottery', 'lmc', 'pai' or 'dynamic'), not named by experiment."""
+    return [r for r in table["runs"] if r["_spec"].family == family]
 
 
 def network_key(values: Dict[str, object]) -> tuple:
@@ -81,10 +83,10 @@ def dense_accuracies(table: dict, key: tuple) -> List[float]:
     for run in table["runs"]:
         if not run.get("config_file") or network_key(run["_values"]) != key:
             continue
-        if run["experiment"] == "train":
+        if run["_spec"].family == "train":
             out += [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
                                                              kind="train")]
-        elif run["experiment"] == "lottery":
+        elif run["_spec"].family == "lottery":
             out += [r["test_accuracy"] for r in collect.done(
                 table["rows"], run=run["run"], kind="train", level=0, branch=None)]
     return out

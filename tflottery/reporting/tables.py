@@ -231,7 +231,7 @@ def dynamic_summary(table: dict) -> str:
     for run, records in sorted(by_run.items()):
         moved, kept = [], []
         for r in records:
-            if r["experiment"] == "dst":
+            if "final_vs_start" in r:       # RigL / SET: against the starting mask
                 moved.append(r["final_vs_start"]["new_not_in_previous"])
             elif len(r.get("phases", [])) > 1:
                 moved.append(r["phases"][-1]["overlap_with_previous"]["new_not_in_previous"])
