@@ -44,6 +44,17 @@ def label(name: Optional[str], settings: Optional[dict] = None) -> str:
     return LABELS.get(name, name.replace("_", " "))
 
 
+def pct(x, digits: int = 2) -> str:
+    """100 x with `digits` decimals; '-' for no value (None, NaN)."""
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def spread(values: List[float]) -> dict:
+    """Mean, min, max and count (the mean as sum / n: the run summaries' JSON)."""
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
 def stats(values: List[float]) -> dict:
     values = [float(v) for v in values]
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values),
@@ -174,7 +185,7 @@ def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:
 
 # ---- instability ----
 
-def _median_earliest(values: List[Optional[float]]) -> Optional[float]:
+def median_earliest(values: List[Optional[float]]) -> Optional[float]:
     """Median over replicates; a replicate that never gets there counts as infinite."""
     if not values:
         return None
@@ -193,8 +204,8 @@ def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: floa
         can_match = can_match or bool(judged)
         matching.append(next((r["k"] for r in judged if r["end_accuracy"] >=
                               r["dense_accuracy"] - tolerance_points / 100.0), None))
-    return {"stable_k": _median_earliest(stable),
-            "matching_k": _median_earliest(matching) if can_match else None,
+    return {"stable_k": median_earliest(stable),
+            "matching_k": median_earliest(matching) if can_match else None,
             "can_match": can_match, "replicates": len(stable)}
 
 

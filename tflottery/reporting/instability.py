@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.hparams import SummaryHparams
+from tflottery.reporting import groups
 from tflottery.reporting.collect import listdir
 from tflottery.reporting.figures.style import save_figure
 from tflottery.runs import io, layout
@@ -38,16 +39,6 @@ def _records(run_dir: str):
         record = io.read_json(layout.file(directory, layout.INSTABILITY))
         out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
     return out
-
-
-def _median_earliest(per_replicate):
-    """Median over replicates of the earliest k; a replicate that never
-    reaches it counts as +infinity (None if the median is never reached)."""
-    values = [np.inf if v is None else v for v in per_replicate]
-    if not values:
-        return None
-    median = float(np.median(values))
-    return None if not np.isfinite(median) else median
 
 
 def _mean_std(values, prefix):
@@ -113,8 +104,8 @@ def summarize(run_dir: str, summary_hp) -> dict:
             ks = sorted(k for (lvl, k) in reps if lvl == level)
             per_rep_stable.append(next((k for k in ks if is_stable(reps[(level, k)])), None))
             per_rep_matching.append(next((k for k in ks if is_matching(reps[(level, k)])), None))
-        earliest.append({"level": level, "stable_k": _median_earliest(per_rep_stable),
-                         "matching_k": _median_earliest(per_rep_matching)})
+        earliest.append({"level": level, "stable_k": groups.median_earliest(per_rep_stable),
+                         "matching_k": groups.median_earliest(per_rep_matching)})
     return {"rows": rows, "earliest": earliest,
             "stability_threshold": summary_hp.stability_threshold,
             "matching_tolerance": summary_hp.matching_tolerance}

@@ -28,6 +28,7 @@ import sys
 from typing import Dict, List, Optional
 
 from tflottery.reporting import collect
+from tflottery.reporting.groups import pct as _pct, spread as _stats
 from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
@@ -107,11 +108,6 @@ def run_tolerance(run_dir: str, override: Optional[float] = None) -> float:
 
 
 # ---- the two analyses of one run ----
-def _stats(values: List[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "n": len(values)}
-
-
 def early_stopping_table(phases: List[dict]) -> List[dict]:
     """Per (series, level): early-stopping step and accuracy over replicates.
     Dilated retrain branches are left out (their steps are on another scale)."""
@@ -250,10 +246,6 @@ def plot_dilation(table: dict, path: str, title: str = "") -> str:
 
 
 # ---- markdown ----
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
 def _spread(s: dict, fmt) -> str:
     spread = s["n"] > 1 and fmt(s["min"]) != fmt(s["max"])
     return fmt(s["mean"]) + (f" ({fmt(s['min'])}-{fmt(s['max'])})" if spread else "")

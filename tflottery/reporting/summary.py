@@ -11,11 +11,12 @@ own levels and branches have just been checked and remade if damaged
 a level or branch not asked for this time) is left out of the table with a
 warning that says which run remakes it.
 """
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 from absl import logging
 
 from tflottery.reporting import plots
+from tflottery.reporting.groups import pct as _pct, spread as _stats
 from tflottery.reporting.collect import listdir
 from tflottery.runs import damage, io, layout
 
@@ -35,11 +36,6 @@ def _read(path: str, field):
                         "(the same command with its --replicate) to remake it", path,
                         f"{type(err).__name__}: {err}".splitlines()[0][:200])
         return None
-
-
-def _stats(values: List[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "n": len(values)}
 
 
 def _numbered(directory: str, prefix: str):
@@ -99,10 +95,6 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
     return {"levels": rows, "dense_accuracy": dense, "matching_tolerance": matching_tolerance,
             "highest_matching_sparsity": max(matching) if matching else None,
             "nontrivial_levels": nontrivial}
-
-
-def _pct(x):
-    return "-" if x is None else f"{100 * x:.2f}"
 
 
 def to_markdown(table: dict) -> str:
