@@ -18,7 +18,7 @@ from tflottery import hparams as hparams_module
 from tflottery.hparams import non_default_fields
 from tflottery.runs import io, layout
 
-FILENAME = "hparams.json"
+FILENAME = layout.HPARAMS
 
 
 def resolved(base: Iterable, experiment) -> List:

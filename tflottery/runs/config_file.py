@@ -12,7 +12,7 @@ configuration.
 
 from tflottery.runs import damage, io, layout
 
-FILENAME = "config.gin"
+FILENAME = layout.CONFIG
 
 
 def read_config(path: str) -> str:

@@ -13,7 +13,7 @@ from typing import Optional
 
 from tflottery.runs import io, layout
 
-FILENAME = "finished.json"
+FILENAME = layout.FINISHED
 
 
 def _normal(value):

@@ -4,7 +4,7 @@ Experiments write through these functions and reporting finds runs and
 phases through them, so the tree below is named here only:
 
     <root>/<experiment>_<hash>/          run_dir (naming.py makes the name)
-        config.gin  operative_config.gin  hparams.json  experiment.json
+        config.gin  operative_config.gin  hparams.json  experiment.json  lock.json
         summary.{json,md,png}  instability_summary.{json,md}
         replicate_<r>/                   replicate_dir
             finished.json  <result file> (pai.json, dst.json, dynamic_imp.json)
@@ -28,8 +28,10 @@ from typing import Iterable, List, Optional, Tuple
 # ---- file names ----
 CONFIG = "config.gin"
 OPERATIVE_CONFIG = "operative_config.gin"
+HPARAMS = "hparams.json"
 EXPERIMENT_RECORD = "experiment.json"
 FINISHED = "finished.json"
+LOCK = "lock.json"
 FINAL = "final.json"
 METRICS = "metrics.jsonl"
 BRANCH_RECORD = "branch.json"
@@ -41,6 +43,8 @@ INSTABILITY_SUMMARY = "instability_summary"
 # ---- directory names ----
 TRAIN, PRETRAIN, MASK = "train", "pretrain", "mask"
 CHECKPOINTS, TENSORBOARD = "checkpoints", "tensorboard"
+# Inside checkpoints/: the rolling checkpoint, and per named one its info and tensors.
+LATEST, CHECKPOINT_INFO, CHECKPOINT_PREFIX = "latest", "info.json", "ckpt"
 DENSE, SPARSE = "dense", "sparse"
 REPLICATE, LEVEL, BRANCH, K, COPY, PHASE = (
     "replicate_", "level_", "branch_", "k_", "copy_", "phase_")

@@ -188,7 +188,7 @@ class Trainer:
     def _forget_latest(self) -> None:
         """Drop the rolling checkpoint (set aside instead if it is damaged too), so that
         the phase starts afresh; the new Checkpointer's manager no longer lists it."""
-        directory = os.path.join(self._checkpointer.directory, "latest")
+        directory = layout.join(self._checkpointer.directory, layout.LATEST)
         try:
             checkpoints.check_readable(tf.train.latest_checkpoint(directory))
             self._checkpointer.remove_latest()
