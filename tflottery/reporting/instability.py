@@ -14,7 +14,7 @@ import tensorflow as tf
 from tflottery.hparams import SummaryHparams
 from tflottery.reporting import groups
 from tflottery.reporting.collect import listdir
-from tflottery.reporting.figures.style import save_figure
+from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
 
@@ -205,9 +205,7 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
 
 def plot_curves(path: str, result: dict) -> None:
     """Test and train error along the linear path between the two copies."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = style.pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     aligned = result.get("aligned")
     for split, curve in result["curves"].items():
@@ -225,14 +223,12 @@ def plot_curves(path: str, result: dict) -> None:
                  f"density {100 * result['density']:.1f}%")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    style.save_figure(fig, path)
 
 
 def plot_per_epoch(path: str, result: dict) -> None:
     """Test instability between the copies at each epoch of their training."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = style.pyplot()
     rows = result["per_epoch"]
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
@@ -245,4 +241,4 @@ def plot_per_epoch(path: str, result: dict) -> None:
     ax.set_ylabel("test instability (points)")
     ax.set_title(f"k = {result['rewind_step']}: instability during training")
     ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    style.save_figure(fig, path)

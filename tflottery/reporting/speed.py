@@ -29,6 +29,7 @@ from typing import Dict, List, Optional
 
 from tflottery.reporting import collect
 from tflottery.reporting.groups import pct as _pct, spread as _stats
+from tflottery.reporting.tables import md_table
 from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
@@ -252,26 +253,24 @@ def _spread(s: dict, fmt) -> str:
 
 
 def _early_markdown(rows: List[dict]) -> List[str]:
-    lines = ["| series | level | density % | early-stop step | test acc at early stop % | "
-             "final test acc % |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['series']} | {'-' if r['level'] is None else r['level']} | "
-                     f"{_pct(r['density'])} | {_spread(r['early_stop_step'], lambda v: f'{v:.0f}')} | "
-                     f"{_spread(r['early_stop_accuracy'], _pct)} | {_spread(r['final_accuracy'], _pct)} |")
-    return lines
+    return md_table(["series", "level", "density %", "early-stop step",
+                     "test acc at early stop %", "final test acc %"],
+                    [[r["series"], "-" if r["level"] is None else r["level"], _pct(r["density"]),
+                      _spread(r["early_stop_step"], lambda v: f"{v:.0f}"),
+                      _spread(r["early_stop_accuracy"], _pct),
+                      _spread(r["final_accuracy"], _pct)] for r in rows]).split("\n")
 
 
 def _dilation_markdown(table: dict) -> List[str]:
-    lines = [f"Dense accuracy at full length {_pct(table['dense_accuracy'])}%; matching means "
-             f">= {_pct(table['threshold'])}% ({table['matching_tolerance']:g} points below).", "",
-             "| level | density % | smallest matching dilation | accuracy % by dilation |",
-             "|---|---|---|---|"]
-    for r in table["rows"]:
-        smd = r["smallest_matching_dilation"]
-        accs = ", ".join(f"{p['dilation']:g}: {_pct(p['mean'])}" for p in r["points"])
-        lines.append(f"| {r['level']}{' (dense)' if r['level'] == 0 else ''} | {_pct(r['density'])} | "
-                     f"{'none' if smd is None else f'{smd:g}'} | {accs} |")
-    return lines
+    rows = [[f"{r['level']}{' (dense)' if r['level'] == 0 else ''}", _pct(r["density"]),
+             "none" if r["smallest_matching_dilation"] is None
+             else f"{r['smallest_matching_dilation']:g}",
+             ", ".join(f"{p['dilation']:g}: {_pct(p['mean'])}" for p in r["points"])]
+            for r in table["rows"]]
+    return [f"Dense accuracy at full length {_pct(table['dense_accuracy'])}%; matching means "
+            f">= {_pct(table['threshold'])}% ({table['matching_tolerance']:g} points below).",
+            ""] + md_table(["level", "density %", "smallest matching dilation",
+                            "accuracy % by dilation"], rows).split("\n")
 
 
 def report_section(table, out_dir: str, matching_tolerance: Optional[float] = None):
