@@ -1,9 +1,11 @@
-"""Runs written before experiment.json (#23): what the report knows of them.
+"""Runs without experiment.json (#23): what the report knows of them.
 
-Such a run records no ReportSpec, so its experiment is told by its config,
-its directory name or its layout, and its spec is looked up here by that
-name: the seven experiments that existed then, as they declared themselves
-(tests/test_report_golden.py checks this table against their REPORT).
+Runs written before the record, and the lottery runs an lmc run extends
+(made by lmc, not by the runner), record no ReportSpec: their experiment is
+told by their config, directory name or layout, and its spec is looked up
+here by that name.  The seven experiments that existed then, as they declare
+themselves (tests/test_report_golden.py checks this table against their
+REPORT); a later experiment always has its record.
 """
 import re
 
