@@ -34,7 +34,6 @@ def test_names_are_the_on_disk_format():
     assert layout.dynamic_phase("phase_3/dense") == (3, "dense")
     assert layout.numbered(["level_10", "level_2", "levels", "k_1"], layout.LEVEL) == [
         (2, "level_2"), (10, "level_10")]
-    assert layout.run_of_phase("/r/x_1/replicate_0/level_0/train") == "/r/x_1"
 
 
 def test_retrain_branch_tag_is_pinned():

@@ -167,9 +167,3 @@ def analysis_of(rel: str) -> str:
     phase of an instability analysis."""
     return rel.rsplit("/", 1)[0] if "/" in rel else ""
 
-
-def run_of_phase(path: str) -> Optional[str]:
-    """The run directory above the last replicate_<r> of a phase path (None if none)."""
-    parts = os.path.normpath(path).split(os.sep)
-    reps = [i for i, p in enumerate(parts) if re.fullmatch(REPLICATE + r"\d+", p)]
-    return (os.sep.join(parts[:reps[-1]]) or os.sep) if reps else None
