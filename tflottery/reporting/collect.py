@@ -123,6 +123,12 @@ def metrics(phase_dir: str) -> List[dict]:
     return _Reader().jsonl(layout.file(phase_dir, layout.METRICS))
 
 
+def numbered(directory: str, prefix: str) -> List[tuple]:
+    """(number, path) of the `prefix`<number> entries of `directory` (layout.numbered)."""
+    return [(n, layout.join(directory, name))
+            for n, name in layout.numbered(listdir(directory), prefix)]
+
+
 def listdir(path: str) -> List[str]:
     """The sorted entry names of a directory ([] if it cannot be listed)."""
     try:
@@ -287,8 +293,8 @@ class _Collector:
         name = os.path.basename(run_dir.rstrip("/"))
         run = {"run": name, "run_dir": run_dir, "notes": []}
         self._run_values(run_dir, run)
-        replicates = layout.numbered(listdir(run_dir), layout.REPLICATE)
-        scans = {r: _scan_replicate(layout.join(run_dir, d)) for r, d in replicates}
+        replicates = numbered(run_dir, layout.REPLICATE)
+        scans = {r: _scan_replicate(d) for r, d in replicates}
         values = run["_values"]
         run["_spec"] = self._spec(run_dir, run, scans.values())
         run["experiment"] = run["_spec"].name
@@ -298,7 +304,7 @@ class _Collector:
         run["network"] = f"{model} on {data}" if run["config_file"] else "unknown network"
         before = len(self.rows)
         for r, d in replicates:
-            self._collect_replicate(run, r, layout.join(run_dir, d), *scans[r])
+            self._collect_replicate(run, r, d, *scans[r])
         mine = self.rows[before:]
         if not mine and not any(i["run"] == name for i in self.instability):
             run["status"] = "empty"

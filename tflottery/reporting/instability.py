@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tflottery.hparams import SummaryHparams
 from tflottery.reporting import groups
-from tflottery.reporting.collect import listdir
+from tflottery.reporting.collect import numbered
 from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
@@ -21,13 +21,10 @@ from tflottery.runs import io, layout
 def _analyses(run_dir: str):
     """(replicate, analysis dir) of every instability.json: replicate_<r>/k_<k> (dense)
     and replicate_<r>/level_<L>/k_<k>."""
-    for rep, rep_name in layout.numbered(listdir(run_dir), layout.REPLICATE):
-        rep_dir = layout.join(run_dir, rep_name)
-        parents = [rep_dir] + [layout.join(rep_dir, name)
-                               for _, name in layout.numbered(listdir(rep_dir), layout.LEVEL)]
+    for rep, rep_dir in numbered(run_dir, layout.REPLICATE):
+        parents = [rep_dir] + [level for _, level in numbered(rep_dir, layout.LEVEL)]
         for parent in parents:
-            for _, name in layout.numbered(listdir(parent), layout.K):
-                directory = layout.join(parent, name)
+            for _, directory in numbered(parent, layout.K):
                 if io.exists(layout.file(directory, layout.INSTABILITY)):
                     yield rep, directory
 

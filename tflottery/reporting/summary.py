@@ -17,7 +17,7 @@ from absl import logging
 
 from tflottery.reporting import plots
 from tflottery.reporting.groups import pct as _pct, spread as _stats
-from tflottery.reporting.collect import listdir
+from tflottery.reporting.collect import listdir, numbered
 from tflottery.runs import damage, io, layout
 
 RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
@@ -38,12 +38,6 @@ def _read(path: str, field):
         return None
 
 
-def _numbered(directory: str, prefix: str):
-    """(number, path) of the `prefix`<number> entries of `directory`, by number."""
-    return [(n, layout.join(directory, name))
-            for n, name in layout.numbered(listdir(directory), prefix)]
-
-
 def _accuracy(phase_dir: str):
     return _read(layout.file(phase_dir, layout.FINAL), ("test_accuracy",))
 
@@ -56,8 +50,8 @@ def _density(directory: str):
 def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
     """Collect every finished level and branch of every replicate in `run_dir`."""
     per_level: Dict[int, dict] = {}
-    for _, rep_dir in _numbered(run_dir, layout.REPLICATE):
-        for level, level_dir in _numbered(rep_dir, layout.LEVEL):
+    for _, rep_dir in numbered(run_dir, layout.REPLICATE):
+        for level, level_dir in numbered(rep_dir, layout.LEVEL):
             accuracy = _accuracy(layout.train_dir(level_dir))
             if accuracy is None:
                 continue
