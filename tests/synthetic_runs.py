@@ -124,10 +124,10 @@ def imp_accuracy(level, replicate, branch=None):
 def build(root):
     """Write the synthetic root; returns {'rows': {(run, replicate, phase): expected},
     'corrupt': [paths], 'partial': [(run, replicate, phase)], ...}."""
-    from tflottery.runs.naming import retrain_branch_dir
+    from tflottery.runs import layout
     rng = np.random.default_rng(0)
     expected, corrupt = {}, []
-    retrain = retrain_branch_dir(data_seed=7, dilation=None)[len("branch_"):]
+    retrain = layout.branch_dir_name("retrain", data_seed=7)[len("branch_"):]
 
     # ---- lottery, rewinding to 500it, 2 replicates, 7 levels, 5 branches ----
     run = "lottery_aaaaaaaaaa"

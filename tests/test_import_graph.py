@@ -101,3 +101,18 @@ def test_the_finder_sees_a_circle_through_a_function_level_import():
 def test_no_import_circles_in_the_package():
     found = circles(package_graph())
     assert not found, "import circles: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def _crossing(graph, source, target):
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() if a.startswith(source)
+                  for b in deps if b.startswith(target))
+
+
+def test_reporting_and_experiments_do_not_import_each_other():
+    """Reporting reads run files only; experiments declare their report (ReportSpec) and
+    the runner calls it (#23): neither package imports the other, anywhere in its code."""
+    graph = package_graph()
+    assert not _crossing(graph, "tflottery.reporting", "tflottery.experiments")
+    assert not _crossing(graph, "tflottery.experiments", "tflottery.reporting")
+    assert _crossing({"tflottery.reporting.x": {"tflottery.experiments.y"}},
+                     "tflottery.reporting", "tflottery.experiments")

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tflottery import data, masking, models
 from tflottery.hparams import DatasetHparams, TrainingHparams
-from tflottery.reporting import speed
+from tflottery.reporting import collect, speed
 from tflottery.training.loop import Trainer, read_metrics
 
 
@@ -32,6 +32,11 @@ def make_phase(phase_dir, test_accuracy, records=(), density=None, branch=None):
         write_json(os.path.join(parent, "mask", "sparsity.json"), {"total": {"density": density}})
     if branch is not None:
         write_json(os.path.join(parent, "branch.json"), branch)
+
+
+def phases_of(run):
+    """The finished phases of one run directory, as the report's collector finds them."""
+    return speed.find_phases(collect.collect(str(run)))[str(run)]
 
 
 def retrain(level, dilation):
@@ -73,7 +78,7 @@ def test_early_stopping_is_min_holdout_loss_and_nearest_test_accuracy(tmp_path):
     records = evals([2.0, 0.5, 0.3, 0.3, 0.4], [0.1, 0.8, 0.9, 0.91, 0.92])
     make_phase(str(tmp_path), 0.92, records)
     # Minimum 0.3 at steps 200 and 300: the earliest, 200; test accuracy there 0.9.
-    assert speed.early_stopping(speed.read_records(str(tmp_path))) == {
+    assert speed.early_stopping(collect.metrics(str(tmp_path))) == {
         "step": 200, "holdout_loss": 0.3, "holdout_accuracy": 0.5, "test_step": 200,
         "test_accuracy": 0.9}
     # Test evaluations elsewhere: 150 and 250 are both 50 from 200 -> the earlier, 150.
@@ -97,7 +102,7 @@ def test_early_stopping_table_over_replicates_and_branches(tmp_path):
                    evals([1.0, 0.9, 0.8, 0.7], [0.5, 0.6, 0.7, 0.85 + 0.01 * rep]))
         make_phase(str(run / f"replicate_{rep}/level_2/branch_retrain_ab/train"), 0.9,
                    evals([1.0, 0.1], [0.5, 0.9]), branch=retrain(2, 0.5))   # dilated: left out
-    rows = speed.early_stopping_table(speed.find_phases(str(run)))
+    rows = speed.early_stopping_table(phases_of(run))
     summary = [(r["series"], r["level"], r["density"], r["early_stop_step"]["mean"],
                 r["early_stop_step"]["min"], r["early_stop_step"]["max"],
                 r["early_stop_accuracy"]["mean"]) for r in rows]
@@ -138,7 +143,7 @@ def dilation_run(root, tolerance=None):
 
 def test_dilation_table_by_hand(tmp_path):
     run = dilation_run(tmp_path)
-    table = speed.dilation_table(speed.find_phases(str(run)), speed.run_tolerance(str(run)))
+    table = speed.dilation_table(phases_of(run), speed.run_tolerance(str(run)))
     assert table["dense_accuracy"] == pytest.approx(0.96)
     assert table["threshold"] == pytest.approx(0.958)
     rows = {r["level"]: r for r in table["rows"]}
@@ -151,22 +156,20 @@ def test_dilation_table_by_hand(tmp_path):
     assert [rows[l]["density"] for l in (0, 2, 4)] == [1.0, 0.64, 0.4096]
     # The run's own tolerance (summary.json) of 0.5 points: threshold 0.955, level 0 -> 0.3.
     run5 = dilation_run(tmp_path / "t5", tolerance=0.5)
-    table5 = speed.dilation_table(speed.find_phases(str(run5)), speed.run_tolerance(str(run5)))
+    table5 = speed.dilation_table(phases_of(run5), speed.run_tolerance(str(run5)))
     assert {r["level"]: r["smallest_matching_dilation"] for r in table5["rows"]} == {
         0: 0.3, 2: 0.2, 4: None}
 
 
 # ---- the report section ----
-def test_report_section_from_rows_and_root(tmp_path):
+def test_report_section_from_the_table_and_root(tmp_path):
     run = dilation_run(tmp_path / "root")
     for rep in range(2):   # holdout metrics in the IMP levels: an early-stopping figure too
         for level in (0, 2, 4):
             with open(run / f"replicate_{rep}/level_{level}/train/metrics.jsonl", "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in evals([1.0, 0.5, 0.6], [0.5, 0.9, 0.95]))
-    phase_rows = [{"run": "lottery_d", "level": 0, "test_accuracy": 0.95,
-                   "path": str(run / "replicate_1" / "level_0" / "train")}]
     out = tmp_path / "report"
-    markdown, figures = speed.report_section(phase_rows, str(out))
+    markdown, figures = speed.report_section(collect.collect(str(tmp_path / "root")), str(out))
     assert figures == [str(out / "speed_lottery_d_early_stopping.png"),
                        str(out / "speed_lottery_d_dilation.png")]
     for path in figures:
@@ -175,11 +178,9 @@ def test_report_section_from_rows_and_root(tmp_path):
     assert "| IMP | 2 | 64.00 | 100 | 90.00 | 96.00 |" in markdown
     assert "| 0 (dense) | 100.00 | 0.5 |" in markdown and "| 4 | 40.96 | none |" in markdown
     assert "![dilation](speed_lottery_d_dilation.png)" in markdown
-    # The same from rows carrying run_dir, and from the root directory itself.
-    assert speed.report_section([{"run_dir": str(run)}], str(out))[0] == markdown
-    assert speed.report_section({"runs": [{"run_dir": str(run)}], "rows": []}, str(out))[0] == markdown
+    # The same from the root directory itself (collected there).
     assert speed.report_section(str(tmp_path / "root"), str(out))[0] == markdown
-    empty_md, empty_figs = speed.report_section([], str(out))
+    empty_md, empty_figs = speed.report_section({"runs": [], "rows": []}, str(out))
     assert empty_figs == [] and "No training-speed data" in empty_md
     # The command line writes speed.md / speed.json under ROOT/speed.
     assert speed.main([str(tmp_path / "root")]) == 0

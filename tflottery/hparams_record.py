@@ -12,14 +12,13 @@ run, which is also what its start-up line prints.
      "non_default": {"TrainingHparams": {"lr": 0.0012}, ...}}
 """
 import dataclasses
-import os
 from typing import Dict, Iterable, List, Optional
 
 from tflottery import hparams as hparams_module
 from tflottery.hparams import non_default_fields
-from tflottery.runs import io
+from tflottery.runs import io, layout
 
-FILENAME = "hparams.json"
+FILENAME = layout.HPARAMS
 
 
 def resolved(base: Iterable, experiment) -> List:
@@ -73,12 +72,12 @@ def describe_non_default(rec: dict) -> List[str]:
 
 
 def write(run_dir: str, rec: dict) -> None:
-    io.atomic_write_json(os.path.join(run_dir, FILENAME), rec)
+    io.atomic_write_json(layout.file(run_dir, FILENAME), rec)
 
 
 def read(run_dir: str) -> Optional[dict]:
     """The run's record, or None if it has none (runs from before hparams.json)."""
-    path = os.path.join(run_dir, FILENAME)
+    path = layout.file(run_dir, FILENAME)
     if not io.exists(path):
         return None
     rec = io.read_json(path)

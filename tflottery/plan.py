@@ -10,7 +10,7 @@ import dataclasses
 import os
 from typing import List, Optional, Sequence
 
-from tflottery.runs import io
+from tflottery.runs import io, layout
 from tflottery.training import checkpoints
 
 
@@ -27,10 +27,10 @@ class Phase:
 
     def resume_step(self) -> Optional[int]:
         """The step its rolling checkpoint holds, if a killed attempt left one."""
-        return checkpoints.latest_step(os.path.join(self.directory, "checkpoints"))
+        return checkpoints.latest_step(layout.checkpoints_dir(self.directory))
 
     def done(self) -> bool:
-        return io.exists(os.path.join(self.directory, "final.json"))
+        return io.exists(layout.file(self.directory, layout.FINAL))
 
     def steps_left(self) -> int:
         if self.done():

@@ -25,7 +25,7 @@ tf_import.import_tensorflow()   # its start-up banner once, not twice
 from absl import app, flags  # noqa: E402
 
 from tflottery.reporting import collect, page, plots, summary  # noqa: E402
-from tflottery.runs import io  # noqa: E402
+from tflottery.runs import io, layout  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("matching_tolerance", None, "percentage points below dense still "
@@ -41,7 +41,7 @@ def _fail(message: str) -> None:
 def _lottery_summary(run_dir: str, table: dict) -> None:
     """The single-run behaviour: rebuild summary.json/md/png and print the table."""
     tolerance = FLAGS.matching_tolerance
-    previous = os.path.join(run_dir, "summary.json")
+    previous = layout.file(run_dir, layout.RUN_SUMMARY + ".json")
     try:
         if tolerance is None and io.exists(previous):
             tolerance = io.read_json(previous)["matching_tolerance"]

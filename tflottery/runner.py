@@ -2,15 +2,18 @@
 
 Order matters for "nothing half-written": every input is validated (names,
 numbers, data available, steps inside training) before the run directory is
-created; then config.gin is written, the experiment runs (each of its stages
-skipping work already done), and operative_config.gin is written last.
+created; then config.gin, hparams.json and experiment.json (the experiment's
+ReportSpec: how reporting reads its runs) are written, the experiment runs
+(each of its stages skipping work already done), its declared end-of-run
+report is made (ReportSpec.end_of_run: the runner, not the experiment,
+imports reporting), and operative_config.gin is written last.
 
 Multi-worker (MultiWorkerMirroredStrategy): every worker runs the whole
 experiment in a complete run tree of its own and reads only its own files;
 the chief's is under root_dir, another worker's under a sibling root
 (`strategy.worker_root`: root_dir.worker_1 and so on).
 """
-import os
+import importlib
 
 import gin
 from absl import logging
@@ -21,7 +24,7 @@ from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, hold_loc
                                            prunable_weight_shapes)
 from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, ModelHparams,
                                TrainingHparams)
-from tflottery.runs import config_file, io
+from tflottery.runs import config_file, io, layout, report_spec
 from tflottery.runs.naming import run_name
 from tflottery.runs.finished import write_finished
 from tflottery.runs.roots import check_root
@@ -75,7 +78,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     # The network is built (in memory, thrown away) before anything is written:
     # model options, layer names and sizes that depend on it are checked here.
     shapes = prunable_weight_shapes(model_hp, dataset.info)
-    ctx = RunContext(strategy=strategy, run_dir=os.path.join(root, name),
+    ctx = RunContext(strategy=strategy, run_dir=layout.run_dir(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
                      training_hp=training_hp, dataset=dataset, writable=True,
                      prunable_names=tuple(shapes))
@@ -88,6 +91,25 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
 def phases(experiment, ctx) -> list:
     """The experiment's plan.Phase list (empty for one that does not plan ahead)."""
     return list(experiment.phases(ctx)) if hasattr(experiment, "phases") else []
+
+
+def spec_of(experiment) -> report_spec.ReportSpec:
+    """The experiment's ReportSpec (its REPORT); one that declares none is reported by
+    its name alone (rows without a method, no end-of-run report)."""
+    return getattr(experiment, "REPORT", None) or report_spec.ReportSpec(experiment.name)
+
+
+def end_of_run(spec: report_spec.ReportSpec, ctx, rec: dict, result):
+    """Call the experiment's declared end-of-run report, `spec.end_of_run(run_dir,
+    settings, writable)`; the summary it returns joins the result as 'summary'."""
+    if not spec.end_of_run:
+        return result
+    module, _, function = spec.end_of_run.rpartition(".")
+    hook = getattr(importlib.import_module(module), function)
+    summary = hook(ctx.run_dir, hparams_record.flat(rec["hparams"]), ctx.writable)
+    if summary is None or not isinstance(result, dict):
+        return result
+    return dict(result, summary=summary)
 
 
 def describe_start(ctx) -> str:
@@ -128,14 +150,15 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
             io.makedirs(ctx.replicate_dir)
             config_file.write_config(ctx.run_dir, gin.config_str())
             hparams_record.write(ctx.run_dir, rec)
+            report_spec.write(ctx.run_dir, spec_of(experiment))
         planned = phases(experiment, ctx)
         ctx.cache["run_log"] = run_log.RunLog(
             hparams_record.flat(rec["hparams"]),
             plan.steps_left(planned) if planned else None)
-        result = experiment.run(ctx)
+        result = end_of_run(spec_of(experiment), ctx, rec, experiment.run(ctx))
         stop.check("before the run's final records")
         if ctx.writable:
-            io.atomic_write_text(os.path.join(ctx.run_dir, "operative_config.gin"),
+            io.atomic_write_text(layout.file(ctx.run_dir, layout.OPERATIVE_CONFIG),
                                  gin.operative_config_str())
             write_finished(ctx.replicate_dir, rec, result)
     finally:

@@ -47,6 +47,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from tflottery import grid as grid_module
 from tflottery.errors import ConfigError
+from tflottery.runs import layout
 
 JOBS_DIRNAME = "_sweep_jobs"
 EXIT_GRACE_SECONDS = 30.0
@@ -138,8 +139,8 @@ def check_jobs(gin_file: Sequence[str], gin_bindings: Sequence[str], jobs: Seque
                           f"checking the configuration failed: {out.stderr.strip()[-500:]}")
     configured = dict(zip(points, json.loads(out.stdout.strip().splitlines()[-1])))
     return [job._replace(
-        replicate_dir=os.path.join(root_dir, configured[job.bindings]["run"],
-                                   f"replicate_{job.replicate}"),
+        replicate_dir=layout.replicate_dir(
+            layout.run_dir(root_dir, configured[job.bindings]["run"]), job.replicate),
         hparams=configured[job.bindings]["hparams"]) for job in jobs]
 
 

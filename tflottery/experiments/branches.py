@@ -17,7 +17,6 @@ branches of different levels and replicates are independent draws.
 """
 import dataclasses
 import hashlib
-import os
 from typing import Callable, NamedTuple
 
 from absl import logging
@@ -27,9 +26,8 @@ from tflottery.errors import ConfigError
 from tflottery.experiments.context import (layer_fractions_by_weight, load_fresh_initialisation,
                                            training_program)
 from tflottery.plan import Phase
-from tflottery.runs.naming import retrain_branch_dir
 from tflottery.registry import Registry
-from tflottery.runs import damage, io
+from tflottery.runs import damage, io, layout
 from tflottery.training import run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
 
@@ -72,9 +70,7 @@ def branch_seed(replicate: int, level: int, name: str) -> int:
 
 
 def branch_dir_name(exp, name: str) -> str:
-    if name != "retrain":
-        return f"branch_{name}"
-    out = retrain_branch_dir(exp.branch_hp.data_seed, exp.branch_hp.dilation)
+    out = layout.branch_dir_name(name, exp.branch_hp.data_seed, exp.branch_hp.dilation)
     if out is None:
         raise ConfigError("the 'retrain' branch needs BranchHparams.data_seed and/or dilation")
     return out
@@ -102,7 +98,8 @@ def phase(exp, ctx, name: str, level: int) -> Phase:
     start = 0 if exp.lottery_hp.mode == "lrr" and level > 0 else \
         exp.rewind_iterations(ctx, training_hp)
     return Phase(phase_name(name, level),
-                 os.path.join(exp.level_dir(ctx, level), branch_dir_name(exp, name), "train"),
+                 layout.train_dir(layout.branch_dir(exp.level_dir(ctx, level),
+                                                    branch_dir_name(exp, name))),
                  start, end)
 
 
@@ -131,20 +128,20 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
     spec = REGISTRY.get(name)
     level_dir = exp.level_dir(ctx, level)
     # The level itself was checked whole by run_level, which every branch follows.
-    if not io.exists(os.path.join(level_dir, "train", "final.json")):
+    if not io.exists(layout.file(layout.train_dir(level_dir), layout.FINAL)):
         raise ConfigError(f"branch {name!r} asked of level {level}, which has not run")
-    out = os.path.join(level_dir, branch_dir_name(exp, name))
+    out = layout.branch_dir(level_dir, branch_dir_name(exp, name))
     if ctx.writable:
-        write_branch_record(exp, name, level, os.path.join(out, "branch.json"))
+        write_branch_record(exp, name, level, layout.file(out, layout.BRANCH_RECORD))
     seed = branch_seed(ctx.replicate, level, name)
 
     def branch_mask():
         # Read (and, if missing or damaged, made again) also when the branch is
         # done: reports read its density from it.
-        return exp.load_or_make_mask(ctx, os.path.join(out, "mask"), lambda: spec.make_mask(
+        return exp.load_or_make_mask(ctx, layout.mask_dir(out), lambda: spec.make_mask(
             exp, ctx, level, exp.mask_of_level(ctx, level), seed))
 
-    done = finished_result(os.path.join(out, "train"))
+    done = finished_result(layout.train_dir(out))
     if done is not None:
         logging.info("%s: finished before; skipped", phase_name(name, level))
         branch_mask()
@@ -158,6 +155,6 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
         load_fresh_initialisation(ctx, model, seed)
     masking.set_mask(model, mask)
     return Trainer(ctx.strategy, model, ctx.dataset, training_hp, data_seed,
-                   os.path.join(out, "train"), start_step=start, writable=ctx.writable,
+                   layout.train_dir(out), start_step=start, writable=ctx.writable,
                    program=program, phase_name=phase_name(name, level),
                    run_log=run_log.of(ctx)).run()

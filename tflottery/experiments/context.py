@@ -1,6 +1,5 @@
 """What every experiment is given, and the helpers they share."""
 import dataclasses
-import os
 import typing
 
 import tensorflow as tf
@@ -9,6 +8,7 @@ from tflottery import data, masking, models
 from tflottery.errors import ConfigError, first_few
 from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, check_value
 from tflottery.keras_compat import keras
+from tflottery.runs import layout
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ class RunContext:
 
     @property
     def replicate_dir(self) -> str:
-        return os.path.join(self.run_dir, f"replicate_{self.replicate}")
+        return layout.replicate_dir(self.run_dir, self.replicate)
 
     @property
     def model_seed(self) -> int:
@@ -179,7 +179,7 @@ def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = 
     """
     from tflottery import pruning
     from tflottery.runs import damage, io
-    mask = damage.read_output(os.path.join(directory, masking.MASK_FILENAME),
+    mask = damage.read_output(layout.file(directory, masking.MASK_FILENAME),
                               lambda _: masking.Mask.load(directory))
     if mask is None:
         mask = make()
@@ -189,10 +189,10 @@ def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = 
             mask.save(directory)
         return mask
     if ctx.writable:
-        report = os.path.join(directory, masking.REPORT_FILENAME)
+        report = layout.file(directory, masking.REPORT_FILENAME)
         if damage.read_output(report, io.read_json) is None:
             io.atomic_write_json(report, mask.report())
-        stats = os.path.join(directory, pruning.STATISTICS_FILENAME)
+        stats = layout.file(directory, pruning.STATISTICS_FILENAME)
         if statistics and damage.read_output(stats, io.read_json) is None:
             pruning.save_statistics(mask, directory)
     return mask

@@ -37,7 +37,6 @@ Layout, under replicate_<r>/:
                               final mask moved from the starting one
 """
 import hashlib
-import os
 
 from absl import logging
 
@@ -52,7 +51,8 @@ from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number
-from tflottery.runs import io, step_log
+from tflottery.runs import io, layout, step_log
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.scoring.grow import check_criterion, grow_scores, training_batch
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
@@ -120,6 +120,11 @@ class DropGrowHook:
 @REGISTRY.register("dst")
 class DstExperiment:
     name = "dst"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, family="dynamic", method="DstHparams.grow",
+                        method_names={"gradient": "rigl", "random": "set"},
+                        variant=("DstHparams.distribution",),
+                        target_sparsity="DstHparams.sparsity", result_file=RESULT_FILENAME)
 
     def __init__(self):
         self.hp = DstHparams()
@@ -169,7 +174,7 @@ class DstExperiment:
 
     def phases(self, ctx: RunContext):
         total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
-        return [Phase(self.phase_name(), os.path.join(ctx.replicate_dir, "train"), 0, total)]
+        return [Phase(self.phase_name(), layout.train_dir(ctx.replicate_dir), 0, total)]
 
     def phase_name(self) -> str:
         return METHOD_NAMES[self.hp.grow]
@@ -181,18 +186,18 @@ class DstExperiment:
         model = program.model
         shapes = {n: tuple(v.shape) for n, v in masking.prunable_variables(model).items()}
         start = load_or_make_mask(
-            ctx, os.path.join(ctx.replicate_dir, "mask_init"),
+            ctx, layout.join(ctx.replicate_dir, "mask_init"),
             lambda: dynamic.sparse_start_mask(shapes, self.layer_densities(ctx),
                                               seed_of(ctx.replicate, "mask")),
             statistics=True)
         steps, stop = self.update_steps(ctx)
-        out = os.path.join(ctx.replicate_dir, "train")
+        out = layout.train_dir(ctx.replicate_dir)
         hook = DropGrowHook(
             program, hp.grow, hp.drop_fraction, steps, stop,
             dense=excluded_weights(hp.dense_layers, list(shapes)),
             seed=seed_of(ctx.replicate, "grow"),
             batch=lambda step: training_batch(ctx.dataset, ctx.data_seed, step),
-            log_path=os.path.join(out, UPDATE_LOG), writable=ctx.writable)
+            log_path=layout.file(out, UPDATE_LOG), writable=ctx.writable)
         program.load_initial_weights()
         masking.set_mask(model, start)
         masking.zero_pruned_weights(model)
@@ -203,15 +208,15 @@ class DstExperiment:
                         phase_name=self.phase_name(), run_log=run_log.of(ctx)).run()
 
         def final_mask():
-            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+            checkpoints.restore_weights(model, layout.checkpoints_dir(out), "end")
             return masking.get_mask(model)
-        mask = load_or_make_mask(ctx, os.path.join(ctx.replicate_dir, "mask"), final_mask,
+        mask = load_or_make_mask(ctx, layout.mask_dir(ctx.replicate_dir), final_mask,
                                  statistics=True)
         result = {"grow": hp.grow, "distribution": hp.distribution, "density": mask.density,
                   "test_accuracy": final["test_accuracy"], "updates": len(steps),
                   "stop_step": stop, "final_vs_start": dynamic.overlap(start, mask)}
         if ctx.writable:
-            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+            io.atomic_write_json(layout.file(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
         return dict(result, accuracy_of=f"the {self.phase_name()} network at the end of training "
                                         f"({100 * mask.density:.2f}% of weights)")

@@ -66,7 +66,8 @@ from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.select import check_number, check_scope, round_count
-from tflottery.runs import io
+from tflottery.runs import io, layout
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.scoring.grow import grow_scores, training_batch
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
@@ -126,6 +127,12 @@ def regrown_set(mask: Mask, how: str, scores=None, excluded=()) -> Mask:
 @REGISTRY.register("dynamic_imp")
 class DynamicImpExperiment:
     name = "dynamic_imp"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, family="dynamic", method="dynamic_imp",
+                        variant=("DynamicImpHparams.first_mask", "DynamicImpHparams.regrow_init",
+                                 "DynamicImpHparams.regrow"),
+                        target_sparsity="DynamicImpHparams.sparsity",
+                        result_file=RESULT_FILENAME)
 
     def __init__(self):
         self.hp = DynamicImpHparams()
@@ -178,7 +185,7 @@ class DynamicImpExperiment:
                 if part == "dense" and i == 1 and self.hp.first_mask != "imp":
                     continue
                 out.append(Phase(f"phase {i} / {part}",
-                                 os.path.join(ctx.replicate_dir, f"phase_{i}", part),
+                                 layout.dynamic_phase_dir(ctx.replicate_dir, i, part),
                                  bounds[i - 1], bounds[i]))
         return out
 
@@ -196,12 +203,12 @@ class DynamicImpExperiment:
                 record["overlap_with_previous"] = dynamic.overlap(previous_mask, mask)
                 # g_(i-1) & m_i: the regrown weights this phase kept.
                 kept = load_or_make_mask(
-                    ctx, os.path.join(ctx.replicate_dir, f"phase_{i}", "kept_regrown"),
+                    ctx, layout.dynamic_phase_dir(ctx.replicate_dir, i, "kept_regrown"),
                     lambda: Mask({n: regrown[n] & mask[n] for n in mask}))
                 record["regrown_kept"] = kept.num_remaining / max(mask.num_remaining, 1)
             if i < len(bounds) - 1:
                 regrown = load_or_make_mask(
-                    ctx, os.path.join(ctx.replicate_dir, f"phase_{i}", "regrown"),
+                    ctx, layout.dynamic_phase_dir(ctx.replicate_dir, i, "regrown"),
                     lambda: self._regrow(ctx, program, i, mask, bounds[i]))
                 record["regrown"] = regrown.num_remaining
             phases.append(record)
@@ -212,7 +219,7 @@ class DynamicImpExperiment:
                   "regrow": hp.regrow, "density": last["density"],
                   "test_accuracy": last["sparse_test_accuracy"], "phases": phases}
         if ctx.writable:
-            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+            io.atomic_write_json(layout.file(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
         return dict(result, accuracy_of=f"the last phase's sparse network (phase {len(phases)}, "
                                         f"{100 * result['density']:.2f}% of weights)")
@@ -221,9 +228,9 @@ class DynamicImpExperiment:
         """Steps 1-3 of phase i: (its record for dynamic_imp.json, m_i)."""
         hp = self.hp
         model = program.model
-        phase_dir = os.path.join(ctx.replicate_dir, f"phase_{i}")
+        phase_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i)
         record = {"phase": i, "start": start, "end": end, "dense_test_accuracy": None}
-        dense_dir = os.path.join(phase_dir, "dense")
+        dense_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.DENSE)
         has_dense = i > 1 or hp.first_mask == "imp"
         if has_dense:
             # Trained now, or the result of an earlier attempt.
@@ -232,7 +239,7 @@ class DynamicImpExperiment:
 
         def make_mask():
             if has_dense:
-                checkpoints.restore_weights(model, os.path.join(dense_dir, "checkpoints"), "end")
+                checkpoints.restore_weights(model, layout.checkpoints_dir(dense_dir), "end")
                 return magnitude_mask(self._kernels(model), masking.get_mask(model),
                                       hp.sparsity, hp.scope, self.excluded)
             program.load_initial_weights()
@@ -242,8 +249,8 @@ class DynamicImpExperiment:
                 return by_magnitude
             return pruning.random_mask(by_magnitude, seed_of(ctx.replicate, "random", 1),
                                        scope=hp.scope, excluded=self.excluded)
-        mask = load_or_make_mask(ctx, os.path.join(phase_dir, "mask"), make_mask, statistics=True)
-        sparse_dir = os.path.join(phase_dir, "sparse")
+        mask = load_or_make_mask(ctx, layout.mask_dir(phase_dir), make_mask, statistics=True)
+        sparse_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.SPARSE)
         record["sparse_test_accuracy"] = self._train(ctx, program, i - 1, sparse_dir, start, end,
                                                      mask=mask)["test_accuracy"]
         record["density"] = mask.density
@@ -278,10 +285,10 @@ class DynamicImpExperiment:
             program.load_initial_weights()
             masking.set_mask(model, Mask.ones_like(model))
             return
-        phase_dir = os.path.join(ctx.replicate_dir, f"phase_{i}")
-        regrown = Mask.load(os.path.join(phase_dir, "regrown"))
+        regrown = Mask.load(layout.dynamic_phase_dir(ctx.replicate_dir, i, "regrown"))
         values = self.regrowth_values(ctx, program, i)
-        checkpoints.restore_weights(model, os.path.join(phase_dir, "sparse", "checkpoints"), "end")
+        sparse = layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.SPARSE)
+        checkpoints.restore_weights(model, layout.checkpoints_dir(sparse), "end")
         kept = masking.get_mask(model)
         for name, variable in masking.prunable_variables(model).items():
             variable.assign(np.where(regrown[name], values[name], variable.numpy()))
@@ -298,7 +305,8 @@ class DynamicImpExperiment:
             load_fresh_initialisation(ctx, model, seed_of(ctx.replicate, "fresh", i))
             return self._kernels(model)
         # 'previous': H_(i-1), the network m_i was applied to.
-        dense_init = os.path.join(ctx.replicate_dir, f"phase_{i}", "dense", "checkpoints")
+        dense_init = layout.checkpoints_dir(
+            layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.DENSE))
         if i == 1 and self.hp.first_mask != "imp":
             program.load_initial_weights()
         else:
@@ -310,7 +318,8 @@ class DynamicImpExperiment:
         if hp.regrow == "all":
             return regrown_set(mask, "all")
         model = program.model
-        out = os.path.join(ctx.replicate_dir, f"phase_{i}", "sparse", "checkpoints")
+        out = layout.checkpoints_dir(
+            layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.SPARSE))
         checkpoints.restore_weights(model, out, "end")
         scores = grow_scores(hp.regrow, model,
                              lambda: training_batch(ctx.dataset, ctx.data_seed, step),

@@ -15,7 +15,6 @@ Layout, under replicate_<r>/:
     train/sparsity.jsonl    one record per pruning step: {step, target_sparsity, sparsity}
     mask/                   the final mask, sparsity.json, statistics.json
 """
-import os
 from typing import Optional
 
 import numpy as np
@@ -30,7 +29,8 @@ from tflottery.experiments.context import (RunContext, excluded_weights, load_or
 from tflottery.hparams import GradualHparams
 from tflottery.plan import Phase
 from tflottery.pruning.select import check_number, check_scope
-from tflottery.runs import step_log
+from tflottery.runs import layout, step_log
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.steps import to_iterations
 from tflottery.training import run_log
 from tflottery.training.loop import Trainer, validate_training
@@ -135,6 +135,9 @@ class GradualPruningHook:
 @REGISTRY.register("gradual")
 class GradualExperiment:
     name = "gradual"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, method="gradual",
+                        target_sparsity="GradualHparams.final_sparsity")
 
     def __init__(self):
         self.hp = GradualHparams()
@@ -154,26 +157,26 @@ class GradualExperiment:
 
     def phases(self, ctx: RunContext):
         total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
-        return [Phase("gradual", os.path.join(ctx.replicate_dir, "train"), 0, total)]
+        return [Phase("gradual", layout.train_dir(ctx.replicate_dir), 0, total)]
 
     def run(self, ctx: RunContext) -> dict:
         begin, end, frequency = self.resolved_steps(ctx)
         program = training_program(ctx)
         model = program.model
-        out = os.path.join(ctx.replicate_dir, "train")
+        out = layout.train_dir(ctx.replicate_dir)
         hook = GradualPruningHook(
             polynomial_decay(self.hp, begin, end, frequency), pruning_steps(begin, end, frequency),
             self.hp.scope,
             excluded_weights(self.hp.excluded_layers, list(masking.prunable_variables(model))),
-            os.path.join(out, SPARSITY_LOG), ctx.writable)
+            layout.file(out, SPARSITY_LOG), ctx.writable)
         final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
                         writable=ctx.writable, mask_hook=hook, program=program,
                         phase_name="gradual", run_log=run_log.of(ctx)).run()
         def final_mask():
             from tflottery.training import checkpoints
-            checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+            checkpoints.restore_weights(model, layout.checkpoints_dir(out), "end")
             return masking.get_mask(model)
-        mask = load_or_make_mask(ctx, os.path.join(ctx.replicate_dir, "mask"), final_mask,
+        mask = load_or_make_mask(ctx, layout.mask_dir(ctx.replicate_dir), final_mask,
                                  statistics=True)
         final = dict(final, density=mask.density,
                      accuracy_of=f"the gradually pruned network ({100 * mask.density:.2f}% of "

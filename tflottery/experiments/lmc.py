@@ -59,7 +59,8 @@ from tflottery.experiments.context import (RunContext, build_masked_model, hold_
                                            load_fresh_initialisation, pretrain, training_program)
 from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
 from tflottery.plan import Phase
-from tflottery.runs import damage, io
+from tflottery.runs import damage, io, layout
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
@@ -83,6 +84,9 @@ ALIGN_DATA_SEED = 0
 @REGISTRY.register("lmc")
 class InstabilityExperiment:
     name = "lmc"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, method="InstabilityHparams.subnetwork",
+                        end_of_run="tflottery.reporting.instability.end_of_run")
 
     def __init__(self):
         self.hp = InstabilityHparams()
@@ -175,9 +179,7 @@ class InstabilityExperiment:
 
     @staticmethod
     def analysis_dir(ctx: RunContext, level, k: int) -> str:
-        base = ctx.replicate_dir if level is None else os.path.join(ctx.replicate_dir,
-                                                                    f"level_{level}")
-        return os.path.join(base, f"k_{k}")
+        return layout.analysis_dir(ctx.replicate_dir, level, k)
 
     @staticmethod
     def analysis_name(level, k: int) -> str:
@@ -203,8 +205,8 @@ class InstabilityExperiment:
                 seen.update(p.directory for p in needed)
                 out += needed
             else:
-                out.append(Phase(f"{name} / pretrain", os.path.join(directory, "pretrain"), 0, k))
-            out += [Phase(f"{name} / copy {i}", os.path.join(directory, f"copy_{i}"),
+                out.append(Phase(f"{name} / pretrain", layout.pretrain_dir(directory), 0, k))
+            out += [Phase(f"{name} / copy {i}", layout.copy_dir(directory, i),
                           self.copy_start(k), total) for i in range(len(self.hp.copy_seeds))]
         return out
 
@@ -233,7 +235,7 @@ class InstabilityExperiment:
         lottery.branch_hp = dataclasses.replace(lottery.branch_hp, names=())
         hps = [ExperimentHparams(name="lottery"), ctx.dataset_hp, ctx.model_hp, ctx.training_hp]
         name = run_name("lottery", hps + lottery.hparams())
-        lottery_ctx = dataclasses.replace(ctx, run_dir=os.path.join(os.path.dirname(ctx.run_dir),
+        lottery_ctx = dataclasses.replace(ctx, run_dir=layout.run_dir(os.path.dirname(ctx.run_dir),
                                                                     name))
         lottery.validate(lottery_ctx)
         return lottery, lottery_ctx
@@ -244,10 +246,10 @@ class InstabilityExperiment:
         program = training_program(ctx)
         model = program.model
         if not self.uses_lottery:
-            pretrain_dir = os.path.join(out, "pretrain")
+            pretrain_dir = layout.pretrain_dir(out)
             pretrain(ctx, pretrain_dir, k, phase_name=f"{self.analysis_name(level, k)} / pretrain")
-            w_init = self.initial_weights(model, os.path.join(pretrain_dir, "checkpoints"))
-            checkpoints.restore_weights(model, os.path.join(pretrain_dir, "checkpoints"), "end")
+            w_init = self.initial_weights(model, layout.checkpoints_dir(pretrain_dir))
+            checkpoints.restore_weights(model, layout.checkpoints_dir(pretrain_dir), "end")
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         hold_lock(ctx, lottery_ctx.run_dir)
@@ -257,7 +259,7 @@ class InstabilityExperiment:
                 lottery.run_level(lottery_ctx, lvl)
                 done.add(lvl)
         mask = lottery.mask_of_level(lottery_ctx, level)
-        init_dir = os.path.join(lottery.pretrain_dir(lottery_ctx), "checkpoints")
+        init_dir = layout.checkpoints_dir(lottery.pretrain_dir(lottery_ctx))
         fresh_seed = None
         if self.hp.subnetwork not in ("imp", "independent_imp"):
             # Made before the state at k is loaded: a mask may need the model
@@ -307,25 +309,19 @@ class InstabilityExperiment:
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
-        from tflottery.reporting import instability as report
         analyses = self.analyses(ctx)
         results = [self.analyse_k(ctx, *analysis) for analysis in analyses]
-        table = report.summarize(ctx.run_dir, self.summary_hp)
-        if ctx.writable:
-            report.write(ctx.run_dir, table)
-        print(report.to_markdown(table), flush=True)
         level, _, k = analyses[-1]
         last = results[-1]
         remaining = (f", {100 * last['density']:.2f}% of weights remaining"
                      if self.uses_lottery else "")
-        return {"test_accuracy": last["end_accuracy"][0], "summary": table,
+        return {"test_accuracy": last["end_accuracy"][0],
                 "accuracy_of": f"{self.analysis_name(level, k)} / copy 0 (the last analysis"
                                f"{remaining})"}
 
     def analyse_k(self, ctx: RunContext, level, k_text: str, k: int) -> dict:
-        from tflottery.reporting import instability as report
         out = self.analysis_dir(ctx, level, k)
-        result_path = os.path.join(out, "instability.json")
+        result_path = layout.file(out, layout.INSTABILITY)
         start = self.copy_start(k)
         ipe = ctx.dataset.iterations_per_epoch
         total = validate_training(ctx.training_hp, ipe).total
@@ -348,7 +344,7 @@ class InstabilityExperiment:
             if self.independent and i > 0:
                 self.load_independent_start(ctx, level, k_text, k, out, i)
             data_seed = seed + 1000 * ctx.replicate
-            phase = os.path.join(out, f"copy_{i}")
+            phase = layout.copy_dir(out, i)
             Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
                     start_step=start, extra_checkpoints=extra, writable=ctx.writable,
                     program=program, phase_name=f"{self.analysis_name(level, k)} / copy {i}",
@@ -378,9 +374,6 @@ class InstabilityExperiment:
                          "points", name, self.hp.align, 100 * result["aligned"]["barrier"]["test"],
                          100 * result["aligned"]["barrier"]["train"])
         if ctx.writable:
-            report.plot_curves(os.path.join(out, "instability.png"), result)
-            if self.hp.per_epoch:
-                report.plot_per_epoch(os.path.join(out, "instability_per_epoch.png"), result)
             io.atomic_write_json(result_path, result)
         return result
 
@@ -392,7 +385,7 @@ class InstabilityExperiment:
         damaged copy file is set aside (runs/damage.py) and the copy redone.
         """
         named = ("init", "end") + tuple(f"step_{step}" for step in extra)
-        return all([finished_result(os.path.join(out, f"copy_{i}"), named) is not None
+        return all([finished_result(layout.copy_dir(out, i), named) is not None
                     for i in range(len(self.hp.copy_seeds))])
 
     def load_independent_start(self, ctx: RunContext, level, k_text: str, k: int, out: str,
@@ -422,7 +415,7 @@ class InstabilityExperiment:
     def load_copies(copies, out: str, indices=(0, 1)) -> None:
         """Load the end weights of copies `indices` of the analysis in `out` into `copies`."""
         for model, i in zip(copies, indices):
-            checkpoints.restore_weights(model, os.path.join(out, f"copy_{i}", "checkpoints"),
+            checkpoints.restore_weights(model, layout.checkpoints_dir(layout.copy_dir(out, i)),
                                         "end")
 
     def measure(self, copies, interp, loops, w_init, w_k) -> dict:
@@ -489,7 +482,7 @@ class InstabilityExperiment:
         if not self.uses_lottery:
             return None
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
-        final = os.path.join(lottery.level_dir(lottery_ctx, 0), "train", "final.json")
+        final = layout.file(layout.train_dir(lottery.level_dir(lottery_ctx, 0)), layout.FINAL)
         return io.read_json(final)["test_accuracy"]
 
     def distances(self, copies, loops, w_init, w_k) -> dict:
@@ -513,7 +506,7 @@ class InstabilityExperiment:
         for step in epochs:
             for i, model in enumerate(copies):
                 checkpoints.restore_weights(
-                    model, os.path.join(out, f"copy_{i}", "checkpoints"), f"step_{step}")
+                    model, layout.checkpoints_dir(layout.copy_dir(out, i)), f"step_{step}")
             share_union_mask(copies)
             row = {"step": step, "test_barrier": self.test_barrier(interp)}
             if self.hp.align:

@@ -20,7 +20,6 @@ Every piece is skipped when its output exists, so re-running the same
 command continues a killed run, and a finished run is not retrained.
 """
 import dataclasses
-import os
 from typing import List
 
 import numpy as np
@@ -34,6 +33,8 @@ from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext,
                                            layer_fractions_by_weight, load_or_make_mask,
                                            pretrain, training_program)
 from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
+from tflottery.runs import io, layout
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
@@ -99,6 +100,11 @@ def magnitudes(model) -> dict:
 @REGISTRY.register("lottery")
 class LotteryExperiment:
     name = "lottery"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, method="LotteryHparams.mode",
+                        method_names={"rewind": "imp", "lrr": "lrr"},
+                        rewind_step="LotteryHparams.rewind_step", k="pretrain",
+                        end_of_run="tflottery.reporting.summary.end_of_run")
 
     def __init__(self):
         self.pruning_hp = PruningHparams()
@@ -163,7 +169,6 @@ class LotteryExperiment:
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
         from tflottery.experiments import branches
-        from tflottery.reporting import plots, summary
         if self.plan is None:
             self.validate(ctx)
         self.pretrain(ctx)
@@ -172,16 +177,12 @@ class LotteryExperiment:
         for level in self.branch_levels():
             for name in self.branch_hp.names:
                 branches.run_branch(self, ctx, name, level)
-        table = summary.summarize(ctx.run_dir, self.summary_hp.matching_tolerance)
-        if ctx.writable:
-            summary.write(ctx.run_dir, table)
-            plots.plot_run(ctx.run_dir)
-        print(summary.to_markdown(table), flush=True)
         level = self.plan.num_levels - 1
-        last = summary.level_result(ctx.replicate_dir, level)
+        last = io.read_json(layout.file(layout.train_dir(self.level_dir(ctx, level)),
+                                        layout.FINAL))
         density = self.mask_of_level(ctx, level).density
         method = "LRR" if self.lottery_hp.mode == "lrr" else "IMP"
-        return {"test_accuracy": last["test_accuracy"], "summary": table,
+        return {"test_accuracy": last["test_accuracy"],
                 "accuracy_of": f"the last {method} level (level {level}, "
                                f"{100 * density:.2f}% of weights remaining)"}
 
@@ -195,7 +196,7 @@ class LotteryExperiment:
         out = [Phase("pretrain", self.pretrain_dir(ctx), 0, k)]
         for level in range(self.plan.num_levels):
             start = 0 if self.lottery_hp.mode == "lrr" and level > 0 else k
-            out.append(Phase(f"level {level}", os.path.join(self.level_dir(ctx, level), "train"),
+            out.append(Phase(f"level {level}", layout.train_dir(self.level_dir(ctx, level)),
                              start, end))
         for level in self.branch_levels():
             for name in self.branch_hp.names:
@@ -203,7 +204,7 @@ class LotteryExperiment:
         return out
 
     def level_dir(self, ctx: RunContext, level: int) -> str:
-        return os.path.join(ctx.replicate_dir, f"level_{level}")
+        return layout.level_dir(ctx.replicate_dir, level)
 
     def rewind_iterations(self, ctx: RunContext, training_hp=None) -> int:
         dilation = (training_hp or ctx.training_hp).dilation
@@ -211,7 +212,7 @@ class LotteryExperiment:
                              dilation)
 
     def pretrain_dir(self, ctx: RunContext) -> str:
-        return os.path.join(ctx.replicate_dir, "pretrain")
+        return layout.pretrain_dir(ctx.replicate_dir)
 
     def pretrain(self, ctx: RunContext) -> None:
         """Train W0 to the rewinding step k (context.pretrain: once per process)."""
@@ -220,7 +221,7 @@ class LotteryExperiment:
     def rewind_weights(self, ctx: RunContext, model) -> None:
         """Load W_k (the weights at the rewinding step) into `model`."""
         self.pretrain(ctx)
-        checkpoints.restore_weights(model, os.path.join(self.pretrain_dir(ctx), "checkpoints"),
+        checkpoints.restore_weights(model, layout.checkpoints_dir(self.pretrain_dir(ctx)),
                                     "end")
 
     def load_start_weights(self, ctx: RunContext, model, level: int, training_hp=None) -> int:
@@ -230,7 +231,7 @@ class LotteryExperiment:
         """
         if self.lottery_hp.mode == "lrr" and level > 0:
             checkpoints.restore_weights(
-                model, os.path.join(self.level_dir(ctx, level - 1), "train", "checkpoints"),
+                model, layout.checkpoints_dir(layout.train_dir(self.level_dir(ctx, level - 1))),
                 "end")
             return 0
         self.rewind_weights(ctx, model)
@@ -244,7 +245,7 @@ class LotteryExperiment:
         """
         model = training_program(ctx).model
         checkpoints.restore_weights(
-            model, os.path.join(self.level_dir(ctx, level), "train", "checkpoints"), "end")
+            model, layout.checkpoints_dir(layout.train_dir(self.level_dir(ctx, level))), "end")
         return model
 
     def level_mask(self, ctx: RunContext, level: int, invert: bool = False) -> masking.Mask:
@@ -261,14 +262,14 @@ class LotteryExperiment:
 
     def mask_of_level(self, ctx: RunContext, level: int) -> masking.Mask:
         """Level `level`'s mask, made again if its file is missing or damaged."""
-        directory = os.path.join(self.level_dir(ctx, level), "mask")
+        directory = layout.mask_dir(self.level_dir(ctx, level))
         if level == 0:
             return self.load_or_make_mask(
                 ctx, directory, lambda: masking.Mask.ones_like(training_program(ctx).model))
         return self.load_or_make_mask(ctx, directory, lambda: self.level_mask(ctx, level))
 
     def run_level(self, ctx: RunContext, level: int) -> dict:
-        out = os.path.join(self.level_dir(ctx, level), "train")
+        out = layout.train_dir(self.level_dir(ctx, level))
         done = finished_result(out)
         if done is not None:
             logging.info("level %d: finished before; skipped", level)

@@ -26,7 +26,6 @@ Each piece is skipped when its output exists, so re-running the same command
 resumes a killed run.
 """
 import hashlib
-import os
 
 from absl import logging
 
@@ -38,7 +37,8 @@ from tflottery.experiments.context import (RunContext, excluded_weights, load_fr
 from tflottery.hparams import PaiAblationHparams, PaiHparams
 from tflottery.plan import Phase
 from tflottery.pruning.select import check_number, check_scope
-from tflottery.runs import io
+from tflottery.runs import io, layout
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints, run_log
 from tflottery.training.loop import Trainer, finished_result, validate_training
@@ -56,6 +56,11 @@ def ablation_seed(replicate: int, name: str) -> int:
 @REGISTRY.register("pai")
 class PaiExperiment:
     name = "pai"
+    # What the report needs to know of its runs (the runner records it: experiment.json).
+    REPORT = ReportSpec(name, method="PaiHparams.method",
+                        target_sparsity="PaiHparams.target_sparsity",
+                        prune_step="PaiHparams.prune_step", k="prune_step",
+                        result_file=RESULT_FILENAME, result_settings=("method", "target_sparsity"))
 
     def __init__(self):
         self.pai_hp = PaiHparams()
@@ -106,19 +111,20 @@ class PaiExperiment:
                   "prune_step": self.prune_iterations(ctx)}
         mask = self.mask(ctx)
         result["density"] = mask.density
-        result["test_accuracy"] = self.train(ctx, mask, "train",
+        result["test_accuracy"] = self.train(ctx, mask, layout.train_dir(ctx.replicate_dir),
                                              self.pai_hp.method)["test_accuracy"]
         result["branches"] = {}
         for name in self.ablation_hp.names:
             branch_mask = self.ablation_mask(ctx, name, mask)
-            final = self.train(ctx, branch_mask, os.path.join(f"branch_{name}", "train"),
+            final = self.train(ctx, branch_mask,
+                               layout.train_dir(layout.branch_dir(ctx.replicate_dir, name)),
                                f"{self.pai_hp.method} / {name}",
                                fresh_seed=ablation_seed(ctx.replicate, name)
                                if name == "reinit" else None)
             result["branches"][name] = {"density": branch_mask.density,
                                         "test_accuracy": final["test_accuracy"]}
         if ctx.writable:
-            io.atomic_write_json(os.path.join(ctx.replicate_dir, RESULT_FILENAME), result)
+            io.atomic_write_json(layout.file(ctx.replicate_dir, RESULT_FILENAME), result)
         print(self.table(result), flush=True)
         return dict(result, accuracy_of=f"the network pruned by {self.pai_hp.method} "
                                         f"({100 * mask.density:.2f}% of weights remaining)")
@@ -129,9 +135,9 @@ class PaiExperiment:
         k = self.prune_iterations(ctx)
         start = 0 if self.pai_hp.schedule == "replay" else k
         method, rep = self.pai_hp.method, ctx.replicate_dir
-        out = [Phase("pretrain", os.path.join(rep, "pretrain"), 0, k)] if k else []
-        out.append(Phase(method, os.path.join(rep, "train"), start, end))
-        out += [Phase(f"{method} / {name}", os.path.join(rep, f"branch_{name}", "train"), start,
+        out = [Phase("pretrain", layout.pretrain_dir(rep), 0, k)] if k else []
+        out.append(Phase(method, layout.train_dir(rep), start, end))
+        out += [Phase(f"{method} / {name}", layout.train_dir(layout.branch_dir(rep, name)), start,
                       end) for name in self.ablation_hp.names]
         return out
 
@@ -152,9 +158,9 @@ class PaiExperiment:
         if k == 0:
             program.load_initial_weights()
             return model
-        out = os.path.join(ctx.replicate_dir, "pretrain")
+        out = layout.pretrain_dir(ctx.replicate_dir)
         pretrain(ctx, out, k)
-        checkpoints.restore_weights(model, os.path.join(out, "checkpoints"), "end")
+        checkpoints.restore_weights(model, layout.checkpoints_dir(out), "end")
         return model
 
     def _prune(self, ctx: RunContext, model, invert: bool = False) -> masking.Mask:
@@ -173,11 +179,11 @@ class PaiExperiment:
         return load_or_make_mask(ctx, directory, make, statistics=True)
 
     def mask(self, ctx: RunContext) -> masking.Mask:
-        return self._load_or_make(ctx, os.path.join(ctx.replicate_dir, "mask"),
+        return self._load_or_make(ctx, layout.mask_dir(ctx.replicate_dir),
                                   lambda: self._prune(ctx, self.state_at_k(ctx)))
 
     def ablation_mask(self, ctx: RunContext, name: str, mask: masking.Mask) -> masking.Mask:
-        directory = os.path.join(ctx.replicate_dir, f"branch_{name}", "mask")
+        directory = layout.mask_dir(layout.branch_dir(ctx.replicate_dir, name))
         if name == "shuffle":
             make = lambda: pruning.shuffle_within_layers(mask, ablation_seed(ctx.replicate, name))  # noqa: E731
         elif name == "invert":
@@ -188,8 +194,7 @@ class PaiExperiment:
 
     def train(self, ctx: RunContext, mask: masking.Mask, out: str, phase_name: str,
               fresh_seed=None) -> dict:
-        """Train `mask` applied to W_k (or to a fresh initialisation) in replicate_dir/out."""
-        out = os.path.join(ctx.replicate_dir, out)
+        """Train `mask` applied to W_k (or to a fresh initialisation) in the phase dir `out`."""
         done = finished_result(out)
         if done is not None:
             logging.info("%s: finished before; skipped", phase_name)

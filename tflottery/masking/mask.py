@@ -7,7 +7,6 @@ and compared across runs, and lets one mask fit the wrapped model, its
 exported twin, and the same architecture under any distribution strategy.
 """
 import io
-import posixpath
 from collections.abc import Mapping
 from typing import Dict
 
@@ -16,9 +15,10 @@ import tensorflow as tf
 
 from tflottery.errors import ConfigError, MaskMismatchError, first_few
 from tflottery.runs import io as runs_io
+from tflottery.runs import layout
 
-MASK_FILENAME = "mask.npz"
-REPORT_FILENAME = "sparsity.json"
+MASK_FILENAME = layout.MASK_FILE
+REPORT_FILENAME = layout.MASK_REPORT
 
 
 def _as_bool_array(name: str, value) -> np.ndarray:
@@ -105,14 +105,14 @@ class Mask(Mapping):
         """
         tf.io.gfile.makedirs(directory)
         # The report first: mask.npz is what marks the mask as saved.
-        runs_io.atomic_write_json(posixpath.join(directory, REPORT_FILENAME), self.report())
+        runs_io.atomic_write_json(layout.file(directory, REPORT_FILENAME), self.report())
         buffer = io.BytesIO()
         np.savez(buffer, **self._arrays)
-        runs_io.atomic_write_bytes(posixpath.join(directory, MASK_FILENAME), buffer.getvalue())
+        runs_io.atomic_write_bytes(layout.file(directory, MASK_FILENAME), buffer.getvalue())
 
     @classmethod
     def load(cls, directory: str) -> "Mask":
-        path = posixpath.join(directory, MASK_FILENAME)
+        path = layout.file(directory, MASK_FILENAME)
         if not tf.io.gfile.exists(path):
             raise ConfigError(
                 f"no mask at {path}: expected a {MASK_FILENAME} written by Mask.save()")

@@ -17,15 +17,14 @@ Conventions:
   (so the curve starts at 1.0 and its value at 100 is the fraction of dead units);
 * a layer is *fully pruned* when it keeps no weight at all.
 """
-import os
 from typing import Dict, List
 
 import numpy as np
 
 from tflottery.masking.mask import Mask
-from tflottery.runs import io
+from tflottery.runs import io, layout
 
-STATISTICS_FILENAME = "statistics.json"
+STATISTICS_FILENAME = layout.STATISTICS
 THRESHOLDS = list(range(0, 101))
 
 
@@ -76,5 +75,5 @@ def save_statistics(mask: Mask, directory: str) -> Dict:
     """Write statistics.json beside the mask; returns the statistics."""
     stats = mask_statistics(mask)
     io.makedirs(directory)
-    io.atomic_write_json(os.path.join(directory, STATISTICS_FILENAME), stats)
+    io.atomic_write_json(layout.file(directory, STATISTICS_FILENAME), stats)
     return stats

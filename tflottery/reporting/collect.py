@@ -19,13 +19,15 @@ damaged run means; this module does it once:
 * `problems`: every file that could not be read (bad JSON, truncated npz),
   by path; the file is skipped and the rest is collected.
 
-Paths go through tf.io.gfile, so a gs:// root works.
+Paths go through tf.io.gfile, so a gs:// root works.  Paths and file names
+are runs/layout.py's; what an experiment's rows mean (method, sparsity, k,
+result file) is its ReportSpec, recorded in the run's experiment.json
+(runs/report_spec.py), or for older runs reporting/legacy.py's.
 """
 import csv
 import io as _io
 import json
 import os
-import re
 import statistics as _stats
 from typing import Dict, List, Optional
 
@@ -34,14 +36,8 @@ import tensorflow as tf
 from absl import logging
 
 from tflottery import hparams_record
-from tflottery.reporting import ginconfig
-from tflottery.runs import io
-from tflottery.runs.naming import retrain_branch_dir
-
-RUN_NAME = re.compile(r"(?P<experiment>.+)_(?P<hash>[0-9a-f]{10})")
-EXPERIMENTS = ("train", "lottery", "lmc", "pai", "gradual", "dst", "dynamic_imp")
-# The result file of each dynamic-sparsity replicate (table["dynamic"]).
-DYNAMIC_RESULTS = {"dst": "dst.json", "dynamic_imp": "dynamic_imp.json"}
+from tflottery.reporting import ginconfig, legacy
+from tflottery.runs import io, layout, report_spec
 
 PHASE_COLUMNS = [
     "run", "experiment", "replicate", "phase", "kind", "level", "branch", "branch_settings",
@@ -54,7 +50,7 @@ INSTABILITY_COLUMNS = [
     "soup_accuracy", "aligned_soup_accuracy", "path"]
 
 # Directories never holding results: not descended into (checkpoints are big).
-_SKIP = {"checkpoints", "tensorboard", "mask"}
+_SKIP = {layout.CHECKPOINTS, layout.TENSORBOARD, layout.MASK}
 # How deep under the root to look for run directories (root/sweep/group/run).
 _MAX_DEPTH = 3
 
@@ -121,30 +117,30 @@ class _Reader:
             return None
 
 
-def _join(*parts):
-    return os.path.join(*parts)
+def metrics(phase_dir: str) -> List[dict]:
+    """A phase's metrics.jsonl records for tables and figures (bad lines and an unreadable
+    file are skipped, with a warning: the collector lists them as problems)."""
+    return _Reader().jsonl(layout.file(phase_dir, layout.METRICS))
 
 
-def _listdir(path: str) -> List[str]:
+def numbered(directory: str, prefix: str) -> List[tuple]:
+    """(number, path) of the `prefix`<number> entries of `directory` (layout.numbered)."""
+    return [(n, layout.join(directory, name))
+            for n, name in layout.numbered(listdir(directory), prefix)]
+
+
+def listdir(path: str) -> List[str]:
+    """The sorted entry names of a directory ([] if it cannot be listed)."""
     try:
         return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
     except tf.errors.OpError:
         return []
 
 
-def _numbered(names, prefix):
-    out = []
-    for name in names:
-        match = re.fullmatch(prefix + r"(\d+)", name)
-        if match:
-            out.append((int(match.group(1)), name))
-    return sorted(out)
-
-
 def is_run_dir(path: str) -> bool:
-    names = _listdir(path)
-    return "config.gin" in names or "hparams.json" in names or bool(
-        _numbered(names, "replicate_"))
+    names = listdir(path)
+    return layout.CONFIG in names or hparams_record.FILENAME in names or bool(
+        layout.numbered(names, layout.REPLICATE))
 
 
 def find_runs(root: str) -> List[str]:
@@ -155,8 +151,8 @@ def find_runs(root: str) -> List[str]:
     for _ in range(_MAX_DEPTH):
         deeper = []
         for directory in frontier:
-            for name in _listdir(directory):
-                child = _join(directory, name)
+            for name in listdir(directory):
+                child = layout.join(directory, name)
                 if not tf.io.gfile.isdir(child):
                     continue
                 (runs if is_run_dir(child) else deeper).append(child)
@@ -165,23 +161,6 @@ def find_runs(root: str) -> List[str]:
 
 
 # ---- one replicate: its phases and result files ----
-
-def _parts(rel: str) -> dict:
-    """What the path of a phase inside a replicate says about it."""
-    parts = [p for p in rel.split("/") if p and p != "."]
-    info = {"level": None, "k": None, "branch": None}
-    for part in parts:
-        if re.fullmatch(r"level_\d+", part):
-            info["level"] = int(part[6:])
-        elif re.fullmatch(r"k_\d+", part):
-            info["k"] = int(part[2:])
-        elif part.startswith("branch_"):
-            info["branch"] = part[len("branch_"):]
-    last = parts[-1] if parts else ""
-    info["kind"] = ("pretrain" if last == "pretrain" else
-                    "copy" if re.fullmatch(r"copy_\d+", last) else "train")
-    return info
-
 
 def _walk_replicate(rep_dir: str):
     """(relative dir, file names, subdir names) of every directory of a
@@ -197,38 +176,18 @@ def _scan_replicate(rep_dir: str):
     """Phase directories and instability.json files of one replicate."""
     phases, instability = [], []
     for rel, files, dirs in _walk_replicate(rep_dir):
-        if "final.json" in files or "metrics.jsonl" in files or "checkpoints" in dirs:
+        if layout.FINAL in files or layout.METRICS in files or layout.CHECKPOINTS in dirs:
             phases.append(rel)
-        if "instability.json" in files:
+        if layout.INSTABILITY in files:
             instability.append(rel)
     return phases, instability
 
 
-def _infer_experiment(name: str, values: dict, scans) -> str:
-    """From config.gin, else the run name's prefix, else the layout."""
-    configured = values.get("ExperimentHparams.name")
-    if isinstance(configured, str):
-        return configured
-    match = RUN_NAME.fullmatch(name)
-    if match:
-        return match.group("experiment")
-    rels = [rel for phases, inst in scans for rel in phases + inst]
-    if any(re.search(r"(^|/)k_\d+", rel) for rel in rels):
-        return "lmc"
-    if any(re.search(r"(^|/)level_\d+", rel) for rel in rels):
-        return "lottery"
-    if any(rel.startswith("branch_") for rel in rels):
-        return "pai"
-    return "train" if rels else "unknown"
-
-
-def _variant(method: str, values: dict, cls: str, fields) -> str:
-    """`method`, followed by the variant `fields` of `cls` that differ from their defaults
-    ('dynamic_imp (regrow_init=zero)'), so that different variants are different methods."""
-    changed = [f"{f}={ginconfig.as_text(values[f'{cls}.{f}'])}" for f in fields
-               if f"{cls}.{f}" in values
-               and values[f"{cls}.{f}"] != ginconfig.lookup({}, f"{cls}.{f}")]
-    return f"{method} ({', '.join(changed)})" if changed else method
+def _variant_text(values: dict, key: str) -> str:
+    """'field=value' of a 'Class.field' set to other than its default, else ''."""
+    if key in values and values[key] != ginconfig.lookup({}, key):
+        return f"{key.split('.', 1)[1]}={ginconfig.as_text(values[key])}"
+    return ""
 
 
 class _Collector:
@@ -240,34 +199,34 @@ class _Collector:
 
     # ---- densities and per-run settings ----
     def _mask_density(self, mask_dir: str) -> Optional[float]:
-        report = self.reader.json(_join(mask_dir, "sparsity.json"))
+        report = self.reader.json(layout.file(mask_dir, layout.MASK_REPORT))
         if isinstance(report, dict) and "total" in report:
             # The density comes from the report, but a damaged mask.npz
             # beside it is still worth a warning (a re-run would redo it).
-            self.reader.npz_density(_join(mask_dir, "mask.npz"))
+            self.reader.npz_density(layout.file(mask_dir, layout.MASK_FILE))
             return float(report["total"]["density"])
-        stats = self.reader.json(_join(mask_dir, "statistics.json"))
+        stats = self.reader.json(layout.file(mask_dir, layout.STATISTICS))
         if isinstance(stats, dict) and stats.get("layers"):
             size = sum(v["size"] for v in stats["layers"].values())
             return sum(v["kept"] for v in stats["layers"].values()) / size if size else None
-        return self.reader.npz_density(_join(mask_dir, "mask.npz"))
+        return self.reader.npz_density(layout.file(mask_dir, layout.MASK_FILE))
 
     def _retrain_settings(self, branch: str, branch_dir: str, run: dict) -> Optional[dict]:
         """The data seed / dilation of a 'retrain_<tag>' branch.
 
         The directory name holds only a hash of them.  A `branch.json` in the
         branch directory is used if present; otherwise the BranchHparams of
-        config.gin and operative_config.gin are hashed the way branches.py
+        config.gin and operative_config.gin are hashed the way layout.py
         names the directory, and used when they give the same tag (a run
         extended later with other settings may match neither: None)."""
         if not branch.startswith("retrain_"):
             return None
-        saved = self.reader.json(_join(branch_dir, "branch.json"))
+        saved = self.reader.json(layout.file(branch_dir, layout.BRANCH_RECORD))
         if isinstance(saved, dict):
             return {k: saved[k] for k in ("data_seed", "dilation") if saved.get(k) is not None}
         for values in run["_candidates"]:
             settings = {k: values.get(f"BranchHparams.{k}") for k in ("data_seed", "dilation")}
-            if retrain_branch_dir(**settings) == "branch_" + branch:
+            if layout.branch_dir_name("retrain", **settings) == layout.BRANCH + branch:
                 return {k: v for k, v in settings.items() if v is not None}
         return None
 
@@ -275,15 +234,15 @@ class _Collector:
         """The run's settings: its hparams.json, else (runs from before it) its
         config.gin or operative_config.gin parsed back (reporting/ginconfig.py)."""
         texts = {}
-        for fname in ("config.gin", "operative_config.gin"):
-            text = self.reader.text(_join(run_dir, fname))
+        for fname in (layout.CONFIG, layout.OPERATIVE_CONFIG):
+            text = self.reader.text(layout.file(run_dir, fname))
             if text is not None:
                 texts[fname] = text
         run["_candidates"] = []
         for fname, text in texts.items():
             values, error = ginconfig.parse(text)
             if error:
-                self.reader.problems.append({"file": _join(run_dir, fname), "error": error})
+                self.reader.problems.append({"file": layout.file(run_dir, fname), "error": error})
             run["_candidates"].append(values)
         source = "config.gin" if "config.gin" in texts else (
             "operative_config.gin" if texts else None)
@@ -313,32 +272,45 @@ class _Collector:
         try:
             return hparams_record.read(run_dir)
         except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
-            self.reader.problems.append({"file": _join(run_dir, hparams_record.FILENAME),
+            self.reader.problems.append({"file": layout.file(run_dir, hparams_record.FILENAME),
                                          "error": f"{type(err).__name__}: {err}"[:200]})
             return None
+
+    def _spec(self, run_dir: str, run: dict, scans) -> report_spec.ReportSpec:
+        """The run's recorded ReportSpec, else (older runs) legacy.py's for its experiment."""
+        try:
+            spec = report_spec.read(run_dir)
+        except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
+            self.reader._problem(layout.file(run_dir, layout.EXPERIMENT_RECORD), err)
+            spec = None
+        if spec is not None:
+            return spec
+        rels = [rel for phases, inst in scans for rel in phases + inst]
+        return legacy.spec_of(legacy.experiment_of(run["run"], run["_values"], rels))
 
     # ---- one run ----
     def collect_run(self, run_dir: str) -> None:
         name = os.path.basename(run_dir.rstrip("/"))
         run = {"run": name, "run_dir": run_dir, "notes": []}
         self._run_values(run_dir, run)
-        replicates = _numbered(_listdir(run_dir), "replicate_")
-        scans = {r: _scan_replicate(_join(run_dir, d)) for r, d in replicates}
+        replicates = numbered(run_dir, layout.REPLICATE)
+        scans = {r: _scan_replicate(d) for r, d in replicates}
         values = run["_values"]
-        run["experiment"] = _infer_experiment(name, values, scans.values())
+        run["_spec"] = self._spec(run_dir, run, scans.values())
+        run["experiment"] = run["_spec"].name
         run["replicates"] = [r for r, _ in replicates]
         model = ginconfig.lookup(values, "ModelHparams.name")
         data = ginconfig.lookup(values, "DatasetHparams.name")
         run["network"] = f"{model} on {data}" if run["config_file"] else "unknown network"
         before = len(self.rows)
         for r, d in replicates:
-            self._collect_replicate(run, r, _join(run_dir, d), *scans[r])
+            self._collect_replicate(run, r, d, *scans[r])
         mine = self.rows[before:]
         if not mine and not any(i["run"] == name for i in self.instability):
             run["status"] = "empty"
             run["notes"].append("no training phase has started")
         elif any(row["status"] == "partial" for row in mine) or not io.exists(
-                _join(run_dir, "operative_config.gin")):
+                layout.file(run_dir, layout.OPERATIVE_CONFIG)):
             run["status"] = "partial"
         else:
             run["status"] = "done"
@@ -347,57 +319,35 @@ class _Collector:
         self.runs.append(run)
 
     def _settings(self, run: dict, rep_dir: str) -> dict:
-        """Per-replicate settings: method, target sparsity, steps, pai.json."""
-        values, exp = run["_values"], run["experiment"]
-        out = {"method": None, "target_sparsity": None, "rewind_step": None,
-               "prune_step": None, "k": None, "pai": None, "last_phase": None}
-        pretrain = self.reader.json(_join(rep_dir, "pretrain", "final.json"))
-        if exp == "lottery":
-            mode = ginconfig.lookup(values, "LotteryHparams.mode")
-            out["method"] = {"rewind": "imp", "lrr": "lrr"}.get(mode, mode)
-            out["rewind_step"] = ginconfig.lookup(values, "LotteryHparams.rewind_step")
-            out["k"] = pretrain.get("step") if isinstance(pretrain, dict) else None
-        elif exp == "lmc":
-            out["method"] = ginconfig.lookup(values, "InstabilityHparams.subnetwork")
-        elif exp == "pai":
-            pai = self.reader.json(_join(rep_dir, "pai.json"))
-            pai = pai if isinstance(pai, dict) else {}
-            out["pai"] = pai
-            for field in ("method", "target_sparsity", "prune_step"):
-                # config.gin, else what pai.json says, else the hparams default.
-                key = f"PaiHparams.{field}"
-                out[field] = values[key] if key in values else (
-                    pai[field] if field in pai and field != "prune_step"
-                    else ginconfig.lookup(values, key))
-            if "prune_step" in pai:
-                out["k"] = pai["prune_step"]
-            elif isinstance(pretrain, dict):
-                out["k"] = pretrain.get("step")
-            elif not io.exists(_join(rep_dir, "pretrain")):
+        """Per-replicate settings, as the run's ReportSpec says: method, target sparsity,
+        rewinding / pruning step, k, and the replicate's result file."""
+        values, spec = run["_values"], run["_spec"]
+        result = self.reader.json(layout.file(rep_dir, spec.result_file)) \
+            if spec.result_file else None
+        result = result if isinstance(result, dict) else {}
+        out = {"result": result, "method": spec.method_of(values, ginconfig.lookup, _variant_text)}
+        for field in ("target_sparsity", "rewind_step", "prune_step"):
+            key = getattr(spec, field)
+            out[field] = ginconfig.lookup(values, key) if key else None
+        for field in spec.result_settings:
+            # config.gin, else what the result file says, else the hparams default.
+            key = spec.method if field == "method" else getattr(spec, field)
+            if key not in values and field in result:
+                out[field] = result[field]
+        pretrain = self.reader.json(layout.file(layout.pretrain_dir(rep_dir), layout.FINAL)) \
+            if spec.k else None
+        out["k"] = pretrain.get("step") if isinstance(pretrain, dict) else None
+        if spec.k == "prune_step":
+            if "prune_step" in result:
+                out["k"] = result["prune_step"]
+            elif not isinstance(pretrain, dict) and not io.exists(layout.pretrain_dir(rep_dir)):
                 out["k"] = 0     # no pretraining phase: pruned at step 0
-        elif exp == "gradual":
-            out["method"] = "gradual"
-            out["target_sparsity"] = ginconfig.lookup(values, "GradualHparams.final_sparsity")
-        elif exp == "train":
-            out["method"] = "dense"
-        elif exp == "dst":
-            grow = ginconfig.lookup(values, "DstHparams.grow")
-            out["method"] = _variant({"gradient": "rigl", "random": "set"}.get(grow, grow),
-                                     values, "DstHparams", ("distribution",))
-            out["target_sparsity"] = ginconfig.lookup(values, "DstHparams.sparsity")
-        elif exp == "dynamic_imp":
-            out["method"] = _variant("dynamic_imp", values, "DynamicImpHparams",
-                                     ("first_mask", "regrow_init", "regrow"))
-            out["target_sparsity"] = ginconfig.lookup(values, "DynamicImpHparams.sparsity")
-            phases = _numbered(_listdir(rep_dir), "phase_")
-            out["last_phase"] = phases[-1][0] if phases else None
         return out
 
     def _collect_replicate(self, run, replicate, rep_dir, phases, instability_dirs):
         settings = self._settings(run, rep_dir)
-        result_file = DYNAMIC_RESULTS.get(run["experiment"])
-        result = self.reader.json(_join(rep_dir, result_file)) if result_file else None
-        if isinstance(result, dict) and "test_accuracy" in result:
+        result = settings["result"]
+        if run["_spec"].family == "dynamic" and "test_accuracy" in result:
             self.dynamic.append(dict(result, run=run["run"], experiment=run["experiment"],
                                      replicate=replicate, method=settings["method"],
                                      network=run["network"]))
@@ -413,9 +363,9 @@ class _Collector:
                 self.rows.append(row)
 
     def _phase_row(self, run, replicate, rep_dir, rel, settings, k_dirs):
-        phase_dir = _join(rep_dir, rel) if rel else rep_dir
-        info = _parts(rel)
-        final_path = _join(phase_dir, "final.json")
+        phase_dir = layout.join(rep_dir, rel) if rel else rep_dir
+        info = layout.describe(rel)
+        final_path = layout.file(phase_dir, layout.FINAL)
         final = None
         if io.exists(final_path):
             final = self.reader.json(final_path)
@@ -424,10 +374,9 @@ class _Collector:
                     self.reader.problems.append(
                         {"file": final_path, "error": "no test_accuracy in it"})
                 return None      # corrupt: reported, skipped
-        metrics = self.reader.jsonl(_join(phase_dir, "metrics.jsonl"))
+        metrics = self.reader.jsonl(layout.file(phase_dir, layout.METRICS))
         rates = [m["steps_per_second"] for m in metrics if "steps_per_second" in m][1:]
-        exp = run["experiment"]
-        row = {"run": run["run"], "experiment": exp, "replicate": replicate,
+        row = {"run": run["run"], "experiment": run["experiment"], "replicate": replicate,
                "phase": rel or ".", "kind": info["kind"], "level": info["level"],
                "branch": info["branch"], "branch_settings": None,
                "method": settings["method"], "target_sparsity": settings["target_sparsity"],
@@ -440,67 +389,63 @@ class _Collector:
                "steps_per_second": _stats.median(rates) if rates else None,
                "path": phase_dir}
         if info["branch"] is not None:
-            branch_dir = phase_dir[:phase_dir.rindex("branch_" + info["branch"])] + (
-                "branch_" + info["branch"])
+            branch_dir = phase_dir[:phase_dir.rindex(layout.BRANCH + info["branch"])] + (
+                layout.BRANCH + info["branch"])
             row["branch_settings"] = self._retrain_settings(info["branch"], branch_dir, run)
         row["density"] = self._phase_density(run, rep_dir, rel, info, settings, k_dirs)
-        if exp == "dynamic_imp":
-            self._dynamic_imp_phase(row, rep_dir, rel, settings)
-        if info["kind"] == "pretrain":
-            row["method"] = "dense" if exp != "lmc" else row["method"]
+        self._dynamic_phase(row, rep_dir, rel)
+        if info["kind"] == layout.PRETRAIN:
+            # An instability analysis's pretraining (under k_<k>) keeps its method.
+            row["method"] = "dense" if info["k"] is None else row["method"]
             row["target_sparsity"] = None
-        if exp == "lmc":
-            k_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
-            record = k_dirs.get(k_rel)
-            if record:
-                row["rewind_step"] = record["rewind_step"]
-                row["method"] = record["subnetwork"] or row["method"]
+        record = k_dirs.get(layout.analysis_of(rel))
+        if record:
+            row["rewind_step"] = record["rewind_step"]
+            row["method"] = record["subnetwork"] or row["method"]
         row["sparsity"] = None if row["density"] is None else 1.0 - row["density"]
         row.update(run["config"])
         if info["kind"] == "train" and row["status"] == "done":
             self._statistics(run, replicate, rep_dir, rel, row)
         return row
 
-    def _dynamic_imp_phase(self, row, rep_dir, rel, settings) -> None:
-        """A Dynamic IMP phase: the last phase's sparse training is the run's result
-        (kind 'train', at its mask's density); every other one is kind 'phase'."""
-        match = re.fullmatch(r"phase_(\d+)/(dense|sparse)", rel)
-        if not match:
+    def _dynamic_phase(self, row, rep_dir, rel) -> None:
+        """A phase_<i>/dense|sparse phase (Dynamic IMP): the last phase's sparse training is
+        the run's result (kind 'train', at its mask's density); every other is kind 'phase'."""
+        found = layout.dynamic_phase(rel)
+        if not found:
             return
-        index, part = int(match.group(1)), match.group(2)
-        row["kind"] = "train" if part == "sparse" and index == settings["last_phase"] else "phase"
-        row["density"] = (self._mask_density(_join(rep_dir, f"phase_{index}", "mask"))
-                          if part == "sparse" else None)
+        index, part = found
+        last = layout.numbered(listdir(rep_dir), layout.PHASE)[-1][0]
+        row["kind"] = "train" if part == layout.SPARSE and index == last else "phase"
+        row["density"] = (self._mask_density(layout.mask_dir(layout.dynamic_phase_dir(
+            rep_dir, index))) if part == layout.SPARSE else None)
 
     def _phase_density(self, run, rep_dir, rel, info, settings, k_dirs):
-        if info["kind"] == "pretrain":
+        if info["kind"] == layout.PRETRAIN:
             return 1.0          # pretraining is dense in every experiment
         if info["kind"] == "copy":
-            k_rel = rel.rsplit("/", 1)[0] if "/" in rel else ""
-            record = k_dirs.get(k_rel)
+            record = k_dirs.get(layout.analysis_of(rel))
             return record["density"] if record else None
-        phase_dir = _join(rep_dir, rel) if rel else rep_dir
-        parent = os.path.dirname(phase_dir) if rel.split("/")[-1] == "train" else phase_dir
-        candidates = [_join(parent, "mask")]
+        phase_dir = layout.join(rep_dir, rel) if rel else rep_dir
+        candidates = [layout.mask_of_phase(phase_dir)]
         if info["branch"] is not None and info["level"] is not None:
-            candidates.append(_join(rep_dir, f"level_{info['level']}", "mask"))
-        if info["branch"] is not None and run["experiment"] == "pai":
-            pai_branch = ((settings["pai"] or {}).get("branches") or {}).get(info["branch"], {})
-            if "density" in pai_branch:
-                return float(pai_branch["density"])
+            candidates.append(layout.mask_dir(layout.level_dir(rep_dir, info["level"])))
+        from_result = bool(run["_spec"].result_settings)
+        if info["branch"] is not None and from_result:
+            branch = (settings["result"].get("branches") or {}).get(info["branch"], {})
+            if "density" in branch:
+                return float(branch["density"])
         for mask_dir in candidates:
             if tf.io.gfile.isdir(mask_dir):
                 density = self._mask_density(mask_dir)
                 if density is not None:
                     return density
-        if run["experiment"] == "pai" and info["branch"] is None and settings["pai"]:
-            return settings["pai"].get("density")
-        return 1.0 if run["experiment"] == "train" else None
+        if from_result and info["branch"] is None and settings["result"]:
+            return settings["result"].get("density")
+        return 1.0 if run["_spec"].dense else None
 
     def _statistics(self, run, replicate, rep_dir, rel, row):
-        phase_dir = row["path"]
-        parent = os.path.dirname(phase_dir) if rel.split("/")[-1] == "train" else phase_dir
-        path = _join(parent, "mask", "statistics.json")
+        path = layout.file(layout.mask_of_phase(row["path"]), layout.STATISTICS)
         stats = self.reader.json(path)
         if stats is None:
             return
@@ -518,7 +463,7 @@ class _Collector:
         self.statistics.append(record)
 
     def _instability_row(self, run, replicate, rep_dir, rel):
-        path = _join(rep_dir, rel, "instability.json")
+        path = layout.file(layout.join(rep_dir, rel), layout.INSTABILITY)
         record = self.reader.json(path)
         if record is None:
             return None
@@ -599,11 +544,11 @@ def _csv(rows: List[dict], columns: List[str]) -> str:
 
 def write(table: dict, out_dir: str) -> List[str]:
     """results.json (everything), results.csv (phases), instability.csv; returns paths."""
-    paths = [_join(out_dir, "results.json"), _join(out_dir, "results.csv")]
+    paths = [os.path.join(out_dir, "results.json"), os.path.join(out_dir, "results.csv")]
     io.atomic_write_json(paths[0], public(table))
     io.atomic_write_text(paths[1], _csv(table["rows"], PHASE_COLUMNS))
     if table["instability"]:
-        paths.append(_join(out_dir, "instability.csv"))
+        paths.append(os.path.join(out_dir, "instability.csv"))
         io.atomic_write_text(paths[-1], _csv(table["instability"], INSTABILITY_COLUMNS))
     return paths
 

@@ -44,6 +44,17 @@ def label(name: Optional[str], settings: Optional[dict] = None) -> str:
     return LABELS.get(name, name.replace("_", " "))
 
 
+def pct(x, digits: int = 2) -> str:
+    """100 x with `digits` decimals; '-' for no value (None, NaN)."""
+    return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def spread(values: List[float]) -> dict:
+    """Mean, min, max and count (the mean as sum / n: the run summaries' JSON)."""
+    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
 def stats(values: List[float]) -> dict:
     values = [float(v) for v in values]
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values),
@@ -55,8 +66,10 @@ def natural_key(text: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
-def runs_of(table: dict, experiment: str) -> List[dict]:
-    return [r for r in table["runs"] if r["experiment"] == experiment]
+def runs_of(table: dict, family: str) -> List[dict]:
+    """The runs drawn by the tables and figures of `family` (their ReportSpec.family:
+    'train', 'gradual', 'lottery', 'lmc', 'pai' or 'dynamic'), not named by experiment."""
+    return [r for r in table["runs"] if r["_spec"].family == family]
 
 
 def network_key(values: Dict[str, object]) -> tuple:
@@ -81,10 +94,10 @@ def dense_accuracies(table: dict, key: tuple) -> List[float]:
     for run in table["runs"]:
         if not run.get("config_file") or network_key(run["_values"]) != key:
             continue
-        if run["experiment"] == "train":
+        if run["_spec"].family == "train":
             out += [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
                                                              kind="train")]
-        elif run["experiment"] == "lottery":
+        elif run["_spec"].family == "lottery":
             out += [r["test_accuracy"] for r in collect.done(
                 table["rows"], run=run["run"], kind="train", level=0, branch=None)]
     return out
@@ -172,7 +185,7 @@ def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:
 
 # ---- instability ----
 
-def _median_earliest(values: List[Optional[float]]) -> Optional[float]:
+def median_earliest(values: List[Optional[float]]) -> Optional[float]:
     """Median over replicates; a replicate that never gets there counts as infinite."""
     if not values:
         return None
@@ -191,8 +204,8 @@ def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: floa
         can_match = can_match or bool(judged)
         matching.append(next((r["k"] for r in judged if r["end_accuracy"] >=
                               r["dense_accuracy"] - tolerance_points / 100.0), None))
-    return {"stable_k": _median_earliest(stable),
-            "matching_k": _median_earliest(matching) if can_match else None,
+    return {"stable_k": median_earliest(stable),
+            "matching_k": median_earliest(matching) if can_match else None,
             "can_match": can_match, "replicates": len(stable)}
 
 

@@ -6,37 +6,36 @@ plus the plot of the error along the linear path.  Analyses with
 InstabilityHparams.align set add the barriers after permutation alignment
 beside the raw ones (columns and dashed curves); every analysis's soup
 (uniform weight average of its copies) adds its test accuracy."""
-import os
-import re
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
-from tflottery.reporting.figures.style import save_figure
-from tflottery.runs import io
+from tflottery.hparams import SummaryHparams
+from tflottery.reporting import groups
+from tflottery.reporting.collect import numbered
+from tflottery.reporting.figures import style
+from tflottery.runs import io, layout
+
+
+def _analyses(run_dir: str):
+    """(replicate, analysis dir) of every instability.json: replicate_<r>/k_<k> (dense)
+    and replicate_<r>/level_<L>/k_<k>."""
+    for rep, rep_dir in numbered(run_dir, layout.REPLICATE):
+        parents = [rep_dir] + [level for _, level in numbered(rep_dir, layout.LEVEL)]
+        for parent in parents:
+            for _, directory in numbered(parent, layout.K):
+                if io.exists(layout.file(directory, layout.INSTABILITY)):
+                    yield rep, directory
 
 
 def _records(run_dir: str):
     """{replicate: {(level, k): instability.json record}}; level is None for dense."""
     out = {}
-    paths = tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "k_*", "instability.json"))
-    paths += tf.io.gfile.glob(os.path.join(run_dir, "replicate_*", "level_*", "k_*", "instability.json"))
-    for path in paths:
-        rep_name = os.path.relpath(path, run_dir).split(os.sep)[0]
-        rep = int(re.fullmatch(r"replicate_(\d+)", rep_name)[1])
-        record = io.read_json(path)
+    for rep, directory in _analyses(run_dir):
+        record = io.read_json(layout.file(directory, layout.INSTABILITY))
         out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
     return out
-
-
-def _median_earliest(per_replicate):
-    """Median over replicates of the earliest k; a replicate that never
-    reaches it counts as +infinity (None if the median is never reached)."""
-    values = [np.inf if v is None else v for v in per_replicate]
-    if not values:
-        return None
-    median = float(np.median(values))
-    return None if not np.isfinite(median) else median
 
 
 def _mean_std(values, prefix):
@@ -102,8 +101,8 @@ def summarize(run_dir: str, summary_hp) -> dict:
             ks = sorted(k for (lvl, k) in reps if lvl == level)
             per_rep_stable.append(next((k for k in ks if is_stable(reps[(level, k)])), None))
             per_rep_matching.append(next((k for k in ks if is_matching(reps[(level, k)])), None))
-        earliest.append({"level": level, "stable_k": _median_earliest(per_rep_stable),
-                         "matching_k": _median_earliest(per_rep_matching)})
+        earliest.append({"level": level, "stable_k": groups.median_earliest(per_rep_stable),
+                         "matching_k": groups.median_earliest(per_rep_matching)})
     return {"rows": rows, "earliest": earliest,
             "stability_threshold": summary_hp.stability_threshold,
             "matching_tolerance": summary_hp.matching_tolerance}
@@ -167,16 +166,43 @@ def to_markdown(table: dict) -> str:
 
 
 def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(os.path.join(run_dir, "instability_summary.json"), table)
-    io.atomic_write_text(os.path.join(run_dir, "instability_summary.md"),
+    io.atomic_write_json(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".json"), table)
+    io.atomic_write_text(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".md"),
                          to_markdown(table) + "\n")
+
+
+def _stale(image: str, analysis: str) -> bool:
+    """Whether an analysis's figure is missing or older than its instability.json."""
+    if not io.exists(image):
+        return True
+    source = layout.file(analysis, layout.INSTABILITY)
+    return tf.io.gfile.stat(image).mtime_nsec < tf.io.gfile.stat(source).mtime_nsec
+
+
+def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
+    """An lmc run's end (its ReportSpec.end_of_run): each analysis's instability.png
+    (and instability_per_epoch.png) not drawn yet, instability_summary.json/md over
+    every replicate so far, the table printed; returns the table."""
+    summary_hp = SummaryHparams(**{field: settings[f"SummaryHparams.{field}"]
+                                   for field in ("matching_tolerance", "stability_threshold")
+                                   if f"SummaryHparams.{field}" in settings})
+    table = summarize(run_dir, summary_hp)
+    if writable:
+        for _, directory in _analyses(run_dir):
+            result = io.read_json(layout.file(directory, layout.INSTABILITY))
+            for name, plot, needed in (("instability.png", plot_curves, True),
+                                       ("instability_per_epoch.png", plot_per_epoch,
+                                        "per_epoch" in result)):
+                if needed and _stale(layout.file(directory, name), directory):
+                    plot(layout.file(directory, name), result)
+        write(run_dir, table)
+    print(to_markdown(table), flush=True)
+    return table
 
 
 def plot_curves(path: str, result: dict) -> None:
     """Test and train error along the linear path between the two copies."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = style.pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     aligned = result.get("aligned")
     for split, curve in result["curves"].items():
@@ -194,14 +220,12 @@ def plot_curves(path: str, result: dict) -> None:
                  f"density {100 * result['density']:.1f}%")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    style.save_figure(fig, path)
 
 
 def plot_per_epoch(path: str, result: dict) -> None:
     """Test instability between the copies at each epoch of their training."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = style.pyplot()
     rows = result["per_epoch"]
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
@@ -214,4 +238,4 @@ def plot_per_epoch(path: str, result: dict) -> None:
     ax.set_ylabel("test instability (points)")
     ax.set_title(f"k = {result['rewind_step']}: instability during training")
     ax.grid(alpha=0.3)
-    save_figure(fig, path)
+    style.save_figure(fig, path)

@@ -3,11 +3,10 @@
 The page puts together what a reader needs to judge a sweep without the
 code: what ran and how far it got, the summary tables, every figure the
 results support (with a caption saying what it shows), the training-speed
-section when `tflottery.reporting.speed` provides one, each run's config
+section (reporting/speed.py; its failure is a problem, not a crash), each run's config
 (collapsed), and the files that could not be read.
 """
 import html
-import importlib
 import os
 import posixpath
 from typing import List, Tuple
@@ -15,7 +14,7 @@ from typing import List, Tuple
 import markdown as python_markdown
 from absl import logging
 
-from tflottery.reporting import collect, figures, tables
+from tflottery.reporting import collect, figures, speed, tables
 from tflottery.runs import io
 
 FIGURE_DIR = "figures"
@@ -53,19 +52,9 @@ def _rel(path: str, out_dir: str) -> str:
 
 
 def speed_section(table: dict, out_dir: str) -> Tuple[str, List[str]]:
-    """(markdown, figure paths) from tflottery.reporting.speed.report_section,
-    if that module exists and has it; ('', []) otherwise or if it fails."""
+    """(markdown, figure paths) of speed.report_section; ('', []) if it fails."""
     try:
-        speed = importlib.import_module("tflottery.reporting.speed")
-    except ImportError:
-        logging.info("no tflottery.reporting.speed: speed section skipped")
-        return "", []
-    section = getattr(speed, "report_section", None)
-    if section is None:
-        logging.info("tflottery.reporting.speed has no report_section: speed section skipped")
-        return "", []
-    try:
-        markdown, paths = section(table, out_dir)
+        markdown, paths = speed.report_section(table, out_dir)
     except Exception as err:  # noqa: BLE001 -- its failure must not cost the report
         logging.warning("speed section failed: %s", err)
         table["problems"].append({"file": "tflottery/reporting/speed.py",

@@ -11,10 +11,10 @@ def plot_run(run_dir: str, table: dict = None) -> str:
 
     `table` (a summary.summarize table) is not needed: the figure is drawn
     from the run directory itself, like the report's."""
-    from tflottery.reporting import collect
+    from tflottery.reporting import collect, groups
     from tflottery.reporting.figures import accuracy, style
     collected = collect.collect(run_dir)
-    runs = [r for r in collected["runs"] if r["experiment"] == "lottery"]
+    runs = groups.runs_of(collected, "lottery")
     fig = accuracy.lottery_accuracy_figure(collected, runs[0]) if runs else None
     if fig is None:
         return None

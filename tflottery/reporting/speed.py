@@ -13,39 +13,30 @@ network).  A level's smallest matching dilation is the smallest d whose mean
 test accuracy is at least the full-length (d = 1) dense accuracy minus
 SummaryHparams.matching_tolerance points (Figure 3-9).
 
-Everything is read from run directories (metrics.jsonl, final.json, the
-mask's sparsity.json, and branch.json of each branch), so a report can be
-made from any root at any time:
+Everything is read from the collector's rows (reporting/collect.py: phases,
+densities, the retrain branches' settings) and the phases' metrics.jsonl, so
+a report can be made from any root at any time:
 
     python -m tflottery.reporting.speed ROOT [--out_dir=DIR] [--matching_tolerance=0.2]
 
 `report_section(table, out_dir)` is the entry for the report page.
 """
 import argparse
-import dataclasses
-import json
 import math
 import os
-import re
 import sys
 from typing import Dict, List, Optional
 
-import tensorflow as tf
-
+from tflottery.reporting import collect
+from tflottery.reporting.groups import pct as _pct, spread as _stats
+from tflottery.reporting.tables import md_table
 from tflottery.reporting.figures import style
-from tflottery.runs import io
+from tflottery.runs import io, layout
 
 DEFAULT_TOLERANCE = 0.2   # points; SummaryHparams.matching_tolerance's default
 
 
 # ---- one phase: the early-stopping metric ----
-def read_records(phase_dir: str) -> List[dict]:
-    path = os.path.join(phase_dir, "metrics.jsonl")
-    if not io.exists(path):
-        return []
-    return [json.loads(l) for l in io.read_text(path).splitlines() if l.strip()]
-
-
 def early_stopping(records: List[dict]) -> Optional[dict]:
     """Step of minimum holdout loss (the earliest on ties) and the test accuracy at
     the evaluation nearest to it (the earlier on ties); None without holdout records."""
@@ -69,126 +60,47 @@ def smallest_matching_dilation(accuracy_by_dilation: Dict[float, float], dense_a
     return min(matching) if matching else None
 
 
-# ---- finding phases in run directories ----
-@dataclasses.dataclass
-class Phase:
-    """One finished training phase, located in its run."""
-
-    run_dir: str
-    replicate: int
-    level: Optional[int]        # None for a 'train' experiment
-    branch: Optional[str]       # None for the level itself; 'retrain', 'random_reinit', ...
-    dilation: Optional[float]   # the retrain branch's BranchHparams.dilation (None: as the run)
-    data_seed: Optional[int]
-    density: float
-    path: str                   # the phase directory (metrics.jsonl, final.json)
-    test_accuracy: float
-
-    @property
-    def series(self) -> str:
-        if self.branch is None:
-            return "IMP" if self.level is not None else "train"
-        if self.branch == "retrain":
-            parts = [f"dilation {self.dilation:g}" if self.dilation is not None else "",
-                     f"data seed {self.data_seed}" if self.data_seed is not None else ""]
-            return "retrain (" + ", ".join(p for p in parts if p) + ")"
-        return self.branch
+# ---- the phases, from the collector's rows ----
+def _series(phase: dict) -> str:
+    if phase["branch"] is None:
+        return "IMP" if phase["level"] is not None else "train"
+    if phase["branch"] == "retrain":
+        parts = [f"dilation {phase['dilation']:g}" if phase["dilation"] is not None else "",
+                 f"data seed {phase['data_seed']}" if phase["data_seed"] is not None else ""]
+        return "retrain (" + ", ".join(p for p in parts if p) + ")"
+    return phase["branch"]
 
 
-def _numbered(pattern: str, prefix: str):
-    out = []
-    for path in tf.io.gfile.glob(pattern):
-        match = re.fullmatch(prefix + r"(\d+)", os.path.basename(path.rstrip("/")))
-        if match:
-            out.append((int(match.group(1)), path))
-    return sorted(out)
-
-
-def _density(directory: str) -> Optional[float]:
-    path = os.path.join(directory, "mask", "sparsity.json")
-    return io.read_json(path)["total"]["density"] if io.exists(path) else None
-
-
-def _final(phase_dir: str) -> Optional[dict]:
-    path = os.path.join(phase_dir, "final.json")
-    return io.read_json(path) if io.exists(path) else None
-
-
-def find_phases(run_dir: str) -> List[Phase]:
-    """Every finished phase of a run: replicate_<r>/train (the 'train' experiment),
-    replicate_<r>/level_<L>/train and replicate_<r>/level_<L>/branch_*/train."""
-    phases = []
-    for rep, rep_dir in _numbered(os.path.join(run_dir, "replicate_*"), "replicate_"):
-        final = _final(os.path.join(rep_dir, "train"))
-        if final:
-            phases.append(Phase(run_dir, rep, None, None, None, None, 1.0,
-                                os.path.join(rep_dir, "train"), final["test_accuracy"]))
-        for level, level_dir in _numbered(os.path.join(rep_dir, "level_*"), "level_"):
-            final = _final(os.path.join(level_dir, "train"))
-            if not final:
-                continue
-            density = _density(level_dir)
-            phases.append(Phase(run_dir, rep, level, None, None, None, density,
-                                os.path.join(level_dir, "train"), final["test_accuracy"]))
-            for branch_dir in sorted(tf.io.gfile.glob(os.path.join(level_dir, "branch_*"))):
-                bfinal = _final(os.path.join(branch_dir, "train"))
-                if not bfinal:
-                    continue
-                info_path = os.path.join(branch_dir, "branch.json")
-                info = io.read_json(info_path) if io.exists(info_path) else {}
-                name = info.get("name") or os.path.basename(branch_dir.rstrip("/"))[len("branch_"):]
-                if name.startswith("retrain_") and not info:
-                    continue    # a retrain branch whose settings were not recorded
-                phases.append(Phase(run_dir, rep, level, name, info.get("dilation"),
-                                    info.get("data_seed"), _density(branch_dir) or density,
-                                    os.path.join(branch_dir, "train"), bfinal["test_accuracy"]))
-    return phases
-
-
-def find_run_dirs(root: str, depth: int = 3) -> List[str]:
-    """`root` itself if it is a run directory (has replicate_*), else the run
-    directories below it (a few levels down), sorted."""
-    if tf.io.gfile.glob(os.path.join(root, "replicate_*")):
-        return [root]
-    if depth == 0 or not tf.io.gfile.isdir(root):
-        return []
-    out = []
-    for child in sorted(tf.io.gfile.listdir(root)):
-        path = os.path.join(root, child.rstrip("/"))
-        if not child.startswith(("_", ".")) and tf.io.gfile.isdir(path):
-            out.extend(find_run_dirs(path, depth - 1))
+def find_phases(table: dict) -> Dict[str, List[dict]]:
+    """{run directory: its finished phases}: replicate_<r>/train (dense: density 1),
+    and each lottery level's train/ and branch_*/train/ (a 'retrain' branch named
+    'retrain' with its dilation and data seed, left out when they are unknown)."""
+    run_dirs = {run["run"]: run["run_dir"] for run in table["runs"]}
+    out: Dict[str, List[dict]] = {}
+    for row in collect.done(table["rows"], kind="train"):
+        level, branch, settings = row["level"], row["branch"], row["branch_settings"]
+        if not (row["phase"] == layout.TRAIN or (level is not None and row["phase"].endswith(
+                "/" + layout.TRAIN))):
+            continue
+        if branch is not None and branch.startswith("retrain_"):
+            if settings is None:
+                continue    # a retrain branch whose settings were not recorded
+            branch = "retrain"
+        phase = {"level": level, "branch": branch, "path": row["path"],
+                 "density": 1.0 if level is None else row["density"],
+                 "dilation": (settings or {}).get("dilation"),
+                 "data_seed": (settings or {}).get("data_seed"),
+                 "test_accuracy": row["test_accuracy"]}
+        phase["series"] = _series(phase)
+        out.setdefault(run_dirs[row["run"]], []).append(phase)
     return out
-
-
-def run_dirs_from_table(table) -> List[str]:
-    """The run directories behind a collector's table (a list of rows, or a dict
-    with 'runs' and 'rows'): rows' 'run_dir', or the directory above
-    'replicate_<r>' in a row's 'path'; a string is a root."""
-    if table is None:
-        return []
-    if isinstance(table, str):
-        return find_run_dirs(table)
-    rows = (list(table.get("runs", [])) + list(table.get("rows", []))
-            if isinstance(table, dict) else table)
-    found = []
-    for row in rows:
-        run_dir = row.get("run_dir") if isinstance(row, dict) else None
-        path = row.get("path") if isinstance(row, dict) else None
-        if not run_dir and path:
-            parts = os.path.normpath(path).split(os.sep)
-            reps = [i for i, p in enumerate(parts) if re.fullmatch(r"replicate_\d+", p)]
-            if reps:
-                run_dir = os.sep.join(parts[:reps[-1]]) or os.sep
-        if run_dir and run_dir not in found:
-            found.append(run_dir)
-    return found
 
 
 def run_tolerance(run_dir: str, override: Optional[float] = None) -> float:
     """Matching tolerance (points): the override, else the run's summary.json, else 0.2."""
     if override is not None:
         return override
-    path = os.path.join(run_dir, "summary.json")
+    path = layout.file(run_dir, layout.RUN_SUMMARY + ".json")
     if io.exists(path):
         value = io.read_json(path).get("matching_tolerance")
         if value is not None:
@@ -197,44 +109,39 @@ def run_tolerance(run_dir: str, override: Optional[float] = None) -> float:
 
 
 # ---- the two analyses of one run ----
-def _stats(values: List[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "n": len(values)}
-
-
-def early_stopping_table(phases: List[Phase]) -> List[dict]:
+def early_stopping_table(phases: List[dict]) -> List[dict]:
     """Per (series, level): early-stopping step and accuracy over replicates.
     Dilated retrain branches are left out (their steps are on another scale)."""
     groups: Dict[tuple, list] = {}
     for p in phases:
-        if p.branch == "retrain" and p.dilation not in (None, 1, 1.0):
+        if p["branch"] == "retrain" and p["dilation"] not in (None, 1, 1.0):
             continue
-        metric = early_stopping(read_records(p.path))
+        metric = early_stopping(collect.metrics(p["path"]))
         if metric is None:
             continue
-        groups.setdefault((p.series, p.level), []).append((p, metric))
+        groups.setdefault((p["series"], p["level"]), []).append((p, metric))
     rows = []
     for (series, level), items in sorted(groups.items(),
                                          key=lambda kv: (kv[0][0] != "IMP", kv[0][0], kv[0][1] or 0)):
-        densities = [p.density for p, _ in items if p.density is not None]
+        densities = [p["density"] for p, _ in items if p["density"] is not None]
         rows.append({
             "series": series, "level": level,
             "density": sum(densities) / len(densities) if densities else None,
             "early_stop_step": _stats([m["step"] for _, m in items]),
             "early_stop_accuracy": _stats([m["test_accuracy"] for _, m in items
                                            if m["test_accuracy"] is not None] or [math.nan]),
-            "final_accuracy": _stats([p.test_accuracy for p, _ in items])})
+            "final_accuracy": _stats([p["test_accuracy"] for p, _ in items])})
     return rows
 
 
-def dilation_table(phases: List[Phase], tolerance: float) -> Optional[dict]:
+def dilation_table(phases: List[dict], tolerance: float) -> Optional[dict]:
     """Per level: mean test accuracy at each dilation (the level itself counts as
     dilation 1 unless a retrain branch at 1 exists) and the smallest matching one."""
-    dense = [p.test_accuracy for p in phases if p.level == 0 and p.branch is None]
+    dense = [p["test_accuracy"] for p in phases if p["level"] == 0 and p["branch"] is None]
     curves: Dict[int, Dict[float, list]] = {}
     for p in phases:
-        if p.branch == "retrain" and p.dilation is not None:
-            curves.setdefault(p.level, {}).setdefault(float(p.dilation), []).append(p)
+        if p["branch"] == "retrain" and p["dilation"] is not None:
+            curves.setdefault(p["level"], {}).setdefault(float(p["dilation"]), []).append(p)
     if not curves or not dense:
         return None
     dense_accuracy = sum(dense) / len(dense)
@@ -242,11 +149,11 @@ def dilation_table(phases: List[Phase], tolerance: float) -> Optional[dict]:
     for level in sorted(curves):
         points = curves[level]
         if 1.0 not in points:
-            own = [p for p in phases if p.level == level and p.branch is None]
+            own = [p for p in phases if p["level"] == level and p["branch"] is None]
             if own:
                 points[1.0] = own
-        stats = {d: _stats([p.test_accuracy for p in ps]) for d, ps in points.items()}
-        densities = [p.density for ps in points.values() for p in ps if p.density is not None]
+        stats = {d: _stats([p["test_accuracy"] for p in ps]) for d, ps in points.items()}
+        densities = [p["density"] for ps in points.values() for p in ps if p["density"] is not None]
         rows.append({
             "level": level, "density": sum(densities) / len(densities) if densities else None,
             "points": [dict(dilation=d, **stats[d]) for d in sorted(stats)],
@@ -256,11 +163,10 @@ def dilation_table(phases: List[Phase], tolerance: float) -> Optional[dict]:
             "threshold": dense_accuracy - tolerance / 100.0, "rows": rows}
 
 
-def analyze(run_dirs: List[str], matching_tolerance: Optional[float] = None) -> List[dict]:
-    """Both metrics for every run directory that has something to show."""
+def analyze(table: dict, matching_tolerance: Optional[float] = None) -> List[dict]:
+    """Both metrics for every run of a collector's table that has something to show."""
     out = []
-    for run_dir in run_dirs:
-        phases = find_phases(run_dir)
+    for run_dir, phases in find_phases(table).items():
         early = early_stopping_table(phases)
         dilation = dilation_table(phases, run_tolerance(run_dir, matching_tolerance))
         if early or dilation:
@@ -270,26 +176,6 @@ def analyze(run_dirs: List[str], matching_tolerance: Optional[float] = None) -> 
 
 
 # ---- figures ----
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _density_axis(ax, densities):
-    ax.set_xscale("log")
-    ticks = sorted({round(100 * d, 1) for d in densities if d}, reverse=True)
-    if len(ticks) > 8:
-        ticks = ticks[::2]
-    ax.set_xticks(ticks)
-    ax.set_xticklabels([f"{t:g}" for t in ticks], fontsize=8)
-    ax.minorticks_off()
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
-    ax.grid(alpha=0.3, which="both")
-
-
 def _save(fig, path: str) -> str:
     """PNG and a PDF beside it (style.save)."""
     style.save(fig, os.path.dirname(path), os.path.basename(path)[:-len(".png")])
@@ -298,7 +184,7 @@ def _save(fig, path: str) -> str:
 
 def plot_early_stopping(rows: List[dict], path: str, title: str = "") -> str:
     """Thesis Figure 3-8: early-stopping step and test accuracy there vs density."""
-    plt = _plt()
+    plt = style.pyplot()
     fig, (ax_step, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     rows = [r for r in rows if r["density"] is not None]
     for series in dict.fromkeys(r["series"] for r in rows):
@@ -310,7 +196,7 @@ def plot_early_stopping(rows: List[dict], path: str, title: str = "") -> str:
                 ax.fill_between(xs, [scale * r[key]["min"] for r in pts],
                                 [scale * r[key]["max"] for r in pts], alpha=0.2)
     for ax in (ax_step, ax_acc):
-        _density_axis(ax, [r["density"] for r in rows])
+        style.density_axis(ax, [r["density"] for r in rows])
     ax_step.set_ylabel("early-stopping step (min holdout loss)")
     ax_acc.set_ylabel("test accuracy at early stop (%)")
     ax_acc.legend(fontsize=8)
@@ -322,15 +208,15 @@ def plot_early_stopping(rows: List[dict], path: str, title: str = "") -> str:
 def plot_dilation(table: dict, path: str, title: str = "") -> str:
     """Thesis Figure 3-9: test accuracy vs dilation per level (level 0 = dense),
     and the smallest matching dilation vs density."""
-    plt = _plt()
+    plt = style.pyplot()
     fig, (ax_acc, ax_min) = plt.subplots(1, 2, figsize=(10, 4))
     for row in table["rows"]:
         xs = [p["dilation"] for p in row["points"]]
         label = ("dense" if row["level"] == 0 else f"level {row['level']}") + (
             f" ({100 * row['density']:.1f}%)" if row["density"] is not None else "")
-        style = dict(color="black", lw=2) if row["level"] == 0 else {}
+        dense = dict(color="black", lw=2) if row["level"] == 0 else {}
         ax_acc.plot(xs, [100 * p["mean"] for p in row["points"]], marker="o", ms=3, label=label,
-                    **style)
+                    **dense)
         if any(p["n"] > 1 for p in row["points"]):
             ax_acc.fill_between(xs, [100 * p["min"] for p in row["points"]],
                                 [100 * p["max"] for p in row["points"]], alpha=0.15)
@@ -352,7 +238,7 @@ def plot_dilation(table: dict, path: str, title: str = "") -> str:
     if misses:
         ax_min.plot([100 * r["density"] for r in misses], [max(tried)] * len(misses), "x",
                     color="red", label="never matching (at the largest tried)")
-    _density_axis(ax_min, [r["density"] for r in found])
+    style.density_axis(ax_min, [r["density"] for r in found])
     ax_min.set_ylabel("smallest matching dilation")
     ax_min.legend(fontsize=7)
     if title:
@@ -361,45 +247,39 @@ def plot_dilation(table: dict, path: str, title: str = "") -> str:
 
 
 # ---- markdown ----
-def _pct(x) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
 def _spread(s: dict, fmt) -> str:
     spread = s["n"] > 1 and fmt(s["min"]) != fmt(s["max"])
     return fmt(s["mean"]) + (f" ({fmt(s['min'])}-{fmt(s['max'])})" if spread else "")
 
 
 def _early_markdown(rows: List[dict]) -> List[str]:
-    lines = ["| series | level | density % | early-stop step | test acc at early stop % | "
-             "final test acc % |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['series']} | {'-' if r['level'] is None else r['level']} | "
-                     f"{_pct(r['density'])} | {_spread(r['early_stop_step'], lambda v: f'{v:.0f}')} | "
-                     f"{_spread(r['early_stop_accuracy'], _pct)} | {_spread(r['final_accuracy'], _pct)} |")
-    return lines
+    return md_table(["series", "level", "density %", "early-stop step",
+                     "test acc at early stop %", "final test acc %"],
+                    [[r["series"], "-" if r["level"] is None else r["level"], _pct(r["density"]),
+                      _spread(r["early_stop_step"], lambda v: f"{v:.0f}"),
+                      _spread(r["early_stop_accuracy"], _pct),
+                      _spread(r["final_accuracy"], _pct)] for r in rows]).split("\n")
 
 
 def _dilation_markdown(table: dict) -> List[str]:
-    lines = [f"Dense accuracy at full length {_pct(table['dense_accuracy'])}%; matching means "
-             f">= {_pct(table['threshold'])}% ({table['matching_tolerance']:g} points below).", "",
-             "| level | density % | smallest matching dilation | accuracy % by dilation |",
-             "|---|---|---|---|"]
-    for r in table["rows"]:
-        smd = r["smallest_matching_dilation"]
-        accs = ", ".join(f"{p['dilation']:g}: {_pct(p['mean'])}" for p in r["points"])
-        lines.append(f"| {r['level']}{' (dense)' if r['level'] == 0 else ''} | {_pct(r['density'])} | "
-                     f"{'none' if smd is None else f'{smd:g}'} | {accs} |")
-    return lines
+    rows = [[f"{r['level']}{' (dense)' if r['level'] == 0 else ''}", _pct(r["density"]),
+             "none" if r["smallest_matching_dilation"] is None
+             else f"{r['smallest_matching_dilation']:g}",
+             ", ".join(f"{p['dilation']:g}: {_pct(p['mean'])}" for p in r["points"])]
+            for r in table["rows"]]
+    return [f"Dense accuracy at full length {_pct(table['dense_accuracy'])}%; matching means "
+            f">= {_pct(table['threshold'])}% ({table['matching_tolerance']:g} points below).",
+            ""] + md_table(["level", "density %", "smallest matching dilation",
+                            "accuracy % by dilation"], rows).split("\n")
 
 
 def report_section(table, out_dir: str, matching_tolerance: Optional[float] = None):
     """(markdown, [PNG paths]) of the training-speed section, figures written to out_dir.
 
-    `table`: the collector's rows (dicts with 'run_dir' or a phase 'path'), a
-    dict with 'rows', or a root directory; the run directories behind it are
-    re-read here.  Image links in the markdown are relative to out_dir."""
-    return render(analyze(run_dirs_from_table(table), matching_tolerance), out_dir)
+    `table`: the collector's table (collect.collect), or a root directory to collect.
+    Image links in the markdown are relative to out_dir."""
+    table = collect.collect(table) if isinstance(table, str) else table
+    return render(analyze(table, matching_tolerance), out_dir)
 
 
 def render(results: List[dict], out_dir: str):
@@ -434,7 +314,7 @@ def write_report(root: str, out_dir: Optional[str] = None,
                  matching_tolerance: Optional[float] = None) -> str:
     """speed.md, speed.json and the figures in out_dir (default ROOT/speed); returns speed.md."""
     out_dir = out_dir or os.path.join(root, "speed")
-    results = analyze(find_run_dirs(root), matching_tolerance)
+    results = analyze(collect.collect(root), matching_tolerance)
     markdown, _ = render(results, out_dir)
     io.atomic_write_json(os.path.join(out_dir, "speed.json"), results)
     path = os.path.join(out_dir, "speed.md")

@@ -11,21 +11,16 @@ own levels and branches have just been checked and remade if damaged
 a level or branch not asked for this time) is left out of the table with a
 warning that says which run remakes it.
 """
-import os
-import re
-from typing import Dict, List
+from typing import Dict, Optional
 
-import tensorflow as tf
 from absl import logging
 
-from tflottery.runs import damage, io
+from tflottery.reporting import plots
+from tflottery.reporting.groups import pct as _pct, spread as _stats
+from tflottery.reporting.collect import listdir, numbered
+from tflottery.runs import damage, io, layout
 
 RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
-
-
-def level_result(replicate_dir: str, level: int) -> dict:
-    return io.read_json(os.path.join(replicate_dir, f"level_{level}", "train", "final.json"))
-
 
 def _read(path: str, field):
     """json[field...] of `path`; None (with a warning) if the file is missing or damaged."""
@@ -43,42 +38,31 @@ def _read(path: str, field):
         return None
 
 
-def _stats(values: List[float]) -> dict:
-    return {"mean": sum(values) / len(values), "min": min(values), "max": max(values),
-            "n": len(values)}
-
-
-def _numbered(pattern: str, prefix: str):
-    out = []
-    for path in tf.io.gfile.glob(pattern):
-        match = re.fullmatch(prefix + r"(\d+)", os.path.basename(path))
-        if match:
-            out.append((int(match.group(1)), path))
-    return sorted(out)
+def _accuracy(phase_dir: str):
+    return _read(layout.file(phase_dir, layout.FINAL), ("test_accuracy",))
 
 
 def _density(directory: str):
-    return _read(os.path.join(directory, "mask", "sparsity.json"), ("total", "density"))
+    return _read(layout.file(layout.mask_dir(directory), layout.MASK_REPORT),
+                 ("total", "density"))
 
 
 def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
     """Collect every finished level and branch of every replicate in `run_dir`."""
     per_level: Dict[int, dict] = {}
-    for _, rep_dir in _numbered(os.path.join(run_dir, "replicate_*"), "replicate_"):
-        for level, level_dir in _numbered(os.path.join(rep_dir, "level_*"), "level_"):
-            accuracy = _read(os.path.join(level_dir, "train", "final.json"),
-                             ("test_accuracy",))
+    for _, rep_dir in numbered(run_dir, layout.REPLICATE):
+        for level, level_dir in numbered(rep_dir, layout.LEVEL):
+            accuracy = _accuracy(layout.train_dir(level_dir))
             if accuracy is None:
                 continue
             entry = per_level.setdefault(level, {"imp": [], "densities": [], "branches": {}})
             entry["imp"].append(accuracy)
             entry["densities"].append(_density(level_dir))
-            for branch_dir in sorted(tf.io.gfile.glob(os.path.join(level_dir, "branch_*"))):
-                accuracy = _read(os.path.join(branch_dir, "train", "final.json"),
-                                 ("test_accuracy",))
+            for name in listdir(level_dir):
+                accuracy = _accuracy(layout.train_dir(layout.join(level_dir, name))) \
+                    if name.startswith(layout.BRANCH) else None
                 if accuracy is not None:
-                    name = os.path.basename(branch_dir)[len("branch_"):]
-                    entry["branches"].setdefault(name, []).append(accuracy)
+                    entry["branches"].setdefault(name[len(layout.BRANCH):], []).append(accuracy)
     if 0 not in per_level:
         return {"levels": [], "dense_accuracy": None, "matching_tolerance": matching_tolerance,
                 "highest_matching_sparsity": None, "nontrivial_levels": []}
@@ -105,10 +89,6 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
     return {"levels": rows, "dense_accuracy": dense, "matching_tolerance": matching_tolerance,
             "highest_matching_sparsity": max(matching) if matching else None,
             "nontrivial_levels": nontrivial}
-
-
-def _pct(x):
-    return "-" if x is None else f"{100 * x:.2f}"
 
 
 def to_markdown(table: dict) -> str:
@@ -147,5 +127,17 @@ def nontrivial_text(table: dict) -> str:
 
 
 def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(os.path.join(run_dir, "summary.json"), table)
-    io.atomic_write_text(os.path.join(run_dir, "summary.md"), to_markdown(table) + "\n")
+    io.atomic_write_json(layout.file(run_dir, layout.RUN_SUMMARY + ".json"), table)
+    io.atomic_write_text(layout.file(run_dir, layout.RUN_SUMMARY + ".md"),
+                         to_markdown(table) + "\n")
+
+
+def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
+    """A lottery run's end (its ReportSpec.end_of_run): summary.json/md/png of every
+    replicate so far, the table printed; returns the table."""
+    table = summarize(run_dir, settings.get("SummaryHparams.matching_tolerance", 0.2))
+    if writable:
+        write(run_dir, table)
+        plots.plot_run(run_dir)
+    print(to_markdown(table), flush=True)
+    return table

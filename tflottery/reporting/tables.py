@@ -14,10 +14,6 @@ import numpy as np
 from tflottery.reporting import collect, groups
 
 
-def _pct(x, digits=2) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}"
-
-
 def md_table(header: List[str], rows: List[List[str]]) -> str:
     def clean(cell):
         return str(cell).replace("|", "\\|").replace("\n", " ")
@@ -30,8 +26,8 @@ def md_table(header: List[str], rows: List[List[str]]) -> str:
 def _acc(s: dict, matching: bool = False) -> str:
     if not s:
         return ""
-    spread = f" ({_pct(s['min'])}-{_pct(s['max'])})" if s["n"] > 1 else ""
-    return f"{_pct(s['mean'])}{spread}{' ✓' if matching else ''}"
+    spread = f" ({groups.pct(s['min'])}-{groups.pct(s['max'])})" if s["n"] > 1 else ""
+    return f"{groups.pct(s['mean'])}{spread}{' ✓' if matching else ''}"
 
 
 def runs_overview(table: dict) -> str:
@@ -91,12 +87,12 @@ def lottery_summary(table: dict) -> str:
         n = max((e["imp"]["n"] for e in t["levels"] if e["imp"]), default=0)
         lines.append([run["run"], run["network"], method,
                       values.get("LotteryHparams.rewind_step", "0it"), n, len(t["levels"]),
-                      _pct(t["dense"]), _pct(t["highest"]), t["tolerance"],
+                      groups.pct(t["dense"]), groups.pct(t["highest"]), t["tolerance"],
                       ", ".join(map(str, t["nontrivial"])) or "none"])
         names = sorted({b for e in t["levels"] for b in e["branches"]})
         settings = {b: e["branches"][b].get("settings") for e in t["levels"]
                     for b in e["branches"]}
-        rows = [[e["level"], _pct(e["density"]), _acc(e["imp"], e.get("matching"))] +
+        rows = [[e["level"], groups.pct(e["density"]), _acc(e["imp"], e.get("matching"))] +
                 [_acc(e["branches"].get(b), e["branches"].get(b, {}).get("matching"))
                  for b in names] for e in t["levels"]]
         details.append(f"**{run['run']}** ({run['network']}, {method}): test accuracy % "
@@ -152,7 +148,7 @@ def lmc_summary(table: dict) -> str:
         found = groups.earliest_k(entry["rows"], threshold, tol)
         rows.append([run["run"], run["network"], entry["subnetwork"],
                      "-" if entry["level"] is None else entry["level"],
-                     _pct(entry["density"]), found["replicates"],
+                     groups.pct(entry["density"]), found["replicates"],
                      mean_by_k(entry["rows"], "test_instability"),
                      *(mean_by_k(entry["rows"], key) for _, key in optional), threshold,
                      fmt(found["stable_k"]),
@@ -189,9 +185,9 @@ def pai_summary(table: dict) -> str:
                 ablated = groups.by_method([r for r in rows if r["method"] == method
                                             and r["branch"] == name]).get(method, {})
                 body.append([f"↳ {groups.label(name)}"] + [_acc(ablated.get(x)) for x in xs])
-        note = (f"Dense accuracy {_pct(float(np.mean(dense)))}% (mean of {len(dense)} results)."
+        note = (f"Dense accuracy {groups.pct(float(np.mean(dense)))}% (mean of {len(dense)} results)."
                 if dense else "No dense run of this network found.")
-        collapsed = sorted({(s["method"], s["branch"] or "", _pct(s["density"]), layer)
+        collapsed = sorted({(s["method"], s["branch"] or "", groups.pct(s["density"]), layer)
                             for s in table["statistics"] if s["run"] in group["runs"]
                             for layer in s["fully_pruned_layers"]})
         if collapsed:
@@ -214,7 +210,7 @@ def train_summary(table: dict) -> str:
                                                        kind="train", branch=None)
                     if r["density"] is not None]
             rows.append([run["run"], run["experiment"], run["network"], len(accs),
-                         _pct(float(np.mean(dens))) if dens else "-",
+                         groups.pct(float(np.mean(dens))) if dens else "-",
                          _acc(groups.stats(accs))])
     if not rows:
         return ""
@@ -231,16 +227,16 @@ def dynamic_summary(table: dict) -> str:
     for run, records in sorted(by_run.items()):
         moved, kept = [], []
         for r in records:
-            if r["experiment"] == "dst":
+            if "final_vs_start" in r:       # RigL / SET: against the starting mask
                 moved.append(r["final_vs_start"]["new_not_in_previous"])
             elif len(r.get("phases", [])) > 1:
                 moved.append(r["phases"][-1]["overlap_with_previous"]["new_not_in_previous"])
                 kept.append(r["phases"][-1]["regrown_kept"])
         rows.append([run, groups.label(records[0]["method"]), records[0]["network"], len(records),
-                     _pct(float(np.mean([r["density"] for r in records]))),
+                     groups.pct(float(np.mean([r["density"] for r in records]))),
                      _acc(groups.stats([r["test_accuracy"] for r in records])),
-                     _pct(float(np.mean(moved)), 1) if moved else "-",
-                     _pct(float(np.mean(kept)), 1) if kept else "-"])
+                     groups.pct(float(np.mean(moved)), 1) if moved else "-",
+                     groups.pct(float(np.mean(kept)), 1) if kept else "-"])
     if not rows:
         return ""
     return ("Mask moved: the share of the final mask that was not in the starting mask "

@@ -9,11 +9,10 @@ that are not UTF-8 or text gin cannot parse mean damage, and the file is set
 aside (runs/damage.py) and written again from this invocation's
 configuration.
 """
-import os
 
-from tflottery.runs import damage, io
+from tflottery.runs import damage, io, layout
 
-FILENAME = "config.gin"
+FILENAME = layout.CONFIG
 
 
 def read_config(path: str) -> str:
@@ -28,6 +27,6 @@ def read_config(path: str) -> str:
 
 def write_config(run_dir: str, text: str) -> None:
     """Write `text` as the run's config.gin unless a readable one is there."""
-    path = os.path.join(run_dir, FILENAME)
+    path = layout.file(run_dir, FILENAME)
     if damage.read_output(path, read_config) is None:
         io.atomic_write_text(path, text)

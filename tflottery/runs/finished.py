@@ -8,13 +8,12 @@ job: its hyperparameters differ, so `is_finished` is False for it until it
 has run.  Sweeps decide from this file whether a job is done.
 """
 import json
-import os
 import time
 from typing import Optional
 
-from tflottery.runs import io
+from tflottery.runs import io, layout
 
-FILENAME = "finished.json"
+FILENAME = layout.FINISHED
 
 
 def _normal(value):
@@ -24,13 +23,13 @@ def _normal(value):
 
 def write_finished(replicate_dir: str, record: dict, result) -> None:
     result = result if isinstance(result, dict) else {}
-    io.atomic_write_json(os.path.join(replicate_dir, FILENAME), {
+    io.atomic_write_json(layout.file(replicate_dir, FILENAME), {
         "hparams": _normal(record["hparams"]), "finished": time.time(),
         "test_accuracy": result.get("test_accuracy"), "accuracy_of": result.get("accuracy_of")})
 
 
 def read_finished(replicate_dir: str) -> Optional[dict]:
-    path = os.path.join(replicate_dir, FILENAME)
+    path = layout.file(replicate_dir, FILENAME)
     if not io.exists(path):
         return None
     try:

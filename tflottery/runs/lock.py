@@ -40,8 +40,9 @@ from absl import logging
 
 from tflottery import stop
 from tflottery.errors import ConfigError
+from tflottery.runs import layout
 
-LOCK_FILENAME = "lock.json"
+LOCK_FILENAME = layout.LOCK
 LEASE_SECONDS = 600.0     # object stores: a holder silent this long is gone
 SETTLE_SECONDS = 2.0      # object stores: wait before reading a written lock back
 IN_USE = "is in use by process"   # in the refusal's line: sweeps recognise it
@@ -67,7 +68,7 @@ class RunLock:
                  settle_seconds: float = SETTLE_SECONDS):
         """lease: use the lease protocol (default: for object-store paths only)."""
         self.run_dir = run_dir
-        self.path = os.path.join(run_dir, LOCK_FILENAME)
+        self.path = layout.file(run_dir, LOCK_FILENAME)
         self.wait = wait
         self.poll_seconds = poll_seconds
         self.lease = "://" in run_dir if lease is None else lease

@@ -15,13 +15,12 @@ in its own copy of the run tree (see `strategy.worker_root`), and restores
 from its own files only.
 """
 import contextlib
-import os
 from typing import Optional
 
 import tensorflow as tf
 
 from tflottery.errors import TfLotteryError
-from tflottery.runs import damage, io
+from tflottery.runs import damage, io, layout
 
 
 class Checkpointer:
@@ -39,13 +38,13 @@ class Checkpointer:
         self.directory = directory
         self.writable = writable
         self._ckpt = checkpoint or tf.train.Checkpoint(model=model, optimizer=optimizer)
-        self._latest_dir = os.path.join(directory, "latest")
+        self._latest_dir = layout.join(directory, layout.LATEST)
         self._manager = tf.train.CheckpointManager(self._ckpt, self._latest_dir, max_to_keep=1)
 
     # The rolling checkpoint for resumption.
     def save_latest(self, step: int) -> None:
         if self.writable:
-            with _no_temp_left(os.path.join(self._latest_dir, f"ckpt-{step}")):
+            with _no_temp_left(layout.join(self._latest_dir, f"{layout.CHECKPOINT_PREFIX}-{step}")):
                 self._manager.save(checkpoint_number=step)
 
     def restore_latest(self) -> bool:
@@ -73,10 +72,10 @@ class Checkpointer:
 
     # Named checkpoints.
     def named_path(self, name: str) -> str:
-        return os.path.join(self.directory, name)
+        return layout.join(self.directory, name)
 
     def has_named(self, name: str) -> bool:
-        return io.exists(os.path.join(self.named_path(name), "info.json"))
+        return io.exists(layout.file(self.named_path(name), layout.CHECKPOINT_INFO))
 
     def named_intact(self, name: str) -> bool:
         """Whether the named checkpoint is there and every byte of it reads back.
@@ -87,10 +86,10 @@ class Checkpointer:
 
     def save_named(self, name: str, info: dict) -> None:
         if self.writable:
-            prefix = os.path.join(self.named_path(name), "ckpt")
+            prefix = layout.file(self.named_path(name), layout.CHECKPOINT_PREFIX)
             with _no_temp_left(prefix):
                 self._ckpt.write(prefix)
-            io.atomic_write_json(os.path.join(self.named_path(name), "info.json"), info)
+            io.atomic_write_json(layout.file(self.named_path(name), layout.CHECKPOINT_INFO), info)
 
 
 @contextlib.contextmanager
@@ -111,12 +110,12 @@ def _no_temp_left(prefix: str):
 
 def restore_weights(model, directory: str, name: str) -> dict:
     """Load only the model weights of a named checkpoint into `model`; return its info."""
-    path = os.path.join(directory, name)
-    info_path = os.path.join(path, "info.json")
+    path = layout.join(directory, name)
+    info_path = layout.file(path, layout.CHECKPOINT_INFO)
     if not io.exists(info_path):
         raise TfLotteryError(f"no finished checkpoint {name!r} in {directory}; the stage that "
                              "writes it has not run (re-run the experiment that makes it)")
-    tf.train.Checkpoint(model=model).read(os.path.join(path, "ckpt")).expect_partial()
+    tf.train.Checkpoint(model=model).read(layout.file(path, layout.CHECKPOINT_PREFIX)).expect_partial()
     return io.read_json(info_path)
 
 
@@ -129,12 +128,12 @@ def check_readable(prefix: str) -> None:
 
 def intact(directory: str, name: str) -> bool:
     """Named checkpoint `name` exists and reads back whole; a damaged one is set aside."""
-    path = os.path.join(directory, name)
-    if not io.exists(os.path.join(path, "info.json")):
+    path = layout.join(directory, name)
+    if not io.exists(layout.file(path, layout.CHECKPOINT_INFO)):
         return False
     try:
-        io.read_json(os.path.join(path, "info.json"))
-        check_readable(os.path.join(path, "ckpt"))
+        io.read_json(layout.file(path, layout.CHECKPOINT_INFO))
+        check_readable(layout.file(path, layout.CHECKPOINT_PREFIX))
     except damage.DAMAGE_ERRORS:
         damage.set_aside(path)
         return False
@@ -143,7 +142,7 @@ def intact(directory: str, name: str) -> bool:
 
 def latest_step(directory: str) -> Optional[int]:
     """The step of the rolling checkpoint in `directory`, if any."""
-    path = tf.train.latest_checkpoint(os.path.join(directory, "latest"))
+    path = tf.train.latest_checkpoint(layout.join(directory, layout.LATEST))
     if path is None:
         return None
     return int(path.rsplit("-", 1)[-1])

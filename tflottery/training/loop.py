@@ -39,7 +39,7 @@ from absl import logging
 from tflottery import masking
 from tflottery import stop
 from tflottery.errors import TrainingDivergedError
-from tflottery.runs import damage, io, jsonl, step_log
+from tflottery.runs import damage, io, jsonl, layout, step_log
 from tflottery.training import checkpoints, metrics_log, summaries
 from tflottery.training.checkpoints import Checkpointer
 from tflottery.training.run_log import duration
@@ -97,7 +97,7 @@ class Trainer:
         self._checkpointer = self._new_checkpointer()
 
     def _new_checkpointer(self) -> Checkpointer:
-        return Checkpointer(os.path.join(self.out_dir, "checkpoints"), self.model,
+        return Checkpointer(layout.checkpoints_dir(self.out_dir), self.model,
                             self.optimizer, self.writable, checkpoint=self.program.checkpoint)
 
     def make_train_fn(self, start_step: int):
@@ -188,7 +188,7 @@ class Trainer:
     def _forget_latest(self) -> None:
         """Drop the rolling checkpoint (set aside instead if it is damaged too), so that
         the phase starts afresh; the new Checkpointer's manager no longer lists it."""
-        directory = os.path.join(self._checkpointer.directory, "latest")
+        directory = layout.join(self._checkpointer.directory, layout.LATEST)
         try:
             checkpoints.check_readable(tf.train.latest_checkpoint(directory))
             self._checkpointer.remove_latest()
@@ -220,8 +220,8 @@ class Trainer:
                 step_log.read(hook_log)
             except jsonl.DamagedLog as e:
                 damage.set_aside(hook_log, str(e))
-        for path in [os.path.join(self.out_dir, name) for name in (metrics_log.FILENAME,
-                                                                   "tensorboard")] + [hook_log]:
+        for path in [layout.file(self.out_dir, name)
+                     for name in (metrics_log.FILENAME, layout.TENSORBOARD)] + [hook_log]:
             if path is not None and io.exists(path):
                 logging.info("removing %s of an earlier attempt: the phase starts afresh", path)
                 io.remove(path)
@@ -243,7 +243,7 @@ class Trainer:
     def run(self) -> dict:
         """Train the phase (or resume it, or return it if done); returns final metrics."""
         stop.check(f"before {self.phase_name} ({self.out_dir})")
-        final_path = os.path.join(self.out_dir, "final.json")
+        final_path = layout.file(self.out_dir, layout.FINAL)
         s = self.steps
         done = finished_result(self.out_dir, tuple(s.named))
         hook_problem = self._hook_log_problem(s.end) if done is not None else None
@@ -272,7 +272,7 @@ class Trainer:
         # A phase with nothing to train (rewinding to step 0) needs no input
         # pipeline and leaves no summaries.
         train_loop = self.make_train_fn(step) if training else None
-        writer = (tf.summary.create_file_writer(os.path.join(self.out_dir, "tensorboard"))
+        writer = (tf.summary.create_file_writer(layout.join(self.out_dir, layout.TENSORBOARD))
                   if self.writable and training else tf.summary.create_noop_writer())
         self._writer = writer
 
@@ -418,7 +418,7 @@ def finished_result(out_dir: str, named=("init", "end")) -> Optional[dict]:
     (runs/damage.py), so the phase counts as unfinished and trains again
     from its start (for the metrics, final.json is removed with it).
     """
-    final_path = os.path.join(out_dir, "final.json")
+    final_path = layout.file(out_dir, layout.FINAL)
     final = damage.read_output(final_path, io.read_json)
     if not isinstance(final, dict):
         return None
@@ -427,7 +427,7 @@ def finished_result(out_dir: str, named=("init", "end")) -> Optional[dict]:
         set_aside_if_there(metrics_log.path_of(out_dir), problem)
         io.remove(final_path)
         return None
-    directory = os.path.join(out_dir, "checkpoints")
+    directory = layout.checkpoints_dir(out_dir)
     if all([checkpoints.intact(directory, name) for name in named]):
         final.pop(metrics_log.COUNT_KEY, None)
         return final

@@ -16,12 +16,11 @@ back in two places, both of which must not trust a damaged file:
 
 Only a last line cut short by a kill (no newline) is allowed, on resume.
 """
-import os
 from typing import Iterable, Optional, Set, Tuple
 
-from tflottery.runs import io, jsonl
+from tflottery.runs import io, jsonl, layout
 
-FILENAME = "metrics.jsonl"
+FILENAME = layout.METRICS
 # final.json's count of the records in metrics.jsonl when the phase ended.
 COUNT_KEY = "metrics_records"
 
@@ -42,7 +41,7 @@ def keys(records: Iterable[dict]) -> Set[Key]:
 
 
 def path_of(out_dir: str) -> str:
-    return os.path.join(out_dir, FILENAME)
+    return layout.file(out_dir, FILENAME)
 
 
 def count(out_dir: str) -> int:

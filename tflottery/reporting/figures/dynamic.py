@@ -20,16 +20,13 @@ from tflottery.reporting import collect, ginconfig, groups
 from tflottery.reporting.figures import style
 from tflottery.reporting.figures.accuracy import finish, plot_methods
 
-DYNAMIC_EXPERIMENTS = ("dst", "dynamic_imp")
-
 
 def _network_runs(table: dict):
     """{network key: [run dicts]} of the dynamic-sparsity runs."""
     out = {}
-    for experiment in DYNAMIC_EXPERIMENTS:
-        for run in groups.runs_of(table, experiment):
-            if run.get("config_file"):
-                out.setdefault(groups.network_key(run["_values"]), []).append(run)
+    for run in groups.runs_of(table, "dynamic"):
+        if run.get("config_file"):
+            out.setdefault(groups.network_key(run["_values"]), []).append(run)
     return out
 
 
@@ -102,7 +99,7 @@ def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
     paths = []
     by_run = {}
     for record in table.get("dynamic", []):
-        if record["experiment"] == "dynamic_imp" and record.get("phases"):
+        if record.get("phases"):
             by_run.setdefault(record["run"], []).append(record)
     for run, records in sorted(by_run.items()):
         count = min(len(r["phases"]) for r in records)

@@ -3,7 +3,6 @@ as small multiples (one panel per level, so no level is dropped however
 many there are): winning tickets learn faster and reach higher accuracy
 than the dense network (dotted, in every panel) until they are pruned too
 far; random reinitialisation (dashed) does not."""
-import json
 from typing import Dict, List
 
 import numpy as np
@@ -11,27 +10,13 @@ from absl import logging
 
 from tflottery.reporting import collect, groups
 from tflottery.reporting.figures import style
-from tflottery.runs import io
 
 
 
 def test_curve(phase_dir: str) -> Dict[int, float]:
     """{step: test accuracy} from a phase's metrics.jsonl (bad lines skipped)."""
-    path = f"{phase_dir}/metrics.jsonl"
-    out = {}
-    try:
-        text = io.read_text(path) if io.exists(path) else ""
-    except Exception as err:  # unreadable: the collector has reported it
-        logging.warning("cannot read %s: %s", path, err)
-        return out
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if "test_accuracy" in record:
-            out[int(record["step"])] = float(record["test_accuracy"])
-    return out
+    return {int(r["step"]): float(r["test_accuracy"]) for r in collect.metrics(phase_dir)
+            if "test_accuracy" in r}
 
 
 def _mean_curve(rows: List[dict]):
