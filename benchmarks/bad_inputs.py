@@ -67,7 +67,8 @@ def experiments_of_classes() -> dict:
                                             hparams.TrainingHparams, hparams.ExperimentHparams)}
     for name in experiments.REGISTRY.names():
         for value in vars(experiments.REGISTRY.get(name)()).values():
-            if dataclasses.is_dataclass(value) and type(value).__module__ == hparams.__name__:
+            if isinstance(value, hparams.Checked) and \
+                    type(value).__module__.startswith("tflottery."):
                 out.setdefault(type(value), name)
     return out
 

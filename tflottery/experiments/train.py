@@ -8,10 +8,8 @@ import os
 from absl import logging
 
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import RunContext, training_program
+from tflottery.experiments.context import RunContext, train_phase
 from tflottery.plan import Phase
-from tflottery.training import run_log
-from tflottery.training.loop import Trainer, validate_training
 
 
 @REGISTRY.register("train")
@@ -22,17 +20,12 @@ class TrainExperiment:
         return []
 
     def validate(self, ctx: RunContext) -> None:
-        validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+        ctx.total_steps()
 
     def phases(self, ctx: RunContext):
-        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
-        return [Phase("train", os.path.join(ctx.replicate_dir, "train"), 0, end)]
+        return [Phase("train", os.path.join(ctx.replicate_dir, "train"), 0, ctx.total_steps())]
 
     def run(self, ctx: RunContext) -> dict:
-        program = training_program(ctx)
-        trainer = Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed,
-                          os.path.join(ctx.replicate_dir, "train"), writable=ctx.writable,
-                          program=program, phase_name="train", run_log=run_log.of(ctx))
-        final = trainer.run()
+        final = train_phase(ctx, os.path.join(ctx.replicate_dir, "train"), "train")
         logging.info("train: test accuracy %.2f%%", 100 * final["test_accuracy"])
         return dict(final, accuracy_of="the trained network")
