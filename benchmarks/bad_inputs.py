@@ -1,6 +1,7 @@
 """Bad inputs, generated from the hyperparameter dataclasses: is each refused cleanly?
 
-Every field of every hyperparameter dataclass (tflottery/hparams.py, and the
+Every field of every hyperparameter dataclass (tflottery/hparams.py and those
+beside their experiments: hparams.classes(); and the
 model families' option classes behind ModelHparams.options) gets a value of
 the wrong type and one or two out-of-range values (chosen from the field's
 annotation by `generated_cases`, so a new field is covered without editing

@@ -163,23 +163,25 @@ def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
 
 def train_phase(ctx: RunContext, out: str, phase_name: str, start_step: int = 0,
                 end_step: Optional[int] = None, training_hp: Optional[TrainingHparams] = None,
-                data_seed: Optional[int] = None, **trainer_options) -> dict:
+                data_seed: Optional[int] = None, extra_checkpoints=(), mask_hook=None) -> dict:
     """Train the run's model (the training program's, holding the phase's starting weights
     and mask) for one phase in `out`; returns its final.json result.
 
-    The phase trains with `training_hp` (default: the run's) in that
-    settings' training program and with `data_seed` (default: the run's);
-    `trainer_options` are the Trainer's own (extra_checkpoints, mask_hook).
-    A finished phase returns its stored result (Trainer.run).
+    The one place a phase's Trainer is built: the phase trains with
+    `training_hp` (default: the run's) in that setting's training program,
+    with `data_seed` (default: the run's), the run's log and writability;
+    extra_checkpoints and mask_hook are the Trainer's.  A finished phase
+    returns its stored result, a killed one resumes (Trainer.run).
     """
     from tflottery.training.loop import Trainer
     hp = training_hp or ctx.training_hp
     program = training_program(ctx, hp)
     return Trainer(ctx.strategy, program.model, ctx.dataset, hp,
                    ctx.data_seed if data_seed is None else data_seed, out,
-                   start_step=start_step, end_step=end_step, writable=ctx.writable,
-                   program=program, phase_name=phase_name, run_log=ctx.state.run_log,
-                   **trainer_options).run()
+                   start_step=start_step, end_step=end_step,
+                   extra_checkpoints=extra_checkpoints, writable=ctx.writable,
+                   mask_hook=mask_hook, program=program, phase_name=phase_name,
+                   run_log=ctx.state.run_log).run()
 
 
 def pretrain(ctx: RunContext, out: str, end_step: int, phase_name: str = "pretrain") -> None:
