@@ -90,7 +90,6 @@ class DstHparams(Checked):
     dense_layers: Tuple[str, ...] = ()
 
 
-
 UPDATE_LOG = "mask_updates.jsonl"
 RESULT_FILENAME = "dst.json"
 METHOD_NAMES = {"gradient": "RigL", "random": "SET"}   # by DstHparams.grow

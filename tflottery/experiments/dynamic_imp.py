@@ -74,6 +74,7 @@ from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
 from tflottery.training.loop import finished_result
 
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DynamicImpHparams(Checked):

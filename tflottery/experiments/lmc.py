@@ -69,6 +69,7 @@ from tflottery.training import checkpoints
 from tflottery.training.loop import finished_result
 from tflottery.training.program import assign_values, variable_values
 
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class InstabilityHparams(Checked):

@@ -39,6 +39,7 @@ from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
 from tflottery.training.loop import finished_result
 
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class PruningHparams(Checked):
