@@ -49,8 +49,9 @@ def test_readme_toy_experiment_is_listed_planned_trained_resumed_and_reported(tm
     assert "final test accuracy of the network after 2 parts: " in first
     record = json.load(open(os.path.join(run_dir, "hparams.json")))
     assert record["hparams"]["ToyHparams"] == {"parts": 2}
-    for part in ("part_0", "part_1"):
-        assert os.path.exists(os.path.join(run_dir, "replicate_0", part, "final.json"))
+    for part, end in (("part_0", 10), ("part_1", 20)):
+        assert json.load(open(os.path.join(run_dir, "replicate_0", part, "final.json")))[
+            "step"] == end
 
     files = _tree(run_dir)
     again = _main(gin_file, f"--root_dir={root}")     # resumes: everything is done
