@@ -1,6 +1,7 @@
 """Bad inputs, generated from the hyperparameter dataclasses: is each refused cleanly?
 
-Every field of every hyperparameter dataclass (tflottery/hparams.py, and the
+Every field of every hyperparameter dataclass (tflottery/hparams.py and those
+beside their experiments: hparams.classes(); and the
 model families' option classes behind ModelHparams.options) gets a value of
 the wrong type and one or two out-of-range values (chosen from the field's
 annotation by `generated_cases`, so a new field is covered without editing
@@ -67,7 +68,8 @@ def experiments_of_classes() -> dict:
                                             hparams.TrainingHparams, hparams.ExperimentHparams)}
     for name in experiments.REGISTRY.names():
         for value in vars(experiments.REGISTRY.get(name)()).values():
-            if dataclasses.is_dataclass(value) and type(value).__module__ == hparams.__name__:
+            if isinstance(value, hparams.Checked) and \
+                    type(value).__module__.startswith("tflottery."):
                 out.setdefault(type(value), name)
     return out
 

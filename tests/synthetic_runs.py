@@ -12,6 +12,11 @@ import os
 
 import numpy as np
 
+# The runs stand for ones the experiments wrote; a report reads the defaults their
+# config.gin leaves out from the experiments' hyperparameter classes (as the report
+# command line does, which imports them too).
+import tflottery.experiments  # noqa: E402,F401
+
 NETWORK = ["DatasetHparams.name = 'cifar10'", "ModelHparams.name = 'conv_2'",
            "TrainingHparams.optimizer = 'adam'", "TrainingHparams.lr = 0.0002",
            "TrainingHparams.training_steps = '2000it'"]

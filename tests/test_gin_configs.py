@@ -50,12 +50,11 @@ def test_config_parses_and_binds(name):
     steps = PhaseSteps.resolve(tr, iterations_per_epoch=ipe)
     build_schedule(tr, steps.total, ipe)
     if exp.name == "lottery":
-        from tflottery.experiments.lottery import LevelPlan
-        from tflottery.hparams import LotteryHparams, PruningHparams
+        from tflottery.experiments.lottery import LevelPlan, LotteryHparams, PruningHparams
         assert LevelPlan.from_hparams(PruningHparams()).num_levels >= 2
         assert Step.parse(LotteryHparams().rewind_step).iterations(ipe) < steps.total
     if exp.name == "lmc":
-        from tflottery.hparams import InstabilityHparams
+        from tflottery.experiments.lmc import InstabilityHparams
         for k in InstabilityHparams().rewind_steps:
             assert Step.parse(k).iterations(ipe) < steps.total
 

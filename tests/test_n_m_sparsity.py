@@ -120,8 +120,7 @@ def test_pai_scorers_in_two_of_four_scope():
 def test_level_plan_for_a_target_counts_the_densities_two_of_four_reaches(fraction, target):
     """IMP pruned as the plan says, in scope '2:4': the last level reaches the target, the one
     before does not (the first level drops to 50% whatever the fraction asks)."""
-    from tflottery.experiments.lottery import LevelPlan
-    from tflottery.hparams import PruningHparams
+    from tflottery.experiments.lottery import LevelPlan, PruningHparams
     plan = LevelPlan.from_hparams(PruningHparams(fraction=fraction, target_sparsity=target,
                                                  scope="2:4"))
     scores = {"w": np.random.default_rng(0).random((64, 32))}
@@ -136,8 +135,7 @@ def test_level_plan_for_a_target_counts_the_densities_two_of_four_reaches(fracti
 
 @pytest.mark.parametrize("one_shot", [False, True])
 def test_target_sparsity_below_what_two_of_four_reaches_is_refused(one_shot):
-    from tflottery.experiments.lottery import LevelPlan
-    from tflottery.hparams import PruningHparams
+    from tflottery.experiments.lottery import LevelPlan, PruningHparams
     with pytest.raises(ConfigError, match=r"PruningHparams.target_sparsity 0.3 is below 0.5, .*"
                                           r"set PruningHparams.target_sparsity to at least 0.5"):
         LevelPlan.from_hparams(PruningHparams(target_sparsity=0.3, one_shot=one_shot,

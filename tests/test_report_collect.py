@@ -212,8 +212,8 @@ def test_settings_come_from_hparams_json_before_config_gin(tmp_path):
     """A run's hparams.json (its resolved dataclasses) is what reports read; a
     config.gin beside it (stale, or hand-edited) does not override it."""
     from tflottery import hparams_record
-    from tflottery.hparams import (BranchHparams, DatasetHparams, ExperimentHparams,
-                                   LotteryHparams, ModelHparams, TrainingHparams)
+    from tflottery.experiments.lottery import BranchHparams, LotteryHparams
+    from tflottery.hparams import DatasetHparams, ExperimentHparams, ModelHparams, TrainingHparams
     run = tmp_path / "lottery_0123456789"
     train = run / "replicate_0" / "level_0" / "train"
     train.mkdir(parents=True)

@@ -72,6 +72,20 @@ def test_report_cli(tmp_path):
         assert len(list(csv.DictReader(f))) == 2 * (1 + 7 + 6 * 5) - 1 + 1 + 1
 
 
+def test_report_cli_fills_unset_settings_from_the_experiments_classes(tmp_path):
+    """An old run's config.gin leaves DstHparams.grow unset: the report command line
+    takes its default from DstHparams, which lives beside its experiment (#23)."""
+    full, root = tmp_path / "full", tmp_path / "root"
+    synthetic_runs.build(str(full))
+    root.mkdir()
+    os.rename(full / "dst_1111111111", root / "dst_1111111111")
+    out = str(tmp_path / "out")
+    result = run_report(str(root), f"--out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| dst_1111111111 | RigL | conv_2 on cifar10 |" in open(
+        os.path.join(out, "report.md")).read()
+
+
 def test_errors_are_one_line_with_status_2(tmp_path, capsys):
     """Run in-process (the exit status is what sys.exit gets; absl passes it on)."""
     from absl import flags

@@ -510,7 +510,7 @@ def test_chunks_are_strided_bounded_and_cover_the_batch():
     assert split(14, None) == split(14, 14) == split(14, 99) == [slice(0, None, 1)]
     assert [list(np.arange(14)[p]) for p in split(14, 5)] == [
         [0, 3, 6, 9, 12], [1, 4, 7, 10, 13], [2, 5, 8, 11]]
-    from tflottery.hparams import PaiHparams
+    from tflottery.experiments.pai import PaiHparams
     assert PaiHparams().chunk_size == scoring.DEFAULT_CHUNK_SIZE == 256
 
 

@@ -71,7 +71,7 @@ def traces_of_run(root, *bindings):
 
 
 def program_counts(ctx):
-    return [p.tracing_counts() for k, p in ctx.cache.items() if k[0] == "program"]
+    return [p.tracing_counts() for p in ctx.state.programs.values()]
 
 
 @pytest.mark.parametrize("experiment, small, large", [

@@ -10,7 +10,7 @@ own `fit` code get the same guarantees from these callbacks:
   them, so checkpoints and exported models would drift from exact sparsity.
 * `GradualPruning`: Zhu & Gupta's gradual magnitude pruning on tfmot's
   PolynomialDecay schedule, the same schedule and pruning step as the
-  'gradual' experiment (experiments/gradual.py), in global training steps
+  'gradual' experiment (both from pruning/gradual.py), in global training steps
   (`optimizer.iterations`, so it continues across `fit` calls).
 * `SparsitySummaries`: TensorBoard scalars `density/total` and
   `density/<weight name>`, written as tflottery's own training writes them
@@ -31,9 +31,11 @@ import tensorflow as tf
 
 from tflottery import masking
 from tflottery.errors import ConfigError
-from tflottery.hparams import GradualHparams
 from tflottery.keras_compat import keras
 from tflottery.masking.walk import masked_pairs
+from tflottery.pruning.gradual import (GradualHparams, GradualPruningHook, check_schedule,
+                                       polynomial_decay, pruning_steps)
+from tflottery.pruning.names import excluded_weights
 from tflottery.steps import Step, to_iterations
 from tflottery.training import summaries
 
@@ -100,7 +102,6 @@ class GradualPruning(KeepPrunedZero):
 
     def _resolve(self):
         """(begin, end, frequency) in iterations, checked as the gradual experiment checks them."""
-        from tflottery.experiments.gradual import check_schedule
         hp = self.hp
         per_epoch = (self.params or {}).get("steps")
         steps = (hp.begin_step, hp.end_step, hp.frequency)
@@ -113,9 +114,6 @@ class GradualPruning(KeepPrunedZero):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        from tflottery.experiments.context import excluded_weights
-        from tflottery.experiments.gradual import (GradualPruningHook, polynomial_decay,
-                                                   pruning_steps)
         begin, end, frequency = self._resolve()
         steps = pruning_steps(begin, end, frequency)
         excluded = excluded_weights(self.hp.excluded_layers,

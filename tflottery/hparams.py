@@ -1,15 +1,27 @@
 """The hyperparameters of a run, as frozen dataclasses bound from gin.
 
-Everything that can change a result lives here, so that the run directory can
-be named by a hash of these values (see `tflottery.runs.naming`).  Fields equal
-to their defaults are left out of the hash: adding a new option with a default
-does not rename old runs.  Step quantities are strings such as '90ep' or
-'500it' (see `tflottery.steps.Step`).
+Everything that can change a result is a field of one of these classes, so
+that the run directory can be named by a hash of these values (see
+`tflottery.runs.naming`).  Fields equal to their defaults are left out of the
+hash: adding a new option with a default does not rename old runs.  The hash
+and hparams.json name a class by its bare name (`PruningHparams`), never by
+its module, and gin binds it by that name too.  Step quantities are strings
+such as '90ep' or '500it' (see `tflottery.steps.Step`).
+
+This module holds what every hyperparameter class shares: the `Checked`
+base (type and range checks at construction) and the classes that every
+experiment reads (dataset, model, training, experiment name, summary).  A
+class that configures one experiment lives beside it (PruningHparams in
+experiments/lottery.py, PaiHparams in experiments/pai.py, GradualHparams in
+pruning/gradual.py, which the `fit` callbacks share...), so that adding an
+experiment does not touch this file.  `classes()` lists them all and
+`tflottery.hparams.<Name>` finds any of them by name once its module is
+imported (reports and gin look classes up by bare name).
 """
 import dataclasses
 import math
 import typing
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import gin
 
@@ -28,7 +40,7 @@ StepText = typing.NewType("StepText", str)
 MAX_INT = 2 ** 31 - 1
 
 
-class _Checked:
+class Checked:
     """Type and range checks for gin-bound values, at construction (before
     anything is written): a string where a number belongs (or the reverse), a
     negative number, an integer beyond MAX_INT or a float that is not finite
@@ -45,7 +57,7 @@ class _Checked:
 
 
 def check_value(name: str, value, annotation) -> None:
-    """ConfigError unless `value` fits `annotation` and is in range (see _Checked);
+    """ConfigError unless `value` fits `annotation` and is in range (see Checked);
     `name` is what the message calls it ('TrainingHparams.lr').  Also used for
     the model options of ModelHparams.options, whose types live in tflottery.models."""
     where = f"{name} = {value!r}"
@@ -121,7 +133,7 @@ def _type_name(annotation) -> str:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class DatasetHparams(_Checked):
+class DatasetHparams(Checked):
     """Which data, how it is batched and augmented.
 
     name: a dataset registered in `tflottery.data` ('digits', 'mnist',
@@ -156,7 +168,7 @@ class DatasetHparams(_Checked):
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ModelHparams(_Checked):
+class ModelHparams(Checked):
     """Which network and which of its weights carry masks.
 
     name: a model registered in `tflottery.models` ('lenet_300_100', 'resnet_20', ...).
@@ -171,7 +183,7 @@ class ModelHparams(_Checked):
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class TrainingHparams(_Checked):
+class TrainingHparams(Checked):
     """How to train: optimizer, schedule, length, regularisation, bookkeeping.
 
     optimizer: 'sgd' (with `momentum`, `nesterov`) or 'adam'.
@@ -242,7 +254,7 @@ def non_default_fields(hparams) -> dict:
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class ExperimentHparams(_Checked):
+class ExperimentHparams(Checked):
     """Which experiment runs ('train', ...; see `tflottery.experiments`)."""
 
     name: str = "train"
@@ -250,69 +262,7 @@ class ExperimentHparams(_Checked):
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
-class PruningHparams(_Checked):
-    """How IMP prunes after each level (thesis Algorithms 1, 2, 4).
-
-    fraction: fraction of the *remaining* weights removed per level (0.2).
-    levels: number of pruning levels after the dense level 0.
-    target_sparsity: if set, the levels are as many as needed to reach it
-      (or, with one_shot, the single level prunes straight to it).  With an
-      N:M scope they are counted from the densities it reaches (N/M or less
-      after the first level), and a target below 1 - N/M is refused.
-    one_shot: prune to target_sparsity in one level instead of iteratively.
-    scope: 'global' (one magnitude ranking over all layers; the thesis),
-      'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019),
-      or an N:M pattern such as '2:4' (layerwise, at most N of every M
-      consecutive input weights kept; the first level already goes to <= N/M;
-      tflottery/pruning/n_m.py).
-    layer_fractions: per-layer rates, keyed by layer name ('output') or
-      weight name ('output/kernel'); 0 excludes a layer from pruning.  Only
-      exclusions (0) are allowed with scope 'global'.
-    """
-
-    fraction: float = 0.2
-    levels: int = 10
-    target_sparsity: Optional[float] = None
-    one_shot: bool = False
-    scope: str = "global"
-    layer_fractions: dict = dataclasses.field(default_factory=dict)
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class LotteryHparams(_Checked):
-    """What happens between pruning levels.
-
-    mode: 'rewind' (IMP: survivors go back to their values at rewind_step;
-      rewind_step '0it' resets to initialisation) or 'lrr' (learning-rate
-      rewinding: keep the trained weights and replay the whole LR schedule).
-    rewind_step: the step k of weight rewinding, e.g. '0it', '500it', '2ep'.
-    """
-
-    mode: str = "rewind"
-    rewind_step: StepText = "0it"
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class BranchHparams(_Checked):
-    """Ablation branches trained from IMP levels (not part of the run's hash:
-    adding a branch later reuses the finished IMP levels).
-
-    names: registered branch names (see `tflottery.experiments.branches`).
-    levels: the levels to branch from; None means every pruned level.
-    data_seed, dilation: settings of the 'retrain' branch.
-    """
-
-    names: Tuple[str, ...] = ()
-    levels: Optional[Tuple[int, ...]] = None
-    data_seed: Optional[int] = None
-    dilation: Optional[float] = None
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class SummaryHparams(_Checked):
+class SummaryHparams(Checked):
     """How results are judged (not part of the run's hash).
 
     matching_tolerance: a subnetwork is *matching* when its mean test accuracy
@@ -325,186 +275,25 @@ class SummaryHparams(_Checked):
     stability_threshold: float = 2.0
 
 
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class InstabilityHparams(_Checked):
-    """Instability analysis (thesis Algorithm 3, chapter 4).
-
-    rewind_steps: the steps k to analyse, e.g. ('0it', '500it', '2ep');
-      not hashed, so adding a k extends the same run.
-    subnetwork: 'dense'; 'imp' for the IMP subnetworks at `levels` found by
-      the lottery run with the same Pruning/LotteryHparams and rewinding to k
-      (its masks are reused from that run directory, or made there); or a
-      control built from those levels: 'random_reinit' (IMP mask, fresh
-      initialisation), 'random_prune_global' or 'random_prune_layerwise'
-      (random masks of the same density, rewound weights); or 'independent':
-      the copies start from different initialisations (copy i > 0 from model
-      seed + 100000 x i; k must be 0), the setting of Entezari et al. and
-      Ainsworth et al.; or 'independent_imp': copy i is the IMP subnetwork at
-      `levels` of the lottery run's replicate r + 100000 x i (another
-      initialisation, its own mask).
-    levels: the IMP levels (sparsities) to analyse; not hashed.
-    copy_seeds: data-order seeds of the copies (offset by 1000 x replicate):
-      two or more; the path is measured between the first two, and the
-      uniform average of all of them (a "soup") is evaluated too.
-    schedule: 'continue' (train the copies for T - k steps, the LR schedule
-      continuing from k) or 'restart' (T steps with the schedule restarted:
-      the control of thesis 4.1.2).
-    bn_mode: 'recompute' (BatchNorm statistics recomputed for every
-      interpolated network; the default) or 'interpolate'.
-    num_alphas: points on the linear path, evenly spaced in [0, 1].
-    per_epoch: also measure the instability between the copies at every
-      epoch of their training (thesis Figure 4-5).
-    align: None, or 'weights' / 'activations': also report every curve,
-      instability, distance and the soup after permuting copy 2's units to
-      match copy 1 (analysis/align.py: weight matching, or correlation of
-      activations on training data).
-    """
-
-    rewind_steps: Tuple[StepText, ...] = ("0it",)
-    subnetwork: str = "dense"
-    levels: Tuple[int, ...] = (0,)
-    copy_seeds: Tuple[int, ...] = (1, 2)
-    schedule: str = "continue"
-    bn_mode: str = "recompute"
-    num_alphas: int = 30
-    per_epoch: bool = False
-    align: Optional[str] = None
+def classes() -> list:
+    """Every hyperparameter class defined so far (subclasses of Checked), in definition order:
+    those of this module, and those beside their experiments once these are imported."""
+    out, todo = [], list(Checked.__subclasses__())
+    while todo:
+        cls = todo.pop(0)
+        if cls not in out:
+            out.append(cls)
+            todo.extend(cls.__subclasses__())
+    return [cls for cls in out if dataclasses.is_dataclass(cls)]
 
 
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class PaiHparams(_Checked):
-    """Pruning at initialisation or early in training (thesis chapter 5).
-
-    method: a scorer registered in `tflottery.scoring` ('random', 'magnitude',
-      'snip', 'grasp', 'grasp_abs', 'synflow', 'isnip',
-      'magnitude_unit_variance').
-    target_sparsity: fraction of the prunable weights removed, in [0, 1).
-    prune_step: the step k at which to score and prune ('0it': at
-      initialisation); the network is trained densely from 0 to k first.
-    schedule: 'replay' (train the pruned network with the whole learning-rate
-      schedule again, from step 0; Renda et al. 2020) or 'continue' (train it
-      for the remaining T - k steps; the same thing when k = 0).
-    scope: 'global' (one ranking over all layers), 'layerwise' (every
-      layer pruned to the target density), or an N:M pattern such as '2:4'
-      (layerwise, at most N of every M consecutive input weights kept).
-    examples_per_class: the class-balanced batch the data-driven scorers
-      (SNIP, GraSP, iterative SNIP) see: examples_per_class x num_classes
-      examples (10 x 1000 = 10,000 images on ImageNet).
-    chunk_size: the most examples of that batch the data-driven scorers put
-      through the model in one forward/backward pass, which bounds their
-      memory (None: the whole batch in one pass).  Without BatchNorm the
-      scores do not depend on it (up to float rounding); with BatchNorm each
-      chunk is normalised by its own statistics (tflottery/scoring/chunks.py).
-    iterations: rounds of the iterative scorers (SynFlow, iterative SNIP);
-      None keeps their default of 100.
-    excluded_layers: layer names never pruned (e.g. ('output',)).
-    """
-
-    method: str = "magnitude"
-    target_sparsity: float = 0.9
-    prune_step: StepText = "0it"
-    schedule: str = "replay"
-    scope: str = "global"
-    examples_per_class: int = 10
-    iterations: Optional[int] = None
-    excluded_layers: Tuple[str, ...] = ()
-    chunk_size: Optional[int] = 256
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class PaiAblationHparams(_Checked):
-    """Ablations of a network pruned early (thesis 5.4), each trained like it.
-
-    Not part of the run's hash: adding an ablation later reuses the pruned
-    network.  names: any of 'shuffle' (each layer's mask shuffled within the
-    layer), 'reinit' (same mask, weights from a fresh initialisation), and
-    'invert' (prune the weights the method ranks highest instead).
-    """
-
-    names: Tuple[str, ...] = ()
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class GradualHparams(_Checked):
-    """Gradual magnitude pruning during training (Zhu & Gupta 2018).
-
-    The sparsity at step t follows tensorflow-model-optimization's
-    PolynomialDecay: s_t = final + (initial - final) * (1 - (t - begin) /
-    (end - begin))^power between begin_step and end_step, applied every
-    `frequency` steps by pruning the lowest-magnitude weights.
-    scope: 'layerwise' (every layer at s_t, as tfmot's own pruning does),
-    'global', or an N:M pattern such as '2:4' (pruning/n_m.py).
-    excluded_layers: layer names never pruned.
-    """
-
-    initial_sparsity: float = 0.0
-    final_sparsity: float = 0.9
-    begin_step: StepText = "0it"
-    end_step: StepText = "1ep"
-    power: int = 3
-    frequency: StepText = "100it"
-    scope: str = "layerwise"
-    excluded_layers: Tuple[str, ...] = ()
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class DstHparams(_Checked):
-    """Dynamic sparse training from a sparse start: RigL and SET (experiment 'dst').
-
-    sparsity: fraction of the prunable weights that are zero throughout.
-    distribution: how the density spreads over layers: 'erk' (Erdős-Rényi-
-      Kernel, RigL's default), 'er' or 'uniform' (pruning/dynamic.py).
-    grow: 'gradient' (RigL, Evci et al. 2020: the inactive connections with
-      the largest dense-gradient magnitude on the current batch) or 'random'
-      (SET, Mocanu et al. 2018).
-    update_every: steps between mask updates (RigL's dT: 100 iterations).
-    drop_fraction: the fraction alpha of each layer's active weights replaced
-      at the first update, decayed by a cosine to 0 at the stop step (0.3).
-    stop_fraction: updates stop at this fraction of training (RigL: 0.75).
-    dense_layers: layer names kept dense (they count towards the density).
-    """
-
-    sparsity: float = 0.9
-    distribution: str = "erk"
-    grow: str = "gradient"
-    update_every: StepText = "100it"
-    drop_fraction: float = 0.3
-    stop_fraction: float = 0.75
-    dense_layers: Tuple[str, ...] = ()
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class DynamicImpHparams(_Checked):
-    """One-shot Dynamic IMP (thesis Algorithm 5, section 6.2.2; experiment 'dynamic_imp').
-
-    sparsity: the sparsity s every phase prunes to, one-shot.
-    change_points: n_1 < ... < n_k, each a step ('1500it', '2ep') or a
-      fraction of training (0.5: half-way, so one config fits every
-      network); phase i covers [n_(i-1), n_i] with n_0 = 0 and n_(k+1) the
-      end of training.
-    first_mask: how m_1 is chosen: 'imp' (the first phase's dense training
-      then magnitude pruning; Algorithm 5), 'random' or 'magnitude_init'
-      (magnitude of the initial weights).
-    regrow_init: how regrown weights start: 'fresh' (a new sample of the
-      layer's initializer), 'zero', or 'previous' (the values they had in the
-      network they were pruned from).
-    regrow: which pruned weights are regrown between phases: 'all'
-      (Algorithm 5), or only as many as the phase kept, chosen by
-      'gradient' (RigL's criterion) or at 'random'.
-    scope: 'global' or 'layerwise' magnitude pruning.
-    excluded_layers: layer names never pruned.
-    """
-
-    sparsity: float = 0.9
-    change_points: Tuple[Union[StepText, float], ...] = (0.5,)
-    first_mask: str = "imp"
-    regrow_init: str = "fresh"
-    regrow: str = "all"
-    scope: str = "global"
-    excluded_layers: Tuple[str, ...] = ()
+def __getattr__(name: str):
+    """`tflottery.hparams.PruningHparams`: a class that lives beside its experiment, by its
+    bare name, as gin and reports know it; found among `classes()` without importing
+    anything (this module must not depend on the experiments)."""
+    for cls in classes():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r} (a hyperparameter "
+                         f"class that lives beside its experiment is found here once its "
+                         f"module is imported: import tflottery.experiments first)")

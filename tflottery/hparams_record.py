@@ -14,8 +14,7 @@ run, which is also what its start-up line prints.
 import dataclasses
 from typing import Dict, Iterable, List, Optional
 
-from tflottery import hparams as hparams_module
-from tflottery.hparams import non_default_fields
+from tflottery.hparams import Checked, non_default_fields
 from tflottery.runs import io, layout
 
 FILENAME = layout.HPARAMS
@@ -23,11 +22,11 @@ FILENAME = layout.HPARAMS
 
 def resolved(base: Iterable, experiment) -> List:
     """The run's dataclasses, one per class: `base`, the experiment's own
-    tflottery.hparams attributes as configured (PruningHparams with its real
+    hyperparameter attributes as configured (PruningHparams with its real
     number of levels, BranchHparams, SummaryHparams...), then any other it
     hashes (hparams() may hash a reduced copy: lottery leaves out levels)."""
     out, seen = [], set()
-    own = [v for v in vars(experiment).values() if type(v).__module__ == hparams_module.__name__]
+    own = [v for v in vars(experiment).values() if isinstance(v, Checked)]
     for hp in list(base) + own + list(experiment.hparams()):
         if dataclasses.is_dataclass(hp) and not isinstance(hp, type) and \
                 type(hp).__name__ not in seen:

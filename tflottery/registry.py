@@ -4,7 +4,7 @@ Models, datasets, optimizers, schedules and experiments are all looked up by
 the names used in gin configs.  A typo must fail at once with the list of
 valid names, not deep inside a run.
 """
-from typing import Callable, Dict, Generic, Iterator, TypeVar
+from typing import Callable, Dict, Generic, Iterator, Optional, TypeVar
 
 from tflottery.errors import ConfigError
 
@@ -12,10 +12,17 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A named collection of objects of one kind (e.g. 'model')."""
+    """A named collection of objects of one kind (e.g. 'model').
 
-    def __init__(self, kind: str):
+    check: None, or `check(name, obj)` run at registration, raising
+    ConfigError when `obj` cannot be what this registry holds (an experiment
+    without `run`): a broken entry is refused where it is written, not found
+    missing later in the middle of a run.
+    """
+
+    def __init__(self, kind: str, check: Optional[Callable[[str, T], None]] = None):
         self.kind = kind
+        self._check = check
         self._items: Dict[str, T] = {}
 
     def register(self, name: str, obj: T = None):
@@ -23,6 +30,8 @@ class Registry(Generic[T]):
         def add(o: T) -> T:
             if name in self._items:
                 raise ConfigError(f"duplicate {self.kind} name {name!r}: it is already registered")
+            if self._check is not None:
+                self._check(name, o)
             self._items[name] = o
             return o
 

@@ -24,6 +24,11 @@ tf_import.import_tensorflow()   # its start-up banner once, not twice
 
 from absl import app, flags  # noqa: E402
 
+# The experiments' own hyperparameter classes (PaiHparams, DstHparams, ...) give the
+# defaults that a run's config.gin leaves out; reporting finds them by name in
+# tflottery.hparams once they are defined.  The command line imports them here, so
+# that the reporting package itself imports no experiment.
+import tflottery.experiments  # noqa: E402,F401
 from tflottery.reporting import collect, page, plots, summary  # noqa: E402
 from tflottery.runs import io, layout  # noqa: E402
 

@@ -20,8 +20,7 @@ from absl import logging
 
 from tflottery import data, experiments, hparams_record, models, plan, stop
 from tflottery.errors import ConfigError
-from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, hold_lock,
-                                           prunable_weight_shapes)
+from tflottery.experiments.context import RunContext, RunState, hold_lock, prunable_weight_shapes
 from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, ModelHparams,
                                TrainingHparams)
 from tflottery.runs import config_file, io, layout, report_spec
@@ -58,7 +57,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     """Build hyperparameters, validate them, and return (experiment, RunContext).
 
     Writes nothing, not even the root: run() creates that once this has
-    passed.  ctx.cache['hparams_record'] holds the run's hparams.json record.
+    passed.  ctx.state.hparams_record holds the run's hparams.json record.
     """
     if isinstance(replicate, bool) or not isinstance(replicate, int) or \
             not 0 <= replicate <= MAX_INT:
@@ -81,16 +80,16 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
     ctx = RunContext(strategy=strategy, run_dir=layout.run_dir(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
                      training_hp=training_hp, dataset=dataset, writable=True,
-                     prunable_names=tuple(shapes))
-    ctx.cache[PRUNABLE_SHAPES] = shapes
+                     prunable_names=tuple(shapes), state=RunState(prunable_shapes=shapes))
     experiment.validate(ctx)
-    ctx.cache["hparams_record"] = record
+    ctx.state.hparams_record = record
     return experiment, ctx
 
 
 def phases(experiment, ctx) -> list:
-    """The experiment's plan.Phase list (empty for one that does not plan ahead)."""
-    return list(experiment.phases(ctx)) if hasattr(experiment, "phases") else []
+    """The experiment's plan.Phase list (every registered experiment has one:
+    experiments/base.py checks it at registration)."""
+    return list(experiment.phases(ctx))
 
 
 def spec_of(experiment) -> report_spec.ReportSpec:
@@ -114,7 +113,7 @@ def end_of_run(spec: report_spec.ReportSpec, ctx, rec: dict, result):
 
 def describe_start(ctx) -> str:
     """What a run prints first: where it writes and what it was configured with."""
-    rec = ctx.cache["hparams_record"]
+    rec = ctx.state.hparams_record
     settings = hparams_record.describe_non_default(rec)
     return "\n".join([f"run directory: {ctx.replicate_dir}",
                       f"settings that differ from the defaults ({len(settings)}):"]
@@ -142,17 +141,17 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
     check_root(root_dir)   # every check passed: now the root may be created
     for line in describe_start(ctx).splitlines():
         logging.info("%s", line)
-    ctx.cache["wait_for_lock"] = wait_for_lock
+    ctx.state.wait_for_lock = wait_for_lock
     try:
         hold_lock(ctx, ctx.run_dir)
-        rec = ctx.cache["hparams_record"]
+        rec = ctx.state.hparams_record
         if ctx.writable:
             io.makedirs(ctx.replicate_dir)
             config_file.write_config(ctx.run_dir, gin.config_str())
             hparams_record.write(ctx.run_dir, rec)
             report_spec.write(ctx.run_dir, spec_of(experiment))
         planned = phases(experiment, ctx)
-        ctx.cache["run_log"] = run_log.RunLog(
+        ctx.state.run_log = run_log.RunLog(
             hparams_record.flat(rec["hparams"]),
             plan.steps_left(planned) if planned else None)
         result = end_of_run(spec_of(experiment), ctx, rec, experiment.run(ctx))
@@ -162,6 +161,7 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
                                  gin.operative_config_str())
             write_finished(ctx.replicate_dir, rec, result)
     finally:
-        for lock in ctx.cache.pop("locks", {}).values():
+        for lock in ctx.state.locks.values():
             lock.release()
+        ctx.state.locks.clear()
     return result

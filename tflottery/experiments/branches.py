@@ -24,12 +24,11 @@ from absl import logging
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments.context import (layer_fractions_by_weight, load_fresh_initialisation,
-                                           training_program)
+                                           train_phase, training_program)
 from tflottery.plan import Phase
 from tflottery.registry import Registry
 from tflottery.runs import damage, io, layout
-from tflottery.training import run_log
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training.loop import finished_result
 
 
 class BranchSpec(NamedTuple):
@@ -94,7 +93,7 @@ def phase_name(name: str, level: int) -> str:
 def phase(exp, ctx, name: str, level: int) -> Phase:
     """The training phase of branch `name` of level `level` (for the run's plan)."""
     training_hp, _ = branch_training(exp, ctx, name)
-    end = validate_training(training_hp, ctx.dataset.iterations_per_epoch).total
+    end = ctx.total_steps(training_hp)
     start = 0 if exp.lottery_hp.mode == "lrr" and level > 0 else \
         exp.rewind_iterations(ctx, training_hp)
     return Phase(phase_name(name, level),
@@ -148,13 +147,10 @@ def run_branch(exp, ctx, name: str, level: int) -> dict:
         return done
     mask = branch_mask()
     training_hp, data_seed = branch_training(exp, ctx, name)
-    program = training_program(ctx, training_hp)
-    model = program.model
+    model = training_program(ctx, training_hp).model
     start = exp.load_start_weights(ctx, model, level, training_hp)
     if spec.fresh_init:
         load_fresh_initialisation(ctx, model, seed)
     masking.set_mask(model, mask)
-    return Trainer(ctx.strategy, model, ctx.dataset, training_hp, data_seed,
-                   layout.train_dir(out), start_step=start, writable=ctx.writable,
-                   program=program, phase_name=phase_name(name, level),
-                   run_log=run_log.of(ctx)).run()
+    return train_phase(ctx, layout.train_dir(out), phase_name(name, level),
+                       start_step=start, training_hp=training_hp, data_seed=data_seed)

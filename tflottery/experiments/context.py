@@ -1,6 +1,15 @@
-"""What every experiment is given, and the helpers they share."""
+"""What every experiment is given, and the helpers they share.
+
+`RunContext` is one replicate of one configured run; `RunState` is what the
+run builds once and every phase reuses (training programs, locks, the run's
+log).  `train_phase` is the one way an experiment trains a phase: the run's
+training program for the TrainingHparams, the run's data seed, its log and
+writability come from the context, so a phase names only what differs
+(where it writes, from which step, its name).
+"""
 import dataclasses
 import typing
+from typing import Dict, Optional, Set
 
 import tensorflow as tf
 
@@ -9,6 +18,30 @@ from tflottery.errors import ConfigError, first_few
 from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, check_value
 from tflottery.keras_compat import keras
 from tflottery.runs import layout
+from tflottery.pruning.names import weights_named_by
+from tflottery.training.phases import validate_training
+from tflottery.training.run_log import RunLog
+
+
+@dataclasses.dataclass(eq=False)
+class RunState:
+    """What one run builds once and every phase reuses.
+
+    A RunContext holds it by reference, so the copies that
+    dataclasses.replace makes share it: an experiment that drives another's
+    stages with a replaced context (lmc runs a lottery run's levels) shares
+    its training programs, locks and log.
+    """
+
+    hparams_record: Optional[dict] = None   # the run's hparams.json record (runner.prepare)
+    # {mask weight name: shape}, from the runner's throwaway build of the
+    # network (see prunable_weight_shapes); None outside a runner-started run.
+    prunable_shapes: Optional[Dict[str, tuple]] = None
+    run_log: Optional[RunLog] = None   # None outside a runner-started run
+    wait_for_lock: bool = False             # --wait_for_lock: wait for a locked run directory
+    locks: dict = dataclasses.field(default_factory=dict)     # run dir -> RunLock held
+    programs: dict = dataclasses.field(default_factory=dict)  # TrainingHparams -> TrainingProgram
+    pretrained: Set[str] = dataclasses.field(default_factory=set)  # phase dirs done this process
 
 
 @dataclasses.dataclass
@@ -24,10 +57,7 @@ class RunContext:
     dataset: "data.Dataset"
     writable: bool = True   # always True from runner (every worker has its own tree)
     prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_shapes)
-    # What the run builds once and every phase reuses (training programs,
-    # analysis models): shared by the copies dataclasses.replace makes, so an
-    # experiment that drives another's stages (lmc of a lottery run) shares it.
-    cache: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+    state: RunState = dataclasses.field(default_factory=RunState, repr=False, compare=False)
 
     @property
     def replicate_dir(self) -> str:
@@ -43,15 +73,17 @@ class RunContext:
         hp = self.training_hp
         return hp.data_seed if hp.data_seed is not None else self.replicate
 
+    def total_steps(self, training_hp: Optional[TrainingHparams] = None) -> int:
+        """The training length of `training_hp` (default: the run's) in iterations of this
+        data; ConfigError if the training settings do not fit it (so `validate` calls it)."""
+        return validate_training(training_hp or self.training_hp,
+                                 self.dataset.iterations_per_epoch).total
+
 
 def set_precision_policy(training_hp: TrainingHparams) -> None:
     """Global Keras dtype policy: bfloat16 compute when mixed precision is asked for."""
     keras.mixed_precision.set_global_policy(
         "mixed_bfloat16" if training_hp.mixed_precision else "float32")
-
-
-# ctx.cache key of the run's {mask weight name: shape} (see prunable_weight_shapes).
-PRUNABLE_SHAPES = ("prunable_shapes",)
 
 
 def prunable_weight_shapes(model_hp: ModelHparams, info) -> dict:
@@ -107,9 +139,9 @@ def hold_lock(ctx: RunContext, run_dir: str) -> None:
     that one too.  The runner releases them all at the end.
     """
     from tflottery.runs.lock import RunLock
-    locks = ctx.cache.setdefault("locks", {})
+    locks = ctx.state.locks
     if ctx.writable and run_dir not in locks:
-        lock = RunLock(run_dir, wait=ctx.cache.get("wait_for_lock", False))
+        lock = RunLock(run_dir, wait=ctx.state.wait_for_lock)
         lock.acquire()
         locks[run_dir] = lock
 
@@ -123,10 +155,33 @@ def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
     """
     from tflottery.training.program import TrainingProgram
     hp = training_hp or ctx.training_hp
-    key = ("program", hp)
-    if key not in ctx.cache:
-        ctx.cache[key] = TrainingProgram(ctx.strategy, build_masked_model(ctx), ctx.dataset, hp)
-    return ctx.cache[key]
+    programs = ctx.state.programs
+    if hp not in programs:
+        programs[hp] = TrainingProgram(ctx.strategy, build_masked_model(ctx), ctx.dataset, hp)
+    return programs[hp]
+
+
+def train_phase(ctx: RunContext, out: str, phase_name: str, start_step: int = 0,
+                end_step: Optional[int] = None, training_hp: Optional[TrainingHparams] = None,
+                data_seed: Optional[int] = None, extra_checkpoints=(), mask_hook=None) -> dict:
+    """Train the run's model (the training program's, holding the phase's starting weights
+    and mask) for one phase in `out`; returns its final.json result.
+
+    The one place a phase's Trainer is built: the phase trains with
+    `training_hp` (default: the run's) in that setting's training program,
+    with `data_seed` (default: the run's), the run's log and writability;
+    extra_checkpoints and mask_hook are the Trainer's.  A finished phase
+    returns its stored result, a killed one resumes (Trainer.run).
+    """
+    from tflottery.training.loop import Trainer
+    hp = training_hp or ctx.training_hp
+    program = training_program(ctx, hp)
+    return Trainer(ctx.strategy, program.model, ctx.dataset, hp,
+                   ctx.data_seed if data_seed is None else data_seed, out,
+                   start_step=start_step, end_step=end_step,
+                   extra_checkpoints=extra_checkpoints, writable=ctx.writable,
+                   mask_hook=mask_hook, program=program, phase_name=phase_name,
+                   run_log=ctx.state.run_log).run()
 
 
 def pretrain(ctx: RunContext, out: str, end_step: int, phase_name: str = "pretrain") -> None:
@@ -138,18 +193,13 @@ def pretrain(ctx: RunContext, out: str, end_step: int, phase_name: str = "pretra
     the weights it needs from `out`'s checkpoints.  `phase_name` is the name
     the experiment's plan gives it, and its steps count into the run's ETA.
     """
-    from tflottery.training import run_log
-    from tflottery.training.loop import Trainer, finished_result
-    key = ("pretrained", out)
-    if ctx.cache.get(key):
+    from tflottery.training.loop import finished_result
+    if out in ctx.state.pretrained:
         return
     if finished_result(out) is None:
-        program = training_program(ctx)
-        program.load_initial_weights()
-        Trainer(ctx.strategy, program.model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                end_step=end_step, writable=ctx.writable, program=program,
-                phase_name=phase_name, run_log=run_log.of(ctx)).run()
-    ctx.cache[key] = True
+        training_program(ctx).load_initial_weights()
+        train_phase(ctx, out, phase_name, end_step=end_step)
+    ctx.state.pretrained.add(out)
 
 
 def load_fresh_initialisation(ctx: RunContext, model, seed: int) -> None:
@@ -198,11 +248,6 @@ def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = 
     return mask
 
 
-def weights_named_by(key: str, weight_names) -> list:
-    """The weight names a user's key means: itself ('output/kernel') or all of a layer's ('output')."""
-    return [w for w in weight_names if w == key or w.split("/")[0] == key]
-
-
 def layer_fractions_by_weight(hp, weight_names) -> dict:
     """PruningHparams.layer_fractions with layer-name keys ('output') expanded to weight names
     ('output/kernel'); shared by the lottery levels and their branches."""
@@ -217,16 +262,4 @@ def layer_fractions_by_weight(hp, weight_names) -> dict:
             raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "
                               f"choose from: {first_few(sorted(weight_names))}")
         out.update({w: float(value) for w in matches})
-    return out
-
-
-def excluded_weights(layer_names, weight_names):
-    """Weight names ('output/kernel') of the excluded layer names ('output')."""
-    out = []
-    for layer in layer_names:
-        matches = weights_named_by(layer, weight_names)
-        if not matches:
-            raise ConfigError(f"excluded layer {layer!r} is not a prunable layer; choose from: "
-                              f"{', '.join(sorted(weight_names))}")
-        out.extend(matches)
     return out

@@ -36,28 +36,59 @@ Layout, under replicate_<r>/:
     dst.json                  settings, density, test accuracy, and how far the
                               final mask moved from the starting one
 """
+import dataclasses
 import hashlib
+from typing import Tuple
 
+import gin
 from absl import logging
 
 from tflottery import masking
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext, excluded_weights,
-                                           load_or_make_mask, prunable_weight_shapes,
+from tflottery.experiments.context import (RunContext, load_or_make_mask,
+                                           prunable_weight_shapes, train_phase,
                                            training_program)
-from tflottery.hparams import DstHparams
+from tflottery.hparams import Checked, StepText
 from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
+from tflottery.pruning.names import excluded_weights
 from tflottery.pruning.select import check_number
 from tflottery.runs import io, layout, step_log
 from tflottery.runs.report_spec import ReportSpec
 from tflottery.scoring.grow import check_criterion, grow_scores, training_batch
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, validate_training
+from tflottery.training import checkpoints
 from tflottery.training.optimizers import reset_slots
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DstHparams(Checked):
+    """Dynamic sparse training from a sparse start: RigL and SET (experiment 'dst').
+
+    sparsity: fraction of the prunable weights that are zero throughout.
+    distribution: how the density spreads over layers: 'erk' (Erdős-Rényi-
+      Kernel, RigL's default), 'er' or 'uniform' (pruning/dynamic.py).
+    grow: 'gradient' (RigL, Evci et al. 2020: the inactive connections with
+      the largest dense-gradient magnitude on the current batch) or 'random'
+      (SET, Mocanu et al. 2018).
+    update_every: steps between mask updates (RigL's dT: 100 iterations).
+    drop_fraction: the fraction alpha of each layer's active weights replaced
+      at the first update, decayed by a cosine to 0 at the stop step (0.3).
+    stop_fraction: updates stop at this fraction of training (RigL: 0.75).
+    dense_layers: layer names kept dense (they count towards the density).
+    """
+
+    sparsity: float = 0.9
+    distribution: str = "erk"
+    grow: str = "gradient"
+    update_every: StepText = "100it"
+    drop_fraction: float = 0.3
+    stop_fraction: float = 0.75
+    dense_layers: Tuple[str, ...] = ()
+
 
 UPDATE_LOG = "mask_updates.jsonl"
 RESULT_FILENAME = "dst.json"
@@ -135,7 +166,7 @@ class DstExperiment:
     # ---- validation ----
     def update_steps(self, ctx: RunContext):
         """(mask update steps, stop step) in iterations."""
-        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        total = ctx.total_steps()
         every = to_iterations(self.hp.update_every, ctx.dataset.iterations_per_epoch,
                               ctx.training_hp.dilation)
         stop = int(round(self.hp.stop_fraction * total))
@@ -162,9 +193,9 @@ class DstExperiment:
         self.layer_densities(ctx)
 
     def layer_densities(self, ctx: RunContext) -> dict:
-        if PRUNABLE_SHAPES not in ctx.cache:
-            ctx.cache[PRUNABLE_SHAPES] = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
-        shapes = ctx.cache[PRUNABLE_SHAPES]
+        if ctx.state.prunable_shapes is None:
+            ctx.state.prunable_shapes = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
+        shapes = ctx.state.prunable_shapes
         dense = excluded_weights(self.hp.dense_layers, list(shapes))
         try:
             return dynamic.layer_densities(shapes, 1.0 - self.hp.sparsity, self.hp.distribution,
@@ -173,8 +204,8 @@ class DstExperiment:
             raise ConfigError(f"DstHparams: {e}") from None
 
     def phases(self, ctx: RunContext):
-        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
-        return [Phase(self.phase_name(), layout.train_dir(ctx.replicate_dir), 0, total)]
+        return [Phase(self.phase_name(), layout.train_dir(ctx.replicate_dir), 0,
+                      ctx.total_steps())]
 
     def phase_name(self) -> str:
         return METHOD_NAMES[self.hp.grow]
@@ -203,9 +234,7 @@ class DstExperiment:
         masking.zero_pruned_weights(model)
         logging.info("dst (%s growth): density %.2f%%, %d mask updates until step %d",
                      hp.grow, 100 * start.density, len(steps), stop)
-        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        writable=ctx.writable, mask_hook=hook, program=program,
-                        phase_name=self.phase_name(), run_log=run_log.of(ctx)).run()
+        final = train_phase(ctx, out, self.phase_name(), mask_hook=hook)
 
         def final_mask():
             checkpoints.restore_weights(model, layout.checkpoints_dir(out), "end")

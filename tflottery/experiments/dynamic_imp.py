@@ -48,30 +48,65 @@ Every piece is skipped when its output exists, so re-running the same
 command continues a killed run.  H_i is rebuilt from S_i's checkpoint, g_i
 and seeded initial values whenever it is needed, so it is never stored.
 """
+import dataclasses
 import hashlib
 import os
-from typing import Dict, List
+from typing import Dict, List, Tuple, Union
 
+import gin
 import numpy as np
 from absl import logging
 
 from tflottery import masking, pruning
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (RunContext, excluded_weights,
-                                           load_fresh_initialisation, load_or_make_mask,
-                                           training_program)
-from tflottery.hparams import DynamicImpHparams
+from tflottery.experiments.context import (RunContext, load_fresh_initialisation,
+                                           load_or_make_mask, train_phase, training_program)
+from tflottery.hparams import Checked, StepText
 from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
+from tflottery.pruning.names import excluded_weights
 from tflottery.pruning.select import check_number, check_scope, round_count
 from tflottery.runs import io, layout
 from tflottery.runs.report_spec import ReportSpec
 from tflottery.scoring.grow import grow_scores, training_batch
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training import checkpoints
+from tflottery.training.loop import finished_result
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DynamicImpHparams(Checked):
+    """One-shot Dynamic IMP (thesis Algorithm 5, section 6.2.2; experiment 'dynamic_imp').
+
+    sparsity: the sparsity s every phase prunes to, one-shot.
+    change_points: n_1 < ... < n_k, each a step ('1500it', '2ep') or a
+      fraction of training (0.5: half-way, so one config fits every
+      network); phase i covers [n_(i-1), n_i] with n_0 = 0 and n_(k+1) the
+      end of training.
+    first_mask: how m_1 is chosen: 'imp' (the first phase's dense training
+      then magnitude pruning; Algorithm 5), 'random' or 'magnitude_init'
+      (magnitude of the initial weights).
+    regrow_init: how regrown weights start: 'fresh' (a new sample of the
+      layer's initializer), 'zero', or 'previous' (the values they had in the
+      network they were pruned from).
+    regrow: which pruned weights are regrown between phases: 'all'
+      (Algorithm 5), or only as many as the phase kept, chosen by
+      'gradient' (RigL's criterion) or at 'random'.
+    scope: 'global' or 'layerwise' magnitude pruning.
+    excluded_layers: layer names never pruned.
+    """
+
+    sparsity: float = 0.9
+    change_points: Tuple[Union[StepText, float], ...] = (0.5,)
+    first_mask: str = "imp"
+    regrow_init: str = "fresh"
+    regrow: str = "all"
+    scope: str = "global"
+    excluded_layers: Tuple[str, ...] = ()
+
 
 FIRST_MASKS = ("imp", "random", "magnitude_init")
 REGROW_INITS = ("fresh", "zero", "previous")
@@ -143,7 +178,7 @@ class DynamicImpExperiment:
     # ---- validation ----
     def boundaries(self, ctx: RunContext) -> List[int]:
         """[0, n_1, ..., n_k, end] in iterations (a float change point is a fraction of training)."""
-        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        total = ctx.total_steps()
         points = []
         for point in self.hp.change_points:
             if isinstance(point, str):
@@ -273,10 +308,8 @@ class DynamicImpExperiment:
         if mask is not None:
             masking.set_mask(model, mask)
         masking.zero_pruned_weights(model)
-        return Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                       start_step=start, end_step=end, writable=ctx.writable, program=program,
-                       phase_name=f"phase {i + 1} / {os.path.basename(out)}",
-                       run_log=run_log.of(ctx)).run()
+        return train_phase(ctx, out, f"phase {i + 1} / {os.path.basename(out)}",
+                           start_step=start, end_step=end)
 
     def load_hybrid(self, ctx, program, i: int) -> None:
         """Put H_i (weights and mask) into the program's model; H_0 = W0 with no mask."""

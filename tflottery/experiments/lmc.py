@@ -47,7 +47,9 @@ copy to copy 0.
 """
 import dataclasses
 import os
+from typing import Optional, Tuple
 
+import gin
 import numpy as np
 from absl import logging
 
@@ -56,16 +58,65 @@ from tflottery.analysis import align, align_soup
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import (RunContext, build_masked_model, hold_lock,
-                                           load_fresh_initialisation, pretrain, training_program)
-from tflottery.hparams import ExperimentHparams, InstabilityHparams, SummaryHparams
+                                           load_fresh_initialisation, pretrain, train_phase,
+                                           training_program)
+from tflottery.hparams import Checked, ExperimentHparams, StepText, SummaryHparams
 from tflottery.plan import Phase
 from tflottery.runs import damage, io, layout
 from tflottery.runs.report_spec import ReportSpec
 from tflottery.runs.naming import run_name
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training import checkpoints
+from tflottery.training.loop import finished_result
 from tflottery.training.program import assign_values, variable_values
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class InstabilityHparams(Checked):
+    """Instability analysis (thesis Algorithm 3, chapter 4).
+
+    rewind_steps: the steps k to analyse, e.g. ('0it', '500it', '2ep');
+      not hashed, so adding a k extends the same run.
+    subnetwork: 'dense'; 'imp' for the IMP subnetworks at `levels` found by
+      the lottery run with the same Pruning/LotteryHparams and rewinding to k
+      (its masks are reused from that run directory, or made there); or a
+      control built from those levels: 'random_reinit' (IMP mask, fresh
+      initialisation), 'random_prune_global' or 'random_prune_layerwise'
+      (random masks of the same density, rewound weights); or 'independent':
+      the copies start from different initialisations (copy i > 0 from model
+      seed + 100000 x i; k must be 0), the setting of Entezari et al. and
+      Ainsworth et al.; or 'independent_imp': copy i is the IMP subnetwork at
+      `levels` of the lottery run's replicate r + 100000 x i (another
+      initialisation, its own mask).
+    levels: the IMP levels (sparsities) to analyse; not hashed.
+    copy_seeds: data-order seeds of the copies (offset by 1000 x replicate):
+      two or more; the path is measured between the first two, and the
+      uniform average of all of them (a "soup") is evaluated too.
+    schedule: 'continue' (train the copies for T - k steps, the LR schedule
+      continuing from k) or 'restart' (T steps with the schedule restarted:
+      the control of thesis 4.1.2).
+    bn_mode: 'recompute' (BatchNorm statistics recomputed for every
+      interpolated network; the default) or 'interpolate'.
+    num_alphas: points on the linear path, evenly spaced in [0, 1].
+    per_epoch: also measure the instability between the copies at every
+      epoch of their training (thesis Figure 4-5).
+    align: None, or 'weights' / 'activations': also report every curve,
+      instability, distance and the soup after permuting copy 2's units to
+      match copy 1 (analysis/align.py: weight matching, or correlation of
+      activations on training data).
+    """
+
+    rewind_steps: Tuple[StepText, ...] = ("0it",)
+    subnetwork: str = "dense"
+    levels: Tuple[int, ...] = (0,)
+    copy_seeds: Tuple[int, ...] = (1, 2)
+    schedule: str = "continue"
+    bn_mode: str = "recompute"
+    num_alphas: int = 30
+    per_epoch: bool = False
+    align: Optional[str] = None
+
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise",
                "independent", "independent_imp")
@@ -91,6 +142,12 @@ class InstabilityExperiment:
     def __init__(self):
         self.hp = InstabilityHparams()
         self.summary_hp = SummaryHparams()
+        # What the run builds once and every analysis reuses (an experiment
+        # object serves one run): {bn_mode: (copies, Interpolator, loops)},
+        # the alignment images, and {lottery replicate dir: levels checked}.
+        self._analysis_models = {}
+        self._alignment_images = None
+        self._lottery_levels_run = {}
 
     @property
     def uses_lottery(self) -> bool:
@@ -134,7 +191,7 @@ class InstabilityExperiment:
                               f"{', '.join(ALIGN_METHODS)}")
         if not hp.rewind_steps:
             raise ConfigError("InstabilityHparams.rewind_steps is empty; give at least one step")
-        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        total = ctx.total_steps()
         for k in self.rewind_iterations(ctx):
             if k >= total:
                 raise ConfigError(
@@ -195,7 +252,7 @@ class InstabilityExperiment:
         """The run's phases in order (for --dry_run and the run's ETA): per analysis the
         training to k (dense: its pretraining; subnetworks: the lottery runs' phases it
         needs, once) and then its copies."""
-        total = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        total = ctx.total_steps()
         out, seen = [], set()
         for level, k_text, k in self.analyses(ctx):
             directory, name = self.analysis_dir(ctx, level, k), self.analysis_name(level, k)
@@ -253,7 +310,7 @@ class InstabilityExperiment:
             return masking.get_mask(model), w_init
         lottery, lottery_ctx = self.lottery_for(ctx, k_text)
         hold_lock(ctx, lottery_ctx.run_dir)
-        done = ctx.cache.setdefault(("lottery levels run", lottery_ctx.replicate_dir), set())
+        done = self._lottery_levels_run.setdefault(lottery_ctx.replicate_dir, set())
         for lvl in range(level + 1):
             if lvl not in done:     # each checked once per process, not once per k
                 lottery.run_level(lottery_ctx, lvl)
@@ -298,14 +355,14 @@ class InstabilityExperiment:
         of the Interpolator (with its third, interpolated network) and of the
         prediction loops then serve every k and level of the run.
         """
-        key = ("lmc", self.hp.bn_mode)
-        if key not in ctx.cache:
+        key = self.hp.bn_mode
+        if key not in self._analysis_models:
             a, b, mix = (build_masked_model(ctx) for _ in range(3))
             interp = analysis.Interpolator(ctx.strategy, a, b, mix, ctx.dataset,
                                            bn_mode=self.hp.bn_mode)
             loops = tuple(analysis.PredictionLoop(ctx.strategy, m, ctx.dataset) for m in (a, b))
-            ctx.cache[key] = ((a, b), interp, loops)
-        return ctx.cache[key]
+            self._analysis_models[key] = ((a, b), interp, loops)
+        return self._analysis_models[key]
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
@@ -324,7 +381,7 @@ class InstabilityExperiment:
         result_path = layout.file(out, layout.INSTABILITY)
         start = self.copy_start(k)
         ipe = ctx.dataset.iterations_per_epoch
-        total = validate_training(ctx.training_hp, ipe).total
+        total = ctx.total_steps()
         epochs = [e * ipe for e in range(1, total // ipe + 1) if start < e * ipe <= total]
         extra = list(epochs) if self.hp.per_epoch else []
         done = damage.read_output(result_path, io.read_json)
@@ -334,8 +391,7 @@ class InstabilityExperiment:
             logging.warning("%s: a copy's files are damaged: training it again and measuring "
                             "the analysis again", self.analysis_name(level, k))
         mask, w_init = self.state_at_k(ctx, level, k_text, k, out)
-        program = training_program(ctx)
-        model = program.model
+        model = training_program(ctx).model
         state_k = variable_values(model)
         w_k = analysis.weight_vector(model)
         copies, interp, loops = self.analysis_models(ctx)
@@ -345,10 +401,8 @@ class InstabilityExperiment:
                 self.load_independent_start(ctx, level, k_text, k, out, i)
             data_seed = seed + 1000 * ctx.replicate
             phase = layout.copy_dir(out, i)
-            Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, data_seed, phase,
-                    start_step=start, extra_checkpoints=extra, writable=ctx.writable,
-                    program=program, phase_name=f"{self.analysis_name(level, k)} / copy {i}",
-                    run_log=run_log.of(ctx)).run()
+            train_phase(ctx, phase, f"{self.analysis_name(level, k)} / copy {i}",
+                        start_step=start, data_seed=data_seed, extra_checkpoints=extra)
         self.load_copies(copies, out)
         share_union_mask(copies)
         result = {
@@ -428,16 +482,15 @@ class InstabilityExperiment:
 
     def alignment_images(self, ctx: RunContext):
         """ALIGN_EXAMPLES training images in a fixed order (activation matching's batch)."""
-        key = ("lmc alignment images",)
-        if key not in ctx.cache:
+        if self._alignment_images is None:
             batches, count = [], 0
             for images, _ in ctx.dataset.train_dataset(ALIGN_DATA_SEED):
                 batches.append(images.numpy())
                 count += len(batches[-1])
                 if count >= ALIGN_EXAMPLES:
                     break
-            ctx.cache[key] = np.concatenate(batches)[:ALIGN_EXAMPLES]
-        return ctx.cache[key]
+            self._alignment_images = np.concatenate(batches)[:ALIGN_EXAMPLES]
+        return self._alignment_images
 
     def align_copies(self, ctx: RunContext, models):
         """Permute models[1] in place to match models[0] by hp.align; then give both the

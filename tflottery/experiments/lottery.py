@@ -20,8 +20,9 @@ Every piece is skipped when its output exists, so re-running the same
 command continues a killed run, and a finished run is not retrained.
 """
 import dataclasses
-from typing import List
+from typing import List, Optional, Tuple
 
+import gin
 import numpy as np
 from absl import logging
 
@@ -29,15 +30,78 @@ from tflottery import masking, pruning
 from tflottery.plan import Phase
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (PRUNABLE_SHAPES, RunContext,
-                                           layer_fractions_by_weight, load_or_make_mask,
-                                           pretrain, training_program)
-from tflottery.hparams import BranchHparams, LotteryHparams, PruningHparams, SummaryHparams
+from tflottery.experiments.context import (RunContext, layer_fractions_by_weight,
+                                           load_or_make_mask, pretrain, train_phase,
+                                           training_program)
+from tflottery.hparams import Checked, StepText, SummaryHparams
 from tflottery.runs import io, layout
 from tflottery.runs.report_spec import ReportSpec
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training import checkpoints
+from tflottery.training.loop import finished_result
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PruningHparams(Checked):
+    """How IMP prunes after each level (thesis Algorithms 1, 2, 4).
+
+    fraction: fraction of the *remaining* weights removed per level (0.2).
+    levels: number of pruning levels after the dense level 0.
+    target_sparsity: if set, the levels are as many as needed to reach it
+      (or, with one_shot, the single level prunes straight to it).  With an
+      N:M scope they are counted from the densities it reaches (N/M or less
+      after the first level), and a target below 1 - N/M is refused.
+    one_shot: prune to target_sparsity in one level instead of iteratively.
+    scope: 'global' (one magnitude ranking over all layers; the thesis),
+      'layerwise' (each layer loses its own fraction; Frankle & Carbin 2019),
+      or an N:M pattern such as '2:4' (layerwise, at most N of every M
+      consecutive input weights kept; the first level already goes to <= N/M;
+      tflottery/pruning/n_m.py).
+    layer_fractions: per-layer rates, keyed by layer name ('output') or
+      weight name ('output/kernel'); 0 excludes a layer from pruning.  Only
+      exclusions (0) are allowed with scope 'global'.
+    """
+
+    fraction: float = 0.2
+    levels: int = 10
+    target_sparsity: Optional[float] = None
+    one_shot: bool = False
+    scope: str = "global"
+    layer_fractions: dict = dataclasses.field(default_factory=dict)
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class LotteryHparams(Checked):
+    """What happens between pruning levels.
+
+    mode: 'rewind' (IMP: survivors go back to their values at rewind_step;
+      rewind_step '0it' resets to initialisation) or 'lrr' (learning-rate
+      rewinding: keep the trained weights and replay the whole LR schedule).
+    rewind_step: the step k of weight rewinding, e.g. '0it', '500it', '2ep'.
+    """
+
+    mode: str = "rewind"
+    rewind_step: StepText = "0it"
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class BranchHparams(Checked):
+    """Ablation branches trained from IMP levels (not part of the run's hash:
+    adding a branch later reuses the finished IMP levels).
+
+    names: registered branch names (see `tflottery.experiments.branches`).
+    levels: the levels to branch from; None means every pruned level.
+    data_seed, dilation: settings of the 'retrain' branch.
+    """
+
+    names: Tuple[str, ...] = ()
+    levels: Optional[Tuple[int, ...]] = None
+    data_seed: Optional[int] = None
+    dilation: Optional[float] = None
+
 
 MODES = ("rewind", "lrr")
 # The most pruning levels a run plans (each is a whole training; 1000 levels
@@ -131,19 +195,19 @@ class LotteryExperiment:
         if hp.mode not in MODES:
             raise ConfigError(f"unknown lottery mode {hp.mode!r}; choose one of: {', '.join(MODES)}")
         ipe = ctx.dataset.iterations_per_epoch
-        steps = validate_training(ctx.training_hp, ipe)
+        total = ctx.total_steps()
         k = to_iterations(hp.rewind_step, ipe, ctx.training_hp.dilation)
-        if k >= steps.total:
+        if k >= total:
             raise ConfigError(
                 f"rewind_step {hp.rewind_step!r} ({k} it) is not before the end of training "
-                f"({ctx.training_hp.training_steps} = {steps.total} it); choose a smaller step")
+                f"({ctx.training_hp.training_steps} = {total} it); choose a smaller step")
         if hp.mode == "lrr" and k != 0:
             raise ConfigError("learning-rate rewinding keeps the trained weights; "
                               "leave LotteryHparams.rewind_step at '0it' with mode 'lrr'")
         self.plan = LevelPlan.from_hparams(self.pruning_hp)
-        if PRUNABLE_SHAPES in ctx.cache:    # from the runner's throwaway build of the model
-            shapes = ctx.cache[PRUNABLE_SHAPES].values()
-            self.plan.check_fits(sum(int(np.prod(shape)) for shape in shapes))
+        shapes = ctx.state.prunable_shapes     # from the runner's throwaway build of the model
+        if shapes is not None:
+            self.plan.check_fits(sum(int(np.prod(shape)) for shape in shapes.values()))
         layer_fractions_by_weight(self.pruning_hp, list(ctx.prunable_names))
         if self.pruning_hp.scope == "global" and any(
                 v != 0 for v in dict(self.pruning_hp.layer_fractions).values()):
@@ -191,7 +255,7 @@ class LotteryExperiment:
         from tflottery.experiments import branches
         if self.plan is None:
             self.validate(ctx)
-        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        end = ctx.total_steps()
         k = self.rewind_iterations(ctx)
         out = [Phase("pretrain", self.pretrain_dir(ctx), 0, k)]
         for level in range(self.plan.num_levels):
@@ -275,16 +339,13 @@ class LotteryExperiment:
             logging.info("level %d: finished before; skipped", level)
             self.mask_of_level(ctx, level)    # repaired if damaged: branches and lmc read it
             return done
-        program = training_program(ctx)
-        model = program.model
+        model = training_program(ctx).model
         mask = self.mask_of_level(ctx, level)
         start = self.load_start_weights(ctx, model, level)
         masking.set_mask(model, mask)
         logging.info("level %d: density %.2f%%, training from step %d", level,
                      100 * mask.density, start)
-        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable, program=program,
-                        phase_name=f"level {level}", run_log=run_log.of(ctx)).run()
+        final = train_phase(ctx, out, f"level {level}", start_step=start)
         logging.info("level %d: density %.2f%%, test accuracy %.2f%%", level,
                      100 * mask.density, 100 * final["test_accuracy"])
         return final

@@ -25,23 +25,84 @@ Layout, under replicate_<r>/:
 Each piece is skipped when its output exists, so re-running the same command
 resumes a killed run.
 """
+import dataclasses
 import hashlib
+from typing import Optional, Tuple
 
+import gin
 from absl import logging
 
 from tflottery import masking, pruning, scoring
 from tflottery.errors import ConfigError
 from tflottery.experiments.base import REGISTRY
-from tflottery.experiments.context import (RunContext, excluded_weights, load_fresh_initialisation,
-                                           load_or_make_mask, pretrain, training_program)
-from tflottery.hparams import PaiAblationHparams, PaiHparams
+from tflottery.experiments.context import (RunContext, load_fresh_initialisation,
+                                           load_or_make_mask, pretrain, train_phase,
+                                           training_program)
+from tflottery.hparams import Checked, StepText
 from tflottery.plan import Phase
+from tflottery.pruning.names import excluded_weights
 from tflottery.pruning.select import check_number, check_scope
 from tflottery.runs import io, layout
 from tflottery.runs.report_spec import ReportSpec
 from tflottery.steps import to_iterations
-from tflottery.training import checkpoints, run_log
-from tflottery.training.loop import Trainer, finished_result, validate_training
+from tflottery.training import checkpoints
+from tflottery.training.loop import finished_result
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PaiHparams(Checked):
+    """Pruning at initialisation or early in training (thesis chapter 5).
+
+    method: a scorer registered in `tflottery.scoring` ('random', 'magnitude',
+      'snip', 'grasp', 'grasp_abs', 'synflow', 'isnip',
+      'magnitude_unit_variance').
+    target_sparsity: fraction of the prunable weights removed, in [0, 1).
+    prune_step: the step k at which to score and prune ('0it': at
+      initialisation); the network is trained densely from 0 to k first.
+    schedule: 'replay' (train the pruned network with the whole learning-rate
+      schedule again, from step 0; Renda et al. 2020) or 'continue' (train it
+      for the remaining T - k steps; the same thing when k = 0).
+    scope: 'global' (one ranking over all layers), 'layerwise' (every
+      layer pruned to the target density), or an N:M pattern such as '2:4'
+      (layerwise, at most N of every M consecutive input weights kept).
+    examples_per_class: the class-balanced batch the data-driven scorers
+      (SNIP, GraSP, iterative SNIP) see: examples_per_class x num_classes
+      examples (10 x 1000 = 10,000 images on ImageNet).
+    chunk_size: the most examples of that batch the data-driven scorers put
+      through the model in one forward/backward pass, which bounds their
+      memory (None: the whole batch in one pass).  Without BatchNorm the
+      scores do not depend on it (up to float rounding); with BatchNorm each
+      chunk is normalised by its own statistics (tflottery/scoring/chunks.py).
+    iterations: rounds of the iterative scorers (SynFlow, iterative SNIP);
+      None keeps their default of 100.
+    excluded_layers: layer names never pruned (e.g. ('output',)).
+    """
+
+    method: str = "magnitude"
+    target_sparsity: float = 0.9
+    prune_step: StepText = "0it"
+    schedule: str = "replay"
+    scope: str = "global"
+    examples_per_class: int = 10
+    iterations: Optional[int] = None
+    excluded_layers: Tuple[str, ...] = ()
+    chunk_size: Optional[int] = 256
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PaiAblationHparams(Checked):
+    """Ablations of a network pruned early (thesis 5.4), each trained like it.
+
+    Not part of the run's hash: adding an ablation later reuses the pruned
+    network.  names: any of 'shuffle' (each layer's mask shuffled within the
+    layer), 'reinit' (same mask, weights from a fresh initialisation), and
+    'invert' (prune the weights the method ranks highest instead).
+    """
+
+    names: Tuple[str, ...] = ()
+
 
 SCHEDULES = ("replay", "continue")
 ABLATIONS = ("shuffle", "reinit", "invert")
@@ -90,12 +151,12 @@ class PaiExperiment:
             raise ConfigError(f"PaiHparams.iterations must be >= 1 (or None), got {hp.iterations}")
         if hp.chunk_size is not None and hp.chunk_size < 1:
             raise ConfigError(f"PaiHparams.chunk_size must be >= 1 (or None), got {hp.chunk_size}")
-        steps = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch)
+        total = ctx.total_steps()
         k = self.prune_iterations(ctx)
-        if k >= steps.total:
+        if k >= total:
             raise ConfigError(
                 f"prune_step {hp.prune_step!r} ({k} it) is not before the end of training "
-                f"({ctx.training_hp.training_steps} = {steps.total} it); choose a smaller step")
+                f"({ctx.training_hp.training_steps} = {total} it); choose a smaller step")
         for name in self.ablation_hp.names:
             if name not in ABLATIONS:
                 raise ConfigError(f"unknown ablation {name!r}; choose from: {', '.join(ABLATIONS)}")
@@ -131,7 +192,7 @@ class PaiExperiment:
 
     def phases(self, ctx: RunContext):
         """The run's phases in order (for --dry_run and the run's ETA)."""
-        end = validate_training(ctx.training_hp, ctx.dataset.iterations_per_epoch).total
+        end = ctx.total_steps()
         k = self.prune_iterations(ctx)
         start = 0 if self.pai_hp.schedule == "replay" else k
         method, rep = self.pai_hp.method, ctx.replicate_dir
@@ -199,18 +260,15 @@ class PaiExperiment:
         if done is not None:
             logging.info("%s: finished before; skipped", phase_name)
             return done
-        program = training_program(ctx)
         if fresh_seed is None:
             model = self.state_at_k(ctx)
         else:
-            model = program.model
+            model = training_program(ctx).model
             load_fresh_initialisation(ctx, model, fresh_seed)
         masking.set_mask(model, mask)
         start = 0 if self.pai_hp.schedule == "replay" else self.prune_iterations(ctx)
         logging.info("%s: density %.2f%% from step %d", phase_name, 100 * mask.density, start)
-        final = Trainer(ctx.strategy, model, ctx.dataset, ctx.training_hp, ctx.data_seed, out,
-                        start_step=start, writable=ctx.writable, program=program,
-                        phase_name=phase_name, run_log=run_log.of(ctx)).run()
+        final = train_phase(ctx, out, phase_name, start_step=start)
         logging.info("%s: density %.2f%%, test accuracy %.2f%%", phase_name, 100 * mask.density,
                      100 * final["test_accuracy"])
         return final

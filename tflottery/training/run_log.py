@@ -1,4 +1,4 @@
-"""What the phases of one run share for logging (kept in `ctx.cache['run_log']`).
+"""What the phases of one run share for logging (kept in `ctx.state.run_log`).
 
 A Trainer sees one phase; a reader wants to know how far the whole run is
 and what it was configured with.  The runner makes one RunLog per run:
@@ -28,11 +28,6 @@ class RunLog:
         if self.planned_steps is None or phase_rate <= 0:
             return None
         return max(self.planned_steps - self.trained_steps, 0) / phase_rate
-
-
-def of(ctx) -> Optional[RunLog]:
-    """The run's RunLog (None outside a runner-started run, e.g. in library use)."""
-    return ctx.cache.get("run_log")
 
 
 def duration(seconds: Optional[float]) -> str:
