@@ -68,6 +68,8 @@ def test_readme_toy_experiment_is_listed_planned_trained_resumed_and_reported(tm
     toy = [r for r in rows if r["run"] == os.path.basename(run_dir)]
     assert [r["experiment"] for r in toy] == ["toy", "toy"], rows
     assert {r["status"] for r in toy} == {"done"}
+    assert {(r["method"], r["density"]) for r in toy} == {("toy parts", "1.0")}   # its REPORT
+    assert json.load(open(os.path.join(run_dir, "experiment.json")))["method"] == "toy parts"
 
 
 def test_readme_shows_the_toy_experiment_as_tested():

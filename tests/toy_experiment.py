@@ -9,7 +9,6 @@ never registers 'toy' beside the package's experiments (test_cli compares
 its registries with a fresh `--list`).
 """
 import dataclasses
-import os
 
 import gin
 
@@ -18,6 +17,8 @@ from tflottery.experiments.base import REGISTRY
 from tflottery.experiments.context import RunContext, train_phase, training_program
 from tflottery.hparams import Checked
 from tflottery.plan import Phase
+from tflottery.runs import layout
+from tflottery.runs.report_spec import ReportSpec
 from tflottery.training import checkpoints
 
 
@@ -34,6 +35,8 @@ class ToyExperiment:
     """Training in ToyHparams.parts equal phases (the README's worked example)."""
 
     name = "toy"
+    # How reports read its runs (recorded in experiment.json): drawn with 'train' runs.
+    REPORT = ReportSpec(name, family="train", method="toy parts", dense=True)
 
     def __init__(self):
         self.hp = ToyHparams()          # read from gin; hparams.json records it
@@ -49,7 +52,7 @@ class ToyExperiment:
     def phases(self, ctx: RunContext):
         total, n = ctx.total_steps(), self.hp.parts
         bounds = [total * i // n for i in range(n + 1)]
-        return [Phase(f"part {i}", os.path.join(ctx.replicate_dir, f"part_{i}"),
+        return [Phase(f"part {i}", layout.join(ctx.replicate_dir, f"part_{i}"),
                       bounds[i], bounds[i + 1]) for i in range(n)]
 
     def run(self, ctx: RunContext) -> dict:
@@ -58,8 +61,8 @@ class ToyExperiment:
             if i == 0:
                 training_program(ctx).load_initial_weights()
             else:   # the previous part's end, also when this process did not train it
-                previous = os.path.join(ctx.replicate_dir, f"part_{i - 1}", "checkpoints")
-                checkpoints.restore_weights(model, previous, "end")
+                previous = self.phases(ctx)[i - 1].directory
+                checkpoints.restore_weights(model, layout.checkpoints_dir(previous), "end")
             final = train_phase(ctx, phase.directory, phase.name, start_step=phase.start,
                                 end_step=phase.end)
         return dict(final, accuracy_of=f"the network after {self.hp.parts} parts")
