@@ -17,8 +17,8 @@ from tflottery import data, masking, models
 from tflottery.errors import ConfigError, first_few
 from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, check_value
 from tflottery.keras_compat import keras
-from tflottery.runs import layout
 from tflottery.pruning.names import weights_named_by
+from tflottery.runs import layout
 from tflottery.training.phases import validate_training
 from tflottery.training.run_log import RunLog
 
