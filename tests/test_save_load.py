@@ -36,13 +36,9 @@ SAVE = textwrap.dedent("""
     mask = {name: rng.random(tuple(v.shape)) < 0.4
             for name, v in masking.prunable_variables(model).items()}
     masking.set_mask(model, masking.Mask(mask))
-    wrapper = type(model.get_layer("masked_conv"))
-    if "nested" in formats:   # 2026-12-06: the inner layer's variables in their own entry
-        formats.remove("nested")
-        wrapper._saves_inner_layer = False
-    if "legacy" in formats:   # before: masks stored as float32 weights "0", "1", ...
+    if "legacy" in formats:   # the previous version: masks stored as float32 weights "0", "1", ...
         formats.remove("legacy")
-        wrapper._saves_inner_layer = False
+        wrapper = type(model.get_layer("masked_conv"))
         wrapper.save_own_variables = wrapper.__mro__[2].save_own_variables
     x = rng.standard_normal((5, 6, 6, 2)).astype("float32")
     for fmt in formats:
@@ -136,12 +132,10 @@ def test_keras3_jax_model_loads_in_new_process(tmp_path_factory):
     _load_and_check(directory, "model.keras", "keras", backend="jax")
 
 
-@pytest.mark.parametrize("keras_module, version", [
-    ("tf_keras", "legacy"), ("keras", "legacy"), ("tf_keras", "nested")])  # Keras 3 still nests
-def test_file_of_previous_version_loads(tmp_path_factory, keras_module, version):
-    """Files of earlier versions still load: masks stored as float32 weights "0", "1", ...
-    (legacy), or the inner layer's variables in an entry of their own (nested)."""
-    directory = _saved(tmp_path_factory, keras_module, [version, ".keras"])
+@pytest.mark.parametrize("keras_module", ["tf_keras", "keras"])
+def test_file_of_previous_version_loads(tmp_path_factory, keras_module):
+    """Masks stored as float32 weights "0", "1", ... (before they were packed) still load."""
+    directory = _saved(tmp_path_factory, keras_module, ["legacy", ".keras"])
     _load_and_check(directory, "model.keras", keras_module)
 
 
@@ -152,68 +146,29 @@ def test_import_tflottery_does_not_import_keras3():
          "assert tf_keras.saving.get_registered_object('tflottery>Masked') is not None", [])
 
 
-def _round_trip(wrapper, mask, kernel):
-    """Saves `wrapper` with this mask and kernel into a dict store, then loads it back."""
-    wrapper.kernel_mask.assign(mask)
-    wrapper.layer.kernel.assign(kernel)
-    store = {}
-    wrapper.save_own_variables(store)
-    wrapper.kernel_mask.assign(np.full(mask.shape, 0.25, np.float32))
-    wrapper.layer.kernel.assign(np.full(mask.shape, 7.0, np.float32))
-    wrapper.load_own_variables(store)
-    np.testing.assert_array_equal(wrapper.kernel_mask.numpy(), mask)
-    np.testing.assert_array_equal(wrapper.layer.kernel.numpy(), kernel)
-    return store
-
-
-def test_masks_are_stored_in_the_fewest_bytes():
-    """A pruned layer's mask (its kernel's nonzero pattern) costs nothing, any other
-    0/1 mask 1 bit per weight, and one that is not all 0/1 is kept whole."""
+def test_masks_are_stored_as_bits():
+    """A saved mask costs 1 bit per weight, and one that is not all 0/1 is kept whole."""
     import tf_keras
     from tflottery import masking
 
     model = masking.wrap(tf_keras.Sequential([tf_keras.Input((5,)), tf_keras.layers.Dense(7)]))
     wrapper = masking.masked_layers(model)[0]
-    keep = (np.arange(35).reshape(5, 7) % 3 == 0).astype(np.float32)
-    kernel = np.linspace(-1.0, 1.0, 35, dtype=np.float32).reshape(5, 7) + 0.01
+    keep = np.arange(35).reshape(5, 7) % 3 == 0
+    wrapper.kernel_mask.assign(keep.astype(np.float32))
+    store = {}
+    wrapper.save_own_variables(store)
+    assert sorted(store) == ["kernel_mask_bits"] and store["kernel_mask_bits"].nbytes == 5
+    wrapper.kernel_mask.assign(np.ones((5, 7), np.float32))
+    wrapper.load_own_variables(store)
+    np.testing.assert_array_equal(wrapper.kernel_mask.numpy(), keep.astype(np.float32))
 
-    store = _round_trip(wrapper, keep, kernel * keep)          # pruned: weights 0 where masked
-    assert sorted(store) == ["layer_0", "layer_1"]
-    store = _round_trip(wrapper, keep, kernel)                 # masked weights not zeroed
-    assert sorted(store) == ["kernel_mask_bits", "layer_0", "layer_1"]
-    assert store["kernel_mask_bits"].nbytes == 5
-    kept_zero = kernel * keep
-    kept_zero[0, 0] = 0.0                                      # a kept weight that is exactly 0
-    store = _round_trip(wrapper, keep, kept_zero)
-    assert "kernel_mask_bits" in store
-    soft = np.full((5, 7), 0.5, np.float32)                    # not a 0/1 mask
-    store = _round_trip(wrapper, soft, kernel)
-    assert sorted(store) == ["kernel_mask", "layer_0", "layer_1"]
-
-
-def test_weights_file_has_the_groups_of_the_unwrapped_model(tmp_path):
-    """One weights entry per layer, as unwrapped: tf_keras reads the `.keras` weights
-    through a zip stream and pays for every group it opens (see
-    `MaskedMixin._inner_saved_here`); the wrapper adds datasets, not groups."""
-    import h5py
-    import tf_keras
-    import zipfile
-    from tflottery import masking
-
-    def groups(model, path):
-        model.save(path)
-        with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as member:
-            names = []
-            with h5py.File(member, "r") as weights:
-                weights.visititems(lambda name, obj: names.append(name)
-                                   if isinstance(obj, h5py.Group) else None)
-        return names
-
-    model = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(5),
-                                 tf_keras.layers.BatchNormalization(), tf_keras.layers.Dense(2)])
-    plain = groups(model, str(tmp_path / "plain.keras"))
-    wrapped = groups(masking.wrap(model), str(tmp_path / "wrapped.keras"))
-    assert len(wrapped) == len(plain) == 8, (plain, wrapped)
+    soft = np.full((5, 7), 0.5, np.float32)
+    wrapper.kernel_mask.assign(soft)
+    store = {}
+    wrapper.save_own_variables(store)
+    wrapper.kernel_mask.assign(np.ones((5, 7), np.float32))
+    wrapper.load_own_variables(store)
+    np.testing.assert_array_equal(wrapper.kernel_mask.numpy(), soft)
 
 
 def test_users_inner_layer_is_still_converted_by_autograph():

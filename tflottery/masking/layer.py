@@ -177,98 +177,38 @@ class MaskedMixin:
         config["prunable_attrs"] = list(self.prunable_attrs)
         return config
 
-    # Whether the wrapper's own store entry also holds the inner layer's
-    # variables (see `_inner_saved_here`); Keras 3 extracts the weights file
-    # before reading it, so KerasMasked keeps Keras' nested layout.
-    _saves_inner_layer = False
-    _INNER_PREFIX = "layer_"
-
-    def _inner_saved_here(self) -> bool:
-        """Whether save/load put the inner layer's variables in this wrapper's entry.
-
-        Why: tf_keras' `.keras` loader reads the weights file through a zip
-        member stream and seeks backwards in it by reading again from the
-        start of the member, so loading time grows with the number of
-        groups it opens.  Nested the Keras way (`masked_x/vars` and
-        `masked_x/layer/vars`), a wrapped ResNet-50 had 1.3x the groups of
-        the unwrapped one and loaded ~1.3x slower; with one entry per layer
-        it has the same groups as the unwrapped model.  Only for an inner
-        layer without sublayers, whose state is exactly its own variables.
-        """
-        layer = self.__dict__.get("layer")  # None while __init__ runs
-        if not self._saves_inner_layer or layer is None:
-            return False
-        return next(iter(layer._flatten_layers(include_self=False, recursive=False)),
-                    None) is None
-
-    def __dir__(self):
-        # The Keras savers walk dir(layer) for the trackables to visit; the
-        # inner layer is left out when this wrapper saves its variables.
-        names = super().__dir__()
-        return [n for n in names if n != "layer"] if self._inner_saved_here() else names
-
     def save_own_variables(self, store):
-        """Each mask as the fewest bytes that give it back exactly.
+        """Each mask as packed bits (`<attr>_mask_bits`), 1/32 of its float32 size.
 
-        Why: see `_inner_saved_here`; every dataset the loader opens costs a
-        read of the file, and float32 masks doubled its size (2.5-3x the
-        loading time of an unwrapped ResNet-50).  So, when the wrapper holds
-        the inner layer's variables (`layer_0`, `layer_1`, ..., written
-        first), a mask that is exactly the weight's nonzero pattern (a
-        pruned model: pruned weights are 0, kept ones are not) is not
-        stored at all and is read back from the weight.  Any other 0/1 mask
-        is stored as packed bits (`<attr>_mask_bits`, 1/32 of float32), and
-        one that is not all 0/1 (set by hand) whole (`<attr>_mask`), so
-        nothing is lost.
+        Why: both Kerases' `.keras` loaders read the weights file through a
+        zip member stream, and tf_keras's seeks in it by reading again from
+        the start of the member, so loading time grows with the file's size
+        times the number of reads.  Float32 masks doubled the size of a
+        wrapped model's file and so its loading time (2.5-3x an unwrapped
+        ResNet-50's); as bits they add ~3%.  A mask that is not all 0/1 (set
+        by hand) is stored whole (`<attr>_mask`), so nothing is lost.
         """
-        inner_here = self._inner_saved_here()
-        if inner_here:
-            inner = {}
-            self.layer.save_own_variables(inner)
-            for key, value in inner.items():
-                store[self._INNER_PREFIX + key] = value
         for attr in self.prunable_attrs:
             mask = np.asarray(self.mask_variable(attr))
-            if not np.isin(mask, (0.0, 1.0)).all():
-                store[f"{attr}_mask"] = mask
-            elif not (inner_here and np.array_equal(mask > 0, self._weight_value(attr) != 0)):
+            if np.isin(mask, (0.0, 1.0)).all():
                 store[f"{attr}_mask_bits"] = np.packbits(mask.ravel() > 0)
-
-    def _weight_value(self, attr: str) -> np.ndarray:
-        return np.asarray(getattr(self.layer, attr))
+            else:
+                store[f"{attr}_mask"] = mask
 
     def load_own_variables(self, store):
-        """Reads what save_own_variables wrote, or a file saved by an earlier version.
-
-        Earlier layouts: masks as "0", "1", ... (Keras' own); or the inner
-        layer's variables in its own entry `<this entry>/layer/vars`.
-        """
-        names = set(store.keys())  # once: each lookup in the store is a read of the file
-        if self._inner_saved_here():
-            self.layer.load_own_variables(self._inner_store(store, names))
-        if "0" in names:
+        """Reads what save_own_variables wrote, or a file saved before it (masks as "0", "1", ...)."""
+        if "0" in store:
             super().load_own_variables(store)
             return
         for attr in self.prunable_attrs:
             variable = self.mask_variable(attr)
-            if f"{attr}_mask_bits" in names:
+            if f"{attr}_mask_bits" in store:
                 size = int(np.prod(variable.shape))
                 bits = np.unpackbits(np.asarray(store[f"{attr}_mask_bits"]), count=size)
                 value = bits.astype(np.float32).reshape(tuple(variable.shape))
-            elif f"{attr}_mask" in names:
+            else:
                 value = np.asarray(store[f"{attr}_mask"], np.float32)
-            else:  # the weight's nonzero pattern (see save_own_variables)
-                value = (self._weight_value(attr) != 0).astype(np.float32)
             variable.assign(value)
-
-    def _inner_store(self, store, names):
-        """The inner layer's variables: `layer_<i>` here, or the nested entry of an older file."""
-        prefix = self._INNER_PREFIX
-        inner = {k[len(prefix):]: store[k] for k in sorted(names) if k.startswith(prefix)}
-        parent = getattr(store, "parent", None)  # an h5py group ".../vars"
-        if not inner and parent is not None and "layer" in parent and "vars" in parent["layer"]:
-            return parent["layer"]["vars"]
-        return inner
 
 
 @keras.utils.register_keras_serializable(package="tflottery")
@@ -289,8 +229,6 @@ class Masked(MaskedMixin, keras.layers.Wrapper):
     The mask of attribute `attr` is the variable `self.<attr>_mask` and is
     known everywhere else by the stable name f"{layer.name}/{attr}".
     """
-
-    _saves_inner_layer = True
 
     def __new__(cls, layer=None, *args, **kwargs):
         if cls is Masked and getattr(_plain, "depth", 0) > 0:
