@@ -19,6 +19,19 @@ tf.config.experimental.enable_op_determinism()
 
 import pytest  # noqa: E402
 
+SLOW_TESTS = os.path.join(os.path.dirname(__file__), "slow_tests.txt")
+
+
+@pytest.hookimpl(tryfirst=True)   # before `-m "not slow"` deselects by mark
+def pytest_collection_modifyitems(config, items):
+    """Mark slow the tests listed in slow_tests.txt (measured, not guessed: see the file)."""
+    with open(SLOW_TESTS, encoding="utf-8") as f:
+        listed = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+    for item in items:
+        if item.nodeid in listed:
+            item.add_marker(pytest.mark.slow)
+
+
 SHARED_MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
 
