@@ -144,17 +144,17 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
     ctx.state.wait_for_lock = wait_for_lock
     try:
         hold_lock(ctx, ctx.run_dir)
-        rec = ctx.state.hparams_record
+        rec, spec = ctx.state.hparams_record, spec_of(experiment)
         if ctx.writable:
             io.makedirs(ctx.replicate_dir)
             config_file.write_config(ctx.run_dir, gin.config_str())
             hparams_record.write(ctx.run_dir, rec)
-            report_spec.write(ctx.run_dir, spec_of(experiment))
+            report_spec.write(ctx.run_dir, spec)
         planned = phases(experiment, ctx)
         ctx.state.run_log = run_log.RunLog(
             hparams_record.flat(rec["hparams"]),
             plan.steps_left(planned) if planned else None)
-        result = end_of_run(spec_of(experiment), ctx, rec, experiment.run(ctx))
+        result = end_of_run(spec, ctx, rec, experiment.run(ctx))
         stop.check("before the run's final records")
         if ctx.writable:
             io.atomic_write_text(layout.file(ctx.run_dir, layout.OPERATIVE_CONFIG),
