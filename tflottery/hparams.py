@@ -62,7 +62,7 @@ def check_value(name: str, value, annotation) -> None:
     the model options of ModelHparams.options, whose types live in tflottery.models."""
     where = f"{name} = {value!r}"
     if not _fits(value, annotation):
-        raise ConfigError(f"{where} is not of type {_type_name(annotation)}; "
+        raise ConfigError(f"{where} is not of type {type_name(annotation)}; "
                           f"fix the gin binding")
     for number in _numbers(value):
         problem = _out_of_range(number)
@@ -123,9 +123,9 @@ def _fits(value, annotation) -> bool:
     return isinstance(value, annotation)
 
 
-def _type_name(annotation) -> str:
+def type_name(annotation) -> str:
     if hasattr(annotation, "__supertype__"):
-        return _type_name(annotation.__supertype__)
+        return type_name(annotation.__supertype__)
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "").replace(f"{__name__}.StepText", "str")
@@ -188,8 +188,13 @@ class TrainingHparams(Checked):
 
     optimizer: 'sgd' (with `momentum`, `nesterov`) or 'adam'.
     lr: the base learning rate (the peak after warmup).
+    momentum: SGD's momentum (0: plain SGD; Adam ignores it).
+    nesterov: SGD with Nesterov momentum.
     schedule: 'constant', 'step' (x `gamma` at each of `milestones`) or
       'linear' (linear decay from lr to `final_lr` at the end of training).
+    milestones: the steps where the 'step' schedule multiplies the rate by gamma.
+    gamma: the factor of the 'step' schedule at each milestone.
+    final_lr: the rate the 'linear' schedule reaches at the end of training.
     warmup: linear warmup from 0 to lr over this many steps ('0it': none).
     training_steps: total length of training, e.g. '160ep' or '63000it'.
     weight_decay: adds weight_decay * sum(w^2) / 2 over all trainable weights
@@ -255,7 +260,11 @@ def non_default_fields(hparams) -> dict:
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class ExperimentHparams(Checked):
-    """Which experiment runs ('train', ...; see `tflottery.experiments`)."""
+    """Which experiment runs.
+
+    name: a registered experiment ('train', 'lottery', 'lmc', 'pai', 'dst',
+      'dynamic_imp', ...; `--list` shows them all).
+    """
 
     name: str = "train"
 

@@ -5,6 +5,9 @@
     python -m tflottery.main --gin_file=quickstart.gin --dry_run
                                              the run's phases, steps and directories
                                              (and which are done); writes nothing
+    python -m tflottery.main --gin_file=imp.gin --show_hparams
+                                             every hyperparameter of the configured
+                                             experiment: type, default, value, meaning
 
 Flags carry only what differs between invocations of the same experiment;
 everything else is configured with gin (see gin_configs/ and README.md).
@@ -25,7 +28,8 @@ tf_import.import_tensorflow()   # its start-up banner once, not twice
 
 from absl import app, flags, logging  # noqa: E402
 
-from tflottery import catalog, gin_files, runner  # noqa: E402
+# runner imports every experiment: hparams.classes() then has all their classes.
+from tflottery import catalog, gin_files, hparams, hparams_doc, runner  # noqa: E402
 from tflottery.errors import Interrupted, TfLotteryError
 from tflottery.training.strategy import build_strategy
 
@@ -41,6 +45,9 @@ flags.DEFINE_bool("list", False, "print every registered experiment, model, data
                   "scorer, optimizer and gin config, then exit")
 flags.DEFINE_bool("dry_run", False, "print the run's plan (settings, phases, steps, "
                   "directories, what is finished and will be skipped) and write nothing")
+flags.DEFINE_bool("show_hparams", False, "print every hyperparameter field (type, default, "
+                  "the value configured here, meaning) of the experiment the gin files "
+                  "configure, or of every experiment without them, then exit")
 flags.DEFINE_bool("deterministic", False, "enable TensorFlow op determinism: bit-for-bit "
                   "repeatable runs (and resumed runs) on CPU, at some cost in speed")
 
@@ -77,6 +84,9 @@ def main(argv):
                 gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
             print(catalog.format_sections(catalog.sections()))
             return
+        if FLAGS.show_hparams:
+            print(_hparams_help())
+            return
         if not FLAGS.gin_file:
             raise TfLotteryError("no --gin_file given; try --gin_file=quickstart.gin (--list "
                                  "shows them all)")
@@ -109,6 +119,33 @@ def main(argv):
     if isinstance(result, dict) and "test_accuracy" in result:
         of = f" of {result['accuracy_of']}" if result.get("accuracy_of") else ""
         print(f"final test accuracy{of}: {100 * result['test_accuracy']:.2f}%")
+
+
+def _hparams_help() -> str:
+    """--show_hparams: the configured experiment's classes with their values, or every
+    class when no gin file or binding is given."""
+    how = ("Set a field in a gin file or with --gin_bindings=\"Class.field = value\" "
+           "(step quantities as '500it' or '2ep').")
+    if not (FLAGS.gin_file or FLAGS.gin_bindings):
+        return "\n".join([f"The hyperparameters of every experiment. {how}", "",
+                          hparams_doc.describe(hparams.classes())])
+    gin_files.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    items = runner.configured_hparams()
+    return "\n".join([f"The hyperparameters of experiment {items[0].name!r} as configured "
+                      f"('here:' where a value differs from the default). {how}", "",
+                      hparams_doc.describe(items)])
+
+
+_HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull")
+
+
+def _usage(full: bool) -> str:
+    """--help: what the command does, its flags, and where the hyperparameters are."""
+    flags_text = FLAGS.get_help() if full else FLAGS.main_module_help()
+    return "\n".join([__doc__.strip(), "", "flags:", flags_text, "",
+                      "Hyperparameters are set with gin (--gin_file, --gin_bindings); "
+                      "--show_hparams lists them all with their defaults and meaning. "
+                      "--helpfull adds the flags of absl and TensorFlow."])
 
 
 def _set_verbosity() -> None:
@@ -151,7 +188,12 @@ def _exit_without_teardown(code) -> None:
 
 def _parse_flags(argv):
     """absl's flag parsing, with a bad or unknown flag as one `error:` line and exit 2
-    (absl's own parser prints two FATAL lines and exits 1)."""
+    (absl's own parser prints two FATAL lines and exits 1); --help prints the usage and
+    exits 0 (absl's exits 1)."""
+    asked = [arg for arg in argv[1:] if arg.split("=")[0] in _HELP_FLAGS]
+    if asked:
+        print(_usage(full=any(a.startswith("--helpfull") for a in asked)))
+        sys.exit(0)
     try:
         return FLAGS(argv)
     except flags.Error as e:

@@ -42,6 +42,13 @@ def build_hparams():
     return experiment, [exp_hp, dataset_hp, model_hp, training_hp]
 
 
+def configured_hparams() -> list:
+    """Every hyperparameter dataclass of the configured run, as configured (the base
+    four first, ExperimentHparams leading); loads no data, writes nothing."""
+    experiment, base = build_hparams()
+    return hparams_record.resolved(base, experiment)
+
+
 def name_and_record(experiment, base_hparams):
     """(run name, hparams.json record) of a configuration built by build_hparams.
 

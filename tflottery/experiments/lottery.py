@@ -94,7 +94,8 @@ class BranchHparams(Checked):
 
     names: registered branch names (see `tflottery.experiments.branches`).
     levels: the levels to branch from; None means every pruned level.
-    data_seed, dilation: settings of the 'retrain' branch.
+    data_seed: the 'retrain' branch's data order seed (None: the replicate's).
+    dilation: the 'retrain' branch's factor on every step quantity (None: 1).
     """
 
     names: Tuple[str, ...] = ()

@@ -96,9 +96,11 @@ class PaiAblationHparams(Checked):
     """Ablations of a network pruned early (thesis 5.4), each trained like it.
 
     Not part of the run's hash: adding an ablation later reuses the pruned
-    network.  names: any of 'shuffle' (each layer's mask shuffled within the
-    layer), 'reinit' (same mask, weights from a fresh initialisation), and
-    'invert' (prune the weights the method ranks highest instead).
+    network.
+
+    names: any of 'shuffle' (each layer's mask shuffled within the layer),
+      'reinit' (same mask, weights from a fresh initialisation), and 'invert'
+      (prune the weights the method ranks highest instead).
     """
 
     names: Tuple[str, ...] = ()

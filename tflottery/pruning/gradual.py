@@ -33,8 +33,14 @@ class GradualHparams(Checked):
     PolynomialDecay: s_t = final + (initial - final) * (1 - (t - begin) /
     (end - begin))^power between begin_step and end_step, applied every
     `frequency` steps by pruning the lowest-magnitude weights.
+
+    initial_sparsity: the sparsity at begin_step.
+    final_sparsity: the sparsity reached at end_step and kept after it.
+    begin_step / end_step: where the schedule starts and ends ('0it', '1ep').
+    power: the exponent of the polynomial (3 as in Zhu & Gupta; 1 is linear).
+    frequency: steps between two prunings.
     scope: 'layerwise' (every layer at s_t, as tfmot's own pruning does),
-    'global', or an N:M pattern such as '2:4' (pruning/n_m.py).
+      'global', or an N:M pattern such as '2:4' (pruning/n_m.py).
     excluded_layers: layer names never pruned.
     """
 
