@@ -8,7 +8,6 @@ field added without a docstring entry fails here rather than showing
 import dataclasses
 from typing import Optional, Tuple
 
-import pytest
 
 from conftest import run_module
 import tflottery.experiments  # noqa: F401  (registers every experiment's classes)
