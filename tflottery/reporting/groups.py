@@ -17,6 +17,7 @@ from tflottery.reporting import collect, ginconfig
 NETWORK_PREFIXES = ("DatasetHparams.", "ModelHparams.", "TrainingHparams.")
 # Bindings that do not change which results are comparable in a pai sweep.
 PAI_SWEEP_KEYS = ("PaiHparams.method", "PaiHparams.target_sparsity", "ExperimentHparams.name")
+RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
 _NOT_COMPARED = ("SummaryHparams.", "BranchHparams.", "InstabilityHparams.rewind_steps",
                  "InstabilityHparams.levels")
 
@@ -47,6 +48,15 @@ def label(name: Optional[str], settings: Optional[dict] = None) -> str:
 def pct(x, digits: int = 2) -> str:
     """100 x with `digits` decimals; '-' for no value (None, NaN)."""
     return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def accuracy_text(s: Optional[dict]) -> str:
+    """'mean (min-max)' in % of accuracy stats (the range only over several replicates),
+    with a ✓ if they are marked matching; '' for none."""
+    if not s:
+        return ""
+    spread = f" ({pct(s['min'])}-{pct(s['max'])})" if s["n"] > 1 else ""
+    return f"{pct(s['mean'])}{spread}{' ✓' if s.get('matching') else ''}"
 
 
 def spread(values: List[float]) -> dict:
@@ -124,6 +134,32 @@ def lottery_levels(table: dict, run: str) -> List[dict]:
                 settings=branch[0].get("branch_settings"))
         out.append(entry)
     return out
+
+
+def judge_levels(levels: List[dict], tolerance: float) -> dict:
+    """Judge a lottery run's levels ({level, density, imp, branches}) against its dense
+    network: marks the IMP and branch accuracy stats 'matching' (mean at least level 0's
+    IMP mean minus `tolerance` points); returns that dense accuracy, the highest matching
+    sparsity and the levels where IMP is non-trivial (matching where a random-pruning
+    branch is not).  Without a level 0 nothing is judged (dense None)."""
+    base = [e for e in levels if e["level"] == 0 and e["imp"]]
+    if not base:
+        return {"dense": None, "highest": None, "nontrivial": []}
+    dense = base[0]["imp"]["mean"]
+    threshold = dense - tolerance / 100.0
+    highest, nontrivial = None, []
+    for e in levels:
+        for s in [e["imp"], *e["branches"].values()]:
+            if s:
+                s["matching"] = bool(s["mean"] >= threshold)
+        if not (e["imp"] and e["imp"]["matching"]):
+            continue
+        if e["density"] is not None:
+            highest = max(highest or 0.0, 1.0 - e["density"])
+        if any(not e["branches"][b]["matching"] for b in RANDOM_PRUNING_BRANCHES
+               if b in e["branches"]):
+            nontrivial.append(e["level"])
+    return {"dense": dense, "highest": highest, "nontrivial": nontrivial}
 
 
 def summary_setting(table: dict, run: str, field: str) -> float:
