@@ -104,13 +104,16 @@ def dense_accuracies(table: dict, key: tuple) -> List[float]:
     for run in table["runs"]:
         if not run.get("config_file") or network_key(run["_values"]) != key:
             continue
-        if run["_spec"].family == "train":
-            out += [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
-                                                             kind="train")]
-        elif run["_spec"].family == "lottery":
-            out += [r["test_accuracy"] for r in collect.done(
-                table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+        where = {"train": {}, "lottery": {"level": 0, "branch": None}}.get(run["_spec"].family)
+        if where is not None:
+            out += [r["test_accuracy"] for r in trained(table, [run["run"]], **where)]
     return out
+
+
+def trained(table: dict, runs: List[str], **where) -> List[dict]:
+    """The finished training phases (collect.done, kind 'train') of the named runs, run
+    by run, that match every `column=value` given."""
+    return [r for run in runs for r in collect.done(table["rows"], run=run, kind="train", **where)]
 
 
 def lottery_levels(table: dict, run: str) -> List[dict]:
@@ -174,7 +177,8 @@ def summary_setting(table: dict, run: str, field: str) -> float:
 # ---- pruning at initialisation sweeps ----
 
 def pai_groups(table: dict) -> List[dict]:
-    """pai runs that differ only in method and target sparsity, as one group each."""
+    """pai runs that differ only in method and target sparsity, as one group each, with
+    the gradual runs of the same network ('gradual', run names)."""
     groups: Dict[tuple, dict] = {}
     for run in runs_of(table, "pai"):
         values = run.get("_values", {})
@@ -191,12 +195,9 @@ def pai_groups(table: dict) -> List[dict]:
         base = f"{group['network']}, pruned at {group['prune_step'] or '?'}"
         seen[base] = seen.get(base, 0) + 1
         group["label"] = base if seen[base] == 1 else f"{base} (settings {seen[base]})"
+        group["gradual"] = [r["run"] for r in runs_of(table, "gradual") if r.get("config_file")
+                            and network_key(r["_values"]) == group["network_key"]]
     return out
-
-
-def gradual_runs(table: dict, key: tuple) -> List[str]:
-    return [r["run"] for r in runs_of(table, "gradual")
-            if r.get("config_file") and network_key(r["_values"]) == key]
 
 
 def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:

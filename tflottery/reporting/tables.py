@@ -11,7 +11,7 @@ from typing import List
 
 import numpy as np
 
-from tflottery.reporting import collect, groups
+from tflottery.reporting import groups
 from tflottery.reporting.groups import accuracy_text as _acc
 
 
@@ -137,12 +137,10 @@ def lmc_summary(table: dict) -> str:
 def pai_summary(table: dict) -> str:
     parts = []
     for group in groups.pai_groups(table):
-        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
-                                                                 kind="train")]
+        rows = groups.trained(table, group["runs"])
         if not rows:
             continue
-        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
-                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        gradual = groups.trained(table, group["gradual"], branch=None)
         main = groups.by_method([r for r in rows if r["branch"] is None] + gradual)
         xs = sorted({x for pts in main.values() for x in pts}, reverse=True)
         dense = groups.dense_accuracies(table, group["network_key"])
@@ -172,12 +170,10 @@ def pai_summary(table: dict) -> str:
 def train_summary(table: dict) -> str:
     rows = []
     for run in groups.runs_of(table, "train") + groups.runs_of(table, "gradual"):
-        accs = [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
-                                                         kind="train", branch=None)]
+        done = groups.trained(table, [run["run"]], branch=None)
+        accs = [r["test_accuracy"] for r in done]
         if accs:
-            dens = [r["density"] for r in collect.done(table["rows"], run=run["run"],
-                                                       kind="train", branch=None)
-                    if r["density"] is not None]
+            dens = [r["density"] for r in done if r["density"] is not None]
             rows.append([run["run"], run["experiment"], run["network"], len(accs),
                          groups.pct(float(np.mean(dens))) if dens else "-",
                          _acc(groups.stats(accs))])

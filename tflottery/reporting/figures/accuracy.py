@@ -6,7 +6,7 @@ from typing import List
 
 from absl import logging
 
-from tflottery.reporting import collect, ginconfig, groups
+from tflottery.reporting import ginconfig, groups
 from tflottery.reporting.figures import style
 
 
@@ -56,8 +56,8 @@ def lottery_accuracy_figure(table: dict, run: dict):
     fig, ax, lax = style.axes_with_legend_panel(
         f"{method} with {how}: {groups.network_label(run)}\n"
         f"run {run['run']}, {style.replicates_note(_n(levels))}")
-    dense = [r["test_accuracy"] for r in collect.done(
-        table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+    dense = [r["test_accuracy"] for r in groups.trained(table, [run["run"]], level=0,
+                                                        branch=None)]
     style.dense_band(ax, dense)
     imp = [e for e in levels if e["imp"]]
     style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
@@ -129,21 +129,15 @@ def plot_methods(ax, by_method: dict, ls: str = "-", start: int = 0, col=None):
     return densities
 
 
-def _pai_rows(table: dict, group: dict, branch=None) -> List[dict]:
-    return [r for run in group["runs"] for r in collect.done(
-        table["rows"], run=run, kind="train", branch=branch)]
-
-
 def pai_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per pai sweep: one line per method over the target sparsities (and
     gradual magnitude pruning of the same network, if run)."""
     paths = []
     for group in groups.pai_groups(table):
-        methods = groups.by_method(_pai_rows(table, group))
+        methods = groups.by_method(groups.trained(table, group["runs"]))
         if not methods:
             continue
-        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
-                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        gradual = groups.trained(table, group["gradual"], branch=None)
         n = max(p["n"] for pts in methods.values() for p in pts.values())
         fig, ax, lax = style.axes_with_legend_panel(
             f"Pruning at step {group['prune_step'] or '?'}: {group['network']}\n"
@@ -164,8 +158,7 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
     ablations (dashed: layerwise shuffle, reinitialisation, inversion)."""
     paths = []
     for group in groups.pai_groups(table):
-        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
-                                                                 kind="train")]
+        rows = groups.trained(table, group["runs"])
         main = groups.by_method([r for r in rows if r["branch"] is None])
         ablated = sorted({r["method"] for r in rows if r["branch"] is not None})
         ablated = [m for m in ablated if m in main]

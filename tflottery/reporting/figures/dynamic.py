@@ -16,7 +16,7 @@ from typing import List
 import numpy as np
 from absl import logging
 
-from tflottery.reporting import collect, ginconfig, groups
+from tflottery.reporting import ginconfig, groups
 from tflottery.reporting.figures import style
 from tflottery.reporting.figures.accuracy import finish, plot_methods
 
@@ -46,9 +46,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per network: every dynamic-sparsity method, with IMP and PaI of the same network."""
     paths = []
     for key, runs in sorted(_network_runs(table).items(), key=lambda kv: kv[1][0]["run"]):
-        rows = [r for run in runs for r in collect.done(table["rows"], run=run["run"],
-                                                        kind="train")]
-        methods = groups.by_method(rows)
+        methods = groups.by_method(groups.trained(table, [run["run"] for run in runs]))
         if not methods:
             continue
         fig, ax, lax = style.axes_with_legend_panel(
@@ -70,8 +68,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
                 densities += [e["density"] for e in imp]
                 start += 1
         pai_rows = [r for group in groups.pai_groups(table) if group["network_key"] == key
-                    for run in group["runs"]
-                    for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+                    for r in groups.trained(table, group["runs"], branch=None)]
         if pai_rows:
             densities += plot_methods(ax, groups.by_method(pai_rows), ls=":", start=start)
         finish(ax, densities, lax)

@@ -35,10 +35,9 @@ def stat_groups(table: dict) -> List[dict]:
         return targets
 
     for group in groups.pai_groups(table):
-        gradual = groups.gradual_runs(table, group["network_key"])
-        used.update(gradual)
+        used.update(group["gradual"])
         records = [s for s in table["statistics"] if s["branch"] is None and (
-            s["run"] in group["runs"] or s["run"] in gradual)]
+            s["run"] in group["runs"] or s["run"] in group["gradual"])]
         if records:
             out.append({"label": group["label"], "targets": bucket(records)})
     for run in groups.runs_of(table, "gradual"):
