@@ -230,10 +230,12 @@ def median_earliest(values: List[Optional[float]]) -> Optional[float]:
     return median if np.isfinite(median) else None
 
 
-def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float) -> dict:
-    """Earliest stable and earliest matching k of one run's level (median over replicates)."""
+def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float,
+               replicates: Optional[List[int]] = None) -> dict:
+    """Earliest stable and earliest matching k of one run's level (median over replicates:
+    those of the rows, or `replicates`, where one without rows counts as never)."""
     stable, matching, can_match = [], [], False
-    for rep in sorted({r["replicate"] for r in rows}):
+    for rep in replicates if replicates is not None else sorted({r["replicate"] for r in rows}):
         mine = sorted((r for r in rows if r["replicate"] == rep), key=lambda r: r["k"])
         stable.append(next((r["k"] for r in mine
                             if r["test_instability"] < threshold_points / 100.0), None))
