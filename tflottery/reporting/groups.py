@@ -93,6 +93,16 @@ def network_key(values: Dict[str, object]) -> tuple:
     return tuple(sorted(out))
 
 
+def by_network(table: dict, family: str) -> Dict[tuple, List[dict]]:
+    """{network_key: [run dicts]} of the family's runs with a known config, in the order
+    of each network's first run name."""
+    out: Dict[tuple, List[dict]] = {}
+    for run in runs_of(table, family):
+        if run.get("config_file"):
+            out.setdefault(network_key(run["_values"]), []).append(run)
+    return dict(sorted(out.items(), key=lambda kv: kv[1][0]["run"]))
+
+
 def network_label(run: dict) -> str:
     return run.get("network") or "unknown network"
 
@@ -195,8 +205,8 @@ def pai_groups(table: dict) -> List[dict]:
         base = f"{group['network']}, pruned at {group['prune_step'] or '?'}"
         seen[base] = seen.get(base, 0) + 1
         group["label"] = base if seen[base] == 1 else f"{base} (settings {seen[base]})"
-        group["gradual"] = [r["run"] for r in runs_of(table, "gradual") if r.get("config_file")
-                            and network_key(r["_values"]) == group["network_key"]]
+        group["gradual"] = [r["run"] for r in by_network(table, "gradual").get(
+            group["network_key"], [])]
     return out
 
 

@@ -89,12 +89,8 @@ def _differences(runs: List[dict]) -> dict:
 def lottery_comparison(table: dict, out_dir: str) -> List[str]:
     """Lottery runs of the same network in one figure (e.g. resetting vs
     rewinding vs LRR), IMP lines only; one figure per network."""
-    by_net = {}
-    for run in groups.runs_of(table, "lottery"):
-        if run.get("config_file"):
-            by_net.setdefault(groups.network_key(run["_values"]), []).append(run)
     paths = []
-    for key, runs in sorted(by_net.items(), key=lambda kv: kv[1][0]["run"]):
+    for key, runs in groups.by_network(table, "lottery").items():
         curves = [(r, [e for e in groups.lottery_levels(table, r["run"])
                        if e["density"] and e["imp"]]) for r in runs]
         curves = [(r, lv) for r, lv in curves if len(lv) > 1]   # a line, not a dot
