@@ -160,7 +160,7 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
         ablated = [m for m in ablated if m in main]
         if not ablated:
             continue
-        fig, axes = style.panel_grid(len(ablated), 4.2, 0.6)
+        fig, axes = style.panel_grid(len(ablated), 4.2, 0.6, "test accuracy (%)")
         dense = groups.dense_accuracies(table, group["network_key"])
         for ax, method in zip(axes.flat, ablated):
             # The method in black, so that the ablations' colours stand out.
@@ -175,8 +175,6 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
             ax.set_title(groups.label(method), fontsize=10)
             ax.grid(alpha=0.3)
             finish(ax, densities)
-        for ax in axes[:, 0]:
-            ax.set_ylabel("test accuracy (%)")
         fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "
                      f"{group['network']}", fontsize=10)
         paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")
