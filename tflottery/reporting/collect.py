@@ -78,7 +78,7 @@ class _Reader:
         return self.call(lambda: io.read_json(path), path) if io.exists(path) else None
 
     def text(self, path: str) -> Optional[str]:
-        return self.call(lambda: io.read_text(path), path) if io.exists(path) else None
+        return self.call(lambda: io.read_text(path) if io.exists(path) else None, path)
 
     def jsonl(self, path: str) -> list:
         records, bad = [], 0
