@@ -66,25 +66,23 @@ class _Reader:
         self.problems.append({"file": path, "error": message})
         logging.warning("skipping unreadable %s (%s)", path, message)
 
-    def json(self, path: str):
-        if not io.exists(path):
-            return None
+    def call(self, read, path: str):
+        """read() (of the file at `path`); None, the file listed as a problem, if it fails."""
         try:
-            return io.read_json(path)
+            return read()
         except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
             self._problem(path, err)
             return None
 
+    def json(self, path: str):
+        return self.call(lambda: io.read_json(path), path) if io.exists(path) else None
+
+    def text(self, path: str) -> Optional[str]:
+        return self.call(lambda: io.read_text(path) if io.exists(path) else None, path)
+
     def jsonl(self, path: str) -> list:
-        if not io.exists(path):
-            return []
-        try:
-            text = io.read_text(path)
-        except (UnicodeDecodeError, tf.errors.OpError) as err:
-            self._problem(path, err)
-            return []
         records, bad = [], 0
-        for line in text.splitlines():
+        for line in (self.text(path) or "").splitlines():
             if line.strip():
                 try:
                     records.append(json.loads(line))
@@ -93,13 +91,6 @@ class _Reader:
         if bad:
             self._problem(path, ValueError(f"{bad} line(s) are not JSON; kept the others"))
         return records
-
-    def text(self, path: str) -> Optional[str]:
-        try:
-            return io.read_text(path) if io.exists(path) else None
-        except (UnicodeDecodeError, tf.errors.OpError) as err:
-            self._problem(path, err)
-            return None
 
     def npz_density(self, path: str) -> Optional[float]:
         """Fraction of True entries over all arrays of a mask.npz."""
@@ -244,45 +235,33 @@ class _Collector:
             if error:
                 self.reader.problems.append({"file": layout.file(run_dir, fname), "error": error})
             run["_candidates"].append(values)
-        source = "config.gin" if "config.gin" in texts else (
-            "operative_config.gin" if texts else None)
-        if source != "config.gin":
-            run["notes"].append("no config.gin" + (
-                "; settings read from operative_config.gin" if source else
-                "; settings unknown, experiment inferred from the directory name/layout"))
-        run["config_file"] = source
+        source = next(iter(texts), None)        # config.gin, else operative_config.gin
+        record = self.reader.call(lambda: hparams_record.read(run_dir),
+                                  layout.file(run_dir, hparams_record.FILENAME))
+        run["config_file"] = source if record is None else hparams_record.FILENAME
         run["config_text"] = texts.get(source, "")
         run["config_text_file"] = source        # which file the page shows
-        run["_values"] = run["_candidates"][0] if source else {}
-        record = self._hparams_record(run_dir)
-        if record is not None:
+        if record is None:
+            run["_values"] = run["_candidates"][0] if source else {}
+            if source != layout.CONFIG:
+                run["notes"].append("no config.gin" + (
+                    "; settings read from operative_config.gin" if source else
+                    "; settings unknown, experiment inferred from the directory name/layout"))
+        else:
             # Non-default fields only, as config.gin lists what was set; ginconfig.lookup
             # gives the defaults.  All fields are a candidate for the retrain-branch tags.
             run["_values"] = dict(hparams_record.flat(record["non_default"]),
                                   **{"ExperimentHparams.name": record["experiment"]})
             run["_candidates"].insert(0, hparams_record.flat(record["hparams"]))
-            run["notes"] = [n for n in run["notes"] if not n.startswith("no config.gin")]
-            run["config_file"] = hparams_record.FILENAME
             if not run["config_text"]:
                 run["config_text"] = json.dumps(record["hparams"], indent=1)
                 run["config_text_file"] = hparams_record.FILENAME
         run["config"] = {k: ginconfig.as_text(v) for k, v in sorted(run["_values"].items())}
 
-    def _hparams_record(self, run_dir: str) -> Optional[dict]:
-        try:
-            return hparams_record.read(run_dir)
-        except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
-            self.reader.problems.append({"file": layout.file(run_dir, hparams_record.FILENAME),
-                                         "error": f"{type(err).__name__}: {err}"[:200]})
-            return None
-
     def _spec(self, run_dir: str, run: dict, scans) -> report_spec.ReportSpec:
         """The run's recorded ReportSpec, else (older runs) legacy.py's for its experiment."""
-        try:
-            spec = report_spec.read(run_dir)
-        except (ValueError, UnicodeDecodeError, tf.errors.OpError) as err:
-            self.reader._problem(layout.file(run_dir, layout.EXPERIMENT_RECORD), err)
-            spec = None
+        spec = self.reader.call(lambda: report_spec.read(run_dir),
+                                layout.file(run_dir, layout.EXPERIMENT_RECORD))
         if spec is not None:
             return spec
         rels = [rel for phases, inst in scans for rel in phases + inst]

@@ -17,6 +17,7 @@ from tflottery.reporting import collect, ginconfig
 NETWORK_PREFIXES = ("DatasetHparams.", "ModelHparams.", "TrainingHparams.")
 # Bindings that do not change which results are comparable in a pai sweep.
 PAI_SWEEP_KEYS = ("PaiHparams.method", "PaiHparams.target_sparsity", "ExperimentHparams.name")
+RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
 _NOT_COMPARED = ("SummaryHparams.", "BranchHparams.", "InstabilityHparams.rewind_steps",
                  "InstabilityHparams.levels")
 
@@ -47,6 +48,15 @@ def label(name: Optional[str], settings: Optional[dict] = None) -> str:
 def pct(x, digits: int = 2) -> str:
     """100 x with `digits` decimals; '-' for no value (None, NaN)."""
     return "-" if x is None or x != x else f"{100 * x:.{digits}f}"
+
+
+def accuracy_text(s: Optional[dict]) -> str:
+    """'mean (min-max)' in % of accuracy stats (the range only over several replicates),
+    with a ✓ if they are marked matching; '' for none."""
+    if not s:
+        return ""
+    spread = f" ({pct(s['min'])}-{pct(s['max'])})" if s["n"] > 1 else ""
+    return f"{pct(s['mean'])}{spread}{' ✓' if s.get('matching') else ''}"
 
 
 def spread(values: List[float]) -> dict:
@@ -83,6 +93,16 @@ def network_key(values: Dict[str, object]) -> tuple:
     return tuple(sorted(out))
 
 
+def by_network(table: dict, family: str) -> Dict[tuple, List[dict]]:
+    """{network_key: [run dicts]} of the family's runs with a known config, in the order
+    of each network's first run name."""
+    out: Dict[tuple, List[dict]] = {}
+    for run in runs_of(table, family):
+        if run.get("config_file"):
+            out.setdefault(network_key(run["_values"]), []).append(run)
+    return dict(sorted(out.items(), key=lambda kv: kv[1][0]["run"]))
+
+
 def network_label(run: dict) -> str:
     return run.get("network") or "unknown network"
 
@@ -94,13 +114,16 @@ def dense_accuracies(table: dict, key: tuple) -> List[float]:
     for run in table["runs"]:
         if not run.get("config_file") or network_key(run["_values"]) != key:
             continue
-        if run["_spec"].family == "train":
-            out += [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
-                                                             kind="train")]
-        elif run["_spec"].family == "lottery":
-            out += [r["test_accuracy"] for r in collect.done(
-                table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+        where = {"train": {}, "lottery": {"level": 0, "branch": None}}.get(run["_spec"].family)
+        if where is not None:
+            out += [r["test_accuracy"] for r in trained(table, [run["run"]], **where)]
     return out
+
+
+def trained(table: dict, runs: List[str], **where) -> List[dict]:
+    """The finished training phases (collect.done, kind 'train') of the named runs, run
+    by run, that match every `column=value` given."""
+    return [r for run in runs for r in collect.done(table["rows"], run=run, kind="train", **where)]
 
 
 def lottery_levels(table: dict, run: str) -> List[dict]:
@@ -126,6 +149,32 @@ def lottery_levels(table: dict, run: str) -> List[dict]:
     return out
 
 
+def judge_levels(levels: List[dict], tolerance: float) -> dict:
+    """Judge a lottery run's levels ({level, density, imp, branches}) against its dense
+    network: marks the IMP and branch accuracy stats 'matching' (mean at least level 0's
+    IMP mean minus `tolerance` points); returns that dense accuracy, the highest matching
+    sparsity and the levels where IMP is non-trivial (matching where a random-pruning
+    branch is not).  Without a level 0 nothing is judged (dense None)."""
+    base = [e for e in levels if e["level"] == 0 and e["imp"]]
+    if not base:
+        return {"dense": None, "highest": None, "nontrivial": []}
+    dense = base[0]["imp"]["mean"]
+    threshold = dense - tolerance / 100.0
+    highest, nontrivial = None, []
+    for e in levels:
+        for s in [e["imp"], *e["branches"].values()]:
+            if s:
+                s["matching"] = bool(s["mean"] >= threshold)
+        if not (e["imp"] and e["imp"]["matching"]):
+            continue
+        if e["density"] is not None:
+            highest = max(highest or 0.0, 1.0 - e["density"])
+        if any(not e["branches"][b]["matching"] for b in RANDOM_PRUNING_BRANCHES
+               if b in e["branches"]):
+            nontrivial.append(e["level"])
+    return {"dense": dense, "highest": highest, "nontrivial": nontrivial}
+
+
 def summary_setting(table: dict, run: str, field: str) -> float:
     """SummaryHparams.<field> of a run (its config, else the default), unless
     the report overrides it (table['overrides'], e.g. --matching_tolerance)."""
@@ -138,7 +187,8 @@ def summary_setting(table: dict, run: str, field: str) -> float:
 # ---- pruning at initialisation sweeps ----
 
 def pai_groups(table: dict) -> List[dict]:
-    """pai runs that differ only in method and target sparsity, as one group each."""
+    """pai runs that differ only in method and target sparsity, as one group each, with
+    the gradual runs of the same network ('gradual', run names)."""
     groups: Dict[tuple, dict] = {}
     for run in runs_of(table, "pai"):
         values = run.get("_values", {})
@@ -155,12 +205,9 @@ def pai_groups(table: dict) -> List[dict]:
         base = f"{group['network']}, pruned at {group['prune_step'] or '?'}"
         seen[base] = seen.get(base, 0) + 1
         group["label"] = base if seen[base] == 1 else f"{base} (settings {seen[base]})"
+        group["gradual"] = [r["run"] for r in by_network(table, "gradual").get(
+            group["network_key"], [])]
     return out
-
-
-def gradual_runs(table: dict, key: tuple) -> List[str]:
-    return [r["run"] for r in runs_of(table, "gradual")
-            if r.get("config_file") and network_key(r["_values"]) == key]
 
 
 def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:
@@ -193,10 +240,12 @@ def median_earliest(values: List[Optional[float]]) -> Optional[float]:
     return median if np.isfinite(median) else None
 
 
-def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float) -> dict:
-    """Earliest stable and earliest matching k of one run's level (median over replicates)."""
+def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float,
+               replicates: Optional[List[int]] = None) -> dict:
+    """Earliest stable and earliest matching k of one run's level (median over replicates:
+    those of the rows, or `replicates`, where one without rows counts as never)."""
     stable, matching, can_match = [], [], False
-    for rep in sorted({r["replicate"] for r in rows}):
+    for rep in replicates if replicates is not None else sorted({r["replicate"] for r in rows}):
         mine = sorted((r for r in rows if r["replicate"] == rep), key=lambda r: r["k"])
         stable.append(next((r["k"] for r in mine
                             if r["test_instability"] < threshold_points / 100.0), None))

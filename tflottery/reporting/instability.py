@@ -15,6 +15,7 @@ from tflottery.hparams import SummaryHparams
 from tflottery.reporting import groups
 from tflottery.reporting.collect import numbered
 from tflottery.reporting.figures import style
+from tflottery.reporting.tables import md_table
 from tflottery.runs import io, layout
 
 
@@ -68,14 +69,6 @@ def summarize(run_dir: str, summary_hp) -> dict:
     records = _records(run_dir)
     threshold = summary_hp.stability_threshold / 100.0
     tolerance = summary_hp.matching_tolerance / 100.0
-
-    def is_stable(r):
-        return r["barrier"]["test"] < threshold
-
-    def is_matching(r):
-        return (r.get("dense_accuracy") is not None and
-                float(np.mean(r["end_accuracy"])) >= r["dense_accuracy"] - tolerance)
-
     keys = sorted({key for reps in records.values() for key in reps}, key=_sort_key)
     rows = []
     for key in keys:
@@ -94,15 +87,19 @@ def summarize(run_dir: str, summary_hp) -> dict:
             "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None,
             **_aligned_and_soup_columns(recs)})
 
+    # Per level, as the report's table (groups.earliest_k); a replicate with no analysis
+    # at a level counts there as never stable or matching.
+    points = [{"replicate": rep, "level": level, "k": k, "test_instability": r["barrier"]["test"],
+               "end_accuracy": float(np.mean(r["end_accuracy"])),
+               "dense_accuracy": r.get("dense_accuracy")}
+              for rep, reps in records.items() for (level, k), r in reps.items()]
     earliest = []
     for level in sorted({key[0] for key in keys}, key=lambda l: -1 if l is None else l):
-        per_rep_stable, per_rep_matching = [], []
-        for reps in records.values():
-            ks = sorted(k for (lvl, k) in reps if lvl == level)
-            per_rep_stable.append(next((k for k in ks if is_stable(reps[(level, k)])), None))
-            per_rep_matching.append(next((k for k in ks if is_matching(reps[(level, k)])), None))
-        earliest.append({"level": level, "stable_k": groups.median_earliest(per_rep_stable),
-                         "matching_k": groups.median_earliest(per_rep_matching)})
+        found = groups.earliest_k([p for p in points if p["level"] == level],
+                                  summary_hp.stability_threshold, summary_hp.matching_tolerance,
+                                  replicates=list(records))
+        earliest.append({"level": level, "stable_k": found["stable_k"],
+                         "matching_k": found["matching_k"]})
     return {"rows": rows, "earliest": earliest,
             "stability_threshold": summary_hp.stability_threshold,
             "matching_tolerance": summary_hp.matching_tolerance}
@@ -131,7 +128,7 @@ def to_markdown(table: dict) -> str:
     if souped:
         header += ["soup accuracy %"] + (["aligned soup accuracy %"] if aligned else [])
     header += ["stable", "matching"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
@@ -143,9 +140,8 @@ def to_markdown(table: dict) -> str:
         if souped:
             cells += [_percent(r, "soup_accuracy_mean")]
             cells += [_percent(r, "soup_aligned_accuracy_mean")] if aligned else []
-        cells += ["yes" if r["stable"] else "no", match]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines.append("")
+        rows.append(cells + ["yes" if r["stable"] else "no", match])
+    lines = [md_table(header, rows), ""]
     lines.append(f"Stable: test instability below {table['stability_threshold']} points "
                  f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)); matching: "
                  f"within {table['matching_tolerance']} points of the dense accuracy.")

@@ -175,26 +175,17 @@ def analyze(table: dict, matching_tolerance: Optional[float] = None) -> List[dic
     return out
 
 
-# ---- figures ----
-def _save(fig, path: str) -> str:
-    """PNG and a PDF beside it (style.save)."""
-    style.save(fig, os.path.dirname(path), os.path.basename(path)[:-len(".png")])
-    return path
-
-
-def plot_early_stopping(rows: List[dict], path: str, title: str = "") -> str:
+# ---- figures: out_dir/<name>.png and .pdf (style.save); each returns the PNG's path ----
+def plot_early_stopping(rows: List[dict], out_dir: str, name: str, title: str = "") -> str:
     """Thesis Figure 3-8: early-stopping step and test accuracy there vs density."""
     plt = style.pyplot()
     fig, (ax_step, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     rows = [r for r in rows if r["density"] is not None]
-    for series in dict.fromkeys(r["series"] for r in rows):
+    for i, series in enumerate(dict.fromkeys(r["series"] for r in rows)):
         pts = sorted((r for r in rows if r["series"] == series), key=lambda r: -r["density"])
-        xs = [100 * r["density"] for r in pts]
         for ax, key, scale in ((ax_step, "early_stop_step", 1), (ax_acc, "early_stop_accuracy", 100)):
-            ax.plot(xs, [scale * r[key]["mean"] for r in pts], marker="o", ms=3, label=series)
-            if any(r[key]["n"] > 1 for r in pts):
-                ax.fill_between(xs, [scale * r[key]["min"] for r in pts],
-                                [scale * r[key]["max"] for r in pts], alpha=0.2)
+            style.line_with_band(ax, [100 * r["density"] for r in pts], [r[key] for r in pts],
+                                 series, f"C{i % 10}", style.marker(i), scale=scale)
     for ax in (ax_step, ax_acc):
         style.density_axis(ax, [r["density"] for r in rows])
     ax_step.set_ylabel("early-stopping step (min holdout loss)")
@@ -202,24 +193,19 @@ def plot_early_stopping(rows: List[dict], path: str, title: str = "") -> str:
     ax_acc.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return style.save(fig, out_dir, name)[0]
 
 
-def plot_dilation(table: dict, path: str, title: str = "") -> str:
+def plot_dilation(table: dict, out_dir: str, name: str, title: str = "") -> str:
     """Thesis Figure 3-9: test accuracy vs dilation per level (level 0 = dense),
     and the smallest matching dilation vs density."""
     plt = style.pyplot()
     fig, (ax_acc, ax_min) = plt.subplots(1, 2, figsize=(10, 4))
-    for row in table["rows"]:
-        xs = [p["dilation"] for p in row["points"]]
+    for i, row in enumerate(table["rows"]):
         label = ("dense" if row["level"] == 0 else f"level {row['level']}") + (
             f" ({100 * row['density']:.1f}%)" if row["density"] is not None else "")
-        dense = dict(color="black", lw=2) if row["level"] == 0 else {}
-        ax_acc.plot(xs, [100 * p["mean"] for p in row["points"]], marker="o", ms=3, label=label,
-                    **dense)
-        if any(p["n"] > 1 for p in row["points"]):
-            ax_acc.fill_between(xs, [100 * p["min"] for p in row["points"]],
-                                [100 * p["max"] for p in row["points"]], alpha=0.15)
+        style.line_with_band(ax_acc, [p["dilation"] for p in row["points"]], row["points"], label,
+                             "black" if row["level"] == 0 else f"C{i % 10}", style.marker(i))
     ax_acc.axhline(100 * table["dense_accuracy"], color="gray", ls="--", lw=1,
                    label="dense, full length")
     ax_acc.axhline(100 * table["threshold"], color="gray", ls=":", lw=1,
@@ -243,7 +229,7 @@ def plot_dilation(table: dict, path: str, title: str = "") -> str:
     ax_min.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return style.save(fig, out_dir, name)[0]
 
 
 # ---- markdown ----
@@ -303,8 +289,8 @@ def render(results: List[dict], out_dir: str):
         for key, plot, markdown, caption in sections:
             if not res[key]:
                 continue
-            path = os.path.join(out_dir, f"speed_{res['run']}_{key}.png")
-            figures.append(plot(res[key], path, res["run"]))
+            path = plot(res[key], out_dir, f"speed_{res['run']}_{key}", res["run"])
+            figures.append(path)
             lines += [caption, ""] + markdown(res[key])
             lines += ["", f"![{key.replace('_', ' ')}]({os.path.basename(path)})", ""]
     return "\n".join(lines) + "\n", figures

@@ -16,11 +16,12 @@ from typing import Dict, Optional
 from absl import logging
 
 from tflottery.reporting import plots
-from tflottery.reporting.groups import pct as _pct, spread as _stats
+from tflottery.reporting.groups import (RANDOM_PRUNING_BRANCHES, accuracy_text as _acc,
+                                        judge_levels, pct as _pct, spread as _stats)
+from tflottery.reporting.tables import md_table
 from tflottery.reporting.collect import listdir, numbered
 from tflottery.runs import damage, io, layout
 
-RANDOM_PRUNING_BRANCHES = ("random_prune_global", "random_prune_layerwise")
 
 def _read(path: str, field):
     """json[field...] of `path`; None (with a warning) if the file is missing or damaged."""
@@ -63,17 +64,6 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
                     if name.startswith(layout.BRANCH) else None
                 if accuracy is not None:
                     entry["branches"].setdefault(name[len(layout.BRANCH):], []).append(accuracy)
-    if 0 not in per_level:
-        return {"levels": [], "dense_accuracy": None, "matching_tolerance": matching_tolerance,
-                "highest_matching_sparsity": None, "nontrivial_levels": []}
-    dense = _stats(per_level[0]["imp"])["mean"]
-    threshold = dense - matching_tolerance / 100.0
-
-    def judged(values):
-        stats = _stats(values)
-        stats["matching"] = bool(stats["mean"] >= threshold)
-        return stats
-
     rows = []
     for level in sorted(per_level):
         entry = per_level[level]
@@ -81,30 +71,22 @@ def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
         density = sum(densities) / len(densities) if densities else None
         rows.append({"level": level, "density": density,
                      "sparsity": None if density is None else 1.0 - density,
-                     "imp": judged(entry["imp"]),
-                     "branches": {n: judged(v) for n, v in sorted(entry["branches"].items())}})
-    matching = [r["sparsity"] for r in rows if r["imp"]["matching"] and r["sparsity"] is not None]
-    nontrivial = [r["level"] for r in rows if r["imp"]["matching"] and any(
-        not r["branches"][b]["matching"] for b in RANDOM_PRUNING_BRANCHES if b in r["branches"])]
-    return {"levels": rows, "dense_accuracy": dense, "matching_tolerance": matching_tolerance,
-            "highest_matching_sparsity": max(matching) if matching else None,
-            "nontrivial_levels": nontrivial}
+                     "imp": _stats(entry["imp"]),
+                     "branches": {n: _stats(v) for n, v in sorted(entry["branches"].items())}})
+    judged = judge_levels(rows, matching_tolerance)     # nothing without a level 0
+    return {"levels": rows if judged["dense"] is not None else [],
+            "dense_accuracy": judged["dense"], "matching_tolerance": matching_tolerance,
+            "highest_matching_sparsity": judged["highest"],
+            "nontrivial_levels": judged["nontrivial"]}
 
 
 def to_markdown(table: dict) -> str:
     if not table["levels"]:
         return "(no finished levels yet)"
-    branch_names = sorted({n for r in table["levels"] for n in r["branches"]})
-    head = ["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in branch_names]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table["levels"]:
-        def cell(s):
-            mark = " ✓" if s["matching"] else ""
-            spread = f" ({_pct(s['min'])}-{_pct(s['max'])})" if s["n"] > 1 else ""
-            return f"{_pct(s['mean'])}{spread}{mark}"
-        cells = [str(r["level"]), _pct(r["density"]), cell(r["imp"])]
-        cells += [cell(r["branches"][n]) if n in r["branches"] else "" for n in branch_names]
-        lines.append("| " + " | ".join(cells) + " |")
+    names = sorted({n for r in table["levels"] for n in r["branches"]})
+    lines = [md_table(["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in names],
+                      [[r["level"], _pct(r["density"]), _acc(r["imp"])] +
+                       [_acc(r["branches"].get(n)) for n in names] for r in table["levels"]])]
     n = max(r["imp"]["n"] for r in table["levels"])
     lines.append("")
     lines.append(f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "

@@ -11,7 +11,8 @@ from typing import List
 
 import numpy as np
 
-from tflottery.reporting import collect, groups
+from tflottery.reporting import groups
+from tflottery.reporting.groups import accuracy_text as _acc
 
 
 def md_table(header: List[str], rows: List[List[str]]) -> str:
@@ -21,13 +22,6 @@ def md_table(header: List[str], rows: List[List[str]]) -> str:
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _acc(s: dict, matching: bool = False) -> str:
-    if not s:
-        return ""
-    spread = f" ({groups.pct(s['min'])}-{groups.pct(s['max'])})" if s["n"] > 1 else ""
-    return f"{groups.pct(s['mean'])}{spread}{' ✓' if matching else ''}"
 
 
 def runs_overview(table: dict) -> str:
@@ -47,31 +41,6 @@ def runs_overview(table: dict) -> str:
 
 # ---- lottery ----
 
-def lottery_level_table(table: dict, run: str) -> dict:
-    """Per level of one lottery run, judged against its dense accuracy."""
-    levels = groups.lottery_levels(table, run)
-    base = [e for e in levels if e["level"] == 0 and e["imp"]]
-    tol = groups.summary_setting(table, run, "matching_tolerance")
-    if not base:
-        return {"levels": levels, "dense": None, "tolerance": tol, "highest": None,
-                "nontrivial": []}
-    dense = base[0]["imp"]["mean"]
-    threshold = dense - tol / 100.0
-    highest, nontrivial = None, []
-    for e in levels:
-        e["matching"] = bool(e["imp"] and e["imp"]["mean"] >= threshold)
-        for b in e["branches"].values():
-            b["matching"] = b["mean"] >= threshold
-        if e["matching"] and e["density"] is not None:
-            highest = max(highest or 0.0, 1.0 - e["density"])
-        randoms = [e["branches"][b] for b in ("random_prune_global", "random_prune_layerwise")
-                   if b in e["branches"]]
-        if e["matching"] and any(not b["matching"] for b in randoms):
-            nontrivial.append(e["level"])
-    return {"levels": levels, "dense": dense, "tolerance": tol, "highest": highest,
-            "nontrivial": nontrivial}
-
-
 def lottery_summary(table: dict) -> str:
     """One line per lottery run, then each run's table per level."""
     runs = groups.runs_of(table, "lottery")
@@ -79,22 +48,22 @@ def lottery_summary(table: dict) -> str:
         return ""
     lines, details = [], []
     for run in runs:
-        t = lottery_level_table(table, run["run"])
-        if not t["levels"]:
+        levels = groups.lottery_levels(table, run["run"])
+        if not levels:
             continue
+        tolerance = groups.summary_setting(table, run["run"], "matching_tolerance")
+        judged = groups.judge_levels(levels, tolerance)
         values = run.get("_values", {})
         method = "LRR" if values.get("LotteryHparams.mode") == "lrr" else "IMP"
-        n = max((e["imp"]["n"] for e in t["levels"] if e["imp"]), default=0)
+        n = max((e["imp"]["n"] for e in levels if e["imp"]), default=0)
         lines.append([run["run"], run["network"], method,
-                      values.get("LotteryHparams.rewind_step", "0it"), n, len(t["levels"]),
-                      groups.pct(t["dense"]), groups.pct(t["highest"]), t["tolerance"],
-                      ", ".join(map(str, t["nontrivial"])) or "none"])
-        names = sorted({b for e in t["levels"] for b in e["branches"]})
-        settings = {b: e["branches"][b].get("settings") for e in t["levels"]
-                    for b in e["branches"]}
-        rows = [[e["level"], groups.pct(e["density"]), _acc(e["imp"], e.get("matching"))] +
-                [_acc(e["branches"].get(b), e["branches"].get(b, {}).get("matching"))
-                 for b in names] for e in t["levels"]]
+                      values.get("LotteryHparams.rewind_step", "0it"), n, len(levels),
+                      groups.pct(judged["dense"]), groups.pct(judged["highest"]), tolerance,
+                      ", ".join(map(str, judged["nontrivial"])) or "none"])
+        names = sorted({b for e in levels for b in e["branches"]})
+        settings = {b: e["branches"][b].get("settings") for e in levels for b in e["branches"]}
+        rows = [[e["level"], groups.pct(e["density"]), _acc(e["imp"])] +
+                [_acc(e["branches"].get(b)) for b in names] for e in levels]
         details.append(f"**{run['run']}** ({run['network']}, {method}): test accuracy % "
                        f"(min-max over replicates); ✓ = matching\n\n" +
                        md_table(["level", "weights remaining %", method] +
@@ -168,12 +137,10 @@ def lmc_summary(table: dict) -> str:
 def pai_summary(table: dict) -> str:
     parts = []
     for group in groups.pai_groups(table):
-        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
-                                                                 kind="train")]
+        rows = groups.trained(table, group["runs"])
         if not rows:
             continue
-        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
-                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        gradual = groups.trained(table, group["gradual"], branch=None)
         main = groups.by_method([r for r in rows if r["branch"] is None] + gradual)
         xs = sorted({x for pts in main.values() for x in pts}, reverse=True)
         dense = groups.dense_accuracies(table, group["network_key"])
@@ -203,12 +170,10 @@ def pai_summary(table: dict) -> str:
 def train_summary(table: dict) -> str:
     rows = []
     for run in groups.runs_of(table, "train") + groups.runs_of(table, "gradual"):
-        accs = [r["test_accuracy"] for r in collect.done(table["rows"], run=run["run"],
-                                                         kind="train", branch=None)]
+        done = groups.trained(table, [run["run"]], branch=None)
+        accs = [r["test_accuracy"] for r in done]
         if accs:
-            dens = [r["density"] for r in collect.done(table["rows"], run=run["run"],
-                                                       kind="train", branch=None)
-                    if r["density"] is not None]
+            dens = [r["density"] for r in done if r["density"] is not None]
             rows.append([run["run"], run["experiment"], run["network"], len(accs),
                          groups.pct(float(np.mean(dens))) if dens else "-",
                          _acc(groups.stats(accs))])

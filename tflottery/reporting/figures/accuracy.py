@@ -6,7 +6,7 @@ from typing import List
 
 from absl import logging
 
-from tflottery.reporting import collect, ginconfig, groups
+from tflottery.reporting import ginconfig, groups
 from tflottery.reporting.figures import style
 
 
@@ -56,8 +56,8 @@ def lottery_accuracy_figure(table: dict, run: dict):
     fig, ax, lax = style.axes_with_legend_panel(
         f"{method} with {how}: {groups.network_label(run)}\n"
         f"run {run['run']}, {style.replicates_note(_n(levels))}")
-    dense = [r["test_accuracy"] for r in collect.done(
-        table["rows"], run=run["run"], kind="train", level=0, branch=None)]
+    dense = [r["test_accuracy"] for r in groups.trained(table, [run["run"]], level=0,
+                                                        branch=None)]
     style.dense_band(ax, dense)
     imp = [e for e in levels if e["imp"]]
     style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
@@ -89,12 +89,8 @@ def _differences(runs: List[dict]) -> dict:
 def lottery_comparison(table: dict, out_dir: str) -> List[str]:
     """Lottery runs of the same network in one figure (e.g. resetting vs
     rewinding vs LRR), IMP lines only; one figure per network."""
-    by_net = {}
-    for run in groups.runs_of(table, "lottery"):
-        if run.get("config_file"):
-            by_net.setdefault(groups.network_key(run["_values"]), []).append(run)
     paths = []
-    for key, runs in sorted(by_net.items(), key=lambda kv: kv[1][0]["run"]):
+    for key, runs in groups.by_network(table, "lottery").items():
         curves = [(r, [e for e in groups.lottery_levels(table, r["run"])
                        if e["density"] and e["imp"]]) for r in runs]
         curves = [(r, lv) for r, lv in curves if len(lv) > 1]   # a line, not a dot
@@ -129,21 +125,15 @@ def plot_methods(ax, by_method: dict, ls: str = "-", start: int = 0, col=None):
     return densities
 
 
-def _pai_rows(table: dict, group: dict, branch=None) -> List[dict]:
-    return [r for run in group["runs"] for r in collect.done(
-        table["rows"], run=run, kind="train", branch=branch)]
-
-
 def pai_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per pai sweep: one line per method over the target sparsities (and
     gradual magnitude pruning of the same network, if run)."""
     paths = []
     for group in groups.pai_groups(table):
-        methods = groups.by_method(_pai_rows(table, group))
+        methods = groups.by_method(groups.trained(table, group["runs"]))
         if not methods:
             continue
-        gradual = [r for run in groups.gradual_runs(table, group["network_key"])
-                   for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+        gradual = groups.trained(table, group["gradual"], branch=None)
         n = max(p["n"] for pts in methods.values() for p in pts.values())
         fig, ax, lax = style.axes_with_legend_panel(
             f"Pruning at step {group['prune_step'] or '?'}: {group['network']}\n"
@@ -164,14 +154,13 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
     ablations (dashed: layerwise shuffle, reinitialisation, inversion)."""
     paths = []
     for group in groups.pai_groups(table):
-        rows = [r for run in group["runs"] for r in collect.done(table["rows"], run=run,
-                                                                 kind="train")]
+        rows = groups.trained(table, group["runs"])
         main = groups.by_method([r for r in rows if r["branch"] is None])
         ablated = sorted({r["method"] for r in rows if r["branch"] is not None})
         ablated = [m for m in ablated if m in main]
         if not ablated:
             continue
-        fig, axes = style.panel_grid(len(ablated), 4.2, 0.6)
+        fig, axes = style.panel_grid(len(ablated), 4.2, 0.6, "test accuracy (%)")
         dense = groups.dense_accuracies(table, group["network_key"])
         for ax, method in zip(axes.flat, ablated):
             # The method in black, so that the ablations' colours stand out.
@@ -186,8 +175,6 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
             ax.set_title(groups.label(method), fontsize=10)
             ax.grid(alpha=0.3)
             finish(ax, densities)
-        for ax in axes[:, 0]:
-            ax.set_ylabel("test accuracy (%)")
         fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "
                      f"{group['network']}", fontsize=10)
         paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")

@@ -16,18 +16,9 @@ from typing import List
 import numpy as np
 from absl import logging
 
-from tflottery.reporting import collect, ginconfig, groups
+from tflottery.reporting import ginconfig, groups
 from tflottery.reporting.figures import style
 from tflottery.reporting.figures.accuracy import finish, plot_methods
-
-
-def _network_runs(table: dict):
-    """{network key: [run dicts]} of the dynamic-sparsity runs."""
-    out = {}
-    for run in groups.runs_of(table, "dynamic"):
-        if run.get("config_file"):
-            out.setdefault(groups.network_key(run["_values"]), []).append(run)
-    return out
 
 
 def _spread_single_points(methods: dict) -> dict:
@@ -45,10 +36,8 @@ def _spread_single_points(methods: dict) -> dict:
 def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
     """Per network: every dynamic-sparsity method, with IMP and PaI of the same network."""
     paths = []
-    for key, runs in sorted(_network_runs(table).items(), key=lambda kv: kv[1][0]["run"]):
-        rows = [r for run in runs for r in collect.done(table["rows"], run=run["run"],
-                                                        kind="train")]
-        methods = groups.by_method(rows)
+    for key, runs in groups.by_network(table, "dynamic").items():
+        methods = groups.by_method(groups.trained(table, [run["run"] for run in runs]))
         if not methods:
             continue
         fig, ax, lax = style.axes_with_legend_panel(
@@ -58,9 +47,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
         plot_methods(ax, _spread_single_points(methods))
         densities = [p["density"] for pts in methods.values() for p in pts.values()]
         start = len(methods)
-        for run in groups.runs_of(table, "lottery"):
-            if not run.get("config_file") or groups.network_key(run["_values"]) != key:
-                continue
+        for run in groups.by_network(table, "lottery").get(key, []):
             imp = [e for e in groups.lottery_levels(table, run["run"]) if e["density"] and e["imp"]]
             if imp:
                 style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
@@ -70,8 +57,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
                 densities += [e["density"] for e in imp]
                 start += 1
         pai_rows = [r for group in groups.pai_groups(table) if group["network_key"] == key
-                    for run in group["runs"]
-                    for r in collect.done(table["rows"], run=run, kind="train", branch=None)]
+                    for r in groups.trained(table, group["runs"], branch=None)]
         if pai_rows:
             densities += plot_methods(ax, groups.by_method(pai_rows), ls=":", start=start)
         finish(ax, densities, lax)

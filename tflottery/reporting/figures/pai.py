@@ -35,10 +35,9 @@ def stat_groups(table: dict) -> List[dict]:
         return targets
 
     for group in groups.pai_groups(table):
-        gradual = groups.gradual_runs(table, group["network_key"])
-        used.update(gradual)
+        used.update(group["gradual"])
         records = [s for s in table["statistics"] if s["branch"] is None and (
-            s["run"] in group["runs"] or s["run"] in gradual)]
+            s["run"] in group["runs"] or s["run"] in group["gradual"])]
         if records:
             out.append({"label": group["label"], "targets": bucket(records)})
     for run in groups.runs_of(table, "gradual"):
@@ -119,7 +118,8 @@ def neuron_collapse(table: dict, out_dir: str) -> List[str]:
         targets = style.spread(targets, MAX_COLLAPSE_PANELS)
         if not targets:
             continue
-        fig, axes = style.panel_grid(len(targets), 4.3, 0.7)
+        fig, axes = style.panel_grid(len(targets), 4.3, 0.7,
+                                     "units whose incoming\nsparsity is >= s (%)")
         for ax, target in zip(axes.flat, targets):
             for i, (method, recs) in enumerate(sorted(group["targets"][target].items())):
                 recs = [r for r in recs if r.get("network_neuron_collapse") and r.get("thresholds")
@@ -137,8 +137,6 @@ def neuron_collapse(table: dict, out_dir: str) -> List[str]:
             ax.set_xlim(0, 100)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="lower left")
-        for ax in axes[:, 0]:
-            ax.set_ylabel("units whose incoming\nsparsity is >= s (%)")
         fig.suptitle(f"Neuron collapse: {group['label']}", fontsize=10)
         paths += style.save(fig, out_dir, f"neuron_collapse__{style.slug(group['label'])}")
     if not paths:

@@ -77,15 +77,17 @@ def spread(values: List, count: int) -> List:
     return [values[i] for i in sorted(set(idx))]
 
 
-def panel_grid(count: int, panel_width: float, extra_height: float):
-    """(fig, axes): `count` panels in rows of up to 3 sharing the y axis, as a
-    2-D array; the panels past `count` in the last row are hidden."""
+def panel_grid(count: int, panel_width: float, extra_height: float, ylabel: str = ""):
+    """(fig, axes): `count` panels in rows of up to 3 sharing the y axis (labelled `ylabel`
+    on the left), as a 2-D array; the panels past `count` in the last row are hidden."""
     cols = min(3, count)
     rows = (count + cols - 1) // cols
     fig, axes = pyplot().subplots(rows, cols, figsize=(panel_width * cols, 3.5 * rows + extra_height),
                                   sharey=True, squeeze=False)
     for ax in list(axes.flat)[count:]:
         ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
     return fig, axes
 
 

@@ -56,7 +56,7 @@ def training_curves(table: dict, out_dir: str) -> List[str]:
 
 
 def _small_multiples(run: dict, curves, out_dir: str) -> List[str]:
-    fig, axes = style.panel_grid(len(curves), panel_width=3.6, extra_height=0.6)
+    fig, axes = style.panel_grid(len(curves), 3.6, 0.6, "test accuracy (%)")
     dense = curves[0][2] if curves[0][0] == 0 else None
     n = 0
     for ax, (level, ds, (steps, pts), (rs, rp)) in zip(axes.flat, curves):
@@ -71,8 +71,6 @@ def _small_multiples(run: dict, curves, out_dir: str) -> List[str]:
         ax.set_title(f"level {level}: {remaining}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.set_xlabel("training iteration", fontsize=8)
-    for row in axes:
-        row[0].set_ylabel("test accuracy (%)")
     handles = {}
     for ax in axes.flat:
         for h, label in zip(*ax.get_legend_handles_labels()):
