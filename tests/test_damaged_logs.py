@@ -212,3 +212,28 @@ def test_summary_leaves_out_a_damaged_file_of_another_replicate_with_a_warning(t
     warned = [r.getMessage() for r in caplog.records if "left out of the summary" in r.getMessage()]
     assert sorted(w.split(" is damaged")[0] for w in warned) == sorted(
         str(p) for p in (bad_final, bad_branch, bad_sparsity))
+
+
+def test_lmc_summary_leaves_out_a_damaged_record_of_another_replicate(tmp_path, caplog):
+    """lmc's end-of-run summary reads every replicate's instability.json; one the run
+    did not remake (another replicate's) is named and left out instead of crashing
+    the run at its very end."""
+    from tflottery.hparams import SummaryHparams
+    from tflottery.reporting import instability
+    paths = []
+    for rep, barrier in enumerate((0.01, 0.03, 0.05)):
+        out = tmp_path / f"replicate_{rep}" / "k_0"
+        out.mkdir(parents=True)
+        json.dump({"level": None, "k": 0, "rewind_step": "0it", "density": 1.0,
+                   "barrier": {"test": barrier, "train": barrier}, "end_accuracy": [0.9, 0.9],
+                   "dense_accuracy": 0.9}, open(out / "instability.json", "w"))
+        paths.append(out / "instability.json")
+    paths[1].write_text('{"level": null, "k": 0, "barr')      # cut short
+    paths[2].write_text('{"level": null, "k": 0}')             # fields missing
+    with caplog.at_level("WARNING", logger="absl"):
+        table = instability.end_of_run(str(tmp_path), {}, writable=True)
+    (row,) = table["rows"]
+    assert row["n"] == 1 and row["test_barrier_mean"] == pytest.approx(0.01)
+    warned = [r.getMessage() for r in caplog.records if "left out of the summary" in r.getMessage()]
+    assert len(warned) == 2 and all(any(str(p) in w for w in warned) for p in paths[1:])
+    assert os.path.exists(tmp_path / "instability_summary.json")

@@ -37,7 +37,7 @@ from absl import logging
 
 from tflottery import hparams_record
 from tflottery.reporting import ginconfig, legacy
-from tflottery.runs import io, layout, report_spec
+from tflottery.runs import damage, io, layout, report_spec
 
 PHASE_COLUMNS = [
     "run", "experiment", "replicate", "phase", "kind", "level", "branch", "branch_settings",
@@ -112,6 +112,23 @@ def metrics(phase_dir: str) -> List[dict]:
     """A phase's metrics.jsonl records for tables and figures (bad lines and an unreadable
     file are skipped, with a warning: the collector lists them as problems)."""
     return _Reader().jsonl(layout.file(phase_dir, layout.METRICS))
+
+
+def read_or_warn(path: str, *field):
+    """json[field...] of `path` for a run's end-of-run summary; None if the file is
+    missing, or (with a warning naming it and the command that remakes it) damaged."""
+    if not io.exists(path):
+        return None
+    try:
+        value = io.read_json(path)
+        for key in field:
+            value = value[key]
+        return value
+    except (TypeError, *damage.DAMAGE_ERRORS) as err:
+        logging.warning("%s is damaged (%s); left out of the summary: run its replicate again "
+                        "(the same command with its --replicate) to remake it", path,
+                        f"{type(err).__name__}: {err}".splitlines()[0][:200])
+        return None
 
 
 def numbered(directory: str, prefix: str) -> List[tuple]:

@@ -10,31 +10,45 @@ from typing import Optional
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tflottery.hparams import SummaryHparams
 from tflottery.reporting import groups
-from tflottery.reporting.collect import numbered
+from tflottery.reporting.collect import numbered, read_or_warn
 from tflottery.reporting.figures import style
 from tflottery.reporting.tables import md_table
 from tflottery.runs import io, layout
 
 
+# What the summary reads of an instability.json.
+_FIELDS = ("k", "rewind_step", "density", "barrier", "end_accuracy")
+
+
 def _analyses(run_dir: str):
-    """(replicate, analysis dir) of every instability.json: replicate_<r>/k_<k> (dense)
-    and replicate_<r>/level_<L>/k_<k>."""
+    """(replicate, analysis dir, instability.json record) of every analysis:
+    replicate_<r>/k_<k> (dense) and replicate_<r>/level_<L>/k_<k>.  A damaged
+    record (one this run did not remake: another replicate's) is left out with
+    a warning, as the lottery summary leaves out a damaged level."""
     for rep, rep_dir in numbered(run_dir, layout.REPLICATE):
         parents = [rep_dir] + [level for _, level in numbered(rep_dir, layout.LEVEL)]
         for parent in parents:
             for _, directory in numbered(parent, layout.K):
-                if io.exists(layout.file(directory, layout.INSTABILITY)):
-                    yield rep, directory
+                record = read_or_warn(layout.file(directory, layout.INSTABILITY))
+                if record is None:
+                    continue
+                if isinstance(record, dict) and all(key in record for key in _FIELDS):
+                    yield rep, directory, record
+                else:
+                    logging.warning("%s lacks one of %s; left out of the summary: run its "
+                                    "replicate again to remake it",
+                                    layout.file(directory, layout.INSTABILITY), ", ".join(_FIELDS))
 
 
-def _records(run_dir: str):
-    """{replicate: {(level, k): instability.json record}}; level is None for dense."""
+def _records(analyses):
+    """{replicate: {(level, k): instability.json record}} of `_analyses`; level is None
+    for dense."""
     out = {}
-    for rep, directory in _analyses(run_dir):
-        record = io.read_json(layout.file(directory, layout.INSTABILITY))
+    for rep, _, record in analyses:
         out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
     return out
 
@@ -64,9 +78,10 @@ def _sort_key(key):
     return (-1 if level is None else level, k)
 
 
-def summarize(run_dir: str, summary_hp) -> dict:
-    """Rows per (level, k) and, per level, the earliest stable / matching k."""
-    records = _records(run_dir)
+def summarize(run_dir: str, summary_hp, analyses=None) -> dict:
+    """Rows per (level, k) and, per level, the earliest stable / matching k (`analyses`:
+    `_analyses(run_dir)` when the caller has read them already)."""
+    records = _records(_analyses(run_dir) if analyses is None else analyses)
     threshold = summary_hp.stability_threshold / 100.0
     tolerance = summary_hp.matching_tolerance / 100.0
     keys = sorted({key for reps in records.values() for key in reps}, key=_sort_key)
@@ -182,11 +197,11 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
     summary_hp = SummaryHparams(**{field: settings[f"SummaryHparams.{field}"]
                                    for field in ("matching_tolerance", "stability_threshold")
                                    if f"SummaryHparams.{field}" in settings})
-    table = summarize(run_dir, summary_hp)
+    analyses = list(_analyses(run_dir))     # each damaged record warned about once
+    table = summarize(run_dir, summary_hp, analyses)
     if writable:
-        for _, directory in _analyses(run_dir):
-            result = io.read_json(layout.file(directory, layout.INSTABILITY))
-            for name, plot, needed in (("instability.png", plot_curves, True),
+        for _, directory, result in analyses:
+            for name, plot, needed in (("instability.png", plot_curves, "curves" in result),
                                        ("instability_per_epoch.png", plot_per_epoch,
                                         "per_epoch" in result)):
                 if needed and _stale(layout.file(directory, name), directory):

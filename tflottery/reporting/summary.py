@@ -13,39 +13,21 @@ warning that says which run remakes it.
 """
 from typing import Dict, Optional
 
-from absl import logging
-
 from tflottery.reporting import plots
 from tflottery.reporting.groups import (RANDOM_PRUNING_BRANCHES, accuracy_text as _acc,
                                         judge_levels, pct as _pct, spread as _stats)
 from tflottery.reporting.tables import md_table
-from tflottery.reporting.collect import listdir, numbered
-from tflottery.runs import damage, io, layout
-
-
-def _read(path: str, field):
-    """json[field...] of `path`; None (with a warning) if the file is missing or damaged."""
-    if not io.exists(path):
-        return None
-    try:
-        value = io.read_json(path)
-        for key in field:
-            value = value[key]
-        return value
-    except (TypeError, *damage.DAMAGE_ERRORS) as err:
-        logging.warning("%s is damaged (%s); left out of the summary: run its replicate again "
-                        "(the same command with its --replicate) to remake it", path,
-                        f"{type(err).__name__}: {err}".splitlines()[0][:200])
-        return None
+from tflottery.reporting.collect import listdir, numbered, read_or_warn
+from tflottery.runs import io, layout
 
 
 def _accuracy(phase_dir: str):
-    return _read(layout.file(phase_dir, layout.FINAL), ("test_accuracy",))
+    return read_or_warn(layout.file(phase_dir, layout.FINAL), "test_accuracy")
 
 
 def _density(directory: str):
-    return _read(layout.file(layout.mask_dir(directory), layout.MASK_REPORT),
-                 ("total", "density"))
+    return read_or_warn(layout.file(layout.mask_dir(directory), layout.MASK_REPORT),
+                        "total", "density")
 
 
 def summarize(run_dir: str, matching_tolerance: float = 0.2) -> dict:
