@@ -218,7 +218,6 @@ def test_lmc_summary_leaves_out_a_damaged_record_of_another_replicate(tmp_path, 
     """lmc's end-of-run summary reads every replicate's instability.json; one the run
     did not remake (another replicate's) is named and left out instead of crashing
     the run at its very end."""
-    from tflottery.hparams import SummaryHparams
     from tflottery.reporting import instability
     paths = []
     for rep, barrier in enumerate((0.01, 0.03, 0.05)):
