@@ -296,22 +296,23 @@ def test_skipped_weight_update_trains_on_the_other_batches_only(tmp_path):
     assert train_steps == [3, 5, 9]
 
 
-@pytest.mark.parametrize("crash_at", [5, 7])
-def test_resuming_just_after_a_skipped_step(tmp_path, monkeypatch, crash_at):
-    """Killed after the checkpoint at 5, which follows the skipped step 4 with no train
-    record, or at the skipping hook's step 7 (saved before the hook acts): the resumed
-    phase continues from there (no log set aside) and ends as a straight one."""
+@pytest.mark.parametrize("crash_at, resumed_hooks", [(4, [7]), (7, [7]), (8, [])])
+def test_resuming_around_a_skipped_step(tmp_path, monkeypatch, crash_at, resumed_hooks):
+    """Skipping hooks at 0, 3, 7 and evaluations at 4, 8: no train record at 4 and 8
+    (nothing trained since 3 and 7).  Killed after the checkpoint at 4 or 8, or at the
+    hook's step 7 (saved before the hook acts, which then skips to the evaluation at
+    8): the phase resumes there (no log set aside) and ends as a straight one."""
     from test_damaged_logs import SimulatedCrash, crash_after_checkpoint, end_weights
     from tflottery.training.loop import Trainer
     dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
-    hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="10it", eval_every="5it",
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="10it", eval_every="4it",
                          steps_per_loop=3, xla_update=False)
     strategy = tf.distribute.get_strategy()
 
     def run(out):
         model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
         program = TrainingProgram(strategy, model, dataset, hp)
-        hook = SkippingHook([0, 4, 7], program.optimizer)
+        hook = SkippingHook([0, 3, 7], program.optimizer)
         Trainer(strategy, model, dataset, hp, 0, str(out), mask_hook=hook,
                 program=program).run()
         return hook
@@ -320,15 +321,15 @@ def test_resuming_just_after_a_skipped_step(tmp_path, monkeypatch, crash_at):
     with pytest.raises(SimulatedCrash):
         run(tmp_path / "killed")
     restore()
-    assert sorted(run(tmp_path / "killed").seen) == [7]      # resumed, not restarted
+    assert sorted(run(tmp_path / "killed").seen) == resumed_hooks   # resumed, not restarted
     assert not glob.glob(str(tmp_path / "killed" / "*.damaged-*"))
     metrics = {}
     for name in ("straight", "killed"):
         records = [json.loads(l) for l in open(tmp_path / name / "metrics.jsonl")]
         metrics[name] = [(r["step"], sorted(k for k in r if k.endswith("loss"))) for r in records]
     assert metrics["killed"] == metrics["straight"] == [
-        (0, ["test_loss"]), (4, ["train_loss"]), (5, ["test_loss"]), (7, ["train_loss"]),
-        (10, ["train_loss"]), (10, ["test_loss"])]
+        (0, ["test_loss"]), (3, ["train_loss"]), (4, ["test_loss"]), (7, ["train_loss"]),
+        (8, ["test_loss"]), (10, ["train_loss"]), (10, ["test_loss"])]
     assert end_weights(str(tmp_path / "killed")) == end_weights(str(tmp_path / "straight"))
 
 

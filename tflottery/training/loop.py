@@ -314,12 +314,14 @@ class Trainer:
         last_print, t_loop, steps_since = time.time(), time.time(), 0
         t_phase, phase_steps = time.time(), 0
         hook_steps = set(self.mask_hook.steps) if self.mask_hook is not None else set()
+        first = step
         if step in hook_steps:
             # Also on resuming at a hook step: the checkpoint of that step was
             # taken before the hook acted (a hook is deterministic, so
-            # repeating it is harmless).
+            # repeating it is harmless).  A skipping hook moves on one step,
+            # which may be an event itself.
             step = self._apply_mask_hook(step)
-        for event in [e for e in self._event_steps() if e > step]:
+        for event in [e for e in self._event_steps() if e > first]:
             while step < event:
                 # The safe point of a stop request: resuming repeats at most the
                 # steps since the last event's checkpoint.
