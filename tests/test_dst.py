@@ -15,13 +15,14 @@ import signal
 import subprocess
 import sys
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tflottery import data, gin_files, masking, models, runner
 from tflottery.errors import ConfigError
-from tflottery.experiments.dst import DropGrowHook
+from tflottery.experiments.dst import UPDATE_LOG, DropGrowHook
 from tflottery.scoring.grow import training_batch
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.pruning import dynamic
@@ -174,9 +175,11 @@ def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
     for name, (a, b) in shapes.items():
         assert start[name].sum() == final[name].sum() == int(math.floor(eps * raw[name] * a * b
                                                                          + 0.5)), name
-    # Updates at 4, 8, 12, 16 (stop: 75% of 24 = 18), fractions on the cosine.
+    # Updates at 0, 4, 8, 12, 16 (the reference's schedule from begin_step 0 to the
+    # stop step, 75% of 24 = 18, inclusive), fractions on the cosine.
     log = [json.loads(l) for l in open(os.path.join(rep, "train", "mask_updates.jsonl"))]
-    assert [r["step"] for r in log] == [4, 8, 12, 16]
+    assert [r["step"] for r in log] == [0, 4, 8, 12, 16]
+    assert saved_updates(rep) == 5
     for record in log:
         expected = 0.15 * (1 + math.cos(math.pi * record["step"] / 18))
         assert record["drop_fraction"] == pytest.approx(expected)
@@ -192,17 +195,199 @@ def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
     assert 0 < saved["final_vs_start"]["new_not_in_previous"] < 1
 
 
+def saved_updates(rep):
+    return json.load(open(os.path.join(rep, "dst.json")))["updates"]
+
+
+def test_begin_step_anneal_and_layers_outside_the_budget(tmp_path):
+    gin_files.parse([], DST + [
+        "DstHparams.distribution = 'uniform'",
+        "DstHparams.begin_step = '2it'",
+        "DstHparams.drop_fraction_anneal = 'exponential_2'",
+        "DstHparams.layer_sparsities = {'fc_1': 0.5}",
+        "DstHparams.dense_layers = ('output',)",
+    ])
+    runner.run(str(tmp_path))
+    (rep,) = glob.glob(str(tmp_path / "dst_*" / "replicate_0"))
+    start = masking.Mask.load(os.path.join(rep, "mask_init"))
+    final = masking.Mask.load(os.path.join(rep, "mask"))
+    # fc_1 at its own 50%, output dense, fc_2 at the whole 10% (both outside the budget).
+    for name, kept in {"fc_1/kernel": 9600, "fc_2/kernel": 3000, "output/kernel": 1000}.items():
+        assert start[name].sum() == final[name].sum() == kept, name
+    assert final["output/kernel"].all()
+    # begin 2, every 4, stop 18 (inclusive): 2, 6, 10, 14, 18; the fraction
+    # 0.3 * (1 - (t - 2) / 16) ** 2.
+    log = [json.loads(l) for l in open(os.path.join(rep, "train", "mask_updates.jsonl"))]
+    assert [r["step"] for r in log] == [2, 6, 10, 14, 18]
+    assert [r["drop_fraction"] for r in log] == pytest.approx(
+        [0.3, 0.16875, 0.075, 0.01875, 0.0])
+    assert log[0]["changed"] > 0 and log[-1]["changed"] == 0
+    assert saved_updates(rep) == 5
+
+
+def test_default_schedule_has_the_references_23_updates():
+    """rigl.gin on LeNet's 3000 steps: 0, 100, ..., 2200 (the reference's begin 0,
+    end 2250, frequency 100), 23 updates."""
+    from types import SimpleNamespace
+    from tflottery.experiments.dst import DstExperiment, DstHparams
+    experiment = DstExperiment()
+    experiment.hp = DstHparams()
+    ctx = SimpleNamespace(total_steps=lambda: 3000, training_hp=TrainingHparams(),
+                          dataset=SimpleNamespace(iterations_per_epoch=1000))
+    steps, begin, stop = experiment.update_steps(ctx)
+    assert steps == list(range(0, 2201, 100)) and len(steps) == 23
+    assert (begin, stop) == (0, 2250)
+
+
+class SkippingHook:
+    """Records the weights and the iteration counter at each of its steps, where it
+    takes the place of the weight update."""
+    skips_training_step = True
+
+    def __init__(self, steps, optimizer):
+        self.steps, self.optimizer, self.seen = steps, optimizer, {}
+
+    def __call__(self, model, step):
+        self.seen[step] = ([v.numpy() for v in model.trainable_variables],
+                           int(self.optimizer.iterations.numpy()))
+
+
+def test_skipped_weight_update_trains_on_the_other_batches_only(tmp_path):
+    """At a skipping hook's step t the batch of step t trains nothing; step t + 1
+    trains on batch t + 1 (checked against plain SGD steps by GradientTape)."""
+    from tflottery.training.loop import Trainer, read_metrics
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="10it", eval_every="10it",
+                         steps_per_loop=3, xla_update=False)
+    strategy = tf.distribute.get_strategy()
+    model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+    program = TrainingProgram(strategy, model, dataset, hp)
+    hook = SkippingHook([0, 3, 5, 9], program.optimizer)
+    Trainer(strategy, model, dataset, hp, 0, str(tmp_path), mask_hook=hook,
+            program=program).run()
+
+    def sgd(weights, batches):
+        for v, w in zip(model.trainable_variables, weights):
+            v.assign(w)
+        for b in batches:
+            images, labels = training_batch(dataset, 0, b)
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True)
+                loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+                    labels, logits, from_logits=True))
+            for v, g in zip(model.trainable_variables,
+                            tape.gradient(loss, model.trainable_variables)):
+                v.assign_sub(0.05 * g)
+        return [v.numpy() for v in model.trainable_variables]
+
+    end = [v.numpy() for v in model.trainable_variables]
+    # Batches 0, 3, 5 and 9 train nothing: 1, 2 before the hook at 3, 4 before 5, 6-8 after.
+    for since, until, batches in [(0, 3, [1, 2]), (3, 5, [4]), (5, 9, [6, 7, 8])]:
+        expected = sgd(hook.seen[since][0], batches)
+        for a, b in zip(hook.seen[until][0], expected):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(end, hook.seen[9][0]):
+        np.testing.assert_array_equal(a, b)          # the last step (9) was skipped
+    # The step counter moves on at a skipped step: the schedule and resuming read it.
+    assert {t: it for t, (_, it) in hook.seen.items()} == {0: 0, 3: 3, 5: 5, 9: 9}
+    assert int(program.optimizer.iterations.numpy()) == 10
+    # No train record for the end step: nothing was trained after the record at 9.
+    train_steps = [r["step"] for r in read_metrics(str(tmp_path)) if "train_loss" in r]
+    assert train_steps == [3, 5, 9]
+
+
+@pytest.mark.parametrize("crash_at, resumed_hooks", [(4, [7]), (7, [7]), (8, [])])
+def test_resuming_around_a_skipped_step(tmp_path, monkeypatch, crash_at, resumed_hooks):
+    """Skipping hooks at 0, 3, 7 and evaluations at 4, 8: no train record at 4 and 8
+    (nothing trained since 3 and 7).  Killed after the checkpoint at 4 or 8, or at the
+    hook's step 7 (saved before the hook acts, which then skips to the evaluation at
+    8): the phase resumes there (no log set aside) and ends as a straight one."""
+    from test_damaged_logs import SimulatedCrash, crash_after_checkpoint, end_weights
+    from tflottery.training.loop import Trainer
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=32))
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="10it", eval_every="4it",
+                         steps_per_loop=3, xla_update=False)
+    strategy = tf.distribute.get_strategy()
+
+    def run(out):
+        model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=3))
+        program = TrainingProgram(strategy, model, dataset, hp)
+        hook = SkippingHook([0, 3, 7], program.optimizer)
+        Trainer(strategy, model, dataset, hp, 0, str(out), mask_hook=hook,
+                program=program).run()
+        return hook
+    run(tmp_path / "straight")
+    restore = crash_after_checkpoint(monkeypatch, crash_at)
+    with pytest.raises(SimulatedCrash):
+        run(tmp_path / "killed")
+    restore()
+    assert sorted(run(tmp_path / "killed").seen) == resumed_hooks   # resumed, not restarted
+    assert not glob.glob(str(tmp_path / "killed" / "*.damaged-*"))
+    metrics = {}
+    for name in ("straight", "killed"):
+        records = [json.loads(l) for l in open(tmp_path / name / "metrics.jsonl")]
+        metrics[name] = [(r["step"], sorted(k for k in r if k.endswith("loss"))) for r in records]
+    assert metrics["killed"] == metrics["straight"] == [
+        (0, ["test_loss"]), (3, ["train_loss"]), (4, ["test_loss"]), (7, ["train_loss"]),
+        (8, ["test_loss"]), (10, ["train_loss"]), (10, ["test_loss"])]
+    assert end_weights(str(tmp_path / "killed")) == end_weights(str(tmp_path / "straight"))
+
+
+def test_rigl_run_with_skip_weight_update(tmp_path):
+    """The whole run: skip_weight_update reaches the loop (other end weights, the step
+    counter at the end of training all the same), the update log is unchanged."""
+    reps = {}
+    for skip in (False, True):
+        gin.clear_config()
+        gin_files.parse([], DST + [f"DstHparams.skip_weight_update = {skip}"])
+        runner.run(str(tmp_path / str(skip)))
+        (reps[skip],) = glob.glob(str(tmp_path / str(skip) / "dst_*" / "replicate_0"))
+    logs = {}
+    for skip, rep in reps.items():
+        logs[skip] = [json.loads(l) for l in open(os.path.join(rep, "train", UPDATE_LOG))]
+        assert [r["step"] for r in logs[skip]] == [0, 4, 8, 12, 16]
+        assert json.load(open(os.path.join(rep, "train", "final.json")))["step"] == 24
+    # The first update sees the same weights either way; later ones do not.
+    assert logs[False][0] == logs[True][0]
+    ends = {}
+    for skip, rep in reps.items():
+        model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
+        checkpoints.restore_weights(model, os.path.join(rep, "train", "checkpoints"), "end")
+        ends[skip] = model.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(ends[False], ends[True]))
+
+
 @pytest.mark.parametrize("binding, message", [
     ("DstHparams.sparsity = 1.0", "DstHparams.sparsity must be a number in"),
     ("DstHparams.drop_fraction = 0.0", r"drop_fraction must be in \(0, 1\)"),
     ("DstHparams.drop_fraction = 1.0", r"drop_fraction must be in \(0, 1\)"),
     ("DstHparams.grow = 'hebbian'", "unknown DstHparams.grow 'hebbian'"),
     ("DstHparams.distribution = 'normal'", "unknown density distribution 'normal'"),
-    ("DstHparams.update_every = '30it'", "no mask update before the stop step"),
+    ("DstHparams.begin_step = '18it'", r"begin_step \('18it' = 18 it\) must come before the "
+                                       r"stop step \(18 it"),
+    ("DstHparams.update_every = '0it'", r"update_every \('0it'\) must be at least 1 it"),
     ("DstHparams.dense_layers = ('fc_9',)", "excluded layer 'fc_9'"),
+    ("DstHparams.drop_fraction_anneal = 'linear'", "unknown drop fraction anneal 'linear'"),
+    ("DstHparams.layer_sparsities = {'fc_9': 0.5}", r"layer_sparsities\['fc_9'\]: 'fc_9' is "
+                                                   "not a prunable layer"),
+    ("DstHparams.layer_sparsities = {'fc_1': 1.0}", r"layer_sparsities\['fc_1'\] must be a "
+                                                   r"number in \[0, 1\)"),
+    ("DstHparams.layer_sparsities = {'fc_1': 'half'}", r"layer_sparsities\['fc_1'\] must be "
+                                                      "a number"),
+    ("DstHparams.layer_sparsities = {'output': 0.5, 'output/kernel': 0.2}",
+     "output/kernel already has a density"),
+    ("DstHparams.erk_power_scale = -1.0", "DstHparams.erk_power_scale = -1.0: must not be "
+                                          "negative"),
+    ("DstHparams.erk_power_scale = 0.5\nDstHparams.distribution = 'er'",
+     "erk_power_scale 0.5 applies to distribution 'erk' only"),
+    ("DstHparams.custom_in_budget = 1", "DstHparams.custom_in_budget = 1 is not of type bool"),
+    ("DstHparams.skip_weight_update = True\nDstHparams.update_every = '1it'",
+     "skip_weight_update needs update_every of at least 2 it"),
+    ("DstHparams.custom_in_budget = True\nDstHparams.distribution = 'uniform'\n"
+     "DstHparams.sparsity = 0.99\nDstHparams.dense_layers = ('fc_2',)", "cannot be reached"),
 ])
 def test_bad_settings_fail_before_writing(tmp_path, binding, message):
-    gin_files.parse([], DST + [binding])
+    gin_files.parse([], DST + binding.split("\n"))
     with pytest.raises(ConfigError, match=message):
         runner.run(str(tmp_path))
     assert not os.listdir(tmp_path)

@@ -83,6 +83,9 @@ def program_counts(ctx):
     ("pai", ["PaiHparams.method = 'snip'", "PaiHparams.examples_per_class = 2"],
      ["PaiHparams.method = 'snip'", "PaiHparams.examples_per_class = 2",
       "PaiAblationHparams.names = ('shuffle', 'invert')"]),
+    # RigL: 2 mask updates against 10, each of them skipping its step's weight update.
+    ("dst", ["DstHparams.update_every = '16it'"],
+     ["DstHparams.update_every = '2it'", "DstHparams.skip_weight_update = True"]),
 ])
 def test_traces_per_run_do_not_grow_with_phases(tmp_path, experiment, small, large):
     name = [f"ExperimentHparams.name = '{experiment}'"]

@@ -4,22 +4,32 @@ The baselines of the thesis's closing question (section 6.2.2): a network
 that is sparse from the first step and changes *which* weights it keeps
 while it trains.  The network starts from its usual initialisation under a
 random mask whose per-layer densities follow DstHparams.distribution
-('erk' by default; pruning/dynamic.py).  Every `update_every` steps until
-`stop_fraction` of training, each layer replaces a fraction of its active
-weights: the ones of smallest magnitude are dropped, and as many inactive
-connections are grown -- those of largest dense-gradient magnitude on the
-current batch (grow='gradient': RigL, Evci et al. 2020) or at random
-(grow='random': SET, Mocanu et al. 2018).  The fraction decays from
-drop_fraction along a cosine to 0 at the stop step.  Every layer keeps its
-count of weights exactly; grown weights start at zero with fresh optimizer
-state (a connection dropped and grown back in the same update keeps its
-value, as in RigL's reference code).
+('erk' by default; pruning/dynamic.py); layers the user sets apart
+(`dense_layers`, `layer_sparsities`) keep their own density and are left
+out of the sparsity budget, as in RigL's reference code.  The masks are
+updated on the reference's schedule: at `begin_step`, then every
+`update_every` steps up to and including the stop step (`stop_fraction` of
+training) -- from step 0 by default, so LeNet's 3000 steps at dT 100 have
+23 updates (0, 100, ..., 2200).  At each, every layer replaces a fraction
+of its active weights: the ones of smallest magnitude are dropped, and as
+many inactive connections are grown -- those of largest dense-gradient
+magnitude on the current batch (grow='gradient': RigL, Evci et al. 2020) or
+at random (grow='random': SET, Mocanu et al. 2018).  The fraction is
+annealed from drop_fraction (`drop_fraction_anneal`: cosine to 0 at the
+stop step by default; constant; exponential).  Every layer keeps its count
+of weights exactly; grown weights start at zero with fresh optimizer state
+(a connection dropped and grown back in the same update keeps its value, as
+in RigL's reference code).  With `skip_weight_update`, the batch of an
+update step only scores the growth, as in RigL's paper (Algorithm 1) and
+reference code: no weight update is made on it.
 
 On the device.  A mask update is a hook of the host loop (training/loop.py)
 between two calls of the run's one traced training loop: it reads the
 weights, computes the new masks on the host (scoring/grow.py computes the
 dense gradient with the scoring device program), and assigns mask, weight
-and optimizer-slot variables.  Nothing is traced again.
+and optimizer-slot variables.  Skipping a step's weight update takes that
+step's batch from the training iterator on the host.  Nothing is traced
+again.
 
 Resuming.  The loop saves its checkpoint at an update step before the hook
 acts and calls the hook again after restoring it; the update depends only on
@@ -53,7 +63,7 @@ from tflottery.hparams import Checked, StepText
 from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
-from tflottery.pruning.names import excluded_weights
+from tflottery.pruning.names import excluded_weights, weights_named_by
 from tflottery.pruning.select import check_number
 from tflottery.runs import io, layout, step_log
 from tflottery.runs.report_spec import ReportSpec
@@ -68,7 +78,9 @@ from tflottery.training.optimizers import reset_slots
 class DstHparams(Checked):
     """Dynamic sparse training from a sparse start: RigL and SET (experiment 'dst').
 
-    sparsity: fraction of the prunable weights that are zero throughout.
+    sparsity: fraction of the prunable weights that are zero throughout --
+      of the layers without a density of their own (dense_layers,
+      layer_sparsities), unless custom_in_budget.
     distribution: how the density spreads over layers: 'erk' (Erdős-Rényi-
       Kernel, RigL's default), 'er' or 'uniform' (pruning/dynamic.py).
     grow: 'gradient' (RigL, Evci et al. 2020: the inactive connections with
@@ -76,9 +88,34 @@ class DstHparams(Checked):
       (SET, Mocanu et al. 2018).
     update_every: steps between mask updates (RigL's dT: 100 iterations).
     drop_fraction: the fraction alpha of each layer's active weights replaced
-      at the first update, decayed by a cosine to 0 at the stop step (0.3).
-    stop_fraction: updates stop at this fraction of training (RigL: 0.75).
-    dense_layers: layer names kept dense (they count towards the density).
+      at the first update (0.3), then annealed by drop_fraction_anneal.
+    stop_fraction: the last update is at or before this fraction of training
+      (RigL: 0.75); the stop step is the reference's end_step.
+    dense_layers: layer names kept dense (as layer_sparsities of 0).
+    begin_step: the first mask update (the reference's begin_step; '0it':
+      the first step, before any weight update).
+    drop_fraction_anneal: 'cosine' (RigL's: to 0 at the stop step),
+      'constant', or 'exponential_<p>' (alpha * (1 - progress) ** p from
+      begin to stop; 'exponential' is p = 1), as the reference's flag.
+    layer_sparsities: {layer or weight name: its own sparsity in [0, 1)},
+      fixed at the start and kept by every update (the reference's
+      custom_sparsity_map: e.g. a sparser first layer).
+    erk_power_scale: ERK's raw densities are raised to this power: < 1
+      softens ERK towards uniform, 0 is uniform (distribution 'erk' only).
+    custom_in_budget: False (the reference): layers with a density of their
+      own are outside the sparsity budget, so the other layers have
+      `sparsity` between them; True: they count, so the whole network has
+      `sparsity` and the other layers make up for them (this package's
+      behaviour before #24).
+    skip_weight_update: at a mask update step, use the step's batch only to
+      score the growth and make no weight update on it (RigL's paper,
+      Algorithm 1, and reference code; the step counter and the learning
+      rate schedule still advance, so the run makes that many fewer weight
+      updates).  False by default: every step of the budget trains on its
+      batch, so a run is comparable step for step with dense and IMP
+      training of the same length, and SET's reference trains at its update
+      steps too; the difference is 1 step in every update_every (23 of
+      3000 on LeNet's default schedule).
     """
 
     sparsity: float = 0.9
@@ -88,6 +125,12 @@ class DstHparams(Checked):
     drop_fraction: float = 0.3
     stop_fraction: float = 0.75
     dense_layers: Tuple[str, ...] = ()
+    begin_step: StepText = "0it"
+    drop_fraction_anneal: str = "cosine"
+    layer_sparsities: dict = dataclasses.field(default_factory=dict)
+    erk_power_scale: float = 1.0
+    custom_in_budget: bool = False
+    skip_weight_update: bool = False
 
 
 UPDATE_LOG = "mask_updates.jsonl"
@@ -106,24 +149,32 @@ class DropGrowHook:
 
     program: the run's TrainingProgram (its optimizer's slots are reset for
     grown weights).  batch: step -> (images, labels), used by 'gradient'.
+    The drop fraction at step t is dynamic.drop_fraction(t, drop_fraction,
+    anneal, begin, stop).  skip_weight_update: the Trainer makes no weight
+    update on the batch of a hook step (`skips_training_step`).
     """
 
     def __init__(self, program, grow: str, drop_fraction: float, steps, stop: int,
                  dense=(), seed: int = 0, batch=None, log_path: str = None,
-                 writable: bool = True):
+                 writable: bool = True, begin: int = 0, anneal: str = "cosine",
+                 skip_weight_update: bool = False):
         self.program = program
         self.grow = check_criterion("DstHparams.grow", grow)
         self.drop_fraction = drop_fraction
         self.steps = list(steps)
         self.stop = stop
+        self.begin = begin
+        self.anneal = anneal
         self.dense = set(dense)
         self.seed = seed
         self.batch = batch
         self.log_path = log_path
         self.writable = writable
+        self.skips_training_step = bool(skip_weight_update)
 
     def __call__(self, model, step: int) -> None:
-        fraction = dynamic.cosine_drop_fraction(step, self.drop_fraction, self.stop)
+        fraction = dynamic.drop_fraction(step, self.drop_fraction, self.anneal, self.begin,
+                                         self.stop)
         current = masking.get_mask(model)
         variables = masking.prunable_variables(model)
         scores = grow_scores(self.grow, model, lambda: self.batch(step), (self.seed, step))
@@ -165,12 +216,19 @@ class DstExperiment:
 
     # ---- validation ----
     def update_steps(self, ctx: RunContext):
-        """(mask update steps, stop step) in iterations."""
+        """(mask update steps, begin step, stop step) in iterations."""
         total = ctx.total_steps()
-        every = to_iterations(self.hp.update_every, ctx.dataset.iterations_per_epoch,
-                              ctx.training_hp.dilation)
+        ipe, dilation = ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation
+        every = to_iterations(self.hp.update_every, ipe, dilation)
+        begin = to_iterations(self.hp.begin_step, ipe, dilation)
         stop = int(round(self.hp.stop_fraction * total))
-        return list(range(every, stop, every)) if every > 0 else [], stop
+        if every < 1:
+            raise ConfigError(f"DstHparams.update_every ({self.hp.update_every!r}) must be at "
+                              f"least 1 it")
+        if begin >= stop:
+            raise ConfigError(f"DstHparams.begin_step ({self.hp.begin_step!r} = {begin} it) must "
+                              f"come before the stop step ({stop} it, stop_fraction of training)")
+        return dynamic.update_schedule(begin, stop, every, total), begin, stop
 
     def validate(self, ctx: RunContext) -> None:
         hp = self.hp
@@ -184,22 +242,45 @@ class DstExperiment:
         if not 0.0 < hp.stop_fraction <= 1.0:
             raise ConfigError(f"DstHparams.stop_fraction must be in (0, 1], got "
                               f"{hp.stop_fraction}")
-        steps, stop = self.update_steps(ctx)
-        if not steps:
-            raise ConfigError(
-                f"no mask update before the stop step ({stop} it): DstHparams.update_every "
-                f"({hp.update_every!r}) must be at least 1 it and less than the stop step; "
-                f"lower it or raise stop_fraction")
+        try:
+            dynamic.parse_anneal(hp.drop_fraction_anneal)
+        except ConfigError as e:
+            raise ConfigError(f"DstHparams.drop_fraction_anneal: {e}") from None
+        self.update_steps(ctx)
+        if hp.skip_weight_update and to_iterations(
+                hp.update_every, ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation) < 2:
+            raise ConfigError("DstHparams.skip_weight_update needs update_every of at least 2 it "
+                              "(at 1 it no step would train)")
         self.layer_densities(ctx)
+
+    def custom_densities(self, weight_names) -> dict:
+        """{weight name: density} of dense_layers and layer_sparsities."""
+        hp = self.hp
+        custom = {name: 1.0 for name in excluded_weights(hp.dense_layers, weight_names)}
+        for key, sparsity in hp.layer_sparsities.items():
+            what = f"DstHparams.layer_sparsities[{key!r}]"
+            check_number(what, sparsity, 0.0, 1.0, high_open=True)
+            names = weights_named_by(str(key), weight_names)
+            if not names:
+                raise ConfigError(f"{what}: {key!r} is not a prunable layer; choose from: "
+                                  f"{', '.join(sorted(weight_names))}")
+            twice = sorted(set(names) & set(custom))
+            if twice:
+                raise ConfigError(f"{what}: {', '.join(twice)} already has a density (from "
+                                  f"dense_layers or another key); give each layer one")
+            custom.update({name: 1.0 - float(sparsity) for name in names})
+        return custom
 
     def layer_densities(self, ctx: RunContext) -> dict:
         if ctx.state.prunable_shapes is None:
             ctx.state.prunable_shapes = prunable_weight_shapes(ctx.model_hp, ctx.dataset.info)
         shapes = ctx.state.prunable_shapes
-        dense = excluded_weights(self.hp.dense_layers, list(shapes))
+        custom = self.custom_densities(list(shapes))
         try:
             return dynamic.layer_densities(shapes, 1.0 - self.hp.sparsity, self.hp.distribution,
-                                           dense=dense)
+                                           custom=custom,
+                                           erk_power_scale=self.hp.erk_power_scale,
+                                           custom_in_budget=self.hp.custom_in_budget)
         except ConfigError as e:
             raise ConfigError(f"DstHparams: {e}") from None
 
@@ -221,14 +302,16 @@ class DstExperiment:
             lambda: dynamic.sparse_start_mask(shapes, self.layer_densities(ctx),
                                               seed_of(ctx.replicate, "mask")),
             statistics=True)
-        steps, stop = self.update_steps(ctx)
+        steps, begin, stop = self.update_steps(ctx)
         out = layout.train_dir(ctx.replicate_dir)
         hook = DropGrowHook(
             program, hp.grow, hp.drop_fraction, steps, stop,
-            dense=excluded_weights(hp.dense_layers, list(shapes)),
+            dense=[n for n, d in self.custom_densities(list(shapes)).items() if d == 1.0],
             seed=seed_of(ctx.replicate, "grow"),
             batch=lambda step: training_batch(ctx.dataset, ctx.data_seed, step),
-            log_path=layout.file(out, UPDATE_LOG), writable=ctx.writable)
+            log_path=layout.file(out, UPDATE_LOG), writable=ctx.writable,
+            begin=begin, anneal=hp.drop_fraction_anneal,
+            skip_weight_update=hp.skip_weight_update)
         program.load_initial_weights()
         masking.set_mask(model, start)
         masking.zero_pruned_weights(model)

@@ -66,6 +66,11 @@ class Trainer:
         loop stops at those steps and calls it on the host, then zeroes the
         newly pruned weights (the training step trusts that pruned weights
         are zero: see masking/fast_path.py and training/masked_updates.py).
+        A hook whose `skips_training_step` is true also takes the place of
+        the weight update of its step: the loop takes that step's batch from
+        the iterator unused and advances the iteration counter (and so the
+        schedule) by one; no train record is written for an event reached
+        without a trained step since the last record.
 
         program: the run's TrainingProgram for `model` (whose traced
         functions every phase reuses); None builds a private one.
@@ -108,6 +113,7 @@ class Trainer:
         alone (after `program.begin_phase`).
         """
         iterator = self.program.train_iterator(self.data_seed, start_step)
+        self._iterator = iterator
         masking.zero_pruned_weights(self.model)
         return lambda n: self.program.train_steps(iterator, n)
 
@@ -142,12 +148,20 @@ class Trainer:
         expected = set()
         if s.start < s.end and self._is_eval(s.start):
             expected.update((s.start, k) for k in evals)
+        skipped = self._skipped_steps()
         for event in self._event_steps():
             if s.start < event <= up_to:
-                expected.add((event, "train"))
+                if not (event - 1 in skipped and event - 1 >= s.start):
+                    expected.add((event, "train"))
                 if self._is_eval(event):
                     expected.update((event, k) for k in evals)
         return expected
+
+    def _skipped_steps(self) -> set:
+        """The steps whose weight update the mask hook takes the place of."""
+        if self.mask_hook is None or not getattr(self.mask_hook, "skips_training_step", False):
+            return set()
+        return set(self.mask_hook.steps)
 
     def _hook_log(self) -> Optional[str]:
         """The step log the mask hook writes (runs/step_log.py), if any."""
@@ -300,12 +314,14 @@ class Trainer:
         last_print, t_loop, steps_since = time.time(), time.time(), 0
         t_phase, phase_steps = time.time(), 0
         hook_steps = set(self.mask_hook.steps) if self.mask_hook is not None else set()
+        first = step
         if step in hook_steps:
             # Also on resuming at a hook step: the checkpoint of that step was
             # taken before the hook acted (a hook is deterministic, so
-            # repeating it is harmless).
-            self._apply_mask_hook(step)
-        for event in [e for e in self._event_steps() if e > step]:
+            # repeating it is harmless).  A skipping hook moves on one step,
+            # which may be an event itself.
+            step = self._apply_mask_hook(step)
+        for event in [e for e in self._event_steps() if e > first]:
             while step < event:
                 # The safe point of a stop request: resuming repeats at most the
                 # steps since the last event's checkpoint.
@@ -327,20 +343,23 @@ class Trainer:
                 if now - last_print >= self.progress_every_seconds or step == event == s.end:
                     self._log_progress(step, loss, phase_steps / max(now - t_phase, 1e-9))
                     last_print = now
-            record = {"step": step, "train_loss": float(self.train_loss.result()),
-                      "train_accuracy": float(self.train_acc.result()),
-                      "steps_per_second": steps_since / max(time.time() - t_loop, 1e-9)}
-            summaries.write_train(writer, step, record, float(self.schedule(step - s.start)))
-            self.train_loss.reset_state()
-            self.train_acc.reset_state()
-            self._append_metrics(record)
+            if steps_since:     # none only just after a skipped step (see mask_hook)
+                record = {"step": step, "train_loss": float(self.train_loss.result()),
+                          "train_accuracy": float(self.train_acc.result()),
+                          "steps_per_second": steps_since / max(time.time() - t_loop, 1e-9)}
+                summaries.write_train(writer, step, record,
+                                      float(self.schedule(step - s.start)))
+                self.train_loss.reset_state()
+                self.train_acc.reset_state()
+                self._append_metrics(record)
             self._record_eval(step, writer)
             self._save_named_at(step)
             if step < s.end:
                 # At the end, 'end' (saved just above) and final.json take over.
                 self._checkpointer.save_latest(step)
             if step in hook_steps:
-                self._apply_mask_hook(step)
+                step = self._apply_mask_hook(step)
+                self._step = step
             t_loop, steps_since = time.time(), 0
         return step
 
@@ -363,11 +382,21 @@ class Trainer:
         fields = {f"TrainingHparams.{k}": v for k, v in vars(self.hp).items()}
         return dict(fields, phase=self.phase_name)
 
-    def _apply_mask_hook(self, step):
+    def _apply_mask_hook(self, step) -> int:
+        """Call the mask hook at `step`; returns the step training goes on from."""
         self.mask_hook(self.model, step)
         masking.zero_pruned_weights(self.model)
         if self._writer is not None:
             summaries.write_density(self._writer, step, self.model)
+        if step not in self._skipped_steps():
+            return step
+        # The hook took the place of this step's weight update: its batch is
+        # used up, and the counter the schedule (and resuming) reads moves on.
+        next(self._iterator)
+        self.optimizer.iterations.assign_add(1)
+        if self.run_log is not None:
+            self.run_log.add(1)
+        return step + 1
 
     def _is_eval(self, step: int) -> bool:
         return step == self.steps.end or step % self.steps.eval_every == 0
