@@ -35,7 +35,8 @@ def field_docs(cls) -> Dict[str, str]:
                 out[key] = match.group(2).strip()
         elif current and line.startswith(" ") and line.strip():
             for key in current:    # "Erdős-Rényi-" + "Kernel" joins without a space
-                out[key] += ("" if out[key].endswith("-") else " ") + line.strip()
+                joined = re.search(r"\w-$", out[key])
+                out[key] += ("" if joined else " ") + line.strip()
         else:
             current = []
     return out

@@ -78,9 +78,9 @@ from tflottery.training.optimizers import reset_slots
 class DstHparams(Checked):
     """Dynamic sparse training from a sparse start: RigL and SET (experiment 'dst').
 
-    sparsity: fraction of the prunable weights that are zero throughout --
-      of the layers without a density of their own (dense_layers,
-      layer_sparsities), unless custom_in_budget.
+    sparsity: fraction of the prunable weights that are zero throughout,
+      counted over the layers without a density of their own (dense_layers,
+      layer_sparsities) unless custom_in_budget.
     distribution: how the density spreads over layers: 'erk' (Erdős-Rényi-
       Kernel, RigL's default), 'er' or 'uniform' (pruning/dynamic.py).
     grow: 'gradient' (RigL, Evci et al. 2020: the inactive connections with
