@@ -100,10 +100,13 @@ def clean_gin():
 
 
 def run_module(module, *args, timeout=300, extra_env=None):
-    """`python -m module args...` from the repository, quiet TensorFlow, no stdin."""
+    """`python -m module args...` from the repository, quiet TensorFlow, no stdin
+    (`extra_env`: variables to set; None as a value unsets one)."""
     import subprocess
     import sys
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(extra_env or {}))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.update(extra_env or {})
+    env = {name: value for name, value in env.items() if value is not None}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)

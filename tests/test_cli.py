@@ -175,3 +175,21 @@ def test_nan_loss_stops_with_error_and_no_final(tmp_path):
     assert glob.glob(str(root / "*" / "config.gin"))
     assert not glob.glob(str(root / "*" / "replicate_0" / "level_0" / "train" / "final.json"))
     assert not glob.glob(str(root / "*" / "replicate_0" / "level_1"))
+
+
+def test_a_run_starts_without_tensorflow_start_up_noise(tmp_path):
+    """As a user runs it (no TF_CPP_MIN_LOG_LEVEL), a short quickstart's whole stderr
+    holds no E/W line of TensorFlow's start-up (CUDA probe, oneDNN, absl pre-init);
+    TFLOTTERY_RAW_LOGS=1 would show them (tests/test_tf_import.py)."""
+    out = run_module("tflottery.main", f"--root_dir={tmp_path / 'runs'}",
+                     "--gin_file=quickstart.gin", "--gin_bindings=PruningHparams.levels = 1",
+                     "--gin_bindings=TrainingHparams.training_steps = '20it'",
+                     "--gin_bindings=TrainingHparams.eval_every = '10it'",
+                     "--gin_bindings=BranchHparams.names = ()",
+                     extra_env={"TF_CPP_MIN_LOG_LEVEL": None})
+    assert out.returncode == 0, out.stderr[-2000:]
+    noise = [line for line in out.stderr.splitlines()
+             if re.match(r"[EWF]\d{4} ", line) or "InitializeLog" in line or "cuInit" in line
+             or "oneDNN" in line or "cuda drivers" in line]
+    assert not noise, noise
+    assert "level 1: training steps 0..20" in out.stderr
