@@ -240,6 +240,12 @@ def median_earliest(values: List[Optional[float]]) -> Optional[float]:
     return median if np.isfinite(median) else None
 
 
+def k_text(k: Optional[float]) -> str:
+    """An earliest k for a table: 'never' (None: not within the k tried), else as a number
+    without a trailing '.0'."""
+    return "never" if k is None else f"{k:g}"
+
+
 def earliest_k(rows: List[dict], threshold_points: float, tolerance_points: float,
                replicates: Optional[List[int]] = None) -> dict:
     """Earliest stable and earliest matching k of one run's level (median over replicates:

@@ -157,9 +157,9 @@ def to_markdown(table: dict) -> str:
             cells += [_percent(r, "soup_aligned_accuracy_mean")] if aligned else []
         rows.append(cells + ["yes" if r["stable"] else "no", match])
     lines = [md_table(header, rows), ""]
-    lines.append(f"Stable: test instability below {table['stability_threshold']} points "
+    lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
                  f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)); matching: "
-                 f"within {table['matching_tolerance']} points of the dense accuracy.")
+                 f"within {table['matching_tolerance']:g} points of the dense accuracy.")
     if aligned:
         methods = sorted({r["align"] for r in table["rows"] if "align" in r})
         lines.append(f"Aligned: copy 2's units permuted to match copy 1 by {', '.join(methods)} "
@@ -171,8 +171,9 @@ def to_markdown(table: dict) -> str:
     unpruned = next((r["subnetwork"] for r in table["rows"] if r["level"] is None), "dense")
     for e in table["earliest"]:
         where = unpruned if e["level"] is None else f"level {e['level']}"
-        lines.append(f"- {where}: earliest stable k (median over replicates) {e['stable_k']}, "
-                     f"earliest matching k {e['matching_k']}")
+        lines.append(f"- {where}: earliest stable k (median over replicates) "
+                     f"{groups.k_text(e['stable_k'])}, earliest matching k "
+                     f"{groups.k_text(e['matching_k'])}")
     return "\n".join(lines)
 
 

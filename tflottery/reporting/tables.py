@@ -107,9 +107,6 @@ def lmc_summary(table: dict) -> str:
                for entry in groups.instability_levels(table, run["run"])]
     optional = [(header, key) for header, key in LMC_OPTIONAL_COLUMNS
                 if any(r.get(key) is not None for _, entry in entries for r in entry["rows"])]
-
-    def fmt(v):
-        return "never" if v is None else f"{v:g}"
     rows = []
     for run, entry in entries:
         threshold = groups.summary_setting(table, run["run"], "stability_threshold")
@@ -120,8 +117,8 @@ def lmc_summary(table: dict) -> str:
                      groups.pct(entry["density"]), found["replicates"],
                      mean_by_k(entry["rows"], "test_instability"),
                      *(mean_by_k(entry["rows"], key) for _, key in optional), threshold,
-                     fmt(found["stable_k"]),
-                     fmt(found["matching_k"]) if found["can_match"] else "n/a (dense)"])
+                     groups.k_text(found["stable_k"]),
+                     groups.k_text(found["matching_k"]) if found["can_match"] else "n/a (dense)"])
     if not rows:
         return ""
     return md_table(["run", "network", "subnetwork", "level", "weights remaining %",
