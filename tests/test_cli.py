@@ -87,8 +87,12 @@ def test_list_names_every_registry_entry_and_gin_config():
         assert title + ":" in result.stdout
         for name in registry.names():
             assert re.search(rf"^  {re.escape(name)}( |$)", result.stdout, re.M), (title, name)
-    for name, first_comment in catalog.gin_config_entries():
+    flat = " ".join(result.stdout.split())      # descriptions are wrapped over lines
+    for name, about in catalog.gin_config_entries():
         assert f"  {name}" in result.stdout
+        # Whole: a sentence, not a first comment line cut mid-sentence.
+        assert about.endswith((".", ".)")) and " ".join(about.split()) in flat, (name, about)
+    assert catalog.gin_config_entries()[0][1]
     assert "quickstart.gin" in result.stdout and "Quickstart: iterative magnitude pruning" \
         in result.stdout
     assert "experiments (ExperimentHparams.name):" in result.stdout

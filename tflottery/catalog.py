@@ -4,26 +4,32 @@ Every list is read from its registry at call time, so an experiment, model,
 dataset, branch or scorer registered anywhere (including by a module a gin
 file `import`s) appears without this file changing.  Each entry gets a
 one-line description where one is at hand: the object's own `description`,
-the first line of its docstring, a model's architecture arguments, a gin
-file's first comment line.
+the first sentence of its docstring, a model's architecture arguments, a gin
+file's first comment sentence (whole, wrapped).
 """
 import dataclasses
 import functools
 import os
 import sys
+import textwrap
 from typing import Dict, List, Tuple
 
-from tflottery import gin_files
+from tflottery import gin_files, hparams_doc
 
 Entry = Tuple[str, str]
 
 
 def _first_line(text) -> str:
-    for line in (text or "").strip().splitlines():
-        line = line.strip().lstrip("#").strip()
+    """The first sentence of a docstring or comment block, whole (its first paragraph
+    may run over several lines; comment markers dropped)."""
+    lines = [line.strip().lstrip("#").strip() for line in (text or "").strip().splitlines()]
+    paragraph = []
+    for line in lines:
+        if not line and paragraph:
+            break
         if line:
-            return line
-    return ""
+            paragraph.append(line)
+    return hparams_doc.first_sentence(" ".join(paragraph))
 
 
 def describe(obj) -> str:
@@ -54,8 +60,11 @@ def gin_config_entries() -> List[Entry]:
     out = []
     for name in gin_files.available_configs():
         with open(os.path.join(gin_files.CONFIG_DIR, name), encoding="utf-8") as f:
-            comments = [line for line in f.read().splitlines() if line.startswith("#")]
-        out.append((name, _first_line(comments[0]) if comments else ""))
+            lines = f.read().splitlines()
+        # The opening comment block (up to the first line that is not a comment).
+        comments = lines[:next((i for i, l in enumerate(lines) if not l.startswith("#")),
+                               len(lines))]
+        out.append((name, _first_line("\n".join(comments))))
     return out
 
 
@@ -85,7 +94,9 @@ def format_sections(listing: Dict[str, List[Entry]]) -> str:
         lines.append(f"{title}:")
         width = max((len(name) for name, _ in entries), default=0)
         for name, about in entries:
-            lines.append(f"  {name:<{width}}  {about}".rstrip())
+            lines += textwrap.wrap(about, width=hparams_doc.WIDTH,
+                                   initial_indent=f"  {name:<{width}}  ",
+                                   subsequent_indent=" " * (width + 4)) or [f"  {name}"]
         lines.append("")
     lines.append("Your own model or dataset: register it in a module of yours and add "
                  "`import your_module` to a gin file (README: 'Your own model and data').")
