@@ -7,7 +7,6 @@ one-line description where one is at hand: the object's own `description`,
 the first sentence of its docstring, a model's architecture arguments, a gin
 file's first comment sentence (whole, wrapped).
 """
-import dataclasses
 import functools
 import os
 import sys
