@@ -122,10 +122,17 @@ class GradualPruning(KeepPrunedZero):
                                         self.hp.scope, excluded, log_path=None, writable=False)
         now = int(self.model.optimizer.iterations.numpy())
         self._next = sum(1 for s in steps if s < now)   # steps passed in earlier fit calls
+        # A pruning due before the first batch (begin_step 0, or where an earlier fit
+        # stopped) happens here: then it is not timed as a batch hook, and Keras does not
+        # warn that on_train_batch_begin "is slow compared to the batch time".
+        self._prune_due(now)
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._prune_due(int(self.model.optimizer.iterations.numpy()))
+
+    def _prune_due(self, now: int) -> None:
+        """Prune to the latest scheduled sparsity whose step is <= `now`, if not done yet."""
         steps = self._hook.steps
-        now = int(self.model.optimizer.iterations.numpy())
         due = None
         while self._next < len(steps) and steps[self._next] <= now:
             due = steps[self._next]   # with steps_per_execution > 1, several may be due
