@@ -153,6 +153,31 @@ def test_fail_fast_and_finished_jobs(tmp_path, monkeypatch, capsys):
     assert not sweep.is_done(jobs[0])         # a job nobody checked is never done
 
 
+def test_closing_table_gives_each_grid_point_and_replicate_its_result(tmp_path):
+    """The table a sweep ends with: one row per job, its finished.json's accuracy (in %)
+    and what it is of; '-' for a job not finished with its settings."""
+    from tflottery.runs.finished import write_finished
+    jobs = sweep.build_jobs(["quickstart.gin"], [], str(tmp_path), replicates=2,
+                            grid=["TrainingHparams.lr=0.1,0.01"])
+    jobs = [job._replace(replicate_dir=str(tmp_path / f"p{job.bindings[0][-4:]}" /
+                                           f"replicate_{job.replicate}"),
+                         hparams={"TrainingHparams": {"lr": job.bindings[0][-4:]}})
+            for job in jobs]
+    for job, accuracy in zip(jobs[:3], (0.9512, 0.5, 0.875)):
+        os.makedirs(job.replicate_dir)
+        write_finished(job.replicate_dir, {"hparams": job.hparams},
+                       {"test_accuracy": accuracy, "accuracy_of": "level 2 (density 64.0%)"})
+    lines = sweep.results_table(jobs)
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["grid point", "replicate", "final test accuracy %", "of"]
+    assert sorted(cells[2:]) == sorted([
+        [jobs[0].bindings[0], str(jobs[0].replicate), "95.12", "level 2 (density 64.0%)"],
+        [jobs[1].bindings[0], str(jobs[1].replicate), "50.00", "level 2 (density 64.0%)"],
+        [jobs[2].bindings[0], str(jobs[2].replicate), "87.50", "level 2 (density 64.0%)"],
+        [jobs[3].bindings[0], str(jobs[3].replicate), "-", ""]])
+    assert len({len(line) for line in lines}) == 1          # aligned columns
+
+
 def test_job_hanging_after_its_result_is_stopped_and_counts_as_done(tmp_path, monkeypatch):
     """TensorFlow can hang in interpreter shutdown after the run is complete: once
     the run directory says so (finished.json), the job is stopped and counts as done."""
@@ -285,6 +310,13 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
     for kind in ("early_stopping", "dilation"):
         assert os.path.exists(root / "speed" / f"speed_{name}_{kind}.png")
     assert len(glob.glob(str(root / sweep.JOBS_DIRNAME / "*.log"))) == 2
+    # The closing table and the whole root's report.
+    assert re.search(r"^\| BranchHparams.dilation=0.5 +\| 0 +\| \d+\.\d\d +\| the last IMP level "
+                     r"\(level 1, 80\.00% of weights remaining\) \|$", out, re.M), out
+    assert re.search(r"^\| BranchHparams.dilation=0.0 +\| 0 +\| - ", out, re.M)
+    page = [l for l in out.splitlines() if l.startswith("report (every run under")]
+    assert page and os.path.exists(page[0].split(": ", 1)[1])
+    assert "InitializeLog" not in first.stderr and "cuda" not in first.stderr, first.stderr
 
     second = run_sweep_cli(*args[:-1], "--fail_fast")
     assert second.returncode == 1

@@ -8,6 +8,9 @@ the problem and the fix.
 from typing import Iterable
 
 SHOWN_IN_LISTS = 5
+# In the one-line refusal of a run directory that another live process holds
+# (runs/lock.py); sweeps recognise it without importing the lock (and TensorFlow).
+RUN_DIR_IN_USE = "is in use by process"
 
 
 def first_few(items: Iterable, limit: int = SHOWN_IN_LISTS) -> str:

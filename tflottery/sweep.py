@@ -32,6 +32,11 @@ finished phases skipped by the run itself.  Each job's output is kept in
 <root_dir>/_sweep_jobs/<key>.log.  --print_commands output is for GNU
 parallel or the launch/ scripts (jobs of one lottery run share its
 directory, so run its first job alone before the others in parallel).
+
+A sweep ends with a table (grid point x replicate: the final test accuracy
+each job's finished.json records, and what it is of) and writes the report
+of the whole root (`python -m tflottery.report ROOT`, in a child process;
+`--no_report` skips it), printing the path of its report.html.
 """
 import argparse
 import hashlib
@@ -46,7 +51,7 @@ import tokenize
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 from tflottery import grid as grid_module
-from tflottery.errors import ConfigError
+from tflottery.errors import RUN_DIR_IN_USE, ConfigError
 from tflottery.runs import layout
 
 JOBS_DIRNAME = "_sweep_jobs"
@@ -250,7 +255,6 @@ def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
     end, then waited for; finished there, it counts as finished (outcome
     'elsewhere'); left unfinished (that process stopped), this sweep runs it.
     """
-    from tflottery.runs.lock import IN_USE
     out = out or sys.stdout
     jobs_dir = os.path.join(root_dir, JOBS_DIRNAME)
     outcome = {"succeeded": [], "skipped": [], "elsewhere": [], "failed": [], "not_run": []}
@@ -265,7 +269,7 @@ def run_sweep(jobs: Sequence[Job], gin_file: Sequence[str], root_dir: str,
         status, error = run_job(job, os.path.join(jobs_dir, job_key(job, gin_file) + ".log"),
                                 stream)
         took = time.time() - start
-        if status != 0 and IN_USE in error:
+        if status != 0 and RUN_DIR_IN_USE in error:
             return False
         if status == 0:
             say(job, f"done in {took:.0f} s")
@@ -324,6 +328,39 @@ def summary_lines(outcome: dict, total: int) -> List[str]:
     return lines
 
 
+def results_table(jobs: Sequence[Job]) -> List[str]:
+    """Markdown lines: per grid point and replicate, the headline result each job's
+    finished.json records (final test accuracy and what it is of); '-' for a job
+    that has not finished with its settings."""
+    from tflottery.runs.finished import read_finished
+    rows = []
+    for job in jobs:
+        found = read_finished(job.replicate_dir) if is_done(job) else None
+        accuracy = (found or {}).get("test_accuracy")
+        rows.append(["<br>".join(job.bindings) or "(the gin files)", str(job.replicate),
+                     "-" if accuracy is None else f"{100 * accuracy:.2f}",
+                     (found or {}).get("accuracy_of") or ""])
+    header = ["grid point", "replicate", "final test accuracy %", "of"]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+
+    def line(cells):
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+    return [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [
+        line(r) for r in rows]
+
+
+def write_report(root_dir: str, python: str = sys.executable) -> Optional[str]:
+    """`python -m tflottery.report root_dir` in a child (this process stays free of
+    TensorFlow); the path of its report.html, or None (its error is printed)."""
+    out = subprocess.run([python, "-m", "tflottery.report", root_dir], capture_output=True,
+                         text=True, stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        print(f"report not written: {(out.stderr.strip().splitlines() or ['?'])[-1]}",
+              flush=True)
+        return None
+    return os.path.join(root_dir, "report", "report.html")
+
+
 # ---- command line ----
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tflottery.sweep", description=__doc__.split("\n")[0])
@@ -338,6 +375,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="show each job's output as it runs")
     p.add_argument("--speed_report", action="store_true",
                    help="at the end, write the training-speed report of root_dir (tflottery.reporting.speed)")
+    p.add_argument("--no_report", action="store_true",
+                   help="do not write the report of root_dir at the end")
     p.add_argument("--python", default=sys.executable, help="interpreter of the jobs")
     return p
 
@@ -361,6 +400,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     print(f"sweep: {len(jobs)} jobs ({len(jobs) // args.replicates} grid points x "
           f"{args.replicates} replicates) under {args.root_dir}", flush=True)
+    # Whether a job finished is read through tf.io.gfile (a root may be on gs://):
+    # TensorFlow is imported here, without its start-up lines on the sweep's stderr.
+    from tflottery import tf_import
+    tf_import.import_tensorflow()
     try:
         outcome = run_sweep(jobs, args.gin_file, args.root_dir, args.fail_fast, args.stream)
     except KeyboardInterrupt:
@@ -368,6 +411,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     for line in summary_lines(outcome, len(jobs)):
         print(line, flush=True)
+    print("\n".join(["", *results_table(jobs), ""]), flush=True)
+    if not args.no_report and len(outcome["failed"]) < len(jobs):
+        path = write_report(args.root_dir, args.python)
+        if path:
+            print(f"report (every run under {args.root_dir}): {path}", flush=True)
     if args.speed_report and (outcome["succeeded"] or outcome["skipped"]):
         from tflottery.reporting import speed
         path = speed.write_report(args.root_dir)

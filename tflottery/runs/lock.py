@@ -39,13 +39,12 @@ import tensorflow as tf
 from absl import logging
 
 from tflottery import stop
-from tflottery.errors import ConfigError
+from tflottery.errors import RUN_DIR_IN_USE, ConfigError
 from tflottery.runs import layout
 
 LOCK_FILENAME = layout.LOCK
 LEASE_SECONDS = 600.0     # object stores: a holder silent this long is gone
 SETTLE_SECONDS = 2.0      # object stores: wait before reading a written lock back
-IN_USE = "is in use by process"   # in the refusal's line: sweeps recognise it
 _LEFTOVER_FILE = re.compile(r"\.tmp-[0-9a-f]{8}$")
 _LEFTOVER_DIR = re.compile(r"_temp(_[0-9a-f]+)?$")
 
@@ -169,7 +168,7 @@ class RunLock:
                 continue
             if not self.wait:
                 raise ConfigError(
-                    f"run directory {self.run_dir} {IN_USE} {holder.get('pid')} on "
+                    f"run directory {self.run_dir} {RUN_DIR_IN_USE} {holder.get('pid')} on "
                     f"{holder.get('host')} since {holder.get('started')}; wait for it to finish "
                     f"(or pass --wait_for_lock), or delete {self.path} if that process is gone")
             stop.check(f"while waiting for the lock of {self.run_dir}")
