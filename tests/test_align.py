@@ -156,6 +156,32 @@ def test_coordinate_descent_never_decreases_and_ends_at_a_coordinatewise_optimum
         assert brute_force_objective(a, b, p1, np.array(r2)) <= final + 1e-9
 
 
+def test_restarts_keep_the_highest_objective_of_the_visiting_orders():
+    """weight_matching(restarts=N) is the best of the N searches seed, seed + 1, ...:
+    each restart is the single search of its seed, its objective is the NumPy
+    objective of its permutation, and the result is the first of the highest."""
+    a, b = mlp(hidden=(5, 4), seed=35), mlp(hidden=(5, 4), seed=36)
+    names = list(align.groups(a))
+    best = align.weight_matching(a, b, seed=3, restarts=6)   # here seed 7 finds the best
+    assert len(best.restarts) == 6 and any(p is best for p in best.restarts)
+    objectives = []
+    for i, found in enumerate(best.restarts):
+        single = align.weight_matching(a, b, seed=3 + i)
+        assert all(np.array_equal(found[n], single[n]) for n in names)
+        value = brute_force_objective(a, b, found[names[0]], found[names[1]])
+        assert found.objective == pytest.approx(value)
+        objectives.append(value)
+    assert len(set(np.round(objectives, 9))) > 1        # the orders end in different optima
+    assert best.objective == pytest.approx(max(objectives)) and best is not best.restarts[0]
+    first_best = next(p for p in best.restarts if p.objective == max(q.objective
+                                                                   for q in best.restarts))
+    assert first_best is best
+    single = align.weight_matching(a, b, seed=3)
+    assert single.restarts == (single,) and single.objective == pytest.approx(objectives[0])
+    with pytest.raises(ConfigError, match="restarts must be a positive integer"):
+        align.weight_matching(a, b, restarts=0)
+
+
 def test_activation_matching_recovers_a_permuted_copy():
     a = randomised(conv_bn_net(), 3, masked=False)
     p = align.random_permutation(a, seed=4)

@@ -175,6 +175,20 @@ def test_alphas_and_error_barrier():
         analysis.alphas(1)
 
 
+def test_linear_barrier_measures_from_the_straight_line_between_the_ends():
+    """By hand: errors 0.1, 0.4, 0.5, 0.3 at alphas 0, 1/3, 2/3, 1.  The line between
+    the ends is 0.1, 0.1667, 0.2333, 0.3, so the barrier above it is 0.5 - 0.2333 =
+    0.2667, where error_barrier (from the ends' mean, 0.2) gives 0.3."""
+    errors, alphas = [0.1, 0.4, 0.5, 0.3], [0.0, 1 / 3, 2 / 3, 1.0]
+    assert analysis.linear_barrier(errors, alphas) == pytest.approx(0.5 - (0.1 + 2 / 3 * 0.2))
+    assert analysis.error_barrier(errors) == pytest.approx(0.3)
+    # Equal end points: the two definitions agree; a path below the line: 0.
+    assert analysis.linear_barrier([0.2, 0.6, 0.2], [0, 0.5, 1]) == pytest.approx(0.4)
+    assert analysis.linear_barrier([0.1, 0.1, 0.3], [0, 0.5, 1]) == 0.0
+    with pytest.raises(ConfigError, match="one error per alpha"):
+        analysis.linear_barrier([0.1, 0.2], [0.0, 0.5, 1.0])
+
+
 # ---- the curve ----------------------------------------------------------------------------
 
 def test_permuted_hidden_units_give_a_barrier_matching_numpy(ds):

@@ -164,6 +164,10 @@ def test_imp_subnetwork_reuses_lottery_masks(tmp_path):
     ("InstabilityHparams.bn_mode = 'average'", "unknown instability bn_mode 'average'"),
     ("InstabilityHparams.copy_seeds = (3, 3)", "two or more different seeds"),
     ("InstabilityHparams.align = 'average'", "unknown instability align 'average'"),
+    ("InstabilityHparams.align_restarts = 0", r"align_restarts must be in \[1, 100\]"),
+    ("InstabilityHparams.align_restarts = 2", "restarts weight matching, but align is None"),
+    ("InstabilityHparams.align = 'activations'\nInstabilityHparams.align_restarts = 2",
+     "but align is 'activations'"),
     ("InstabilityHparams.subnetwork = 'independent'\nInstabilityHparams.rewind_steps = ('8it',)",
      "only k = 0 is defined"),
 ])
@@ -324,6 +328,36 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
                 "aligned soup test accuracy % by k (it)": rec["soup"]["aligned_accuracy"]["test"]}
     assert {column: row[column] for column in expected} == {
         column: f"0: {100 * value:.2f}" for column, value in expected.items()}
+
+
+def test_alignment_restarts_keep_the_best_objective_and_report_the_spread(tmp_path):
+    """align_restarts = 3: the aligned path uses the restart of the highest weight-matching
+    objective (seeds 0, 1, 2 recomputed here from the copies' end weights); every
+    restart's test barrier is listed with their spread; both barrier definitions are
+    recorded and equal the NumPy formulas on the recorded curves."""
+    from tflottery.analysis import align
+    run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'independent'",
+        "InstabilityHparams.align = 'weights'", "InstabilityHparams.align_restarts = 3")
+    (run_dir,) = glob.glob(str(tmp_path / "lmc_*"))
+    out = os.path.join(run_dir, "replicate_0", "k_0")
+    rec = json.load(open(os.path.join(out, "instability.json")))
+    restarts = rec["aligned"]["restarts"]
+    a, b = end_weights(out, 0), end_weights(out, 1)
+    objectives = [align.weight_matching(a, b, seed=seed).objective for seed in range(3)]
+    assert [r["seed"] for r in restarts["runs"]] == [0, 1, 2]
+    assert [r["objective"] for r in restarts["runs"]] == pytest.approx(objectives)
+    assert restarts["chosen"] == int(np.argmax(objectives))
+    chosen = restarts["runs"][restarts["chosen"]]
+    assert chosen["test_barrier"] == pytest.approx(rec["aligned"]["barrier"]["test"], abs=1e-6)
+    barriers = [r["test_barrier"] for r in restarts["runs"]]
+    assert restarts["test_barrier_spread"] == pytest.approx(max(barriers) - min(barriers))
+    for measured in (rec, rec["aligned"]):
+        for split, curve in measured["curves"].items():
+            errors, alphas = np.array(curve["error"]), np.array(curve["alpha"])
+            line = (1 - alphas) * errors[0] + alphas * errors[-1]
+            assert measured["linear_barrier"][split] == pytest.approx(np.max(errors - line))
+            assert measured["barrier"][split] == pytest.approx(
+                errors.max() - (errors[0] + errors[-1]) / 2)
 
 
 def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):

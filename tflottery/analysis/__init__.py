@@ -4,6 +4,7 @@
     interp = analysis.Interpolator(strategy, model_a, model_b, model_mix, dataset)
     curves = interp.evaluate(analysis.alphas(30))          # {split: {alpha, loss, accuracy, error}}
     analysis.error_barrier(curves['test']['error'])        # the instability
+    analysis.linear_barrier(curves['test']['error'], curves['test']['alpha'])  # above the line
 
     analysis.l2_distance(analysis.weight_vector(a), analysis.weight_vector(b))
     predict = analysis.PredictionLoop(strategy, a, dataset)   # one trace per split, reused
@@ -18,10 +19,11 @@ from tflottery.analysis.distances import (
     PredictionLoop, cosine_distance, disagreement, l2_distance, loss_distance, predictions_and_losses,
     weight_vector)
 from tflottery.analysis.interpolation import (
-    BN_MODES, MAX_ALPHAS, Interpolator, alphas, check_compatible, error_barrier)
+    BN_MODES, MAX_ALPHAS, Interpolator, alphas, check_compatible, error_barrier,
+    linear_barrier)
 
 __all__ = [
     "BN_MODES", "MAX_ALPHAS", "BatchNormRecomputer", "Interpolator", "alphas", "batchnorm_layers",
     "check_compatible", "cosine_distance", "disagreement", "error_barrier", "l2_distance",
-    "loss_distance", "PredictionLoop", "predictions_and_losses", "weight_vector",
+    "linear_barrier", "loss_distance", "PredictionLoop", "predictions_and_losses", "weight_vector",
 ]

@@ -76,6 +76,7 @@ class Permutation(Mapping):
             self._perms[str(name)] = perm
         self.history = tuple(history)
         self.architecture = architecture
+        self.restarts = (self,)     # weight_matching(restarts=N): every search's result
 
     def __getitem__(self, name):
         return self._perms[name]
@@ -88,6 +89,11 @@ class Permutation(Mapping):
 
     def is_identity(self) -> bool:
         return all(np.array_equal(p, np.arange(p.size)) for p in self._perms.values())
+
+    @property
+    def objective(self) -> Optional[float]:
+        """The weight-matching objective the permutation reached (None if hand-made)."""
+        return self.history[-1][1] if self.history else None
 
     def moved_fraction(self) -> float:
         """Fraction of all units that the permutation moves (0 for the identity)."""
@@ -136,22 +142,38 @@ def _matched_arrays(spec) -> list:
     return out
 
 
-def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000) -> Permutation:
+def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000,
+                    restarts: int = 1) -> Permutation:
     """The permutation of B's units maximising sum <W_a, pi(W_b)> (coordinate descent).
 
     Every trainable weight indexed by a group counts (kernels times masks,
     biases, BN gamma and beta); BN moving statistics and masks only move.
     `seed` orders the groups in each round.  The result's `history` holds
     the objective after every step (it never decreases).
+
+    restarts: search from this many visiting orders (seeds seed, seed + 1,
+    ...) and keep the permutation of the highest final objective (the first
+    on a tie).  Coordinate descent ends in a local optimum that depends on
+    the order (on LeNet two orders can share only a third of the units), so
+    restarts trade time for a better optimum.  The result's `restarts`
+    holds every search's Permutation, in seed order (just itself for one).
     """
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ConfigError(f"restarts must be a positive integer, got {restarts!r}")
     spec_a, spec_b = _pair_specs(model_a, model_b)
     axes = [w.axes for w in spec_a.weights if w.matched]
-    perms, history = align_match.weight_matching(
-        _matched_arrays(spec_a), _matched_arrays(spec_b), axes, spec_a.sizes, seed, max_rounds)
+    arrays_a, arrays_b = _matched_arrays(spec_a), _matched_arrays(spec_b)
     names = [g.name for g in spec_a.groups]
-    return Permutation(dict(zip(names, perms)),
-                       [(None if g is None else names[g], value) for g, value in history],
-                       spec_a.architecture)
+    found = []
+    for restart in range(restarts):
+        perms, history = align_match.weight_matching(
+            arrays_a, arrays_b, axes, spec_a.sizes, seed + restart, max_rounds)
+        found.append(Permutation(dict(zip(names, perms)),
+                                 [(None if g is None else names[g], value) for g, value in history],
+                                 spec_a.architecture))
+    best = max(found, key=lambda p: p.objective)     # max() keeps the first of equals
+    best.restarts = tuple(found)
+    return best
 
 
 def _probe(model, spec):
@@ -242,13 +264,20 @@ def apply(model, permutation: Permutation, in_place: bool = False):
 
 
 def align_to(model_a, model_b, method: str = "weights", images: Optional[np.ndarray] = None,
-             seed: int = 0) -> Permutation:
-    """Permute `model_b` in place to match `model_a` by `method`; returns the permutation."""
+             seed: int = 0, restarts: int = 1) -> Permutation:
+    """Permute `model_b` in place to match `model_a` by `method`; returns the permutation.
+
+    restarts: weight matching's (see weight_matching); activation matching is
+    one assignment per group, with no visiting order to restart from.
+    """
     if method == "weights":
-        permutation = weight_matching(model_a, model_b, seed=seed)
+        permutation = weight_matching(model_a, model_b, seed=seed, restarts=restarts)
     elif method == "activations":
         if images is None:
             raise ConfigError("activation matching needs a batch of images")
+        if restarts != 1:
+            raise ConfigError(f"restarts={restarts!r} needs weight matching: activation "
+                              "matching has no visiting order; leave restarts at 1")
         permutation = activation_matching(model_a, model_b, images)
     else:
         raise ConfigError(f"unknown alignment method {method!r}; choose 'weights' or "

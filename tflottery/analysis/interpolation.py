@@ -5,7 +5,9 @@ Hypothesis"; thesis chapter 4) train two copies of a network from one state
 with different SGD noise, then evaluate (1-a)*thetaA + a*thetaB along the
 segment.  The *instability* (error barrier) is the highest error on the path
 minus the mean error of its two end points: 0 means A and B are linearly
-mode connected.
+mode connected.  Entezari et al. 2022 and Ainsworth et al. 2022 measure
+from the straight line between the end points instead (`linear_barrier`);
+the two differ when the end points' errors differ.
 
 Design.  A third model, `model_mix`, of the same architecture receives the
 interpolated weights, so A and B are never modified.  alpha is passed as a
@@ -50,6 +52,23 @@ def error_barrier(errors: Sequence[float]) -> float:
     if not errors:
         raise ConfigError("error_barrier needs at least one error")
     return max(errors) - (errors[0] + errors[-1]) / 2.0
+
+
+def linear_barrier(errors: Sequence[float], alphas: Sequence[float]) -> float:
+    """max over the path of error(a) - ((1 - a) error(0) + a error(1)).
+
+    The barrier above the straight line between the end points, as Entezari
+    et al. 2022 and Ainsworth et al. 2022 define it; error_barrier (Frankle
+    et al. 2020, the thesis) measures from the mean of the end points.  The
+    two agree when the end points have equal error.  errors[0] and
+    errors[-1] must be the end points (alpha 0 and 1).
+    """
+    errors, alphas = np.asarray(errors, np.float64), np.asarray(alphas, np.float64)
+    if errors.size == 0 or errors.shape != alphas.shape:
+        raise ConfigError(f"linear_barrier needs one error per alpha, got {errors.size} errors "
+                          f"and {alphas.size} alphas")
+    line = (1.0 - alphas) * errors[0] + alphas * errors[-1]
+    return float(np.max(errors - line))
 
 
 def _mask_variable_ids(model) -> set:

@@ -105,6 +105,11 @@ class InstabilityHparams(Checked):
       instability, distance and the soup after permuting copy 2's units to
       match copy 1 (analysis/align.py: weight matching, or correlation of
       activations on training data).
+    align_restarts: weight matching from this many visiting orders (seeds
+      0, 1, ...), keeping the permutation of the highest objective (a
+      different order can end in another local optimum).  With more than
+      one, the aligned result also lists every restart's objective and test
+      barriers, and their spread.  Only with align = 'weights'.
     """
 
     rewind_steps: Tuple[StepText, ...] = ("0it",)
@@ -116,12 +121,14 @@ class InstabilityHparams(Checked):
     num_alphas: int = 30
     per_epoch: bool = False
     align: Optional[str] = None
+    align_restarts: int = 1
 
 
 SUBNETWORKS = ("dense", "imp", "random_reinit", "random_prune_global", "random_prune_layerwise",
                "independent", "independent_imp")
 SCHEDULES = ("continue", "restart")
 ALIGN_METHODS = ("weights", "activations")
+MAX_ALIGN_RESTARTS = 100      # each restart is a whole weight-matching search
 # Copy i > 0 of an 'independent' analysis starts from model seed + this x i
 # ('independent_imp': from the lottery run's replicate r + this x i): far
 # from the replicate seeds (0, 1, ...) that give the runs' own W0.
@@ -189,6 +196,13 @@ class InstabilityExperiment:
         if hp.align is not None and hp.align not in ALIGN_METHODS:
             raise ConfigError(f"unknown instability align {hp.align!r}; choose None or one of: "
                               f"{', '.join(ALIGN_METHODS)}")
+        if not 1 <= hp.align_restarts <= MAX_ALIGN_RESTARTS:
+            raise ConfigError(f"InstabilityHparams.align_restarts must be in [1, "
+                              f"{MAX_ALIGN_RESTARTS}], got {hp.align_restarts}")
+        if hp.align_restarts > 1 and hp.align != "weights":
+            raise ConfigError(f"InstabilityHparams.align_restarts = {hp.align_restarts} restarts "
+                              f"weight matching, but align is {hp.align!r}; set align = "
+                              "'weights' or align_restarts = 1")
         if not hp.rewind_steps:
             raise ConfigError("InstabilityHparams.rewind_steps is empty; give at least one step")
         total = ctx.total_steps()
@@ -417,16 +431,17 @@ class InstabilityExperiment:
             result["aligned"] = {"method": self.hp.align,
                                  "moved_fraction": permutation.moved_fraction(),
                                  **self.measure(copies, interp, loops, w_init, w_k)}
+            if self.hp.align_restarts > 1:
+                result["aligned"]["restarts"] = self.restart_barriers(copies, interp, out,
+                                                                      permutation)
         if self.hp.per_epoch:
             result["per_epoch"] = self.per_epoch(ctx, copies, interp, out, epochs)
         result["soup"] = self.soup(ctx, copies, interp, out)
         name = self.analysis_name(level, k)
-        logging.info("%s: test instability %.2f points, train %.2f points", name,
-                     100 * result["barrier"]["test"], 100 * result["barrier"]["train"])
+        logging.info("%s: %s", name, barrier_text(result))
         if self.hp.align:
-            logging.info("%s: after %s matching: test instability %.2f points, train %.2f "
-                         "points", name, self.hp.align, 100 * result["aligned"]["barrier"]["test"],
-                         100 * result["aligned"]["barrier"]["train"])
+            logging.info("%s: after %s matching: %s", name, self.hp.align,
+                         barrier_text(result["aligned"]))
         if ctx.writable:
             io.atomic_write_json(result_path, result)
         return result
@@ -477,6 +492,8 @@ class InstabilityExperiment:
         curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test", "train"))
         return {"curves": curves,
                 "barrier": {s: analysis.error_barrier(curves[s]["error"]) for s in curves},
+                "linear_barrier": {s: analysis.linear_barrier(curves[s]["error"],
+                                                              curves[s]["alpha"]) for s in curves},
                 "end_accuracy": [curves["test"]["accuracy"][0], curves["test"]["accuracy"][-1]],
                 "distances": self.distances(copies, loops, w_init, w_k)}
 
@@ -496,9 +513,29 @@ class InstabilityExperiment:
         """Permute models[1] in place to match models[0] by hp.align; then give both the
         union of their masks.  Returns the permutation."""
         images = self.alignment_images(ctx) if self.hp.align == "activations" else None
-        permutation = align.align_to(models[0], models[1], self.hp.align, images)
+        permutation = align.align_to(models[0], models[1], self.hp.align, images,
+                                     restarts=self.hp.align_restarts)
         share_union_mask(models)
         return permutation
+
+    def restart_barriers(self, copies, interp, out: str, best) -> dict:
+        """Per weight-matching restart (`best.restarts`, seed order): its objective and
+        the test barriers of the path after aligning by it; the barriers' spread, and
+        which restart the aligned result uses (the highest objective)."""
+        rows = []
+        for seed, permutation in enumerate(best.restarts):
+            self.load_copies(copies, out)
+            align.apply(copies[1], permutation, in_place=True)
+            share_union_mask(copies)
+            curve = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))["test"]
+            rows.append({"seed": seed, "objective": permutation.objective,
+                         "moved_fraction": permutation.moved_fraction(),
+                         "test_barrier": analysis.error_barrier(curve["error"]),
+                         "test_linear_barrier": analysis.linear_barrier(curve["error"],
+                                                                        curve["alpha"])})
+        barriers = [row["test_barrier"] for row in rows]
+        return {"runs": rows, "chosen": next(i for i, p in enumerate(best.restarts) if p is best),
+                "test_barrier_spread": max(barriers) - min(barriers)}
 
     def soup(self, ctx: RunContext, copies, interp, out: str) -> dict:
         """Test and train accuracy of the uniform average of all the copies' end weights,
@@ -571,6 +608,15 @@ class InstabilityExperiment:
     def test_barrier(self, interp) -> float:
         curves = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))
         return analysis.error_barrier(curves["test"]["error"])
+
+
+def barrier_text(measured: dict) -> str:
+    """The log line's barriers: from the end points' mean (the headline) and from the
+    straight line between them, in points of error."""
+    return ("test instability %.2f points, train %.2f points (above the straight line "
+            "between the end points: test %.2f, train %.2f)" % tuple(
+                100 * measured[key][split] for key in ("barrier", "linear_barrier")
+                for split in ("test", "train")))
 
 
 def mask_flags(model) -> list:
