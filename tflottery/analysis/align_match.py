@@ -64,11 +64,14 @@ def group_cost(group: int, size: int, weights_a, weights_b, axes, perms) -> np.n
 
 
 def weight_matching(weights_a, weights_b, axes: Sequence[Axes], sizes: Sequence[int],
-                    seed: int = 0, max_rounds: int = 1000):
+                    seed: int = 0, max_rounds: int = 1000, incremental: bool = True):
     """Coordinate descent; returns (perms, history).
 
     history: the objective before the first step and after every step, as
-    (group visited or None, objective).
+    (group visited or None, objective).  incremental=False recomputes the
+    whole objective after every accepted step instead of adding the step's
+    change (the same permutations; the baseline of
+    benchmarks/weight_matching_cost.py).
     """
     weights_a = [np.asarray(w, np.float64) for w in weights_a]
     weights_b = [np.asarray(w, np.float64) for w in weights_b]
@@ -78,7 +81,7 @@ def weight_matching(weights_a, weights_b, axes: Sequence[Axes], sizes: Sequence[
     # cost; only a group on two axes of one weight needs the whole objective
     # again.  (Recomputing it after every step was most of the time on a
     # ResNet-50: every step permuted all 23M weights.)
-    linear = [all(ax.count(g) <= 1 for ax in axes) for g in range(len(sizes))]
+    linear = [incremental and all(ax.count(g) <= 1 for ax in axes) for g in range(len(sizes))]
     rng = np.random.default_rng(seed)
     value = objective(weights_a, weights_b, axes, perms)
     history = [(None, value)]
