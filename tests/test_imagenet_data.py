@@ -10,6 +10,7 @@ straight from tfds, crops recomputed by hand, accuracies in NumPy.
 """
 from conftest import two_cpu_strategy  # noqa: E402
 import collections
+import dataclasses
 import io
 import socket
 import tarfile
@@ -287,6 +288,23 @@ def test_holdout_and_subset(data_dir):
     assert len(held) == 6 and len(trained) == 12 and not held & trained and held | trained <= everything
     streamed = set(keys(batches(ds.train_dataset(0), 4)[0].reshape(-1, SIZE, SIZE, 3)))
     assert streamed == trained
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(holdout_fraction=0.2), dict(holdout_fraction=0.2, num_train_examples=12),
+    dict(num_train_examples=7, batch_size=4), dict(image_size=None, holdout_fraction=0.1)])
+def test_the_dry_run_plan_is_the_build(data_dir, kwargs, monkeypatch):
+    """data.plan (a dry run: the registry's sizes, no data read) gives the info and
+    iterations per epoch that data.build gives from the prepared records, given
+    sizes that are these records' counts."""
+    source = registry.DATASETS.get("imagenet2012")
+    monkeypatch.setitem(registry.DATASETS._items, "imagenet2012", dataclasses.replace(
+        source, sizes=registry.Sizes(NUM_TRAIN, NUM_VAL, None)))
+    hp = DatasetHparams(**{"name": "imagenet2012", "data_dir": data_dir, "image_size": SIZE,
+                           "batch_size": 6, **kwargs})
+    planned, built = data.plan(hp), data.build(hp)
+    assert (planned.info, planned.iterations_per_epoch, planned.notes) == \
+        (built.info, built.iterations_per_epoch, [])
 
 
 def test_inception_normalization_scales_pixels_to_minus_one_one(data_dir):

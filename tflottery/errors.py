@@ -39,6 +39,11 @@ class DataNotAvailableError(TfLotteryError):
     """A dataset cannot be read on this machine (e.g. offline, not prepared)."""
 
 
+class UnknownSizeError(ConfigError):
+    """A step in epochs needs the dataset's iterations per epoch, which are unknown
+    (a dry run of a dataset of unknown size, tflottery/data/planning.py)."""
+
+
 class MaskMismatchError(TfLotteryError, ValueError):
     """A mask does not fit a model (missing/extra weight names or wrong shapes)."""
 

@@ -19,7 +19,7 @@ import gin
 from absl import logging
 
 from tflottery import data, experiments, hparams_record, models, plan, stop
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, UnknownSizeError
 from tflottery.experiments.context import RunContext, RunState, hold_lock, prunable_weight_shapes
 from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, ModelHparams,
                                TrainingHparams)
@@ -60,11 +60,14 @@ def name_and_record(experiment, base_hparams):
                                        hparams_record.resolved(base_hparams, experiment))
 
 
-def prepare(root_dir: str, replicate: int = 0, strategy=None):
+def prepare(root_dir: str, replicate: int = 0, strategy=None, dry: bool = False):
     """Build hyperparameters, validate them, and return (experiment, RunContext).
 
     Writes nothing, not even the root: run() creates that once this has
     passed.  ctx.state.hparams_record holds the run's hparams.json record.
+    dry: plan without the data (data.plan: the sizes of the registry's
+    table); ctx.dataset is then a data.PlannedDataset, and a dataset of
+    unknown size (its info None) builds no model and is validated by dry_run.
     """
     if isinstance(replicate, bool) or not isinstance(replicate, int) or \
             not 0 <= replicate <= MAX_INT:
@@ -72,8 +75,8 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
                           f"model and the data order); choose a smaller replicate number")
     check_root(root_dir, create=False)
     experiment, (exp_hp, dataset_hp, model_hp, training_hp) = build_hparams()
-    dataset = data.build(dataset_hp,
-                         infeed_dtype="bfloat16" if training_hp.mixed_precision else "float32")
+    infeed_dtype = "bfloat16" if training_hp.mixed_precision else "float32"
+    dataset = (data.plan if dry else data.build)(dataset_hp, infeed_dtype=infeed_dtype)
     name, record = name_and_record(experiment, [exp_hp, dataset_hp, model_hp, training_hp])
     strategy = strategy if strategy is not None else build_strategy()
     # Every process writes (and so makes the same collective calls): a
@@ -83,13 +86,17 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None):
         logging.info("not the chief: this worker's run tree is under %s", root)
     # The network is built (in memory, thrown away) before anything is written:
     # model options, layer names and sizes that depend on it are checked here.
-    shapes = prunable_weight_shapes(model_hp, dataset.info)
+    # (A dry run of a dataset of unknown size has no input shape: no model is built.)
+    shapes = None if dataset.info is None else prunable_weight_shapes(model_hp, dataset.info)
     ctx = RunContext(strategy=strategy, run_dir=layout.run_dir(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
                      training_hp=training_hp, dataset=dataset, writable=True,
-                     prunable_names=tuple(shapes), state=RunState(prunable_shapes=shapes))
-    experiment.validate(ctx)
+                     prunable_names=tuple(shapes or ()),
+                     state=RunState(prunable_shapes=shapes))
     ctx.state.hparams_record = record
+    if dataset.info is None:
+        return experiment, ctx   # dry_run validates, and says so if a step is in epochs
+    experiment.validate(ctx)
     return experiment, ctx
 
 
@@ -127,13 +134,39 @@ def describe_start(ctx) -> str:
                      + [f"  {line}" for line in settings])
 
 
+def describe_data(dataset) -> str:
+    """The plan's data line: split sizes and iterations per epoch (or that they are unknown)."""
+    info = dataset.info
+    if info is None:
+        return f"data: size unknown; batch {dataset.batch_size}"
+    return (f"data: {info.name!r}, {info.num_train} training, {info.num_holdout} holdout and "
+            f"{info.num_test} test examples {tuple(info.input_shape)}, {info.num_classes} classes; "
+            f"{dataset.iterations_per_epoch} iterations per epoch of batch {dataset.batch_size}")
+
+
 def dry_run(root_dir: str, replicate: int = 0, strategy=None) -> str:
-    """The plan of the configured run, as text; nothing is written."""
-    experiment, ctx = prepare(root_dir, replicate, strategy)
-    lines = ["dry run: nothing is written", describe_start(ctx)]
+    """The plan of the configured run, as text; nothing is written, and no data is
+    read or downloaded: the data's sizes come from the registry's table (data.plan),
+    so the plan of a TPU job on ImageNet can be previewed where ImageNet is not.
+
+    A dataset of unknown size (no sizes in the registry, not readable here) is
+    planned in iterations: with a note, and without phases if a step is in
+    epochs (UnknownSizeError), instead of failing.
+    """
+    experiment, ctx = prepare(root_dir, replicate, strategy, dry=True)
+    lines = ["dry run: nothing is written", describe_start(ctx), describe_data(ctx.dataset)]
+    lines += [f"note: {note}" for note in ctx.dataset.notes]
     exists = io.exists(ctx.run_dir)
+    try:
+        if ctx.dataset.info is None:
+            experiment.validate(ctx)
+        planned = phases(experiment, ctx)
+    except UnknownSizeError as e:
+        lines.append(f"run directory {'exists' if exists else 'does not exist yet'}; phases not "
+                     f"listed: {str(e).splitlines()[0]}")
+        return "\n".join(lines)
     lines.append(f"run directory {'exists' if exists else 'does not exist yet'}; phases:")
-    lines += plan.describe(phases(experiment, ctx), ctx.run_dir)
+    lines += plan.describe(planned, ctx.run_dir)
     return "\n".join(lines)
 
 

@@ -8,9 +8,9 @@ thesis section 3.3.6, so every step quantity in a run stretches together.
 import dataclasses
 import math
 import re
-from typing import Union
+from typing import Optional, Union
 
-from tflottery.errors import ConfigError
+from tflottery.errors import ConfigError, UnknownSizeError
 
 _STEP_RE = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 
@@ -49,8 +49,17 @@ class Step:
                 return cls(int(match.group(1) or 0), int(match.group(2) or 0))
         raise ConfigError(f"cannot read step {value!r}; write e.g. '90ep', '500it' or '2ep10it'")
 
-    def iterations(self, iterations_per_epoch: int) -> int:
-        """Total iterations this step stands for."""
+    def iterations(self, iterations_per_epoch: Optional[int]) -> int:
+        """Total iterations this step stands for.
+
+        iterations_per_epoch None means unknown (the dry run of a dataset of
+        unknown size): a step in iterations resolves, one in epochs raises
+        UnknownSizeError."""
+        if iterations_per_epoch is None:
+            if self.ep:
+                raise UnknownSizeError(f"step {self} is in epochs, and the dataset's size "
+                                       f"(its iterations per epoch) is unknown")
+            return self.iterations(1)
         if iterations_per_epoch <= 0:
             raise ConfigError(f"iterations per epoch must be positive, got {iterations_per_epoch}")
         total = self.ep * iterations_per_epoch + self.it

@@ -16,6 +16,10 @@ imagenet.StreamingDataset (same interface) that reads the tfds records with
 the reference TPU ResNet-50 preprocessing (imagenet_preprocessing; inputs
 DatasetHparams.image_size, default 224).
 
+`data.plan(DatasetHparams)` is what `--dry_run` plans with (planning.py):
+the sizes from the registry's table (Source.sizes), nothing read or
+downloaded; `info` None when a dataset without sizes cannot be read.
+
 Evaluation batches of every dataset have static shapes: each input pipeline
 pads its part of the split with zero images labelled -1 (PADDING_LABEL) to
 the same number of full per-replica batches, so that a TPU compiles one
@@ -23,7 +27,8 @@ program and no replica gets a partial or empty batch.  Evaluation must give
 labels < 0 weight 0.
 """
 from tflottery.data.pipeline import Dataset, DatasetInfo, build  # noqa: F401
-from tflottery.data.registry import DATASETS, Source  # noqa: F401
+from tflottery.data.planning import PlannedDataset, plan  # noqa: F401
+from tflottery.data.registry import DATASETS, Sizes, Source  # noqa: F401
 
 
 def names():

@@ -65,6 +65,7 @@ from tflottery.data import sources
 from tflottery.data.batching import (_MAX_EPOCHS, AUTOTUNE, PADDING_LABEL, DatasetInfo, example_seed,
                                      full_batches_per_epoch, pad_to_full_batches, per_replica_batch,
                                      replicas_per_pipeline)
+from tflottery.data.splits import split_sizes
 from tflottery.errors import ConfigError, DataNotAvailableError
 
 TFDS_NAME = "imagenet2012"
@@ -258,29 +259,41 @@ class StreamingDataset:
         return ds.prefetch(AUTOTUNE)
 
 
-def build(hparams, source, infeed_dtype: str = "float32") -> StreamingDataset:
-    """The StreamingDataset for a DatasetHparams naming 'imagenet2012' (called by data.build)."""
+def _image_size(hparams) -> int:
     image_size = DEFAULT_IMAGE_SIZE if hparams.image_size is None else hparams.image_size
     if image_size < 1:
         raise ConfigError(f"image_size must be >= 1 (or None for {DEFAULT_IMAGE_SIZE}), got {image_size}")
+    return image_size
+
+
+def _info(hparams, image_size: int, num_train_split: int, num_test: int, num_classes: int) -> DatasetInfo:
+    """The DatasetInfo of a tfds train split of num_train_split records, after holdout and subset."""
+    num_train, num_holdout = split_sizes(num_train_split, hparams.holdout_fraction, hparams.num_train_examples)
+    return DatasetInfo(name=hparams.name, input_shape=(image_size, image_size, 3), num_classes=num_classes,
+                       num_train=num_train, num_test=num_test, num_holdout=num_holdout)
+
+
+def planned_info(hparams, source) -> DatasetInfo:
+    """The DatasetInfo that `build` gives, from the registry's table of the tfds
+    metadata (source.sizes) instead of the prepared data, which is not touched;
+    the hparams are checked as `build` checks them (a dry run, data/planning.py)."""
+    _normalisation(hparams.normalization, source)
+    return _info(hparams, _image_size(hparams), source.sizes.num_train, source.sizes.num_test,
+                 source.num_classes)
+
+
+def build(hparams, source, infeed_dtype: str = "float32") -> StreamingDataset:
+    """The StreamingDataset for a DatasetHparams naming 'imagenet2012' (called by data.build)."""
+    image_size = _image_size(hparams)
     normalise = _normalisation(hparams.normalization, source)
     builder = prepared_builder(hparams.data_dir)
     total = num_examples(builder, _TFDS_SPLITS["train"])
-    num_holdout = int(round(hparams.holdout_fraction * total))
-    rest = total - num_holdout
-    num_train = rest if hparams.num_train_examples is None else hparams.num_train_examples
-    if not 1 <= num_train <= rest:
-        raise ConfigError(
-            f"num_train_examples must be in [1, {rest}] (training examples left after the holdout), "
-            f"got {hparams.num_train_examples}")
-    records = {"train": Records(_TFDS_SPLITS["train"], 0, num_train),
-               "test": Records(_TFDS_SPLITS["test"], 0, num_examples(builder, _TFDS_SPLITS["test"]))}
-    if num_holdout:
-        records["holdout"] = Records(_TFDS_SPLITS["train"], rest, total)
-    info = DatasetInfo(
-        name=hparams.name, input_shape=(image_size, image_size, 3),
-        num_classes=int(builder.info.features["label"].num_classes),
-        num_train=num_train, num_test=len(records["test"]), num_holdout=num_holdout)
+    info = _info(hparams, image_size, total, num_examples(builder, _TFDS_SPLITS["test"]),
+                 int(builder.info.features["label"].num_classes))
+    records = {"train": Records(_TFDS_SPLITS["train"], 0, info.num_train),
+               "test": Records(_TFDS_SPLITS["test"], 0, info.num_test)}
+    if info.num_holdout:
+        records["holdout"] = Records(_TFDS_SPLITS["train"], total - info.num_holdout, total)
     return StreamingDataset(info, builder, records, hparams.batch_size, hparams.augment, image_size,
                             normalise, infeed_dtype)
 

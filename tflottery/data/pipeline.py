@@ -150,14 +150,9 @@ class Dataset:
         return ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
 
 
-def build(hparams, infeed_dtype: str = "float32") -> Dataset:
-    """Load the dataset named by a DatasetHparams and split off its holdout / subset.
-
-    A registry entry with a `build` (ImageNet) makes its own streaming dataset
-    instead; it sends its images to the device as `infeed_dtype` ('bfloat16'
-    under mixed_bfloat16 halves the infeed, as Google's reference TPU code
-    does).  In-memory datasets are small and stay float32.
-    """
+def checked_source(hparams, infeed_dtype: str = "float32") -> Source:
+    """The registered Source of a DatasetHparams, after the checks of the
+    hparams that need no data (shared by build and the dry run's plan)."""
     from tflottery.data.registry import DATASETS
 
     source = DATASETS.get(hparams.name)
@@ -167,19 +162,37 @@ def build(hparams, infeed_dtype: str = "float32") -> Dataset:
         raise ConfigError(f"holdout_fraction must be in [0, 1), got {hparams.holdout_fraction}")
     if infeed_dtype not in ("float32", "bfloat16"):
         raise ConfigError(f"infeed_dtype must be 'float32' or 'bfloat16', got {infeed_dtype!r}")
+    if source.build is None:
+        if hparams.image_size is not None:
+            raise ConfigError(f"image_size applies only to streamed datasets (imagenet2012); {hparams.name!r} "
+                              f"keeps its stored size, so leave DatasetHparams.image_size unset")
+        if hparams.normalization is not None:
+            raise ConfigError(f"normalization applies only to streamed datasets (imagenet2012); "
+                              f"{hparams.name!r} has its own, so leave DatasetHparams.normalization unset")
+    return source
+
+
+def check_data_dir(hparams) -> None:
+    """A local DatasetHparams.data_dir must exist, also when the data set ignores it
+    (digits): a mistyped path is refused, not ignored."""
     data_dir = hparams.data_dir
     if data_dir is not None and "://" not in data_dir and not os.path.exists(data_dir):
-        # Also when the data set ignores it (digits): a mistyped path is refused, not ignored.
         raise ConfigError(f"DatasetHparams.data_dir {data_dir!r} does not exist; fix the path "
                           f"or leave data_dir unset")
+
+
+def build(hparams, infeed_dtype: str = "float32") -> Dataset:
+    """Load the dataset named by a DatasetHparams and split off its holdout / subset.
+
+    A registry entry with a `build` (ImageNet) makes its own streaming dataset
+    instead; it sends its images to the device as `infeed_dtype` ('bfloat16'
+    under mixed_bfloat16 halves the infeed, as Google's reference TPU code
+    does).  In-memory datasets are small and stay float32.
+    """
+    source = checked_source(hparams, infeed_dtype)
+    check_data_dir(hparams)
     if source.build is not None:
         return source.build(hparams, source, infeed_dtype=infeed_dtype)
-    if hparams.image_size is not None:
-        raise ConfigError(f"image_size applies only to streamed datasets (imagenet2012); {hparams.name!r} "
-                          f"keeps its stored size, so leave DatasetHparams.image_size unset")
-    if hparams.normalization is not None:
-        raise ConfigError(f"normalization applies only to streamed datasets (imagenet2012); "
-                          f"{hparams.name!r} has its own, so leave DatasetHparams.normalization unset")
     arrays = source.load(hparams.data_dir)
     train_idx, holdout_idx = train_holdout_indices(
         len(arrays.x_train), hparams.holdout_fraction, hparams.num_train_examples)
