@@ -29,7 +29,8 @@ def lenet(seed=0):
 
 
 def event_files(out):
-    return glob.glob(os.path.join(out, "tensorboard", "events.out.tfevents.*"))
+    return glob.glob(os.path.join(out, "tensorboard", "**", "events.out.tfevents.*"),
+                     recursive=True)
 
 
 def test_kill_before_the_first_checkpoint_restarts_cleanly(tmp_path, monkeypatch):
@@ -45,12 +46,12 @@ def test_kill_before_the_first_checkpoint_restarts_cleanly(tmp_path, monkeypatch
     with pytest.raises(SimulatedCrash):
         Trainer(strategy, lenet(), dataset, HP, 0, out).run()
     assert [r["step"] for r in read_metrics(out)] == [0, 8, 8]   # train and test records
-    assert len(event_files(out)) == 1
+    assert len(event_files(out)) == 3       # tensorboard/ (hparams), train/, test/
     monkeypatch.undo()
     Trainer(strategy, lenet(), dataset, HP, 0, out).run()
     steps = [r["step"] for r in read_metrics(out)]
     assert steps == [r["step"] for r in read_metrics(straight)] == [0, 8, 8, 16, 16, 24, 24]
-    assert len(event_files(out)) == 1       # the killed attempt's summaries are gone
+    assert len(event_files(out)) == 3       # the killed attempt's summaries are gone
     for a, b in zip(read_metrics(out), read_metrics(straight)):
         a.pop("steps_per_second", None)   # timing, the one thing that may differ
         b.pop("steps_per_second", None)

@@ -66,11 +66,12 @@ def test_trainer_records_holdout_metrics(tmp_path):
     assert all(set(r) == {"step", "holdout_loss", "holdout_accuracy"} for r in holdout)
     assert all(0.0 <= r["holdout_accuracy"] <= 1.0 and r["holdout_loss"] > 0 for r in holdout)
     assert [r["step"] for r in records if "test_accuracy" in r] == [0, 8, 16]
-    tags = set()
-    for path in glob.glob(str(tmp_path / "tensorboard" / "*")):
+    tags = set()     # (run, tag): the holdout is a TensorBoard run beside train and test
+    for path in glob.glob(str(tmp_path / "tensorboard" / "*" / "events.out.tfevents.*")):
+        run = os.path.basename(os.path.dirname(path))
         for event in tf.compat.v1.train.summary_iterator(path):
-            tags.update(v.tag for v in event.summary.value)
-    assert {"holdout/loss", "holdout/accuracy", "test/loss"} <= tags
+            tags.update((run, v.tag) for v in event.summary.value)
+    assert {("holdout", "loss"), ("holdout", "accuracy"), ("test", "loss")} <= tags
 
 
 # ---- the early-stopping metric ----

@@ -15,8 +15,9 @@ phases through them, so the tree below is named here only:
             branch_<name>/ mask/ train/                        (pai ablations)
 
 A phase directory holds final.json, metrics.jsonl, checkpoints/ and
-tensorboard/.  The names are part of the on-disk format: changing one
-renames existing runs, which tests/test_naming.py and the report golden
+tensorboard/ (its TensorBoard runs train/, test/, holdout/ are named in
+training/summaries.py).  The names are part of the on-disk format: changing
+one renames existing runs, which tests/test_naming.py and the report golden
 (tests/test_report_golden.py) would catch.
 """
 import hashlib

@@ -14,8 +14,9 @@ LR schedule; rewinding starts at k > 0) and writes to `out_dir`:
   out_dir/metrics.jsonl      one JSON object per evaluation / progress line (appended)
   out_dir/checkpoints/       'init', 'step_<N>', 'end'; and 'latest' (for
                              resuming) while the phase runs, removed at its end
-  out_dir/tensorboard/       summaries: train/test loss and accuracy, learning
-                             rate, steps/s, total and per-layer density, and the
+  out_dir/tensorboard/       summaries, Keras' layout (summaries.py): runs train/
+                             and test/ with the same tags (loss, accuracy in %),
+                             learning rate, steps/s and density in train/, the
                              run's hyperparameters (TensorBoard's HParams plugin)
   out_dir/final.json         written last: its presence means "phase done"
 
@@ -91,7 +92,7 @@ class Trainer:
         self.progress_every_seconds = progress_every_seconds
         self.phase_name = phase_name or default_phase_name(out_dir)
         self.run_log = run_log
-        self._writer = None
+        self._writers = None
         self.steps = validate_training(hp, dataset.iterations_per_epoch, start_step, end_step,
                                        extra_checkpoints)
         # The program now serves this phase: fresh optimizer state, the schedule at its start.
@@ -286,28 +287,28 @@ class Trainer:
         # A phase with nothing to train (rewinding to step 0) needs no input
         # pipeline and leaves no summaries.
         train_loop = self.make_train_fn(step) if training else None
-        writer = (tf.summary.create_file_writer(layout.join(self.out_dir, layout.TENSORBOARD))
-                  if self.writable and training else tf.summary.create_noop_writer())
-        self._writer = writer
+        writers = summaries.Writers(layout.join(self.out_dir, layout.TENSORBOARD)
+                                   if self.writable and training else None)
+        self._writers = writers
 
         self._save_named_at(step)
         if training:
-            summaries.write_start(writer, step, self.model, self._hparams())
+            summaries.write_start(writers, step, self.model, self._hparams())
         if step == s.start and training:
-            self._record_eval(step, writer)
+            self._record_eval(step, writers)
         try:
-            step = self._train_to_end(step, train_loop, writer)
+            step = self._train_to_end(step, train_loop, writers)
         except KeyboardInterrupt:       # a second Ctrl-C (stop.py): say where it stopped
             raise stop.interrupted(f"at step {self._step} of {self.out_dir}") from None
         final = self._final_result(step)
         if self.writable:
             io.atomic_write_json(final_path, dict(
                 final, **{metrics_log.COUNT_KEY: metrics_log.count(self.out_dir)}))
-        writer.flush()
+        writers.close()
         self._checkpointer.remove_latest()
         return final
 
-    def _train_to_end(self, step: int, train_loop, writer) -> int:
+    def _train_to_end(self, step: int, train_loop, writers) -> int:
         """The events of the phase from `step` on; returns the end step."""
         s = self.steps
         self._step = step
@@ -347,12 +348,12 @@ class Trainer:
                 record = {"step": step, "train_loss": float(self.train_loss.result()),
                           "train_accuracy": float(self.train_acc.result()),
                           "steps_per_second": steps_since / max(time.time() - t_loop, 1e-9)}
-                summaries.write_train(writer, step, record,
+                summaries.write_train(writers, step, record,
                                       float(self.schedule(step - s.start)))
                 self.train_loss.reset_state()
                 self.train_acc.reset_state()
                 self._append_metrics(record)
-            self._record_eval(step, writer)
+            self._record_eval(step, writers)
             self._save_named_at(step)
             if step < s.end:
                 # At the end, 'end' (saved just above) and final.json take over.
@@ -386,8 +387,8 @@ class Trainer:
         """Call the mask hook at `step`; returns the step training goes on from."""
         self.mask_hook(self.model, step)
         masking.zero_pruned_weights(self.model)
-        if self._writer is not None:
-            summaries.write_density(self._writer, step, self.model)
+        if self._writers is not None:
+            summaries.write_density(self._writers[summaries.TRAIN], step, self.model)
         if step not in self._skipped_steps():
             return step
         # The hook took the place of this step's weight update: its batch is
@@ -401,14 +402,12 @@ class Trainer:
     def _is_eval(self, step: int) -> bool:
         return step == self.steps.end or step % self.steps.eval_every == 0
 
-    def _record_eval(self, step, writer):
+    def _record_eval(self, step, writers):
         if not self._is_eval(step):
             return
         result = self.evaluate("test")
         self._last_eval = (step, result)
-        with writer.as_default(step=step):
-            tf.summary.scalar("test/loss", result["loss"])
-            tf.summary.scalar("test/accuracy", result["accuracy"])
+        summaries.write_metrics(writers[summaries.TEST], step, result["loss"], result["accuracy"])
         self._append_metrics({"step": step, "test_loss": result["loss"],
                               "test_accuracy": result["accuracy"]})
         logging.info("%s: step %d  test loss %.4f  test accuracy %.2f%%", self.phase_name, step,
@@ -416,9 +415,8 @@ class Trainer:
         if getattr(self.dataset.info, "num_holdout", 0):
             # The early-stopping metric (thesis 3.3.6) needs the holdout loss at every evaluation.
             holdout = self.evaluate("holdout")
-            with writer.as_default(step=step):
-                tf.summary.scalar("holdout/loss", holdout["loss"])
-                tf.summary.scalar("holdout/accuracy", holdout["accuracy"])
+            summaries.write_metrics(writers[summaries.HOLDOUT], step, holdout["loss"],
+                                    holdout["accuracy"])
             self._append_metrics({"step": step, "holdout_loss": holdout["loss"],
                                   "holdout_accuracy": holdout["accuracy"]})
 

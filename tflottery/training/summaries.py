@@ -1,20 +1,63 @@
-"""What a training phase writes to TensorBoard besides losses and accuracies.
+"""What a training phase writes to TensorBoard, laid out as Keras' TensorBoard
+callback lays out its runs: one subdirectory (a TensorBoard run) per kind of
+data, the same tag in each, so TensorBoard overlays train and test curves in
+one chart.
 
-    train/learning_rate, train/steps_per_second   at every training record
-    density/total, density/<weight name>           at the phase's start and whenever a
-                                                   mask hook changes the masks (masks
-                                                   change only then, so that is all)
-    the run's hyperparameters                      once per phase, through TensorBoard's
-                                                   HParams plugin (its dashboard compares
-                                                   phases and runs by their settings)
+    <phase>/tensorboard/              the run's hyperparameters, once per phase,
+                                      through TensorBoard's HParams plugin (its
+                                      dashboard finds the metrics of train/ and
+                                      test/ below and compares phases by them)
+    <phase>/tensorboard/train/        loss, accuracy, learning_rate and
+                                      steps_per_second at every training record;
+                                      density/total, density/<weight name> at the
+                                      phase's start and whenever a mask hook changes
+                                      the masks (masks change only then)
+    <phase>/tensorboard/test/         loss, accuracy at every evaluation (the
+                                      test split: that is what a phase evaluates)
+    <phase>/tensorboard/holdout/      loss, accuracy, if the dataset has a holdout
 
-The writer of a phase with nothing to train is a no-op writer: no event
+Accuracy is in percent (0-100), as the console, the logs and the reports
+show it; metrics.jsonl and final.json keep fractions (0-1).
+
+The writers of a phase with nothing to train are no-op writers: no event
 file is made for it.
 """
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from tflottery import masking
+from tflottery.runs import layout
+
+TRAIN, TEST, HOLDOUT = "train", "test", "holdout"     # the runs (subdirectories)
+ACCURACY_UNIT = "percent"
+
+
+class Writers:
+    """The summary writers of one phase's tensorboard/ directory: `root` (the
+    hyperparameters) and one per run, each made when first asked for (no
+    holdout/ without a holdout split).  `directory` None: all no-op."""
+
+    def __init__(self, directory):
+        self._directory = directory
+        self._writers = {}
+
+    def _get(self, run):
+        if run not in self._writers:
+            self._writers[run] = (
+                tf.summary.create_noop_writer() if self._directory is None else
+                tf.summary.create_file_writer(layout.join(self._directory, *run)))
+        return self._writers[run]
+
+    @property
+    def root(self):
+        return self._get(())
+
+    def __getitem__(self, run: str):
+        return self._get((run,))
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
 
 
 def _hparam_value(value):
@@ -24,11 +67,11 @@ def _hparam_value(value):
     return repr(value)
 
 
-def write_start(writer, step: int, model, hparams: dict) -> None:
-    with writer.as_default(step=step):
+def write_start(writers: Writers, step: int, model, hparams: dict) -> None:
+    with writers.root.as_default(step=step):
         hparams_api.hparams({k: _hparam_value(v) for k, v in hparams.items()},
                             trial_id=str(hparams.get("phase", "")) or None)
-    write_density(writer, step, model)
+    write_density(writers[TRAIN], step, model)
 
 
 def write_density(writer, step: int, model) -> None:
@@ -41,9 +84,16 @@ def write_density(writer, step: int, model) -> None:
             tf.summary.scalar(f"density/{name}", float(kept.sum()) / max(kept.size, 1))
 
 
-def write_train(writer, step: int, record: dict, learning_rate: float) -> None:
+def write_metrics(writer, step: int, loss: float, accuracy: float) -> None:
+    """A run's loss and accuracy (a fraction, written in percent) at `step`."""
     with writer.as_default(step=step):
-        tf.summary.scalar("train/loss", record["train_loss"])
-        tf.summary.scalar("train/accuracy", record["train_accuracy"])
-        tf.summary.scalar("train/learning_rate", learning_rate)
-        tf.summary.scalar("train/steps_per_second", record["steps_per_second"])
+        tf.summary.scalar("loss", loss)
+        tf.summary.scalar("accuracy", 100 * accuracy, description=f"in {ACCURACY_UNIT}")
+
+
+def write_train(writers: Writers, step: int, record: dict, learning_rate: float) -> None:
+    writer = writers[TRAIN]
+    write_metrics(writer, step, record["train_loss"], record["train_accuracy"])
+    with writer.as_default(step=step):
+        tf.summary.scalar("learning_rate", learning_rate)
+        tf.summary.scalar("steps_per_second", record["steps_per_second"])
