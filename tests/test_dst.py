@@ -23,7 +23,8 @@ import tensorflow as tf
 from tflottery import data, gin_files, masking, models, runner
 from tflottery.errors import ConfigError
 from tflottery.experiments.dst import UPDATE_LOG, DropGrowHook
-from tflottery.scoring.grow import training_batch
+from tflottery.pruning.dynamic_device import DropGrowProgram, layer_key, random_scores
+from tflottery.scoring.grow import grow_scores, training_batch
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.pruning import dynamic
 from tflottery.training import checkpoints
@@ -113,9 +114,11 @@ def test_one_update_against_numpy(grow, replicas):
                         batch=lambda step: training_batch(dataset, 0, step))
     fraction = dynamic.cosine_drop_fraction(5, 0.3, 20)
     assert fraction == pytest.approx(0.15 * (1 + math.cos(math.pi * 5 / 20)))
+    reference = host_reference_update(model, grow, images, labels, (7, 5), fraction)
     hook(model, 5)
-    masking.zero_pruned_weights(model)   # what the Trainer does after a hook
     after = masking.get_mask(model)
+    # The device update is the host reference, mask for mask.
+    assert after == reference
     if grow == "gradient":
         grads = numpy_dense_gradient(before, biases, images, labels)
         for name in start:
@@ -142,11 +145,31 @@ def test_one_update_against_numpy(grow, replicas):
     # A mask update is variable assignments: training goes on without a new trace,
     # and a second update reuses the scoring program's trace.
     program.train_steps(program.train_iterator(0, 6), 2)
+    reference = host_reference_update(model, grow, *training_batch(dataset, 0, 8), (7, 8),
+                                      dynamic.cosine_drop_fraction(8, 0.3, 20))
     hook(model, 8)
+    assert masking.get_mask(model) == reference
     assert program.tracing_counts()["train"] == 1
+    # Both updates ran the one traced device update (not a host path).
+    assert hook.device.tracing_count() == 1
+
+
+def host_reference_update(model, grow, images, labels, seed, fraction):
+    """The new mask by the host reference: scores on the host, then dynamic.drop_and_grow.
+
+    RigL's scores are the scoring program's dense gradient (scoring/grow.py,
+    what runs used before the update moved to the device); SET's are the
+    seeded hash scores of dynamic_device.random_scores, computed in NumPy.
+    """
+    current = masking.get_mask(model)
+    weights = {n: v.numpy() for n, v in masking.prunable_variables(model).items()}
     if grow == "gradient":
-        from tflottery.scoring import program_for
-        assert program_for(model).gradient_function.experimental_get_tracing_count() == 1
+        scores = grow_scores("gradient", model, lambda: (images, labels), None)
+    else:
+        scores = {n: random_scores(np.array(seed), layer_key(n), weights[n].shape)
+                  for n in weights}
+    return masking.Mask({n: dynamic.drop_and_grow(current[n], weights[n], scores[n], fraction)[0]
+                         for n in current})
 
 
 def test_random_growth_is_seeded_by_step():
@@ -159,6 +182,24 @@ def test_random_growth_is_seeded_by_step():
         DropGrowHook(program, "random", 0.3, steps=[step], stop=20, seed=1)(model, step)
         results.append(masking.get_mask(model))
     assert results[0] == results[1] and results[0] != results[2]
+
+
+def test_update_program_refuses_drop_counts_and_masks_it_cannot_select_for():
+    """Its selection orders each layer's top n (n the active count read when it was made)."""
+    program, _ = small_program()
+    model = program.model
+    masking.set_mask(model, sparse_start(model))
+    masking.zero_pruned_weights(model)
+    update = DropGrowProgram(model, program.optimizer, "random")
+    none = {n: 0 for n in update.names}
+    with pytest.raises(ValueError, match=r"drop counts of fc_1/kernel not in \[0, active"):
+        update(dict(none, **{"fc_1/kernel": update.active["fc_1/kernel"] + 1}), (1, 2))
+    assert update(none, (1, 2)) == none
+    shapes = {n: tuple(v.shape) for n, v in masking.prunable_variables(model).items()}
+    masking.set_mask(model, dynamic.sparse_start_mask(shapes, {n: 0.5 for n in shapes}, 0))
+    with pytest.raises(ValueError, match="active counts of fc_1/kernel, fc_2/kernel, "
+                                         "output/kernel changed"):
+        update(none, (1, 2))
 
 
 def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
@@ -185,6 +226,15 @@ def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
         assert record["drop_fraction"] == pytest.approx(expected)
         assert record["density"] == pytest.approx(start.density)
     assert log[0]["changed"] > 0
+    # The density summaries of the update steps (from the hook's counts, not
+    # from masks read back) are the masks' densities.
+    from test_tensorboard import _scalars
+    scalars, _ = _scalars(os.path.join(rep, "train", "tensorboard"))
+    for step in (0, 4, 8, 12, 16):
+        assert dict(scalars["density/total"])[step] == pytest.approx(start.density)
+        for name in shapes:
+            assert dict(scalars[f"density/{name}"])[step] == pytest.approx(
+                start[name].sum() / start[name].size), (step, name)
     # The trained weights are exactly sparse under the final mask.
     model = masking.wrap(models.build("lenet_300_100", (8, 8, 1), 10, seed=0))
     checkpoints.restore_weights(model, os.path.join(rep, "train", "checkpoints"), "end")
@@ -403,6 +453,10 @@ def test_bad_settings_fail_before_writing(tmp_path, binding, message):
                      "TrainingHparams.eval_every = '100it'"], "phase_2/dense",
      ["dynamic_imp.json", "phase_2/sparse/final.json"],
      ["phase_1/mask", "phase_2/mask", "phase_1/regrown"]),
+    # SET: its random scores come from (seed, step), not from a generator's state.
+    ("dst", ["TrainingHparams.training_steps = '800it'", "DstHparams.update_every = '50it'",
+             "DstHparams.grow = 'random'"],
+     "train", ["dst.json", "train/final.json", "train/mask_updates.jsonl"], ["mask"]),
 ])
 def test_sigkill_mid_training_then_rerun_equals_uninterrupted(tmp_path, experiment, bindings,
                                                               phase, files, masks):

@@ -1,11 +1,17 @@
-"""The mask arithmetic of dynamic sparse training, against hand computations."""
+"""The mask arithmetic of dynamic sparse training, against hand computations.
+
+`dynamic.drop_and_grow` (host arrays) is the specification of one layer's
+update; runs use its device twin (pruning/dynamic_device.py), held to it here
+mask for mask, ties included.
+"""
 import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tflottery.errors import ConfigError
-from tflottery.pruning import dynamic
+from tflottery.pruning import dynamic, dynamic_device
 
 SHAPES = {"conv": (3, 3, 4, 8), "dense": (8, 10), "output": (10, 2)}
 
@@ -266,3 +272,113 @@ def test_drop_and_grow_matches_a_sorting_implementation():
 def test_bad_settings_are_one_line_errors(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+# ---- the device update (pruning/dynamic_device.py) against the host reference ----
+
+def layer_case(rng, shape, density, ties):
+    """(mask, weights, scores) of one layer; with ties, few distinct values (zeros too)."""
+    size = int(np.prod(shape))
+    flat = np.zeros(size, bool)
+    flat[:max(1, int(round(density * size)))] = True
+    mask = rng.permutation(flat).reshape(shape)
+    if ties:
+        weights = rng.integers(-2, 3, shape) * 0.25     # |w| in {0, 0.25, 0.5}
+        scores = rng.integers(0, 3, shape) * 0.5
+    else:
+        weights, scores = rng.normal(size=shape), np.abs(rng.normal(size=shape))
+    return mask, weights.astype(np.float32), scores.astype(np.float32)
+
+
+@pytest.mark.parametrize("jit, bounded", [(False, False), (True, False), (False, True),
+                                          (True, True)])
+def test_device_drop_and_grow_equals_the_host_reference(jit, bounded):
+    """Mask for mask, on several shapes, densities and drop fractions, with and without ties;
+    ordering the whole layer (sort) or its top n (the active count known)."""
+    rng = np.random.default_rng(0)
+    function = tf.function(dynamic_device.drop_and_grow, jit_compile=jit)
+
+    def update(mask, weights, scores, k):
+        n = int(np.count_nonzero(mask.numpy())) if bounded else None
+        return function(mask, weights, scores, k, n)
+    checked = 0
+    for shape in [(50,), (7, 9), (64, 30), (3, 3, 4, 8)]:
+        for density in (0.05, 0.3, 0.8):
+            for fraction in (0.0, 0.1, 0.3, 0.5, 0.9):
+                for ties in (False, True):
+                    mask, weights, scores = layer_case(rng, shape, density, ties)
+                    k = int(math.floor(fraction * mask.sum()))
+                    expected, _ = dynamic.drop_and_grow(mask, weights, scores, fraction)
+                    new, kept = update(tf.constant(mask), tf.constant(weights),
+                                       tf.constant(scores), tf.constant(k, tf.int32))
+                    np.testing.assert_array_equal(new.numpy(), expected,
+                                                  err_msg=f"{shape} {density} {fraction} {ties}")
+                    assert int(kept.numpy().sum()) == mask.sum() - k
+                    checked += 1
+    # Everything tied: the earliest indices win, both for keeping and for growing.
+    mask = np.array([0, 1, 1, 0, 1, 1, 0, 0], bool)
+    new, _ = update(tf.constant(mask), tf.ones(8), tf.zeros(8), tf.constant(2))
+    assert np.flatnonzero(new.numpy()).tolist() == [0, 1, 2, 3]    # keep 1, 2; grow 0, 3
+    assert checked == 120
+
+
+def test_device_largest_breaks_ties_by_index_for_every_count():
+    rng = np.random.default_rng(1)
+    largest = tf.function(dynamic_device.largest, jit_compile=True)
+    for _ in range(5):
+        scores = (rng.integers(0, 4, 40) * 0.5).astype(np.float32)   # many equal scores
+        candidates = rng.random(40) < 0.6
+        for count in range(int(candidates.sum()) + 1):
+            expected = dynamic.largest(scores.astype(np.float64), candidates, count)
+            # Ordering all 40 values, or only the top `bound` (any bound >= count).
+            for bound in (None, count, count + 3, 40, 50):
+                got = largest(tf.constant(scores), tf.constant(candidates), tf.constant(count),
+                              bound)
+                np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"{count} {bound}")
+
+
+def test_set_scores_are_seeded_and_the_same_under_xla_and_in_numpy():
+    seed = tf.constant([3, 8], tf.int64)
+    eager = dynamic_device.random_scores(seed, 1, (20, 30)).numpy()
+    xla = tf.function(lambda s: dynamic_device.random_scores(s, 1, (20, 30)),
+                      jit_compile=True)(seed).numpy()
+    host = dynamic_device.random_scores(np.array([3, 8]), 1, (20, 30))
+    np.testing.assert_array_equal(eager, xla)
+    np.testing.assert_array_equal(eager, host)
+    assert eager.dtype == np.float32 and 0 <= eager.min() and eager.max() < 1
+    assert 0.45 < eager.mean() < 0.55 and len(np.unique(eager)) > 590
+    big = np.array([2 ** 32 - 1, 2 ** 31 + 5])      # seeds and keys use all 32 bits
+    np.testing.assert_array_equal(
+        dynamic_device.random_scores(tf.constant(big), 2 ** 32 - 1, (7,)).numpy(),
+        dynamic_device.random_scores(big, 2 ** 32 - 1, (7,)))
+    # A layer's key comes from its name (sha256: first 4 bytes, little-endian), not
+    # from its position among the updated layers.
+    assert dynamic_device.layer_key("fc_2/kernel") == 168204503
+    assert dynamic_device.layer_key("fc_2/kernel") != dynamic_device.layer_key("fc_1/kernel")
+    other = dynamic_device.random_scores(seed, 2, (20, 30)).numpy()   # another layer
+    later = dynamic_device.random_scores(tf.constant([3, 9], tf.int64), 1, (20, 30)).numpy()
+    assert not np.array_equal(eager, other) and not np.array_equal(eager, later)
+
+
+def python_fmix32(h):
+    """MurmurHash3's fmix32 on a Python int (mod 2**32), written from its definition."""
+    m = 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & m
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & m
+    return h ^ (h >> 16)
+
+
+def test_set_scores_are_the_documented_hash():
+    """random_scores(seed, key) at position i, in plain Python integers (f: fmix32):
+    mixed = f(s0 ^ f(s1 ^ f(key + golden))),
+    score = (f(f(i ^ mixed) + mixed * golden) >> 8) / 2**24, all mod 2**32."""
+    golden, m = 0x9E3779B9, 0xFFFFFFFF
+    seed, key = (2 ** 32 - 7, 123456), 3_000_000_000
+    mixed = python_fmix32(seed[0] ^ python_fmix32(seed[1] ^ python_fmix32((key + golden) & m)))
+    expected = [(python_fmix32((python_fmix32(i ^ mixed) + mixed * golden) & m) >> 8) / 2 ** 24
+                for i in range(12)]
+    for got in (dynamic_device.random_scores(np.array(seed), key, (3, 4)),
+                dynamic_device.random_scores(tf.constant(seed, tf.int64), key, (3, 4)).numpy()):
+        assert got.ravel().tolist() == expected

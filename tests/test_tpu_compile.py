@@ -13,6 +13,7 @@ XLA program, so two properties matter and both can be checked on a CPU:
 import collections
 import contextlib
 import dataclasses
+import math
 
 import gin
 import numpy as np
@@ -27,6 +28,9 @@ from tflottery.analysis.batchnorm import BatchNormRecomputer
 from tflottery.experiments.context import set_precision_policy
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.masking.walk import masked_pairs
+from tflottery.pruning import dynamic
+from tflottery.pruning.dynamic_device import DropGrowProgram
+from tflottery.training.optimizers import slot_variables
 from tflottery.training.program import TrainingProgram
 
 
@@ -86,6 +90,9 @@ def program_counts(ctx):
     # RigL: 2 mask updates against 10, each of them skipping its step's weight update.
     ("dst", ["DstHparams.update_every = '16it'"],
      ["DstHparams.update_every = '2it'", "DstHparams.skip_weight_update = True"]),
+    # SET: 2 mask updates against 10 (the seed of each is a tensor).
+    ("dst", ["DstHparams.grow = 'random'", "DstHparams.update_every = '16it'"],
+     ["DstHparams.grow = 'random'", "DstHparams.update_every = '2it'"]),
 ])
 def test_traces_per_run_do_not_grow_with_phases(tmp_path, experiment, small, large):
     name = [f"ExperimentHparams.name = '{experiment}'"]
@@ -97,6 +104,9 @@ def test_traces_per_run_do_not_grow_with_phases(tmp_path, experiment, small, lar
     # The training loop and the evaluation step: once each in the whole run.
     assert program_counts(ctx) == [{"train": 1, "eval_test": 1}]
     assert many["train_loop"] == 1 and many["eval_pass"] == 1
+    if experiment == "dst":
+        # Every drop and grow of the run is the one traced device update.
+        assert many["dropgrow_update"] == 1
 
 
 def test_phases_of_a_program_match_fresh_optimizers(tmp_path):
@@ -211,3 +221,63 @@ def test_device_functions_compile_with_xla(tmp_path, name, shape, options, preci
     for name, g, h in zip(scorer.names, grads, hg):
         assert g.dtype == tf.float32 and g.shape == h.shape
         assert np.all(g.numpy()[~mask[name]] == 0), name
+
+
+@pytest.mark.parametrize("grow", ["gradient", "random"])
+@pytest.mark.parametrize("name, shape, options", NETWORKS[:2])
+def test_drop_and_grow_update_compiles_with_xla(name, shape, options, grow,
+                                                without_op_determinism):
+    """RigL/SET's mask update (pruning/dynamic_device.py) as one XLA program, equal to
+    the host reference (dynamic.drop_and_grow) on the scores it computed, mask for mask."""
+    dataset = data.build(DatasetHparams(name="synthetic", batch_size=8))
+    hp = TrainingHparams(optimizer="sgd", lr=0.01, momentum=0.9, training_steps="4it",
+                         eval_every="4it", xla_update=False)
+    model = masking.wrap(models.build(name, shape, 10, seed=0, **options))
+    program = TrainingProgram(tf.distribute.get_strategy(), model, dataset, hp)
+    rng = np.random.default_rng(1)
+    variables = masking.prunable_variables(model)
+    mask = masking.Mask({k: rng.random(v.shape) < 0.3 for k, v in variables.items()})
+    masking.set_mask(model, mask)
+    for v in program.optimizer.variables[1:]:          # momentum everywhere
+        v.assign(tf.ones(v.shape, v.dtype))
+    update = DropGrowProgram(model, program.optimizer, grow)
+    images, labels = (tf.constant(a) for a in small_data(shape, 8))
+    weights = tf.fill([8], tf.constant(1 / 8, tf.float32))
+    seed = tf.constant([5, 100], tf.int64)
+    batch = (images, labels, weights) if grow == "gradient" else ()
+    statistics = [v.numpy() for v in model.non_trainable_variables]
+
+    def xla(fn, *args):
+        return tf.function(fn, jit_compile=True)(*args)
+
+    def scored_update(drop_counts, seed, *batch):
+        # replica_update, returning the scores it used too: two XLA programs
+        # may round a convolution's gradient differently.
+        scores = update.replica_scores(seed, *batch)
+        return scores, update.replica_select(drop_counts, scores)
+
+    before = {n: v.numpy() for n, v in variables.items()}
+    fraction = 0.3
+    drops = [math.floor(fraction * mask[n].sum()) for n in update.names]
+    scores, moved = xla(scored_update, tf.constant(drops), seed, *batch)
+    expected = {n: dynamic.drop_and_grow(mask[n], before[n], s.numpy(), fraction)[0]
+                for n, s in zip(update.names, scores)}
+    after = masking.get_mask(model)
+    for i, n in enumerate(update.names):
+        np.testing.assert_array_equal(after[n], expected[n], err_msg=n)
+        grown = after[n] & ~mask[n]
+        assert int(moved[0][i]) == grown.sum() > 0 and int(moved[1][i]) == mask[n].sum()
+        weight = variables[n].numpy()
+        assert np.all(weight[~after[n]] == 0) and np.all(weight[grown] == 0)
+        np.testing.assert_array_equal(weight[after[n] & mask[n]], before[n][after[n] & mask[n]])
+        for slot in slot_variables(program.optimizer, variables[n]):
+            assert np.all(slot.numpy()[grown] == 0) and np.all(slot.numpy()[~grown] == 1)
+    # Scoring left BatchNorm's moving statistics (and the other masks) alone.
+    for a, v in zip(statistics, model.non_trainable_variables):
+        if not v.name.endswith("_mask:0"):
+            np.testing.assert_array_equal(a, v.numpy(), err_msg=v.name)
+    # The whole update as it runs (scores and selection in one program) compiles too.
+    xla(update.replica_update, tf.constant(drops), seed + 1, *batch)
+    again = masking.get_mask(model)
+    assert all(again[n].sum() == mask[n].sum() for n in update.names)
+    assert any((again[n] != after[n]).any() for n in update.names)

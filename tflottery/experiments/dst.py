@@ -24,12 +24,21 @@ update step only scores the growth, as in RigL's paper (Algorithm 1) and
 reference code: no weight update is made on it.
 
 On the device.  A mask update is a hook of the host loop (training/loop.py)
-between two calls of the run's one traced training loop: it reads the
-weights, computes the new masks on the host (scoring/grow.py computes the
-dense gradient with the scoring device program), and assigns mask, weight
-and optimizer-slot variables.  Skipping a step's weight update takes that
-step's batch from the training iterator on the host.  Nothing is traced
-again.
+between two calls of the run's one traced training loop.  The hook computes
+each layer's drop count from the schedule on the host and calls the run's
+one traced update (pruning/dynamic_device.py: under the strategy, as the
+training step), which scores the growth (RigL's dense gradient on the step's
+batch; SET's seeded random scores), selects what to drop and grow, and
+assigns the mask, weight and optimizer-slot variables; only the number of
+moved connections per layer comes back, for the update log.  The host
+reference of the selection is pruning/dynamic.py's drop_and_grow, which the
+tests hold the device to, mask for mask.  Skipping a step's weight update
+takes that step's batch from the training iterator on the host.  Nothing is
+traced again after the first update.  SET's scores are a counter-based hash
+of (seed, step, layer name, position) since the update moved to the device
+(#24): before, NumPy's generator drew them, so SET runs made earlier (and
+SET runs begun earlier and resumed now) have other masks; RigL's masks are
+the same as before.
 
 Resuming.  The loop saves its checkpoint at an update step before the hook
 acts and calls the hook again after restoring it; the update depends only on
@@ -48,6 +57,7 @@ Layout, under replicate_<r>/:
 """
 import dataclasses
 import hashlib
+import math
 from typing import Tuple
 
 import gin
@@ -60,17 +70,16 @@ from tflottery.experiments.context import (RunContext, load_or_make_mask,
                                            prunable_weight_shapes, train_phase,
                                            training_program)
 from tflottery.hparams import Checked, StepText
-from tflottery.masking.mask import Mask
 from tflottery.plan import Phase
 from tflottery.pruning import dynamic
 from tflottery.pruning.names import excluded_weights, weights_named_by
 from tflottery.pruning.select import check_number
 from tflottery.runs import io, layout, step_log
 from tflottery.runs.report_spec import ReportSpec
-from tflottery.scoring.grow import check_criterion, grow_scores, training_batch
+from tflottery.pruning.dynamic_device import DropGrowProgram
+from tflottery.scoring.grow import check_criterion, training_batch
 from tflottery.steps import to_iterations
 from tflottery.training import checkpoints
-from tflottery.training.optimizers import reset_slots
 
 
 @gin.configurable
@@ -171,32 +180,52 @@ class DropGrowHook:
         self.log_path = log_path
         self.writable = writable
         self.skips_training_step = bool(skip_weight_update)
+        self.device = None       # the DropGrowProgram, made at the first update
+        self.active = {}
+        self.sizes = {}
+        self.size = 0
+
+    # The update zeroes the dropped weights itself, on the device: the
+    # Trainer need not read the masks back to do it (training/loop.py).
+    zeroes_pruned_weights = True
 
     def __call__(self, model, step: int) -> None:
         fraction = dynamic.drop_fraction(step, self.drop_fraction, self.anneal, self.begin,
                                          self.stop)
-        current = masking.get_mask(model)
-        variables = masking.prunable_variables(model)
-        scores = grow_scores(self.grow, model, lambda: self.batch(step), (self.seed, step))
-        new = {}
-        for name in current:
-            if name in self.dense:
-                new[name] = current[name]
-                continue
-            new[name], _ = dynamic.drop_and_grow(current[name], variables[name].numpy(),
-                                                 scores[name], fraction)
-            # Newly active connections start from zero (they are: pruned
-            # weights are zero) with no momentum behind them.
-            reset_slots(self.program.optimizer, variables[name], new[name] & ~current[name])
-        new = Mask(new)
-        masking.set_mask(model, new)
-        record = {"step": step, "drop_fraction": fraction,
-                  "changed": sum(int((new[n] & ~current[n]).sum()) for n in new),
-                  "density": new.density, **dynamic.overlap(current, new)}
+        if self.device is None:
+            self._start(model)
+        # k = floor(fraction * n) per layer, n its active count (which every
+        # update keeps), computed here so that the device gets a Python int.
+        drops = {name: int(math.floor(fraction * self.active[name]))
+                 for name in self.device.names}
+        batch = self.batch(step) if self.grow == "gradient" else None
+        moved = self.device(drops, (self.seed, step), batch)
+        changed = sum(moved.values())
+        kept = sum(self.active.values())
+        record = {"step": step, "drop_fraction": fraction, "changed": changed,
+                  "density": kept / self.size if self.size else 1.0,
+                  # Per layer as many connections leave as arrive (dynamic.overlap).
+                  "new_not_in_previous": changed / kept if kept else 0.0,
+                  "previous_not_in_new": changed / kept if kept else 0.0}
         logging.info("mask update at step %d: drop fraction %.3f, %d connections moved", step,
-                     fraction, record["changed"])
+                     fraction, changed)
         if self.writable and self.log_path:
             step_log.write(self.log_path, record)
+
+    def _start(self, model) -> None:
+        """The device program, and the active count of every layer (read once)."""
+        self.device = DropGrowProgram(model, self.program.optimizer, self.grow, skip=self.dense)
+        mask = masking.get_mask(model)
+        self.active = {name: int(mask[name].sum()) for name in mask}
+        self.sizes = {name: int(mask[name].size) for name in mask}
+        self.size = mask.num_weights
+
+    @property
+    def counts(self):
+        """{weight name: (kept, size)}: what the density summary needs, without reading masks."""
+        if self.device is None:
+            return None
+        return {name: (self.active[name], self.sizes[name]) for name in self.active}
 
 
 @REGISTRY.register("dst")

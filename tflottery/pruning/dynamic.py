@@ -29,7 +29,10 @@ sparse_utils.py and sparse_optimizers_base.py):
   formula; for begin > 0 it reaches 0 at step end - begin); or
   'exponential_<p>'  alpha * (1 - (t - begin) / (end - begin)) ** p  (p 1
   when omitted: 'exponential' decays linearly).
-* `drop_and_grow`: one update of one layer.  Of its n active weights,
+* `drop_and_grow`: one update of one layer -- the specification, on host
+  arrays, that runs do not call: they update every layer at once on the
+  device (pruning/dynamic_device.py), and the tests hold that update to
+  this function mask for mask.  Of its n active weights,
   k = floor(fraction * n) with the smallest |w| are dropped; then k weights
   are grown among the connections inactive after the drop (just-dropped ones
   included, as in RigL's reference code), those with the largest grow score
@@ -186,7 +189,10 @@ def largest(scores: np.ndarray, candidates: np.ndarray, k: int) -> np.ndarray:
 
 def drop_and_grow(mask: np.ndarray, weights: np.ndarray, grow_scores: np.ndarray,
                   fraction: float) -> Tuple[np.ndarray, np.ndarray]:
-    """(new mask, grown) of one layer after one RigL/SET update (module docstring)."""
+    """(new mask, grown) of one layer after one RigL/SET update (module docstring).
+
+    The host reference of dynamic_device.drop_and_grow, which runs use.
+    """
     mask = np.asarray(mask, bool)
     if not (mask.shape == np.shape(weights) == np.shape(grow_scores)):
         raise ConfigError(f"mask {mask.shape}, weights {np.shape(weights)} and scores "

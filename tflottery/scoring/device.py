@@ -132,22 +132,7 @@ class DeviceProgram:
         return program
 
     def _shares(self, images: np.ndarray, labels: np.ndarray):
-        """(images, labels, weights) of a chunk laid out in equal padded shares, one per replica."""
-        n, replicas = len(labels), self.replicas
-        share = -(-n // replicas)
-        blocks = np.array_split(np.arange(n), replicas)
-        # An empty block (n < replicas) is all padding: copies of example 0.
-        index = np.concatenate([np.resize(b if len(b) else [0], share) for b in blocks])
-        real = np.concatenate([np.arange(share) < len(b) for b in blocks])
-        arrays = (images[index].astype(self.dtype), labels[index].astype(np.int32),
-                  np.where(real, 1.0 / n, 0.0).astype(self.dtype))
-
-        def on_replica(context):
-            part = slice(context.replica_id_in_sync_group * share,
-                         (context.replica_id_in_sync_group + 1) * share)
-            return tuple(tf.constant(a[part]) for a in arrays)
-
-        return self.strategy.experimental_distribute_values_from_function(on_replica)
+        return replica_shares(self.strategy, images, labels, self.dtype)
 
     def run(self, function, images: np.ndarray, labels: np.ndarray, *args) -> List[np.ndarray]:
         """`function` (gradient_ or hessian_function) for the examples' mean loss, float64 NumPy."""
@@ -158,6 +143,30 @@ class DeviceProgram:
     def temperature(self, value: float) -> tf.Tensor:
         """A tensor argument, so that every temperature shares one trace."""
         return tf.constant(value, self.dtype)
+
+
+def replica_shares(strategy, images: np.ndarray, labels: np.ndarray, dtype):
+    """(images, labels, weights) of a chunk laid out in equal padded shares, one per replica.
+
+    The module docstring's "Shares": weights 1/n for the n real examples, 0
+    for padding; the dense-gradient update of dynamic sparse training lays
+    its batch out the same way (pruning/dynamic_device.py).
+    """
+    n, replicas = len(labels), strategy.num_replicas_in_sync
+    share = -(-n // replicas)
+    blocks = np.array_split(np.arange(n), replicas)
+    # An empty block (n < replicas) is all padding: copies of example 0.
+    index = np.concatenate([np.resize(b if len(b) else [0], share) for b in blocks])
+    real = np.concatenate([np.arange(share) < len(b) for b in blocks])
+    arrays = (images[index].astype(dtype), labels[index].astype(np.int32),
+              np.where(real, 1.0 / n, 0.0).astype(dtype))
+
+    def on_replica(context):
+        part = slice(context.replica_id_in_sync_group * share,
+                     (context.replica_id_in_sync_group + 1) * share)
+        return tuple(tf.constant(a[part]) for a in arrays)
+
+    return strategy.experimental_distribute_values_from_function(on_replica)
 
 
 _PROGRAMS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

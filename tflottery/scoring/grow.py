@@ -16,6 +16,13 @@ connections to a sparse network.  Two criteria:
               ending in softmax or sigmoid (head.py).
   'random'    SET (Mocanu et al. 2018): uniform scores from a seeded
               generator, the same for the same (seed, step).
+
+Dynamic IMP's regrowth uses these host scores.  Experiment 'dst' (RigL,
+SET) computes its own on the device with its update
+(pruning/dynamic_device.py): RigL's the same dense gradient (the tests hold
+the update to `dense_gradient` mask for mask), SET's from a counter-based
+hash rather than NumPy's generator, so that the device and the host
+reference give the same numbers.
 """
 from typing import Callable, Dict
 

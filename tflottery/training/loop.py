@@ -66,7 +66,10 @@ class Trainer:
         acts) and `__call__(model, step)`, which may change the masks; the
         loop stops at those steps and calls it on the host, then zeroes the
         newly pruned weights (the training step trusts that pruned weights
-        are zero: see masking/fast_path.py and training/masked_updates.py).
+        are zero: see masking/fast_path.py and training/masked_updates.py)
+        unless the hook's `zeroes_pruned_weights` says it did so itself; a
+        hook's `counts` ({weight name: (kept, size)}, or None) spares the
+        density summary reading the masks back.
         A hook whose `skips_training_step` is true also takes the place of
         the weight update of its step: the loop takes that step's batch from
         the iterator unused and advances the iteration counter (and so the
@@ -386,9 +389,11 @@ class Trainer:
     def _apply_mask_hook(self, step) -> int:
         """Call the mask hook at `step`; returns the step training goes on from."""
         self.mask_hook(self.model, step)
-        masking.zero_pruned_weights(self.model)
+        if not getattr(self.mask_hook, "zeroes_pruned_weights", False):
+            masking.zero_pruned_weights(self.model)
         if self._writers is not None:
-            summaries.write_density(self._writers[summaries.TRAIN], step, self.model)
+            summaries.write_density(self._writers[summaries.TRAIN], step, self.model,
+                                    getattr(self.mask_hook, "counts", None))
         if step not in self._skipped_steps():
             return step
         # The hook took the place of this step's weight update: its batch is

@@ -74,14 +74,21 @@ def write_start(writers: Writers, step: int, model, hparams: dict) -> None:
     write_density(writers[TRAIN], step, model)
 
 
-def write_density(writer, step: int, model) -> None:
-    """Fraction of weights kept, overall and per masked weight."""
-    mask = masking.get_mask(model)
+def write_density(writer, step: int, model, counts=None) -> None:
+    """Fraction of weights kept, overall and per masked weight.
+
+    counts: {weight name: (kept, size)} if the caller knows them (a mask hook
+    that keeps per-layer counts), so that no mask is read back from the device.
+    """
+    if counts is None:
+        mask = masking.get_mask(model)
+        counts = {name: (int(mask[name].sum()), int(mask[name].size)) for name in mask.keys()}
+    total = sum(size for _, size in counts.values())
     with writer.as_default(step=step):
-        tf.summary.scalar("density/total", mask.density)
-        for name in mask.keys():
-            kept = mask[name]
-            tf.summary.scalar(f"density/{name}", float(kept.sum()) / max(kept.size, 1))
+        tf.summary.scalar("density/total",
+                          sum(kept for kept, _ in counts.values()) / total if total else 1.0)
+        for name, (kept, size) in counts.items():
+            tf.summary.scalar(f"density/{name}", float(kept) / max(size, 1))
 
 
 def write_metrics(writer, step: int, loss: float, accuracy: float) -> None:
