@@ -229,7 +229,7 @@ def test_rigl_run_keeps_layer_counts_and_logs_updates(tmp_path):
     # The density summaries of the update steps (from the hook's counts, not
     # from masks read back) are the masks' densities.
     from test_tensorboard import _scalars
-    scalars, _ = _scalars(os.path.join(rep, "train", "tensorboard"))
+    scalars, _ = _scalars(os.path.join(rep, "train", "tensorboard", "train"))
     for step in (0, 4, 8, 12, 16):
         assert dict(scalars["density/total"])[step] == pytest.approx(start.density)
         for name in shapes:
