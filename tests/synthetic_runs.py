@@ -397,3 +397,105 @@ def build(root):
 
     return {"rows": expected, "corrupt": corrupt, "instability": instability,
             "statistics": statistics, "retrain": retrain}
+
+
+def speed_run(root, name="lottery_speed"):
+    """A lottery run for the training-speed section: levels 0 and 2 with holdout
+    evaluations, retrain branches at dilations 0.5 and 2 (branch.json), two replicates;
+    no config.gin."""
+    run = os.path.join(root, name)
+    for rep in range(2):
+        for level, density in ((0, 1.0), (2, 0.64)):
+            base = os.path.join(run, f"replicate_{rep}", f"level_{level}")
+            _write(os.path.join(base, "mask", "sparsity.json"), {"total": {"density": density}})
+            for phase_name, dilation, acc in (
+                    ("train", None, 0.95 - 0.01 * level + 0.002 * rep),
+                    ("branch_retrain_a/train", 0.5, 0.9 + 0.01 * rep),
+                    ("branch_retrain_b/train", 2.0, 0.96 - 0.01 * level)):
+                phase = os.path.join(base, phase_name)
+                records = []
+                for i, loss in enumerate((1.0, 0.4 + 0.1 * level, 0.6)):
+                    records += [{"step": 100 * i, "test_loss": 1.0,
+                                 "test_accuracy": round(acc - 0.1 * (2 - i), 4)},
+                                {"step": 100 * i, "holdout_loss": loss,
+                                 "holdout_accuracy": 0.5}]
+                _write(os.path.join(phase, "metrics.jsonl"),
+                       "".join(json.dumps(r) + "\n" for r in records))
+                _write(os.path.join(phase, "final.json"), {"step": 200, "test_accuracy": acc})
+                if dilation is not None:
+                    _write(os.path.join(os.path.dirname(phase), "branch.json"),
+                           {"name": "retrain", "level": level, "dilation": dilation,
+                            "data_seed": None})
+    return run
+
+
+def _pai_sweep(root, first, scope, rng):
+    """magnitude, random and SynFlow at 80% and 96% sparsity, one replicate, with
+    PaiHparams.scope = `scope` (None: not set); magnitude and random score the same
+    (their lines lie on each other) and only SynFlow has an ablation (one panel)."""
+    for m_i, method in enumerate(("magnitude", "random", "synflow")):
+        for s_i, target in enumerate((0.8, 0.96)):
+            run_dir = os.path.join(root, f"pai_{first + m_i:05d}{s_i:05d}")
+            _config(run_dir, "pai", f"PaiHparams.method = '{method}'",
+                    f"PaiHparams.target_sparsity = {target}", "PaiHparams.prune_step = '0it'",
+                    *([f"PaiHparams.scope = '{scope}'"] if scope else []))
+            _operative(run_dir)
+            rep = os.path.join(run_dir, "replicate_0")
+            d = round(1 - target, 6)
+            acc = round(0.79 - 0.1 * target ** 4 + (0.01 if method == "synflow" else 0.0), 6)
+            _sparsity(os.path.join(rep, "mask"), d)
+            _statistics(os.path.join(rep, "mask"), method, d, rng)
+            _phase(os.path.join(rep, "train"), acc)
+            pai = {"method": method, "density": d, "prune_step": 0, "test_accuracy": acc,
+                   "branches": {}}
+            if method == "synflow":
+                bdir = os.path.join(rep, "branch_shuffle")
+                _sparsity(os.path.join(bdir, "mask"), d)
+                _phase(os.path.join(bdir, "train"), acc - 0.004)
+                pai["branches"]["shuffle"] = {"density": d, "test_accuracy": acc - 0.004}
+            _write(os.path.join(rep, "pai.json"), pai)
+
+
+def build_showcase(root, full: bool = True):
+    """What a real sweep adds that the report must still show legibly: a training-speed
+    run; a pai sweep of the same network as another that differs from it only in
+    PaiHparams.scope (layerwise), where magnitude and random pruning score the same
+    and only SynFlow has an ablation (a one-panel figure); and an lmc run of
+    'independent_imp' subnetworks with InstabilityHparams.align (raw and aligned
+    instability, soups: the widest instability table).  `full`: on top of build(root)
+    (for benchmarks/report_screenshots.py); else the other sweep is a small one like it
+    (the browser test's quicker page)."""
+    if full:
+        build(root)
+    speed_run(root)
+    rng = np.random.default_rng(1)
+    if not full:
+        _pai_sweep(root, 4, None, rng)
+    _pai_sweep(root, 7, "layerwise", rng)
+    run_dir = os.path.join(root, "lmc_3f9a8b7c6d")
+    _config(run_dir, "lmc", "InstabilityHparams.rewind_steps = ('0it', '100it', '500it')",
+            "InstabilityHparams.align = 'weights'", "InstabilityHparams.levels = (3,)",
+            "InstabilityHparams.subnetwork = 'independent_imp'")
+    _operative(run_dir)
+    alphas = [i / 8 for i in range(9)]
+    for r in range(2):
+        for k in (0, 100, 500):
+            kdir = os.path.join(run_dir, f"replicate_{r}", "level_3", f"k_{k}")
+            record = {"k": k, "rewind_step": f"{k}it", "subnetwork": "independent_imp",
+                      "level": 3, "density": 0.512, "end_accuracy": [0.8, 0.8],
+                      "dense_accuracy": 0.8}
+            for key, barrier in (("raw", 0.2 * np.exp(-k / 150.0) + 0.002 * r),
+                                 ("aligned", 0.06 * np.exp(-k / 150.0) + 0.001 * r)):
+                curves = {split: {"alpha": alphas,
+                                  "error": [base + barrier * 4 * a * (1 - a) for a in alphas]}
+                          for split, base in (("test", 0.2), ("train", 0.1))}
+                part = {"curves": curves, "barrier": {"test": barrier, "train": barrier * 0.9}}
+                if key == "raw":
+                    record.update(part)
+                else:
+                    record["aligned"] = dict(part, method="weights", moved_fraction=0.8)
+            record["soup"] = {"accuracy": {"test": 0.3}, "aligned_accuracy": {"test": 0.75}}
+            _write(os.path.join(kdir, "instability.json"), record)
+            _phase(os.path.join(kdir, "pretrain"), 0.3, 0, k)
+            for c in range(2):
+                _phase(os.path.join(kdir, f"copy_{c}"), 0.8, k)

@@ -27,33 +27,6 @@ def _write(path, obj):
         f.write(obj if isinstance(obj, str) else json.dumps(obj))
 
 
-def _speed_run(root):
-    """lottery_speed: levels 0 and 2 with holdout evaluations, retrain branches at
-    dilations 0.5 and 2 (branch.json), two replicates; no config.gin."""
-    run = os.path.join(root, "lottery_speed")
-    for rep in range(2):
-        for level, density in ((0, 1.0), (2, 0.64)):
-            base = os.path.join(run, f"replicate_{rep}", f"level_{level}")
-            _write(os.path.join(base, "mask", "sparsity.json"), {"total": {"density": density}})
-            for name, dilation, acc in (("train", None, 0.95 - 0.01 * level + 0.002 * rep),
-                                        ("branch_retrain_a/train", 0.5, 0.9 + 0.01 * rep),
-                                        ("branch_retrain_b/train", 2.0, 0.96 - 0.01 * level)):
-                phase = os.path.join(base, name)
-                records = []
-                for i, loss in enumerate((1.0, 0.4 + 0.1 * level, 0.6)):
-                    records += [{"step": 100 * i, "test_loss": 1.0,
-                                 "test_accuracy": round(acc - 0.1 * (2 - i), 4)},
-                                {"step": 100 * i, "holdout_loss": loss,
-                                 "holdout_accuracy": 0.5}]
-                _write(os.path.join(phase, "metrics.jsonl"),
-                       "".join(json.dumps(r) + "\n" for r in records))
-                _write(os.path.join(phase, "final.json"), {"step": 200, "test_accuracy": acc})
-                if dilation is not None:
-                    _write(os.path.join(os.path.dirname(phase), "branch.json"),
-                           {"name": "retrain", "level": level, "dilation": dilation,
-                            "data_seed": None})
-
-
 def _texts(directory, root):
     out = {}
     for top, _, files in os.walk(directory):
@@ -102,7 +75,7 @@ def test_report_page_is_byte_identical(root):
 def test_speed_section_is_byte_identical(tmp_path):
     """Apart from the synthetic root: a corrupt file there fails speed's own reader."""
     root = str(tmp_path / "root")
-    _speed_run(root)
+    synthetic_runs.speed_run(root)
     _page(root, "speed_page")
 
 

@@ -119,8 +119,10 @@ def _fake_speed(monkeypatch, report_section):
 def test_speed_section_is_included(monkeypatch, small_table, tmp_path):
     seen = {}
 
-    def report_section(table, out_dir):
+    def report_section(table, out_dir, page_dir=None):
         seen["rows"] = len(table["rows"])
+        seen["dirs"] = (out_dir, page_dir)
+        os.makedirs(out_dir, exist_ok=True)
         path = os.path.join(out_dir, "speed_dilation.png")
         with open(path, "wb") as f:
             f.write(b"\x89PNG\r\n\x1a\n")
@@ -130,14 +132,16 @@ def test_speed_section_is_included(monkeypatch, small_table, tmp_path):
     md = open(written["markdown"]).read()
     html = open(written["html"]).read()
     assert seen["rows"] == 2
+    # The speed figures go with the others into figures/, linked from the page's directory.
+    assert seen["dirs"] == (str(tmp_path / "out" / "figures"), str(tmp_path / "out"))
     assert "## Training speed" in md and "smallest dilation factor is **0.6**" in md
-    assert "![speed_dilation.png](speed_dilation.png)" in md
-    assert 'src="speed_dilation.png"' in html and "<strong>0.6</strong>" in html
+    assert "![speed_dilation.png](figures/speed_dilation.png)" in md
+    assert 'src="figures/speed_dilation.png"' in html and "<strong>0.6</strong>" in html
     assert written["figures"][-1].endswith("speed_dilation.png")
 
 
 def test_failing_speed_section_is_a_problem_not_a_crash(monkeypatch, small_table, tmp_path):
-    def report_section(table, out_dir):
+    def report_section(table, out_dir, page_dir=None):
         raise ValueError("no holdout")
     _fake_speed(monkeypatch, report_section)
     written = page.write_report(small_table, str(tmp_path / "out"))
@@ -171,5 +175,5 @@ def test_real_lottery_run_then_report(tmp_path):
     assert [r["density"] for r in data["rows"] if r["phase"] == "level_1/train"] == \
         [pytest.approx(0.8, abs=1e-3)]
     assert data["problems"] == [] and data["runs"][0]["status"] == "done"
-    assert f"| {run} | lottery | lenet_300_100 on synthetic | 1 | 4 | 0 |" in open(
+    assert f"| {run} | lottery | lenet_300_100 on synthetic | - | 1 | 4 | 0 |" in open(
         out / "report.md").read()

@@ -107,6 +107,54 @@ def network_label(run: dict) -> str:
     return run.get("network") or "unknown network"
 
 
+# Settings that a run's label leaves out: the experiment and the network have their own
+# columns and titles, the branches are columns and lines of their own, and SummaryHparams
+# only changes how a report judges the results.
+_LABEL_IGNORED = ("ExperimentHparams.name", "ModelHparams.name", "DatasetHparams.name",
+                  "BranchHparams.", "SummaryHparams.")
+
+
+def differences(runs: List[dict], ignore: tuple = ()) -> Dict[str, str]:
+    """Per run: 'name=value, ...' of the settings (config.gin bindings, unset ones at their
+    defaults) in which the runs differ, leaving out the keys starting with one of `ignore`;
+    '' for a run that differs in none.  A setting is named by its field alone unless two
+    differing settings share a field name (TrainingHparams.data_seed, BranchHparams.data_seed)."""
+    keys = sorted({k for r in runs for k in r.get("_values", {})
+                   if not (ignore and k.startswith(tuple(ignore)))})
+
+    def value(run, key):
+        return ginconfig.as_text(ginconfig.lookup(run.get("_values", {}), key, "default"))
+    varying = [k for k in keys if len({value(r, k) for r in runs}) > 1]
+    fields = [k.split(".")[-1] for k in varying]
+    names = {k: f if fields.count(f) == 1 else k for k, f in zip(varying, fields)}
+    return {r["run"]: ", ".join(f"{names[k]}={value(r, k)}" for k in varying) for r in runs}
+
+
+def run_label(table: dict, run: dict) -> str:
+    """The settings that tell a run apart from the other runs of its experiment
+    ('method=snip, target_sparsity=0.5'): '' when it is the only one, differs in none
+    or has no config.  Worked out for all runs at once and kept in each run's private
+    '_label'."""
+    if "_label" not in run:
+        by_experiment: Dict[str, List[dict]] = {}
+        for r in table["runs"]:
+            r["_label"] = ""
+            if r.get("config_file"):
+                by_experiment.setdefault(r["experiment"], []).append(r)
+        for runs in by_experiment.values():
+            labels = differences(runs, _LABEL_IGNORED) if len(runs) > 1 else {}
+            for r in runs:
+                r["_label"] = labels.get(r["run"], "")
+        run.setdefault("_label", "")
+    return run["_label"]
+
+
+def run_title(table: dict, run: dict) -> str:
+    """A run's name with the settings that tell it apart: 'pai_0a1b (method=snip, ...)'."""
+    text = run_label(table, run)
+    return f"{run['run']} ({text})" if text else run["run"]
+
+
 def dense_accuracies(table: dict, key: tuple) -> List[float]:
     """Test accuracies of dense networks trained like `key`: 'train' runs and
     lottery level 0 (one per replicate)."""
@@ -199,12 +247,22 @@ def pai_groups(table: dict) -> List[dict]:
                                         "prune_step": ginconfig.lookup(
                                             values, "PaiHparams.prune_step")})
         group["runs"].append(run["run"])
+        group.setdefault("first", run)
     out = list(groups.values())
-    seen = {}
+    by_base: Dict[str, List[dict]] = {}
     for group in out:
-        base = f"{group['network']}, pruned at {group['prune_step'] or '?'}"
-        seen[base] = seen.get(base, 0) + 1
-        group["label"] = base if seen[base] == 1 else f"{base} (settings {seen[base]})"
+        by_base.setdefault(f"{group['network']}, pruned at {group['prune_step'] or '?'}",
+                           []).append(group)
+    for base, alike in by_base.items():
+        # Sweeps of one network pruned at one step: labelled by the settings they differ in.
+        apart = differences([g["first"] for g in alike], PAI_SWEEP_KEYS + _NOT_COMPARED) \
+            if len(alike) > 1 else {}
+        for group in alike:
+            text = apart.get(group["first"]["run"]) or (
+                f"like {group['first']['run']}" if len(alike) > 1 else "")
+            group["label"] = f"{base}, {text}" if text else base
+    for group in out:
+        del group["first"]
         group["gradual"] = [r["run"] for r in by_network(table, "gradual").get(
             group["network_key"], [])]
     return out

@@ -25,11 +25,13 @@ _STYLE = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
        max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
 h1, h2, h3 { border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; }
+.table-box { max-width: 100%; overflow-x: auto; margin: .8em 0; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: left;
+         overflow-wrap: break-word; }
 th { background: #f3f3f3; }
 tr:nth-child(even) td { background: #fafafa; }
-img { max-width: 100%; border: 1px solid #eee; }
+img { max-width: 100%; box-sizing: border-box; border: 1px solid #eee; }
 pre { background: #f6f8fa; padding: .8em; overflow-x: auto; font-size: 0.85em; }
 code { background: #f3f3f3; padding: 0 .2em; }
 details { margin: .4em 0; }
@@ -40,6 +42,10 @@ summary { cursor: pointer; }
 def to_html(markdown: str, title: str) -> str:
     """The report's Markdown as one self-contained HTML page (python-markdown)."""
     body = python_markdown.markdown(markdown, extensions=list(MARKDOWN_EXTENSIONS))
+    # Each table in a box of the text column's width that scrolls sideways: a table
+    # wider than the window scrolls inside it instead of running past the page's edge.
+    body = body.replace("<table>", '<div class="table-box">\n<table>').replace(
+        "</table>", "</table>\n</div>")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
             f"{body}\n</body>\n</html>\n")
@@ -52,9 +58,11 @@ def _rel(path: str, out_dir: str) -> str:
 
 
 def speed_section(table: dict, out_dir: str) -> Tuple[str, List[str]]:
-    """(markdown, figure paths) of speed.report_section; ('', []) if it fails."""
+    """(markdown, figure paths) of speed.report_section, its figures in out_dir/figures
+    with the others; ('', []) if it fails."""
     try:
-        markdown, paths = speed.report_section(table, out_dir)
+        markdown, paths = speed.report_section(table, os.path.join(out_dir, FIGURE_DIR),
+                                               page_dir=out_dir)
     except Exception as err:  # noqa: BLE001 -- its failure must not cost the report
         logging.warning("speed section failed: %s", err)
         table["problems"].append({"file": "tflottery/reporting/speed.py",

@@ -28,7 +28,7 @@ import sys
 from typing import Dict, List, Optional
 
 from tflottery.reporting import collect
-from tflottery.reporting.groups import pct as _pct, spread as _stats
+from tflottery.reporting.groups import pct as _pct, run_title, spread as _stats
 from tflottery.reporting.tables import md_table
 from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
@@ -166,11 +166,13 @@ def dilation_table(phases: List[dict], tolerance: float) -> Optional[dict]:
 def analyze(table: dict, matching_tolerance: Optional[float] = None) -> List[dict]:
     """Both metrics for every run of a collector's table that has something to show."""
     out = []
+    runs = {run["run_dir"]: run for run in table["runs"]}
     for run_dir, phases in find_phases(table).items():
         early = early_stopping_table(phases)
         dilation = dilation_table(phases, run_tolerance(run_dir, matching_tolerance))
         if early or dilation:
             out.append({"run_dir": run_dir, "run": os.path.basename(run_dir.rstrip("/")),
+                        "title": run_title(table, runs[run_dir]),
                         "early_stopping": early, "dilation": dilation})
     return out
 
@@ -259,17 +261,28 @@ def _dilation_markdown(table: dict) -> List[str]:
                             "accuracy % by dilation"], rows).split("\n")
 
 
-def report_section(table, out_dir: str, matching_tolerance: Optional[float] = None):
+def report_section(table, out_dir: str, matching_tolerance: Optional[float] = None,
+                   page_dir: Optional[str] = None):
     """(markdown, [PNG paths]) of the training-speed section, figures written to out_dir.
 
     `table`: the collector's table (collect.collect), or a root directory to collect.
-    Image links in the markdown are relative to out_dir."""
+    Image links in the markdown are relative to page_dir (default out_dir): the report
+    page puts the figures in its figures/ directory."""
     table = collect.collect(table) if isinstance(table, str) else table
-    return render(analyze(table, matching_tolerance), out_dir)
+    return render(analyze(table, matching_tolerance), out_dir, page_dir)
 
 
-def render(results: List[dict], out_dir: str):
-    """Markdown and figures (in out_dir) of `analyze` results."""
+def _link(path: str, page_dir: str) -> str:
+    """`path` relative to page_dir, with '/' (gs:// paths too)."""
+    if "://" in path:
+        return path[len(page_dir.rstrip("/")) + 1:]
+    return os.path.relpath(path, page_dir).replace(os.sep, "/")
+
+
+def render(results: List[dict], out_dir: str, page_dir: Optional[str] = None):
+    """Markdown and figures (in out_dir; links relative to page_dir, default out_dir)
+    of `analyze` results."""
+    page_dir = page_dir or out_dir
     lines = ["## Training speed (thesis 3.3.6)", ""]
     figures = []
     if not results:
@@ -285,14 +298,15 @@ def render(results: List[dict], out_dir: str):
          "the smallest factor whose mean accuracy still matches the dense network."),
     ]
     for res in results:
-        lines += [f"### {res['run']}", ""]
+        lines += [f"### {res.get('title', res['run'])}", ""]
         for key, plot, markdown, caption in sections:
             if not res[key]:
                 continue
-            path = plot(res[key], out_dir, f"speed_{res['run']}_{key}", res["run"])
+            path = plot(res[key], out_dir, f"speed_{res['run']}_{key}",
+                        res.get("title", res["run"]))
             figures.append(path)
             lines += [caption, ""] + markdown(res[key])
-            lines += ["", f"![{key.replace('_', ' ')}]({os.path.basename(path)})", ""]
+            lines += ["", f"![{key.replace('_', ' ')}]({_link(path, page_dir)})", ""]
     return "\n".join(lines) + "\n", figures
 
 

@@ -32,11 +32,14 @@ def runs_overview(table: dict) -> str:
         partial = sum(r["status"] == "partial" for r in mine)
         rates = [r["steps_per_second"] for r in mine if r.get("steps_per_second")]
         rows.append([run["run"], run["experiment"], run["network"],
+                     groups.run_label(table, run) or ("-" if run.get("config_file")
+                                                      else "unknown"),
                      len(run["replicates"]), done, partial,
                      f"{float(np.median(rates)):.1f}" if rates else "-", run["status"],
                      "; ".join(run["notes"])])
-    return md_table(["run", "experiment", "network", "replicates", "phases done",
-                     "phases partial", "training steps/s (median)", "status", "notes"], rows)
+    return md_table(["run", "experiment", "network", "settings that differ between runs of its "
+                     "experiment", "replicates", "phases done", "phases partial",
+                     "training steps/s (median)", "status", "notes"], rows)
 
 
 # ---- lottery ----

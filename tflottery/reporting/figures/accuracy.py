@@ -6,13 +6,15 @@ from typing import List
 
 from absl import logging
 
-from tflottery.reporting import ginconfig, groups
+from tflottery.reporting import groups
 from tflottery.reporting.figures import style
 
 
 def finish(ax, densities, legend_ax=None) -> None:
-    """Density axis, and the legend in its panel (or inside the axes)."""
+    """Density axis, lines on top of others made see-through, and the legend in its
+    panel (or inside the axes)."""
     style.density_axis(ax, densities)
+    style.unhide_overlaps(ax)
     low, high = ax.get_ylim()
     if high > 100:                       # no room above 100% accuracy
         ax.set_ylim(low, 100.5)
@@ -75,15 +77,9 @@ def lottery_accuracy_figure(table: dict, run: dict):
 def _differences(runs: List[dict]) -> dict:
     """Per run, the settings in which it differs from the others of its group
     (how many levels were asked for does not change a level's result)."""
-    ignore = ("SummaryHparams.", "BranchHparams.", "PruningHparams.levels",
-              "PruningHparams.target_sparsity")
-    keys = sorted({k for r in runs for k in r.get("_values", {}) if not k.startswith(ignore)})
-
-    def value(run, key):
-        return ginconfig.as_text(ginconfig.lookup(run["_values"], key, "default"))
-    varying = [k for k in keys if len({value(r, k) for r in runs}) > 1]
-    return {r["run"]: ", ".join(f"{k.split('.')[-1]}={value(r, k)}" for k in varying)
-            or r["run"] for r in runs}
+    found = groups.differences(runs, ("SummaryHparams.", "BranchHparams.",
+                                      "PruningHparams.levels", "PruningHparams.target_sparsity"))
+    return {name: text or name for name, text in found.items()}
 
 
 def lottery_comparison(table: dict, out_dir: str) -> List[str]:
@@ -130,14 +126,14 @@ def pai_accuracy(table: dict, out_dir: str) -> List[str]:
     gradual magnitude pruning of the same network, if run)."""
     paths = []
     for group in groups.pai_groups(table):
-        methods = groups.by_method(groups.trained(table, group["runs"]))
+        # The methods themselves: their ablations (branches) are pai_ablations' lines.
+        methods = groups.by_method(groups.trained(table, group["runs"], branch=None))
         if not methods:
             continue
         gradual = groups.trained(table, group["gradual"], branch=None)
         n = max(p["n"] for pts in methods.values() for p in pts.values())
         fig, ax, lax = style.axes_with_legend_panel(
-            f"Pruning at step {group['prune_step'] or '?'}: {group['network']}\n"
-            f"{style.replicates_note(n)}")
+            f"Pruning at initialisation: {group['label']}\n{style.replicates_note(n)}")
         style.dense_band(ax, groups.dense_accuracies(table, group["network_key"]))
         densities = plot_methods(ax, methods)
         if gradual:
@@ -175,8 +171,8 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
             ax.set_title(groups.label(method), fontsize=10)
             ax.grid(alpha=0.3)
             finish(ax, densities)
-        fig.suptitle(f"Ablations (dashed) of pruning at step {group['prune_step'] or '?'}: "
-                     f"{group['network']}", fontsize=10)
+        fig.suptitle(f"Ablations (dashed) of pruning at initialisation: {group['label']}",
+                     fontsize=10)
         paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")
     if not paths:
         logging.info("figure pai_ablations skipped: no pai ablation branches")

@@ -29,6 +29,15 @@ def _k_label(row: dict) -> str:
 _PATHS = (("curves", "-", ""), ("aligned_curves", "--", ", aligned"))
 
 
+def _look(col, index: int, aligned: bool) -> dict:
+    """line_with_band's colour and marker of a raw line, or of its aligned twin (a darker
+    shade, another open marker: raw and aligned points must tell apart by more than the
+    line style)."""
+    if not aligned:
+        return {"col": col, "mk": style.marker(index)}
+    return dict(style.aligned_look(col, index), open_marker=True)
+
+
 def _mean_path(rows, key: str, split: str):
     """(alphas, per-alpha error stats, replicates) of the rows' `key` curves, or None."""
     rows = [r for r in rows if r.get(key) and split in r[key]]
@@ -65,15 +74,17 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
                         alphas, pts, count = path
                         n = max(n, count)
                         style.line_with_band(ax, alphas, pts, f"k = {_k_label(at[0])}{suffix}",
-                                             col, style.marker(i), ls=ls)
+                                             ls=ls, **_look(col, i, key.startswith("aligned")))
                 ax.set_xlabel("interpolation coefficient alpha (0 = copy 0, 1 = copy 1)")
                 ax.set_ylabel(f"{split} error (%)")
                 ax.set_title(f"{split} set", fontsize=9)
                 ax.grid(alpha=0.3)
+                style.unhide_overlaps(ax)
                 ax.legend(fontsize=7.5, title="rewinding step", title_fontsize=7.5)
             fig.suptitle(f"Error along the linear path between two copies: "
-                         f"{groups.network_label(run)}\n{_level_name(entry)}; run {run['run']}, "
-                         f"{style.replicates_note(n)}", fontsize=10)
+                         f"{groups.network_label(run)}\n{_level_name(entry)}; "
+                         f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
+                         fontsize=10)
             suffix = "" if entry["level"] is None else f"_level_{entry['level']}"
             paths += style.save(fig, out_dir,
                                 f"interpolation__{style.slug(run['run'])}{suffix}")
@@ -111,8 +122,8 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
                            for k in mine]
                     n = max([n] + [p["n"] for p in pts])
                     style.line_with_band(ax, [pos[k] for k in mine], pts,
-                                         _level_name(entry) + suffix, f"C{i % 10}",
-                                         style.marker(i), ls=ls)
+                                         _level_name(entry) + suffix, ls=ls,
+                                         **_look(f"C{i % 10}", i, column.startswith("aligned")))
             ax.axhline(threshold, color="0.35", ls=":", lw=1,
                        label=f"stability threshold ({threshold:g} points)")
             ax.set_xticks(range(len(ks)))
@@ -120,10 +131,12 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
             ax.set_xlabel("rewinding step k (evenly spaced)")
             ax.set_title(f"{split} set", fontsize=9)
             ax.grid(alpha=0.3)
+            style.unhide_overlaps(ax)
             ax.legend(fontsize=7.5)
         axes[0].set_ylabel("instability (error barrier, percentage points)")
         fig.suptitle(f"Instability of training from step k: {groups.network_label(run)}\n"
-                     f"run {run['run']}, {style.replicates_note(n)}", fontsize=10)
+                     f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
+                     fontsize=10)
         paths += style.save(fig, out_dir, f"instability__{style.slug(run['run'])}")
     if not paths:
         logging.info("figure instability_vs_k skipped: no instability analyses")
@@ -165,7 +178,8 @@ def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
         ax.set_ylabel("rewinding step k (iterations, median over replicates)")
         replicates = len({r["replicate"] for e in entries for r in e["rows"]})
         ax.set_title(f"Earliest stable and matching rewinding step: {groups.network_label(run)}"
-                     f"\nrun {run['run']}, {replicates} replicate(s)", fontsize=10)
+                     f"\nrun {groups.run_title(table, run)}, {replicates} replicate(s)",
+                     fontsize=10)
         ax.grid(alpha=0.3)
         style.density_axis(ax, [e["density"] for e in entries])
         ax.legend(fontsize=7.5)

@@ -136,6 +136,7 @@ def neuron_collapse(table: dict, out_dir: str) -> List[str]:
             ax.set_xlabel("sparsity threshold s (%)")
             ax.set_xlim(0, 100)
             ax.grid(alpha=0.3)
+            style.unhide_overlaps(ax)
             ax.legend(fontsize=7, loc="lower left")
         fig.suptitle(f"Neuron collapse: {group['label']}", fontsize=10)
         paths += style.save(fig, out_dir, f"neuron_collapse__{style.slug(group['label'])}")

@@ -42,15 +42,66 @@ def marker(index: int) -> str:
     return MARKERS[index % len(MARKERS)]
 
 
+def aligned_look(col, index: int) -> dict:
+    """Colour and marker of the aligned twin of a raw line drawn in `col` with
+    marker(index) (lmc figures): a darker shade of the colour and another marker,
+    open, so that raw and aligned points tell apart without the line style."""
+    import matplotlib.colors as mcolors
+    rgb = np.array(mcolors.to_rgb(col))
+    return {"col": tuple(0.5 * rgb), "mk": MARKERS[(index + 6) % len(MARKERS)]}
+
+
 def slug(text: str) -> str:
     """A file-name-safe version of a run or group name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")[:80] or "figure"
 
 
-def save_figure(fig, path: str, dpi: int = 110) -> None:
-    """Write a matplotlib figure as PNG atomically (gs:// paths too) and close it."""
-    import matplotlib.pyplot as plt
+def _titles(fig):
+    """(text, the width in display units it must fit in) of the figure's titles: the
+    suptitle in the figure, each visible axes' titles in the axes' width."""
+    suptitle = getattr(fig, "_suptitle", None)      # matplotlib keeps it there
+    out = [(suptitle, fig.bbox.width * 0.98)]
+    for ax in fig.axes:
+        if ax.get_visible() and ax.axison:
+            out += [(t, max(ax.bbox.width, 0.3 * fig.bbox.width)) for t in
+                    (ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None))]
+    return [(t, width) for t, width in out if t is not None and t.get_text()]
+
+
+def fit_titles(fig) -> bool:
+    """Re-wrap (at spaces) each title that is wider than its room, line by line, so that
+    no title of a narrow figure is cut off at the figure's edge; True if one was."""
+    renderer = fig.canvas.get_renderer()
+    before = [t.get_text() for t, _ in _titles(fig)]
+    for text, room in _titles(fig):
+        lines = text.get_text().split("\n")
+        out = []
+        for line in lines:
+            text.set_text(line)
+            wide = text.get_window_extent(renderer).width
+            chars = len(line)
+            while wide > room and chars > 12:
+                chars = max(12, min(chars - 1, int(chars * room / wide)))
+                text.set_text(textwrap.fill(line, chars, break_long_words=False))
+                wide = text.get_window_extent(renderer).width
+            out.append(text.get_text())
+        text.set_text("\n".join(out))
+    return [t.get_text() for t, _ in _titles(fig)] != before
+
+
+def layout(fig) -> None:
+    """tight_layout, with the titles re-wrapped to the room the layout leaves them."""
     fig.tight_layout()
+    if fit_titles(fig):
+        fig.tight_layout()
+
+
+def save_figure(fig, path: str, dpi: int = 110, laid_out: bool = False) -> None:
+    """Write a matplotlib figure as PNG atomically (gs:// paths too) and close it
+    (laid out first unless `laid_out`)."""
+    import matplotlib.pyplot as plt
+    if not laid_out:
+        layout(fig)
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
@@ -60,11 +111,11 @@ def save_figure(fig, path: str, dpi: int = 110) -> None:
 def save(fig, out_dir: str, name: str) -> List[str]:
     """Write `name`.png and `name`.pdf into out_dir; return both paths."""
     png, pdf = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".pdf")
-    fig.tight_layout()
+    layout(fig)
     buffer = _io.BytesIO()
     fig.savefig(buffer, format="pdf")
     io.atomic_write_bytes(pdf, buffer.getvalue())
-    save_figure(fig, png, dpi=120)       # also closes the figure
+    save_figure(fig, png, dpi=120, laid_out=True)       # also closes the figure
     return [png, pdf]
 
 
@@ -117,10 +168,12 @@ def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
 
 
 def line_with_band(ax, xs, points: List[dict], label: str, col: str, mk: str = "o",
-                   ls: str = "-", scale: float = 100.0) -> None:
-    """Mean as a line with markers; the min-max over replicates as a band."""
-    ax.plot(xs, [scale * p["mean"] for p in points], ls=ls, marker=mk, ms=4, color=col,
-            label=label, lw=1.6 if ls == "-" else 1.3)
+                   ls: str = "-", scale: float = 100.0, open_marker: bool = False) -> None:
+    """Mean as a line with markers (open ones: `open_marker`); the min-max over
+    replicates as a band."""
+    ax.plot(xs, [scale * p["mean"] for p in points], ls=ls, marker=mk, ms=5 if open_marker else 4,
+            color=col, label=label, lw=1.6 if ls == "-" else 1.3,
+            **({"markerfacecolor": "white", "markeredgewidth": 1.3} if open_marker else {}))
     if any(p["n"] > 1 for p in points) and len(xs) == 1:
         # A band over one point has no width: the min-max as an error bar instead.
         p = points[0]
@@ -169,3 +222,45 @@ def legend_in_panel(ax, legend_ax, wrap: int = 30) -> None:
 
 def replicates_note(n: int) -> str:
     return f"mean of {n} replicates, bands min-max" if n > 1 else "1 replicate"
+
+
+def _covers(line, below, tolerance: float) -> bool:
+    """Whether `line` runs on top of `below`: at least half its points share an x with
+    `below`, and at 80% of those (all, for up to 4) their y differ by at most `tolerance`
+    (noisy curves that lie on each other cross a little)."""
+    xa, ya = (np.asarray(v, dtype=float) for v in line.get_data())
+    xb, yb = (np.asarray(v, dtype=float) for v in below.get_data())
+    close = []
+    for x, y in zip(xa, ya):
+        same = np.isclose(xb, x, rtol=1e-6, atol=0.0)
+        if same.any():
+            close.append(bool(np.any(np.abs(yb[same] - y) <= tolerance)))
+    if not close or 2 * len(close) < len(xa):
+        return False
+    return all(close) if len(close) <= 4 else sum(close) >= 0.8 * len(close)
+
+
+def unhide_overlaps(ax, tolerance: float = 0.015) -> None:
+    """A line drawn on an earlier one with (nearly) the same points (two methods that score
+    alike) would hide it: the later one is drawn dashed, with open markers a size larger,
+    so that the one below shows through, and its legend label says which line it lies on.
+    Call before the legend is made; `tolerance` is a fraction of the lines' y range."""
+    lines = [line for line in ax.get_lines() if line.get_transform() is ax.transData
+             and not line.get_label().startswith("_") and len(line.get_xdata())]
+    if len(lines) < 2:
+        return
+    ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in lines])
+    span = float(np.nanmax(ys) - np.nanmin(ys)) if np.isfinite(ys).any() else 0.0
+    names = [line.get_label() for line in lines]
+    for i, line in enumerate(lines):
+        j = next((j for j, b in enumerate(lines[:i])
+                  if _covers(line, b, tolerance * (span or 1.0))), None)
+        if j is None:
+            continue
+        below = lines[j]
+        line.set_linestyle((0, (4, 3)) if below.get_linestyle() == "-" else (0, (1.5, 2.5)))
+        line.set_markersize(below.get_markersize() + 3)
+        line.set_markerfacecolor("none")
+        line.set_markeredgewidth(1.4)
+        line.set_zorder(below.get_zorder() + 0.1)
+        line.set_label(f"{names[i]} (on top of {names[j]})")

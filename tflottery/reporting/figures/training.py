@@ -49,13 +49,13 @@ def training_curves(table: dict, out_dir: str) -> List[str]:
                                level > 0 else ([], [])))
         if not curves:
             continue
-        paths += _small_multiples(run, curves, out_dir)
+        paths += _small_multiples(table, run, curves, out_dir)
     if not paths:
         logging.info("figure training_curves skipped: no lottery metrics")
     return paths
 
 
-def _small_multiples(run: dict, curves, out_dir: str) -> List[str]:
+def _small_multiples(table: dict, run: dict, curves, out_dir: str) -> List[str]:
     fig, axes = style.panel_grid(len(curves), 3.6, 0.6, "test accuracy (%)")
     dense = curves[0][2] if curves[0][0] == 0 else None
     n = 0
@@ -78,6 +78,6 @@ def _small_multiples(run: dict, curves, out_dir: str) -> List[str]:
     fig.legend(list(handles.values()), list(handles), loc="lower center",
                ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"Test accuracy during training: {groups.network_label(run)}, every level\n"
-                 f"run {run['run']}, {style.replicates_note(n)}", fontsize=10)
+                 f"run {groups.run_title(table, run)}, {style.replicates_note(n)}", fontsize=10)
     fig.subplots_adjust(bottom=0.12)
     return style.save(fig, out_dir, f"training_curves__{style.slug(run['run'])}")
