@@ -16,7 +16,7 @@ BASE_FILES = {"cifar10_sgd_base.gin", "conv_cifar10_base.gin"}
 # Experiment files are combined with a network file (they come after it).
 EXPERIMENT_FILES = {"imp.gin", "imp_rewind.gin", "lrr.gin", "oneshot.gin", "lmc.gin",
                     "lmc_imp.gin", "pai_base.gin", "gradual.gin", "rigl.gin", "set.gin",
-                    "dynamic_imp.gin"} | {
+                    "dynamic_imp.gin", "dynamic_imp_recipe.gin"} | {
     f"pai_{method}.gin" for method in ("snip", "grasp", "synflow", "magnitude", "random", "isnip")}
 
 

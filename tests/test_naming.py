@@ -67,6 +67,7 @@ PINNED_RUN_NAMES = {
     "conv8_cifar10.gin": "train_fff2bd5ed3",
     "dilation_lenet_mnist_local.gin": "lottery_02515659d3",
     "dynamic_imp.gin": "dynamic_imp_2d6a799550",
+    "dynamic_imp_recipe.gin": "dynamic_imp_a7d02de963",
     "gradual.gin": "gradual_e7e49578ae",
     "imp.gin": "lottery_092f90c689",
     "imp_rewind.gin": "lottery_7f18c05e9a",

@@ -30,17 +30,51 @@ Variants (DynamicImpHparams), each one the thesis reports on:
                the dense gradient of S_i on the batch at n_i ('gradient',
                RigL's criterion) or at random ('random'); the next phase's
                dense training then runs with mask m_i | g_i.
+  min_overlap  f in [0, 1]: every pruning after the first (step 2 of phase
+               i >= 2) keeps at least ceil(f * k) of its k weights from
+               m_(i-1) (the thesis's "m_1 and m_2 must overlap more").  Per
+               pruning group (all non-excluded layers for scope 'global',
+               each layer for 'layerwise'): q = min(ceil(f * k), the weights
+               of m_(i-1) still allowed) weights are the largest |D_i| inside
+               m_(i-1); the other k - q are the largest |D_i| of all the
+               remaining allowed weights, inside m_(i-1) or not.  The same
+               order (|w| descending, earlier position first) ranks both
+               steps, so when plain magnitude pruning already keeps >= q of
+               m_(i-1) the mask is exactly the plain one.  0 (the default):
+               plain magnitude pruning.
+  next_mask    'imp' (the default, Algorithm 5): phase i+1's dense training
+               and magnitude pruning choose m_(i+1).  'grow_gradient' /
+               'grow_random': growth *instead of* the next IMP phase.  At
+               n_i, S_i's `drop_fraction` smallest weights of m_i are
+               dropped (by |S_i|, over the pruning group as `scope` says:
+               d = round(drop_fraction * |m_i|) globally, or per layer), and
+               each layer grows as many weights as it dropped, among its
+               weights outside the survivors (just-dropped ones included,
+               as RigL's reference), those with the largest dense gradient
+               |dL/dw| of S_i on the batch at n_i (RigL's criterion) or the
+               largest seeded random score.  m_(i+1) = survivors | g_i, with
+               g_i the grown set; phase i+1 has no dense training: its
+               sparse training starts at n_i from S_i's survivors with the
+               grown weights at their `regrow_init` values, so every phase
+               after the first is one sparse training and the density never
+               changes.  ('previous' there means the values in H_(i-1), the
+               network phase i's sparse training started from, before
+               masking: W0 for phase 1.)
 
 What a phase writes answers the thesis's questions: do the masks of
 successive phases differ (overlap of m_i and m_(i+1)), and how many of the
 regrown weights does the next phase keep (|g_i & m_(i+1)| / |m_(i+1)|)?
+With min_overlap, a phase also records the overlap plain magnitude pruning
+of D_i would have had (unconstrained_overlap_with_previous), so the report
+shows how much the constraint moved the mask.
 
 Layout, under replicate_<r>/:
 
-    phase_<i>/dense/      step 1 (loop.py layout; absent for phase 1 unless first_mask='imp')
+    phase_<i>/dense/      step 1 (loop.py layout; absent for phase 1 unless first_mask='imp',
+                          and for every phase i >= 2 when next_mask is 'grow_*')
     phase_<i>/mask/       m_i (+ sparsity.json, statistics.json: per-layer densities)
     phase_<i>/sparse/     step 3
-    phase_<i>/regrown/    g_i as a mask file (True = regrown)
+    phase_<i>/regrown/    g_i as a mask file (True = regrown; with next_mask 'grow_*': grown)
     phase_<i>/kept_regrown/  g_(i-1) & m_i: the regrown weights phase i kept (i >= 2)
     dynamic_imp.json      per phase: steps, accuracies, density, overlaps; the result
 
@@ -50,6 +84,7 @@ and seeded initial values whenever it is needed, so it is never stored.
 """
 import dataclasses
 import hashlib
+import math
 import os
 from typing import Dict, List, Tuple, Union
 
@@ -97,6 +132,19 @@ class DynamicImpHparams(Checked):
       'gradient' (RigL's criterion) or at 'random'.
     scope: 'global' or 'layerwise' magnitude pruning.
     excluded_layers: layer names never pruned.
+    min_overlap: the least fraction of each later phase's mask m_i (i >= 2)
+      that must come from m_(i-1): the largest |w| of the dense network inside
+      m_(i-1) fill that share first, then the largest of the rest (0: plain
+      magnitude pruning; the thesis's overlap experiment).
+    next_mask: how each mask after the first is chosen: 'imp' (the next
+      phase's dense training and pruning; Algorithm 5), or 'grow_gradient' /
+      'grow_random': no further IMP phase, the next mask is m_i's survivors
+      (drop_fraction of its smallest weights dropped at the change point)
+      plus as many grown by RigL's gradient criterion or at random, trained
+      sparse from the change point.
+    drop_fraction: with next_mask 'grow_*', the fraction of m_i's weights
+      dropped (smallest |w| of the sparse network at the change point) and
+      grown again elsewhere.
     """
 
     sparsity: float = 0.9
@@ -106,11 +154,15 @@ class DynamicImpHparams(Checked):
     regrow: str = "all"
     scope: str = "global"
     excluded_layers: Tuple[str, ...] = ()
+    min_overlap: float = 0.0
+    next_mask: str = "imp"
+    drop_fraction: float = 0.8
 
 
 FIRST_MASKS = ("imp", "random", "magnitude_init")
 REGROW_INITS = ("fresh", "zero", "previous")
 REGROW = ("all", "gradient", "random")
+NEXT_MASKS = ("imp", "grow_gradient", "grow_random")
 RESULT_FILENAME = "dynamic_imp.json"
 
 
@@ -119,24 +171,71 @@ def seed_of(replicate: int, what: str, phase: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def _groups(names, scope: str) -> List[List[str]]:
+    return [names] if scope == "global" else [[n] for n in names]
+
+
 def magnitude_mask(weights: Dict[str, np.ndarray], current: Mask, sparsity: float, scope: str,
-                   excluded=()) -> Mask:
+                   excluded=(), previous: Mask = None, min_overlap: float = 0.0) -> Mask:
     """Keep the (1 - sparsity) largest |w| among the non-excluded weights, one-shot.
 
     Counted over all non-excluded weights (not only `current`'s kept ones),
     so every phase ends at the same density whatever mask it trained with;
     weights `current` prunes are never kept; excluded layers are unchanged.
+    With `previous` and min_overlap f > 0, each group's k kept weights
+    include at least q = min(ceil(f * k), |previous & current|) of
+    `previous` (module docstring): the q largest inside `previous` first,
+    then the k - q largest of all the rest.
     """
     excluded = set(excluded)
     names = [n for n in sorted(current) if n not in excluded]
     scores = {n: np.abs(np.asarray(weights[n], np.float64)) for n in current}
-    groups = [names] if scope == "global" else [[n] for n in names]
     mask = current
-    for group in groups:
+    for group in _groups(names, scope):
         keep = round_count((1.0 - sparsity) * sum(current[n].size for n in group))
-        remaining = sum(int(current[n].sum()) for n in group)
-        mask = pruning.select.prune_to_count(scores, mask, min(keep, remaining), names=group)
+        keep = min(keep, sum(int(current[n].sum()) for n in group))
+        if previous is None or min_overlap <= 0.0:
+            mask = pruning.select.prune_to_count(scores, mask, keep, names=group)
+            continue
+        inside = Mask({n: mask[n] & previous[n] if n in group else mask[n] for n in mask})
+        q = min(int(math.ceil(min_overlap * keep - 1e-9)),
+                sum(int(inside[n].sum()) for n in group))
+        first = pruning.select.prune_to_count(scores, inside, q, names=group)
+        rest = Mask({n: mask[n] & ~first[n] if n in group else mask[n] for n in mask})
+        rest = pruning.select.prune_to_count(scores, rest, keep - q, names=group)
+        mask = Mask({n: first[n] | rest[n] if n in group else mask[n] for n in mask})
     return mask
+
+
+def survivors(mask: Mask, weights: Dict[str, np.ndarray], drop_fraction: float, scope: str,
+              excluded=()) -> Mask:
+    """`mask` without its round(drop_fraction * kept) smallest |w| per pruning group.
+
+    Global scope: one count over all non-excluded layers; layerwise: per
+    layer; excluded layers are unchanged.  Ties go to the earlier position.
+    """
+    excluded = set(excluded)
+    names = [n for n in sorted(mask) if n not in excluded]
+    scores = {n: np.abs(np.asarray(weights[n], np.float64)) for n in mask}
+    out = mask
+    for group in _groups(names, scope):
+        kept = sum(int(mask[n].sum()) for n in group)
+        out = pruning.select.prune_to_count(scores, out, kept - round_count(drop_fraction * kept),
+                                            names=group)
+    return out
+
+
+def grown_set(mask: Mask, kept: Mask, scores: Dict[str, np.ndarray], excluded=()) -> Mask:
+    """g: in each non-excluded layer, as many weights as `kept` dropped from `mask`, those
+    outside `kept` with the largest `scores` (ties to the earlier position)."""
+    out, excluded = {}, set(excluded)
+    for name in mask:
+        if name in excluded:
+            out[name] = np.zeros_like(mask[name])
+            continue
+        count = int(mask[name].sum()) - int(kept[name].sum())
+        out[name] = dynamic.largest(np.asarray(scores[name], np.float64), ~kept[name], count)
+    return Mask(out)
 
 
 def regrown_set(mask: Mask, how: str, scores=None, excluded=()) -> Mask:
@@ -165,7 +264,9 @@ class DynamicImpExperiment:
     # What the report needs to know of its runs (the runner records it: experiment.json).
     REPORT = ReportSpec(name, family="dynamic", method="dynamic_imp",
                         variant=("DynamicImpHparams.first_mask", "DynamicImpHparams.regrow_init",
-                                 "DynamicImpHparams.regrow"),
+                                 "DynamicImpHparams.regrow", "DynamicImpHparams.min_overlap",
+                                 "DynamicImpHparams.next_mask",
+                                 "DynamicImpHparams.drop_fraction"),
                         target_sparsity="DynamicImpHparams.sparsity",
                         result_file=RESULT_FILENAME)
 
@@ -197,10 +298,24 @@ class DynamicImpExperiment:
         check_scope(hp.scope)
         for field, value, choices in (("first_mask", hp.first_mask, FIRST_MASKS),
                                       ("regrow_init", hp.regrow_init, REGROW_INITS),
-                                      ("regrow", hp.regrow, REGROW)):
+                                      ("regrow", hp.regrow, REGROW),
+                                      ("next_mask", hp.next_mask, NEXT_MASKS)):
             if value not in choices:
                 raise ConfigError(f"unknown DynamicImpHparams.{field} {value!r}; choose one of: "
                                   f"{', '.join(choices)}")
+        check_number("DynamicImpHparams.min_overlap", hp.min_overlap, 0.0, 1.0)
+        check_number("DynamicImpHparams.drop_fraction", hp.drop_fraction, 0.0, 1.0)
+        if hp.next_mask != "imp":
+            if hp.min_overlap > 0.0:
+                raise ConfigError(f"DynamicImpHparams.min_overlap applies to the next IMP phase's "
+                                  f"pruning; next_mask {hp.next_mask!r} has none")
+            if hp.regrow != "all":
+                raise ConfigError(f"DynamicImpHparams.regrow {hp.regrow!r} chooses what the next "
+                                  f"IMP phase trains; with next_mask {hp.next_mask!r} the growth "
+                                  f"criterion is next_mask's")
+        elif hp.drop_fraction != DynamicImpHparams.drop_fraction:
+            raise ConfigError("DynamicImpHparams.drop_fraction applies to next_mask "
+                              "'grow_gradient' or 'grow_random' only")
         if not hp.change_points:
             raise ConfigError("DynamicImpHparams.change_points is empty; give at least one step, "
                               "e.g. ('1500it',)")
@@ -217,12 +332,18 @@ class DynamicImpExperiment:
         bounds, out = self.boundaries(ctx), []
         for i in range(1, len(bounds)):
             for part in ("dense", "sparse"):
-                if part == "dense" and i == 1 and self.hp.first_mask != "imp":
+                if part == "dense" and not self.has_dense(i):
                     continue
                 out.append(Phase(f"phase {i} / {part}",
                                  layout.dynamic_phase_dir(ctx.replicate_dir, i, part),
                                  bounds[i - 1], bounds[i]))
         return out
+
+    def has_dense(self, i: int) -> bool:
+        """Whether phase i trains densely (then prunes) to choose its mask."""
+        if i == 1:
+            return self.hp.first_mask == "imp"
+        return self.hp.next_mask == "imp"
 
     # ---- the run ----
     def run(self, ctx: RunContext) -> dict:
@@ -233,7 +354,7 @@ class DynamicImpExperiment:
         self.excluded = excluded_weights(hp.excluded_layers, list(masking.prunable_variables(model)))
         phases, previous_mask, regrown = [], None, None
         for i in range(1, len(bounds)):
-            record, mask = self.phase(ctx, program, i, bounds[i - 1], bounds[i])
+            record, mask = self.phase(ctx, program, i, bounds[i - 1], bounds[i], previous_mask)
             if previous_mask is not None:
                 record["overlap_with_previous"] = dynamic.overlap(previous_mask, mask)
                 # g_(i-1) & m_i: the regrown weights this phase kept.
@@ -251,7 +372,9 @@ class DynamicImpExperiment:
         last = phases[-1]
         result = {"sparsity": hp.sparsity, "change_points": bounds[1:-1],
                   "first_mask": hp.first_mask, "regrow_init": hp.regrow_init,
-                  "regrow": hp.regrow, "density": last["density"],
+                  "regrow": hp.regrow, "min_overlap": hp.min_overlap, "next_mask": hp.next_mask,
+                  "drop_fraction": hp.drop_fraction if hp.next_mask != "imp" else None,
+                  "density": last["density"],
                   "test_accuracy": last["sparse_test_accuracy"], "phases": phases}
         if ctx.writable:
             io.atomic_write_json(layout.file(ctx.replicate_dir, RESULT_FILENAME), result)
@@ -259,14 +382,14 @@ class DynamicImpExperiment:
         return dict(result, accuracy_of=f"the last phase's sparse network (phase {len(phases)}, "
                                         f"{100 * result['density']:.2f}% of weights)")
 
-    def phase(self, ctx: RunContext, program, i: int, start: int, end: int):
-        """Steps 1-3 of phase i: (its record for dynamic_imp.json, m_i)."""
+    def phase(self, ctx: RunContext, program, i: int, start: int, end: int, previous: Mask):
+        """Steps 1-3 of phase i: (its record for dynamic_imp.json, m_i); `previous`: m_(i-1)."""
         hp = self.hp
         model = program.model
         phase_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i)
         record = {"phase": i, "start": start, "end": end, "dense_test_accuracy": None}
         dense_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.DENSE)
-        has_dense = i > 1 or hp.first_mask == "imp"
+        has_dense = self.has_dense(i)
         if has_dense:
             # Trained now, or the result of an earlier attempt.
             record["dense_test_accuracy"] = self._train(ctx, program, i - 1, dense_dir, start,
@@ -276,7 +399,16 @@ class DynamicImpExperiment:
             if has_dense:
                 checkpoints.restore_weights(model, layout.checkpoints_dir(dense_dir), "end")
                 return magnitude_mask(self._kernels(model), masking.get_mask(model),
-                                      hp.sparsity, hp.scope, self.excluded)
+                                      hp.sparsity, hp.scope, self.excluded,
+                                      previous=previous, min_overlap=hp.min_overlap)
+            if i > 1:
+                # Growth instead of IMP: m_(i-1)'s survivors in S_(i-1), plus g_(i-1).
+                checkpoints.restore_weights(model, layout.checkpoints_dir(
+                    layout.dynamic_phase_dir(ctx.replicate_dir, i - 1, layout.SPARSE)), "end")
+                grown = Mask.load(layout.dynamic_phase_dir(ctx.replicate_dir, i - 1, "regrown"))
+                kept = survivors(previous, self._kernels(model), hp.drop_fraction, hp.scope,
+                                 self.excluded)
+                return Mask({n: kept[n] | grown[n] for n in kept})
             program.load_initial_weights()
             by_magnitude = magnitude_mask(self._kernels(model), masking.get_mask(model),
                                           hp.sparsity, hp.scope, self.excluded)
@@ -285,6 +417,12 @@ class DynamicImpExperiment:
             return pruning.random_mask(by_magnitude, seed_of(ctx.replicate, "random", 1),
                                        scope=hp.scope, excluded=self.excluded)
         mask = load_or_make_mask(ctx, layout.mask_dir(phase_dir), make_mask, statistics=True)
+        if has_dense and previous is not None and hp.min_overlap > 0.0:
+            # What plain magnitude pruning of D_i would have kept: how far the constraint moved m_i.
+            checkpoints.restore_weights(model, layout.checkpoints_dir(dense_dir), "end")
+            plain = magnitude_mask(self._kernels(model), masking.get_mask(model), hp.sparsity,
+                                   hp.scope, self.excluded)
+            record["unconstrained_overlap_with_previous"] = dynamic.overlap(previous, plain)
         sparse_dir = layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.SPARSE)
         record["sparse_test_accuracy"] = self._train(ctx, program, i - 1, sparse_dir, start, end,
                                                      mask=mask)["test_accuracy"]
@@ -338,6 +476,9 @@ class DynamicImpExperiment:
             load_fresh_initialisation(ctx, model, seed_of(ctx.replicate, "fresh", i))
             return self._kernels(model)
         # 'previous': H_(i-1), the network m_i was applied to.
+        if self.hp.next_mask != "imp":
+            self.load_hybrid(ctx, program, i - 1)
+            return self._kernels(model)
         dense_init = layout.checkpoints_dir(
             layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.DENSE))
         if i == 1 and self.hp.first_mask != "imp":
@@ -348,16 +489,20 @@ class DynamicImpExperiment:
 
     def _regrow(self, ctx, program, i: int, mask: Mask, step: int) -> Mask:
         hp = self.hp
-        if hp.regrow == "all":
+        if hp.regrow == "all" and hp.next_mask == "imp":
             return regrown_set(mask, "all")
         model = program.model
         out = layout.checkpoints_dir(
             layout.dynamic_phase_dir(ctx.replicate_dir, i, layout.SPARSE))
         checkpoints.restore_weights(model, out, "end")
-        scores = grow_scores(hp.regrow, model,
+        criterion = hp.regrow if hp.next_mask == "imp" else hp.next_mask[len("grow_"):]
+        scores = grow_scores(criterion, model,
                              lambda: training_batch(ctx.dataset, ctx.data_seed, step),
                              seed_of(ctx.replicate, "regrow", i))
-        return regrown_set(mask, hp.regrow, scores, self.excluded)
+        if hp.next_mask == "imp":
+            return regrown_set(mask, hp.regrow, scores, self.excluded)
+        kept = survivors(mask, self._kernels(model), hp.drop_fraction, hp.scope, self.excluded)
+        return grown_set(mask, kept, scores, self.excluded)
 
     @staticmethod
     def table(result: dict) -> str:
