@@ -359,6 +359,34 @@ def test_alignment_restarts_keep_the_best_objective_and_report_the_spread(tmp_pa
             assert measured["linear_barrier"][split] == pytest.approx(np.max(errors - line))
             assert measured["barrier"][split] == pytest.approx(
                 errors.max() - (errors[0] + errors[-1]) / 2)
+    # Both definitions in the report's table (saying which is which), the run's
+    # summary and the instability figure (dotted lines).
+    from tflottery.reporting import collect, tables
+    from tflottery.reporting.figures import lmc as lmc_figures, style
+    (row,) = report_summary(tmp_path)
+    for column, value in (("test instability above the line (points) by k (it)",
+                           rec["linear_barrier"]["test"]),
+                          ("aligned test instability above the line (points) by k (it)",
+                           rec["aligned"]["linear_barrier"]["test"])):
+        assert row[column] == f"0: {100 * value:.2f}"
+    report_table = collect.collect(str(tmp_path))
+    assert "above the line: minus the straight line" in tables.lmc_summary(report_table)
+    (summary_row,) = json.load(open(os.path.join(run_dir, "instability_summary.json")))["rows"]
+    assert summary_row["test_linear_barrier_mean"] == pytest.approx(rec["linear_barrier"]["test"])
+    assert summary_row["aligned_test_linear_barrier_mean"] == pytest.approx(
+        rec["aligned"]["linear_barrier"]["test"])
+    markdown = open(os.path.join(run_dir, "instability_summary.md")).read()
+    assert "| test instability above the line |" in markdown
+    figures = []
+    original_save = style.save
+    style.save = lambda fig, out_dir, name: figures.append(fig) or [name]
+    try:
+        lmc_figures.instability_vs_k(report_table, str(tmp_path / "figures"))
+    finally:
+        style.save = original_save
+    lines = {line.get_label(): line for line in figures[0].axes[0].lines}
+    (label,) = [label for label in lines if ", above the line" in label and "aligned" not in label]
+    assert lines[label].get_ydata()[0] == pytest.approx(100 * rec["linear_barrier"]["test"])
 
 
 def test_imp_subnetwork_aligned_by_activations_moves_its_mask(tmp_path):

@@ -481,6 +481,7 @@ class _Collector:
             return None
         for key, value in (record.get("distances") or {}).items():
             row[f"distance_{key}"] = value
+        row.update(_linear_columns(record, ""))
         row.update(_alignment_columns(record))
         row.update(run["config"])
         return row
@@ -496,7 +497,16 @@ def _alignment_columns(record) -> dict:
         row[f"aligned_{split}_instability"] = (aligned.get("barrier") or {}).get(split)
     for key, value in (aligned.get("distances") or {}).items():
         row[f"aligned_distance_{key}"] = value
+    row.update(_linear_columns(aligned, "aligned_"))
     return row
+
+
+def _linear_columns(measured: dict, prefix: str) -> dict:
+    """The barriers above the straight line between the end points (Entezari et al.,
+    Ainsworth et al.), where the record has them (lmc runs made since they exist)."""
+    linear = measured.get("linear_barrier") or {}
+    return {f"{prefix}{split}_linear_instability": float(linear[split])
+            for split in ("test", "train") if split in linear}
 
 
 def collect(root: str) -> dict:

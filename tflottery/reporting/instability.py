@@ -73,6 +73,18 @@ def _aligned_and_soup_columns(recs) -> dict:
     return out
 
 
+def _linear_columns(recs) -> dict:
+    """Test barriers above the straight line between the end points (raw and aligned;
+    mean, std), where every record has them (lmc runs made since they exist)."""
+    out = {}
+    if all("linear_barrier" in r for r in recs):
+        out.update(_mean_std([r["linear_barrier"]["test"] for r in recs], "test_linear_barrier"))
+    if all("linear_barrier" in (r.get("aligned") or {}) for r in recs):
+        out.update(_mean_std([r["aligned"]["linear_barrier"]["test"] for r in recs],
+                             "aligned_test_linear_barrier"))
+    return out
+
+
 def _sort_key(key):
     level, k = key
     return (-1 if level is None else level, k)
@@ -100,7 +112,7 @@ def summarize(run_dir: str, summary_hp, analyses=None) -> dict:
             "accuracy_mean": float(np.mean(acc)),
             "stable": bool(np.mean(test) < threshold),
             "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None,
-            **_aligned_and_soup_columns(recs)})
+            **_aligned_and_soup_columns(recs), **_linear_columns(recs)})
 
     # Per level, as the report's table (groups.earliest_k); a replicate with no analysis
     # at a level counts there as never stable or matching.
@@ -135,10 +147,15 @@ def to_markdown(table: dict) -> str:
         return "(no finished instability analyses yet)"
     aligned = any("align" in r for r in table["rows"])
     souped = any("soup_n" in r for r in table["rows"])
+    linear = [key for key in ("test_linear_barrier", "aligned_test_linear_barrier")
+              if any(f"{key}_mean" in r for r in table["rows"])]
     header = ["subnetwork", "level", "k (it)", "step", "density %", "test instability (points)",
               "train instability (points)"]
     if aligned:
         header += ["aligned test instability", "aligned train instability"]
+    header += [{"test_linear_barrier": "test instability above the line",
+                "aligned_test_linear_barrier": "aligned test instability above the line"}[key]
+               for key in linear]
     header += ["accuracy %"]
     if souped:
         header += ["soup accuracy %"] + (["aligned soup accuracy %"] if aligned else [])
@@ -151,6 +168,7 @@ def to_markdown(table: dict) -> str:
                  _points(r, "test_barrier"), _points(r, "train_barrier")]
         if aligned:
             cells += [_points(r, "aligned_test_barrier"), _points(r, "aligned_train_barrier")]
+        cells += [_points(r, key) for key in linear]
         cells += [f"{100 * r['accuracy_mean']:.2f}"]
         if souped:
             cells += [_percent(r, "soup_accuracy_mean")]
@@ -160,6 +178,11 @@ def to_markdown(table: dict) -> str:
     lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
                  f"(mean over {max(r['n'] for r in table['rows'])} replicate(s)); matching: "
                  f"within {table['matching_tolerance']:g} points of the dense accuracy.")
+    if linear:
+        lines.append("Instability: the highest error on the path minus the mean error of its "
+                     "end points (the thesis's; stable judges it); above the line: minus the "
+                     "straight line between the end points instead (Entezari et al., Ainsworth "
+                     "et al.).")
     if aligned:
         methods = sorted({r["align"] for r in table["rows"] if "align" in r})
         lines.append(f"Aligned: copy 2's units permuted to match copy 1 by {', '.join(methods)} "

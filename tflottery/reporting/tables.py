@@ -86,7 +86,10 @@ def lottery_summary(table: dict) -> str:
 # Columns of the instability table shown only when some lmc run has the values
 # (InstabilityHparams.align; the soups): (header, instability row key).
 LMC_OPTIONAL_COLUMNS = (
+    ("test instability above the line (points) by k (it)", "test_linear_instability"),
     ("aligned test instability (points) by k (it)", "aligned_test_instability"),
+    ("aligned test instability above the line (points) by k (it)",
+     "aligned_test_linear_instability"),
     ("aligned train instability (points) by k (it)", "aligned_train_instability"),
     ("soup test accuracy % by k (it)", "soup_accuracy"),
     ("aligned soup test accuracy % by k (it)", "aligned_soup_accuracy"),
@@ -129,7 +132,11 @@ def lmc_summary(table: dict) -> str:
                      *(header for header, _ in optional), "threshold (points)",
                      "earliest stable k (it)", "earliest matching k (it)"], rows) + (
         "\n\nEarliest k: median over replicates of each replicate's earliest k "
-        "(never reached counts as infinite).")
+        "(never reached counts as infinite).") + (
+        " Instability: the highest error on the path minus the mean error of its end "
+        "points (the thesis's; stability is judged by it); above the line: minus the "
+        "straight line between the end points instead (Entezari et al., Ainsworth et al.)."
+        if any(key.endswith("linear_instability") for _, key in optional) else "")
 
 
 # ---- pruning at initialisation ----

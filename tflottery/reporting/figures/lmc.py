@@ -112,8 +112,11 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
         n = 0
         for ax, split in zip(axes, ("test", "train")):
             for i, entry in enumerate(entries):
-                for column, ls, suffix in ((f"{split}_instability", "-", ""),
-                                           (f"aligned_{split}_instability", "--", ", aligned")):
+                for column, ls, suffix in (
+                        (f"{split}_instability", "-", ""),
+                        (f"aligned_{split}_instability", "--", ", aligned"),
+                        (f"{split}_linear_instability", ":", ", above the line"),
+                        (f"aligned_{split}_linear_instability", ":", ", aligned, above the line")):
                     mine = sorted({r["k"] for r in entry["rows"] if r.get(column) is not None})
                     if not mine:
                         continue
