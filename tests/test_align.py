@@ -235,9 +235,9 @@ def test_bad_inputs_name_the_layer():
 
     inputs = keras.Input((5,))
     x = L.Dense(4)(inputs)
-    x = L.LayerNormalization(name="the_norm")(x)
+    x = L.GroupNormalization(2, name="the_norm")(x)     # mixes the channels of a group
     unsupported = keras.Model(inputs, L.Dense(2)(x))
-    one_line_error(lambda: align.groups(unsupported), "'the_norm'", "LayerNormalization")
+    one_line_error(lambda: align.groups(unsupported), "'the_norm'", "GroupNormalization")
     with pytest.raises(ConfigError, match="not a permutation"):
         align.Permutation({"x": np.array([0, 0, 1])})
 

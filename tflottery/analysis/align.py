@@ -16,11 +16,16 @@ weight matching.  Aligning copy B to copy A before interpolating measures
 the barrier that is left.
 
 Which units may be permuted together is read off the model's graph
-(align_graph.py: Dense/Conv units, tied through BatchNorm and residual
-additions); the search itself is NumPy (align_match.py).  A `Permutation`
-holds one int array per group, B's unit perm[i] going to position i, in the
-groups' structural order: the order in which a walk of the graph meets them
-(align_graph.py), which depends on the architecture alone.  `apply` uses
+(align_graph.py: Dense/Conv units, tied through BatchNorm, depthwise
+convolutions and residual additions, concatenated into the kernels that
+read them, also inside nested models); the search itself is NumPy
+(align_match.py).  A weight reading a concatenation is cut into pieces, one
+per concatenated group: the search sees every piece as a weight of its own,
+and `apply` permutes a variable piece by piece and assigns it once.  A
+`Permutation` holds one int array per group, B's unit perm[i] going to
+position i, in the groups' structural order: the order in which a walk of
+the graph meets them (align_graph.py), which depends on the architecture
+alone.  `apply` uses
 that order, never layer names, so a permutation found for `b` applies to
 `b` and to any model of the same architecture, however Keras named its
 layers (two models built by one function in one process are `dense`,
@@ -135,10 +140,10 @@ def _matched_arrays(spec) -> list:
     out = []
     for w in spec.weights:
         if w.matched:
-            value = np.asarray(w.variable.numpy(), np.float64)
+            value = np.asarray(w.read(), np.float64)
             if w.mask is not None:
-                value = value * w.mask.numpy()
-            out.append(value.reshape(w.expanded))
+                value = value * w.read(w.mask)
+            out.append(value)
     return out
 
 
@@ -176,10 +181,36 @@ def weight_matching(model_a, model_b, seed: int = 0, max_rounds: int = 1000,
     return best
 
 
+def _one_or_all(tensors):
+    tensors = list(tensors)
+    return tensors[0] if len(tensors) == 1 else tensors
+
+
 def _probe(model, spec):
-    """A model sharing `model`'s layers whose outputs are every tensor of every group."""
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return api_of(model).keras.Model(inputs, [t for _, t in spec.tensors])
+    """A model sharing `model`'s layers whose outputs are every tensor of every group.
+
+    A tensor inside a nested model lives in that model's graph, not connected
+    to `model`'s inputs: a model from the nested model's inputs to its
+    tensors is called on the tensors the nested model was called on (lifted
+    the same way if those are nested themselves).  No layer of `model` gets
+    a new call.
+    """
+    keras = api_of(model).keras
+
+    def lift(tensors, call):
+        if call is None:
+            return list(tensors)
+        inner = keras.Model(_one_or_all(call.graph_inputs), list(tensors))
+        return tf.nest.flatten(inner(_one_or_all(lift(call.call_inputs, call.parent))))
+
+    by_call = {}
+    for i, (_, _, call) in enumerate(spec.tensors):
+        by_call.setdefault(call, []).append(i)
+    outputs = [None] * len(spec.tensors)
+    for call, indices in by_call.items():
+        for i, t in zip(indices, lift([spec.tensors[i][1] for i in indices], call)):
+            outputs[i] = t
+    return keras.Model(_one_or_all(model.inputs), outputs)
 
 
 def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Permutation:
@@ -187,15 +218,16 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
 
     `images`: (training) inputs, as an array or tensor, run through both
     models (inference mode) `chunk_size` at a time; every tensor of a group
-    (outputs of its Dense/Conv layers, BatchNorms, activations, additions)
-    adds its correlation matrix, each spatial position counting as an example.
+    (outputs of its Dense/Conv layers, BatchNorms, activations, additions;
+    not concatenations, whose parts are tensors of their own) adds its
+    correlation matrix, each spatial position counting as an example.
     """
     spec_a, spec_b = _pair_specs(model_a, model_b)
     names = [g.name for g in spec_a.groups]
     if not spec_a.tensors:
         return Permutation({}, architecture=spec_a.architecture)
     probes = (_probe(model_a, spec_a), _probe(model_b, spec_b))
-    correlations = [align_match.Correlation(int(t.shape[-1])) for _, t in spec_a.tensors]
+    correlations = [align_match.Correlation(int(t.shape[-1])) for _, t, _ in spec_a.tensors]
     images = np.asarray(images)
     for start in range(0, len(images), int(chunk_size)):
         stop.check(f"aligning (example {start} of {len(images)})")
@@ -204,7 +236,7 @@ def activation_matching(model_a, model_b, images, chunk_size: int = 100) -> Perm
         for corr, x, y in zip(correlations, outputs_a, outputs_b):
             corr.add(*(np.reshape(np.asarray(v), (-1, v.shape[-1])) for v in (x, y)))
     totals = [0.0] * len(names)
-    for (group, _), corr in zip(spec_a.tensors, correlations):
+    for (group, _, _), corr in zip(spec_a.tensors, correlations):
         totals[group] = totals[group] + corr.matrix()
     return Permutation(dict(zip(names, align_match.assign_by_correlation(totals))),
                        architecture=spec_a.architecture)
@@ -238,7 +270,14 @@ def _fresh(layer):
 
 
 def _clone(model):
-    clone = api_of(model).keras.models.clone_model(model, clone_function=_fresh)
+    keras = api_of(model).keras
+
+    def fresh(layer):       # clone_model leaves nested models to the clone function
+        if isinstance(layer, keras.Model):
+            return keras.models.clone_model(layer, clone_function=fresh)
+        return _fresh(layer)
+
+    clone = keras.models.clone_model(model, clone_function=fresh)
     clone.set_weights(model.get_weights())
     return clone
 
@@ -256,10 +295,16 @@ def apply(model, permutation: Permutation, in_place: bool = False):
     target = model if in_place else _clone(model)
     spec = permutation_spec(target)
     perms = list(permutation.values())
+    # A variable cut into pieces (a kernel reading a concatenation) is permuted piece by
+    # piece from its old value and assigned once.
+    moved = {}      # id(variable) -> (variable, new value in its expanded layout)
     for w in spec.weights:
-        value = w.variable.numpy()
-        moved = align_match.permute(value.reshape(w.expanded), w.axes, perms)
-        w.variable.assign(moved.reshape(value.shape))
+        if id(w.variable) not in moved:
+            whole = np.array(w.variable.numpy()).reshape(w.expanded)
+            moved[id(w.variable)] = (w.variable, whole)
+        moved[id(w.variable)][1][w.index] = align_match.permute(w.read(), w.axes, perms)
+    for variable, value in moved.values():
+        variable.assign(value.reshape(tuple(variable.shape)))
     return target
 
 

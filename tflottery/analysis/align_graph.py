@@ -6,28 +6,53 @@ them -- the layer's own kernel columns and bias, the next layer's kernel
 rows, a BatchNorm's gamma/beta/moving statistics in between, and, across a
 residual addition, every layer whose output is added to theirs.  Which
 weights those are follows from how tensors flow, so the walk propagates a
-*channel group* along every tensor (Ainsworth et al. 2022, "Git Re-Basin",
-Appendix A's permutation spec, built here automatically):
+*channel layout* along every tensor (Ainsworth et al. 2022, "Git Re-Basin",
+Appendix A's permutation spec, built here automatically).  A layout says
+which group indexes each entry of the tensor's last axis: in general `repeat`
+copies (outermost) of a concatenation of *segments*, each one group's
+channels; mostly it is one segment of one group, repeated once.
 
 * the model's inputs and outputs carry the fixed group (never permuted);
 * a Dense or Conv layer starts a new group for its output units/channels; its
-  kernel is indexed by (input group, output group) on its last two axes, its
+  kernel is indexed by (input layout, output group) on its last two axes, its
   bias by the output group;
-* BatchNorm (over the last axis), activations, dropout, pooling and
-  zero-padding pass the group through; BN's four vectors are indexed by it;
+* BatchNorm (over the last axis), LayerNormalization, activations, dropout,
+  pooling, cropping, zero-padding and a Reshape that keeps the last
+  dimension (squeeze-and-excite's (C,) -> (1, 1, C): row-major order keeps
+  every channel's index) pass the layout through; BN's four
+  vectors and LN's gamma/beta are indexed by it (LayerNormalization is
+  permutation-equivariant over any axes: statistics over the channel axis
+  do not depend on the channels' order, statistics per channel move with it);
+* DepthwiseConv1D/2D (depth_multiplier 1): output channel c is computed from
+  input channel c alone, so it passes the layout through; its depthwise
+  kernel (..., C, 1) and bias are indexed by it.  A multiplier m > 1 gives
+  channels c*m + j, which no layout here describes: refused where a
+  permuted group reaches it;
+* SeparableConv1D/2D: its depthwise kernel (..., C, m) is indexed by the
+  input layout, its pointwise kernel (..., C*m, out) is viewed as
+  (..., C, m, out) and indexed by (input layout, -, new output group);
 * an elementwise merge (Add, Subtract, Average, Maximum, Minimum, Multiply)
-  ties the groups of its inputs into one (union-find), so a ResNet block's
-  shortcut and its residual branch share one permutation;
-* Flatten of an (H, W, C) tensor gives H*W repeats of the channel group (the
+  ties the groups of its inputs into one (union-find), segment by segment,
+  so a ResNet block's shortcut and its residual branch share one
+  permutation; a Concatenate along another axis than the channels ties
+  them the same way;
+* Concatenate along the channel axis gives the concatenation of its inputs'
+  segments (Inception's branches): a consumer's kernel is cut along its
+  input axis into pieces, one per segment, each permuted by its own group;
+* Flatten of an (H, W, C) tensor gives H*W repeats of the channel layout (the
   channel index runs fastest in channels-last order), so the next Dense
-  kernel is viewed as (H*W, C, units) and permuted on its middle axis.
+  kernel is viewed as (H*W, C, units) and permuted on its middle axis;
+* a nested Sequential or functional model (a model used as a layer) is
+  walked into: its inputs take the layouts of the tensors it is called on,
+  and the tensors it returns take its outputs' layouts.
 
 A layer of any other type may sit where only fixed channels reach it (e.g. a
 Rescaling of the input): its output is fixed.  Anywhere a permutation group
-reaches it, it is a ConfigError naming it (DepthwiseConv2D, for one: its
-channels are both its input and output channels, which this walk does not
-yet model).  A Masked wrapper is treated as its inner layer; its mask
-variables move with their weights.
+reaches it, it is a ConfigError naming it (Conv2DTranspose,
+GroupNormalization, a Reshape of the channel axis, a depthwise multiplier
+> 1, a concatenation of flattened tensors, a merge of a concatenation with
+a tensor cut otherwise (NASNet), ...).  A Masked wrapper is treated as its
+inner layer; its mask variables move with their weights.
 
 tf_keras and Keras 3: the walk reads the model's graph (`_nodes_by_depth`,
 deepest first, in the order Keras found the nodes walking back from the
@@ -37,7 +62,7 @@ from the model's own Keras (_classes).
 """
 import dataclasses
 import functools
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -61,15 +86,22 @@ class _Classes:
 
     weighted: tuple
     not_weighted: tuple
+    depthwise: tuple
+    separable: tuple
     pass_through: tuple
     merges: tuple
     batchnorm: type
+    layernorm: type
+    concatenate: type
     flatten: type
+    reshape: type
     input_layer: type
+    model: type
 
     @property
     def propagating(self) -> tuple:
-        return self.weighted + self.pass_through + self.merges + (self.batchnorm, self.flatten)
+        return (self.weighted + self.depthwise + self.separable + self.pass_through + self.merges
+                + (self.batchnorm, self.layernorm, self.concatenate, self.flatten, self.reshape))
 
 
 @functools.lru_cache(maxsize=None)
@@ -82,29 +114,52 @@ def _classes(keras) -> _Classes:
     # NOT_WEIGHTED first where it matters: tf_keras' ConvNDTranspose subclass ConvND.
     return _Classes(
         weighted=named("Dense", "Conv1D", "Conv2D", "Conv3D"),
-        not_weighted=named("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
-                           "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D",
-                           "SeparableConv2D"),
+        not_weighted=named("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
+        depthwise=named("DepthwiseConv1D", "DepthwiseConv2D"),
+        separable=named("SeparableConv1D", "SeparableConv2D"),
         pass_through=named(*_PASS_THROUGH_NAMES),
         merges=named("Add", "Subtract", "Average", "Maximum", "Minimum", "Multiply"),
-        batchnorm=layers.BatchNormalization, flatten=layers.Flatten,
-        input_layer=layers.InputLayer)
+        batchnorm=layers.BatchNormalization, layernorm=layers.LayerNormalization,
+        concatenate=layers.Concatenate, flatten=layers.Flatten, reshape=layers.Reshape,
+        input_layer=layers.InputLayer, model=keras.Model)
 
 
 _BN_VECTORS = (("gamma", True), ("beta", True), ("moving_mean", False),
                ("moving_variance", False))
-SUPPORTED = ("Dense, Conv1D/2D/3D, BatchNormalization, activations, dropout, pooling, "
-             "zero-padding, cropping, Flatten and elementwise merges (Add, ...)")
+SUPPORTED = ("Dense, Conv1D/2D/3D, DepthwiseConv1D/2D (depth_multiplier 1), "
+             "SeparableConv1D/2D, BatchNormalization, LayerNormalization, activations, dropout, "
+             "pooling, zero-padding, cropping, Flatten, Reshape keeping the last axis, "
+             "Concatenate, elementwise merges (Add, ...) and nested Sequential/functional models")
 
 FIXED = 0   # union-find node of the channels that are never permuted
 
 
+class Layout(NamedTuple):
+    """How a tensor's last axis is indexed: `repeat` copies (outermost; Flatten's positions)
+    of the concatenation of `segments`, each (union-find node, number of channels)."""
+
+    repeat: int
+    segments: Tuple[Tuple[int, Optional[int]], ...]
+
+
+def _one(node: int, size: Optional[int]) -> Layout:
+    return Layout(1, ((node, size),))
+
+
+def _last_dim(tensor) -> Optional[int]:
+    shape = tensor.shape
+    return int(shape[-1]) if len(shape) > 1 and shape[-1] is not None else None
+
+
 @dataclasses.dataclass(frozen=True)
 class PermutedWeight:
-    """One variable with at least one permuted axis.
+    """One variable, or one piece of it, with at least one permuted axis.
 
     expanded: the shape under which every permuted axis is an axis of its
       own (a Dense kernel after Flatten: (positions, channels, units));
+    piece: None for the whole (expanded) variable, or (axis, start, stop):
+      the slice of the expanded variable along `axis` this entry stands for
+      (a kernel reading a concatenation: one piece per concatenated segment);
     axes: per expanded axis, the index of its group in `PermutationSpec.groups`,
       or None; matched: part of the weight-matching objective (trainable
       parameters; not BN moving statistics, not masks); mask: the mask
@@ -119,10 +174,24 @@ class PermutedWeight:
     matched: bool
     mask: Optional[tf.Variable] = None
     is_mask: bool = False
+    piece: Optional[Tuple[int, int, int]] = None
 
     @property
     def label(self) -> str:
         return f"{self.layer}/{self.attr}"
+
+    @property
+    def index(self) -> tuple:
+        """NumPy index of this entry in the expanded variable (everything if not a piece)."""
+        if self.piece is None:
+            return (Ellipsis,)
+        axis, start, stop = self.piece
+        return (slice(None),) * axis + (slice(start, stop),)
+
+    def read(self, variable=None) -> np.ndarray:
+        """This entry's values (of `variable`, by default its own) in its expanded layout."""
+        value = np.asarray((self.variable if variable is None else variable).numpy())
+        return value.reshape(self.expanded)[self.index]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,24 +210,33 @@ class Architecture:
     layers: per graph node in walk order, (layer name, class name, weight
     shapes of the layer -- the inner layer of a Masked wrapper, so a masked
     and an unmasked copy agree); wiring: per permuted weight (masks left
-    out), (layer name, expanded shape, group index per axis).  Only classes,
-    shapes and group indices are compared, never names: the walk order and
-    the group order follow from the graph alone, so two models built by one
-    function (`dense`, `dense_1` and `dense_3`, `dense_4`) have one
-    architecture.  The names are there to say where two models differ.
+    out), (layer name, expanded shape, piece, group index per axis).  Only
+    classes, shapes and group indices are compared, never names: the walk
+    order and the group order follow from the graph alone, so two models
+    built by one function (`dense`, `dense_1` and `dense_3`, `dense_4`) have
+    one architecture.  The names are there to say where two models differ.
     """
 
     layers: Tuple[Tuple[str, str, Tuple], ...]
-    wiring: Tuple[Tuple[str, Tuple[int, ...], Tuple[Optional[int], ...]], ...]
+    wiring: Tuple[Tuple, ...]
+
+
+class NestedCall:
+    """A nested model's call: its graph's input tensors, the tensors it was called on (in
+    the graph of `parent`, None for the outermost model)."""
+
+    def __init__(self, graph_inputs, call_inputs, parent: Optional["NestedCall"]):
+        self.graph_inputs, self.call_inputs, self.parent = graph_inputs, call_inputs, parent
 
 
 @dataclasses.dataclass
 class PermutationSpec:
     groups: List[Group]
     weights: List[PermutedWeight]
-    # (group index, KerasTensor) of every tensor whose last axis is one group,
-    # for activation matching.
-    tensors: List[Tuple[int, object]]
+    # (group index, KerasTensor, NestedCall or None) of every tensor whose last axis is one
+    # group, for activation matching; the NestedCall says in which nested model's graph the
+    # tensor lives (None: the model's own).
+    tensors: List[Tuple[int, object, Optional[NestedCall]]]
     # Per node in walk order: (inner layer name, class name, variable shapes),
     # to tell two models' architectures apart.
     signature: List[Tuple[str, str, Tuple]]
@@ -170,7 +248,7 @@ class PermutationSpec:
     @property
     def architecture(self) -> Architecture:
         return Architecture(tuple(self.signature),
-                            tuple((w.layer, w.expanded, w.axes) for w in self.weights
+                            tuple((w.layer, w.expanded, w.piece, w.axes) for w in self.weights
                                   if not w.is_mask))
 
 
@@ -258,112 +336,236 @@ def _unsupported(layer, why: str) -> ConfigError:
         f"channel group but {why}; align supports {SUPPORTED}")
 
 
+def _pieces(shape, axis: int, layout: Layout, multiplier: int = 1, last: Optional[int] = None):
+    """(expanded shape, [(piece, axes)]) of a weight of `shape` whose axis `axis` runs over
+    the channels of a tensor of `layout`, each channel `multiplier` times (fastest: a
+    separable convolution's depth multiplier), and whose last axis is indexed by the
+    union-find node `last` (if given).  The axes hold union-find nodes."""
+    shape = tuple(int(n) for n in shape)
+    axis %= len(shape)
+    repeat, segments = layout
+    if len(segments) == 1:
+        segments = ((segments[0][0], shape[axis] // (repeat * multiplier)),)
+    total = sum(size for _, size in segments)
+    if repeat * total * multiplier != shape[axis]:
+        raise ConfigError(f"a weight of shape {shape} does not fit {repeat} x {total} channels "
+                          f"(x {multiplier}) on its axis {axis}")
+    expanded = (shape[:axis] + ((repeat,) if repeat > 1 else ()) + (total,)
+                + ((multiplier,) if multiplier > 1 else ()) + shape[axis + 1:])
+    channel = axis + (repeat > 1)
+    out, start = [], 0
+    for node, size in segments:
+        axes = [None] * len(expanded)
+        if last is not None:
+            axes[-1] = last
+        axes[channel] = node
+        piece = None if len(segments) == 1 else (channel, start, start + size)
+        out.append((piece, tuple(axes)))
+        start += size
+    return expanded, out
+
+
 class _Walker:
-    """One pass over the graph: tensor -> (union-find node, repeat)."""
+    """One pass over the graph (and the graphs of nested models): tensor -> Layout."""
 
     def __init__(self, model):
         self.model = model
         self.graph, self.classes = _graph(model)
         self.uf = _UnionFind()
-        self.info = {}             # id(KerasTensor) -> (node, repeat)
-        self.weights = []          # (layer, attr, var, expanded, node axes, matched, mask)
-        self.tensors = []          # (node, KerasTensor)
+        self.info = {}             # id(KerasTensor) -> Layout
+        self.weights: List[PermutedWeight] = []     # axes hold union-find nodes until finish()
+        self.tensors = []          # (node, KerasTensor, NestedCall or None)
         self.signature = []
 
     def run(self) -> PermutationSpec:
-        for node in _walk_order(self.graph):
-            self.visit(node)
+        self.walk(self.graph, None)
         for t in tf.nest.flatten(self.graph.outputs):
-            g, _ = self.info[id(t)]
-            self.uf.union(g, FIXED, self.model.name + " output")
+            for g, _ in self.info[id(t)].segments:
+                self.uf.union(g, FIXED, self.model.name + " output")
         return self.finish()
 
-    def visit(self, node):
+    def walk(self, graph, call: Optional[NestedCall]):
+        for node in _walk_order(graph):
+            self.visit(node, call)
+
+    def fixed(self, layout: Layout) -> bool:
+        return all(self.uf.find(g) == FIXED for g, _ in layout.segments)
+
+    def visit(self, node, call):
         layer = _node_layer(node)
         inner = _inner(layer)
         c = self.classes
+        # (A nested model's weights are its layers', listed when the walk reaches them: not
+        # here, where a masked copy's would add its masks.)
         self.signature.append((inner.name, type(inner).__name__,
+                               () if isinstance(inner, c.model) else
                                tuple(tuple(w.shape) for w in inner.weights)))
-        inputs = [self.info[id(t)] for t in _node_inputs(node)]
         outputs = _node_outputs(node)
         if isinstance(layer, c.input_layer):
-            outs = (FIXED, 1)
-        elif all(self.uf.find(g) == FIXED for g, _ in inputs) and not isinstance(
-                inner, c.propagating):
-            outs = (FIXED, 1)       # nothing permuted reaches it: it may be anything
+            if call is None or any(id(t) not in self.info for t in outputs):
+                for t in outputs:
+                    self.info[id(t)] = _one(FIXED, _last_dim(t))
+            return      # (a nested model's inputs were given their callers' layouts)
+        inputs = [self.info[id(t)] for t in _node_inputs(node)]
+        if isinstance(inner, c.model):
+            return self.nested(layer, inner, node, inputs, call)
+        if all(self.fixed(layout) for layout in inputs) and not isinstance(inner, c.propagating):
+            outs = _one(FIXED, _last_dim(outputs[0]))   # nothing permuted reaches it: anything
         else:
             if layer.weights and len(layer._inbound_nodes) > 1:
                 raise _unsupported(layer, f"is called {len(layer._inbound_nodes)} times")
             outs = self.propagate(layer, inner, inputs, node)
         for t in outputs:
             self.info[id(t)] = outs
-            if outs[1] == 1 and self.uf.find(outs[0]) != FIXED:
-                self.tensors.append((outs[0], t))
+            if outs.repeat == 1 and len(outs.segments) == 1 and not self.fixed(outs):
+                self.tensors.append((outs.segments[0][0], t, call))
 
-    def propagate(self, layer, inner, inputs, node):
+    def nested(self, layer, inner, node, inputs, call):
+        """Walk into a nested model: its inputs take `inputs`' layouts; its outputs' layouts
+        go to the tensors its call returned."""
+        if len(layer._inbound_nodes) > 1:
+            raise _unsupported(layer, f"is a nested model called {len(layer._inbound_nodes)} "
+                               "times")
+        graph, _ = _graph(inner)
+        graph_inputs = tf.nest.flatten(graph.inputs)
+        for t, layout in zip(graph_inputs, inputs):
+            self.info[id(t)] = layout
+        self.walk(graph, NestedCall(graph_inputs, _node_inputs(node), call))
+        for t, inner_t in zip(_node_outputs(node), tf.nest.flatten(graph.outputs)):
+            self.info[id(t)] = self.info[id(inner_t)]
+
+    def propagate(self, layer, inner, inputs, node) -> Layout:
         c = self.classes
         if isinstance(inner, c.not_weighted) or (
-                isinstance(inner, c.weighted + c.pass_through + (c.flatten,))
-                and not _channels_last(inner)):
+                isinstance(inner, c.weighted + c.depthwise + c.separable + c.pass_through
+                           + (c.flatten,)) and not _channels_last(inner)):
             raise _unsupported(layer, "is not a supported layer or data format")
+        if isinstance(inner, c.depthwise):
+            return self.depthwise(layer, inner, inputs[0], node)
+        if isinstance(inner, c.separable):
+            return self.separable(layer, inner, inputs[0])
         if isinstance(inner, c.weighted):
             return self.weighted(layer, inner, inputs[0])
         if isinstance(inner, c.batchnorm):
             return self.batchnorm(layer, inner, inputs[0], node)
+        if isinstance(inner, c.layernorm):
+            return self.layernorm(layer, inner, inputs[0], node)
         if isinstance(inner, c.pass_through):
             return inputs[0]
         if isinstance(inner, c.merges):
-            repeats = {r for _, r in inputs}
-            if len(repeats) > 1:
-                raise _unsupported(layer, "merges flattened tensors of different layouts")
-            root = inputs[0][0]
-            for g, _ in inputs[1:]:
-                root = self.uf.union(root, g, layer.name)
-            return root, repeats.pop()
+            return self.tie(layer, inputs)
+        if isinstance(inner, c.concatenate):
+            return self.concatenate(layer, inner, inputs, node)
         if isinstance(inner, c.flatten):
-            g, r = inputs[0]
+            repeat, segments = inputs[0]
             shape = _node_inputs(node)[0].shape
             positions = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
-            return g, r * positions
+            return Layout(repeat * positions, segments)
+        if isinstance(inner, c.reshape):
+            # Row-major: a reshape that keeps the last dimension keeps every channel's index
+            # (a squeeze-and-excite block's (C,) -> (1, 1, C)).
+            if _last_dim(_node_inputs(node)[0]) != _last_dim(_node_outputs(node)[0]):
+                raise _unsupported(layer, "changes the last (channel) dimension")
+            return inputs[0]
         raise _unsupported(layer, "is not a supported layer type")
 
-    def add(self, layer, inner, attr, expanded, axes, matched):
+    def add(self, layer, inner, attr, axis, layout, multiplier=1, last=None, matched=True):
+        """Record variable `attr` of `inner`, its axis `axis` indexed by `layout` (see
+        _pieces), with its mask if it has one."""
         var = getattr(inner, attr, None)
         if var is None:
             return
         mask = layer.mask_variable(attr) if (isinstance(layer, MaskedMixin)
                                              and attr in layer.prunable_attrs) else None
-        self.weights.append((inner.name, attr, var, tuple(expanded), tuple(axes), matched, mask,
-                             False))
-        if mask is not None:
-            self.weights.append((inner.name, f"{attr}_mask", mask, tuple(expanded), tuple(axes),
-                                 False, None, True))
+        expanded, pieces = _pieces(var.shape, axis, layout, multiplier, last)
+        for piece, axes in pieces:
+            self.weights.append(PermutedWeight(inner.name, attr, var, expanded, axes, matched,
+                                               mask, piece=piece))
+            if mask is not None:
+                self.weights.append(PermutedWeight(inner.name, f"{attr}_mask", mask, expanded,
+                                                   axes, False, None, True, piece))
 
-    def weighted(self, layer, inner, source):
-        g_in, repeat = source
+    def weighted(self, layer, inner, source: Layout) -> Layout:
         if getattr(inner, "groups", 1) != 1:
             raise _unsupported(layer, f"is a grouped convolution (groups={inner.groups})")
-        kernel = tuple(inner.kernel.shape)
-        units = kernel[-1]
+        units = int(inner.kernel.shape[-1])
         g_out = self.uf.new(units, inner.name)
-        if repeat > 1:
-            expanded = kernel[:-2] + (repeat, kernel[-2] // repeat, units)
-            axes = (None,) * (len(kernel) - 1) + (g_in, g_out)
-        else:
-            expanded, axes = kernel, (None,) * (len(kernel) - 2) + (g_in, g_out)
-        self.add(layer, inner, "kernel", expanded, axes, True)
-        self.add(layer, inner, "bias", (units,), (g_out,), True)
-        return g_out, 1
+        self.add(layer, inner, "kernel", -2, source, last=g_out)
+        self.add(layer, inner, "bias", 0, _one(g_out, units))
+        return _one(g_out, units)
 
-    def batchnorm(self, layer, inner, source, node):
-        g, repeat = source
+    def depthwise(self, layer, inner, source: Layout, node) -> Layout:
+        if self.fixed(source):
+            return _one(FIXED, _last_dim(_node_outputs(node)[0]))
+        if inner.depth_multiplier != 1:
+            raise _unsupported(layer, f"has depth_multiplier {inner.depth_multiplier} (its "
+                               "output channel c*m + j is not one group's channel)")
+        kernel = "depthwise_kernel" if hasattr(inner, "depthwise_kernel") else "kernel"
+        self.add(layer, inner, kernel, -2, source)      # (..., C, 1)
+        self.add(layer, inner, "bias", 0, source)
+        return source
+
+    def separable(self, layer, inner, source: Layout) -> Layout:
+        units = int(inner.pointwise_kernel.shape[-1])
+        g_out = self.uf.new(units, inner.name)
+        self.add(layer, inner, "depthwise_kernel", -2, source)      # (..., C, m)
+        self.add(layer, inner, "pointwise_kernel", -2, source, multiplier=inner.depth_multiplier,
+                 last=g_out)                                        # (..., C*m, out)
+        self.add(layer, inner, "bias", 0, _one(g_out, units))
+        return _one(g_out, units)
+
+    def batchnorm(self, layer, inner, source: Layout, node) -> Layout:
         rank = len(_node_inputs(node)[0].shape)
         axes = inner.axis if isinstance(inner.axis, (list, tuple)) else [inner.axis]
-        if [a % rank for a in axes] != [rank - 1] or repeat != 1:
+        if [a % rank for a in axes] != [rank - 1] or source.repeat != 1:
             raise _unsupported(layer, "normalises another axis than the last (channels)")
         for attr, matched in _BN_VECTORS:
-            self.add(layer, inner, attr, (self.uf.size[self.uf.find(g)],), (g,), matched)
-        return g, 1
+            self.add(layer, inner, attr, 0, source, matched=matched)
+        return source
+
+    def layernorm(self, layer, inner, source: Layout, node) -> Layout:
+        rank = len(_node_inputs(node)[0].shape)
+        axes = [a % rank for a in (inner.axis if isinstance(inner.axis, (list, tuple))
+                                   else [inner.axis])]
+        if rank - 1 in axes:     # gamma and beta have one axis per normalised axis, in order
+            position = axes.index(rank - 1)
+            for attr in ("gamma", "beta"):
+                self.add(layer, inner, attr, position, source)
+        return source
+
+    def tie(self, layer, inputs) -> Layout:
+        """One layout for inputs that meet channel by channel (elementwise merges): their
+        segments' groups are tied in pairs."""
+        first = inputs[0]
+        for other in inputs[1:]:
+            if other.repeat != first.repeat:
+                raise _unsupported(layer, "merges flattened tensors of different layouts")
+            if len(other.segments) == len(first.segments):
+                for (a, _), (b, _) in zip(first.segments, other.segments):
+                    self.uf.union(a, b, layer.name)
+            elif self.fixed(first) or self.fixed(other):
+                for g, _ in first.segments + other.segments:
+                    self.uf.union(g, FIXED, layer.name)
+            else:
+                raise _unsupported(layer, "merges tensors concatenated from different parts")
+        return Layout(first.repeat, tuple((self.uf.find(g), size) for g, size in first.segments))
+
+    def concatenate(self, layer, inner, inputs, node) -> Layout:
+        tensors = _node_inputs(node)
+        rank = len(tensors[0].shape)
+        if inner.axis % rank != rank - 1:
+            return self.tie(layer, inputs)
+        if all(self.fixed(layout) for layout in inputs):
+            return _one(FIXED, _last_dim(_node_outputs(node)[0]))
+        if any(layout.repeat != 1 for layout in inputs):
+            raise _unsupported(layer, "concatenates flattened tensors")
+        segments = ()
+        for layout, t in zip(inputs, tensors):
+            if len(layout.segments) == 1:
+                segments += ((layout.segments[0][0], _last_dim(t)),)
+            else:
+                segments += layout.segments
+        return Layout(1, segments)
 
     def finish(self) -> PermutationSpec:
         uf = self.uf
@@ -377,11 +579,11 @@ class _Walker:
                 return None
             return index.get(uf.find(node))
 
-        weights = [PermutedWeight(layer, attr, var, expanded, tuple(group_of(a) for a in axes),
-                                  matched, mask, is_mask)
-                   for layer, attr, var, expanded, axes, matched, mask, is_mask in self.weights]
+        weights = [dataclasses.replace(w, axes=tuple(group_of(a) for a in w.axes))
+                   for w in self.weights]
         weights = [w for w in weights if any(a is not None for a in w.axes)]
-        tensors = [(index[uf.find(n)], t) for n, t in self.tensors if uf.find(n) != fixed]
+        tensors = [(index[uf.find(n)], t, call) for n, t, call in self.tensors
+                   if uf.find(n) != fixed]
         return PermutationSpec(groups, weights, tensors, self.signature)
 
 
