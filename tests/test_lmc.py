@@ -331,14 +331,15 @@ def test_independent_copies_aligned_by_weight_matching_with_a_soup_of_three(tmp_
         column: f"0: {100 * value:.2f}" for column, value in expected.items()}
 
 
-def test_alignment_restarts_keep_the_best_objective_and_report_the_spread(tmp_path):
+def test_alignment_restarts_keep_the_best_objective_and_report_the_spread(tmp_path, caplog):
     """align_restarts = 3: the aligned path uses the restart of the highest weight-matching
     objective (seeds 0, 1, 2 recomputed here from the copies' end weights); every
     restart's test barrier is listed with their spread; both barrier definitions are
     recorded and equal the NumPy formulas on the recorded curves."""
     from tflottery.analysis import align
-    run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'independent'",
-        "InstabilityHparams.align = 'weights'", "InstabilityHparams.align_restarts = 3")
+    with caplog.at_level("INFO", logger="absl"):
+        run(tmp_path, "lmc", "InstabilityHparams.subnetwork = 'independent'",
+            "InstabilityHparams.align = 'weights'", "InstabilityHparams.align_restarts = 3")
     (run_dir,) = glob.glob(str(tmp_path / "lmc_*"))
     out = os.path.join(run_dir, "replicate_0", "k_0")
     rec = json.load(open(os.path.join(out, "instability.json")))
@@ -352,6 +353,10 @@ def test_alignment_restarts_keep_the_best_objective_and_report_the_spread(tmp_pa
     assert chosen["test_barrier"] == pytest.approx(rec["aligned"]["barrier"]["test"], abs=1e-6)
     barriers = [r["test_barrier"] for r in restarts["runs"]]
     assert restarts["test_barrier_spread"] == pytest.approx(max(barriers) - min(barriers))
+    assert (f"3 weight-matching restarts: test instability {100 * min(barriers):.2f} to "
+            f"{100 * max(barriers):.2f} points (spread "
+            f"{100 * restarts['test_barrier_spread']:.2f}); aligned by restart "
+            f"{restarts['chosen']}") in caplog.text
     for measured in (rec, rec["aligned"]):
         for split, curve in measured["curves"].items():
             errors, alphas = np.array(curve["error"]), np.array(curve["alpha"])

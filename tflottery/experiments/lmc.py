@@ -442,6 +442,13 @@ class InstabilityExperiment:
         if self.hp.align:
             logging.info("%s: after %s matching: %s", name, self.hp.align,
                          barrier_text(result["aligned"]))
+        if "restarts" in result.get("aligned", {}):
+            restarts = result["aligned"]["restarts"]
+            barriers = [100 * run["test_barrier"] for run in restarts["runs"]]
+            logging.info("%s: %d weight-matching restarts: test instability %.2f to %.2f "
+                         "points (spread %.2f); aligned by restart %d, the highest objective",
+                         name, len(barriers), min(barriers), max(barriers),
+                         100 * restarts["test_barrier_spread"], restarts["chosen"])
         if ctx.writable:
             io.atomic_write_json(result_path, result)
         return result
