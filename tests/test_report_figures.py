@@ -146,13 +146,38 @@ def test_training_curves_show_every_level(drawn, tmp_path, monkeypatch):
     assert labels == {"IMP", "dense (level 0)", "random reinit"}
 
 
-def test_summary_png_is_the_reports_accuracy_figure(drawn):
-    """The run directory's summary.png and the report's figure are one rendering."""
+def test_summary_png_is_the_reports_accuracy_figure_titled_by_what_sets_the_run_apart(drawn):
+    """The run directory's summary.png is the report's figure of that run drawn from the
+    run directory alone; in the report, beside the other lottery runs, its title names the
+    settings that tell it apart (#25 item 5), not only the hash."""
     from tflottery.reporting import plots
     table, figure_dir, _ = drawn
     (run,) = [r for r in table["runs"] if r["run"] == "lottery_aaaaaaaaaa"]
     png = plots.plot_run(run["run_dir"])
     assert png == os.path.join(run["run_dir"], "summary.png")
-    with open(png, "rb") as a, open(os.path.join(
-            figure_dir, "lottery_accuracy__lottery_aaaaaaaaaa.png"), "rb") as b:
-        assert a.read() == b.read()
+    alone = collect.collect(run["run_dir"])
+    title = accuracy.lottery_accuracy_figure(alone, alone["runs"][0]).axes[0].get_title()
+    assert title.endswith("run lottery_aaaaaaaaaa, mean of 2 replicates, bands min-max")
+    in_report = accuracy.lottery_accuracy_figure(table, run).axes[0].get_title()
+    assert "run lottery_aaaaaaaaaa (" in in_report and "rewind_step=500it" in in_report, in_report
+
+
+def test_imp_reference_lines_of_the_dynamic_figure_are_labelled_by_their_settings(
+        drawn, monkeypatch):
+    """The dotted IMP lines beside RigL/SET/Dynamic IMP name each lottery run by the
+    settings that tell it apart (#25 item 5), not by its hash."""
+    from tflottery.reporting import ginconfig, groups
+    from tflottery.reporting.figures import dynamic, style
+    table, _, _ = drawn
+    figs = []
+    monkeypatch.setattr(style, "save", lambda fig, out_dir, name: figs.append(fig) or [name])
+    dynamic.dynamic_accuracy(table, "unused")
+    labels = [t.get_text().replace("\n", " ") for fig in figs for ax in fig.axes for t in
+              (ax.get_legend().get_texts() if ax.get_legend() else [])
+              if t.get_text().startswith("IMP, rewound to")]
+    lottery = [r for r in table["runs"] if r["experiment"] == "lottery"]
+    assert len(labels) == len(lottery) == 3
+    assert not [label for label in labels if any(r["run"] in label for r in lottery)], labels
+    assert sorted(labels) == sorted(
+        f"IMP, rewound to {ginconfig.lookup(r['_values'], 'LotteryHparams.rewind_step')} "
+        f"({groups.run_label(table, r)})" for r in lottery)

@@ -45,7 +45,9 @@ def lottery_accuracy_figure(table: dict, run: dict):
     """The accuracy-against-density figure of one lottery run, or None without levels.
 
     The one rendering of it: the report's figure and the run directory's
-    summary.png (plots.plot_run) are both this."""
+    summary.png (plots.plot_run) are both this.  The title names the run with
+    the settings that tell it apart from the other lottery runs of `table`
+    (none in the run's own summary.png, whose table holds only that run)."""
     levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
     if not levels:
         return None
@@ -57,7 +59,7 @@ def lottery_accuracy_figure(table: dict, run: dict):
         f"rewinding to {rewind}")
     fig, ax, lax = style.axes_with_legend_panel(
         f"{method} with {how}: {groups.network_label(run)}\n"
-        f"run {run['run']}, {style.replicates_note(_n(levels))}")
+        f"run {groups.run_title(table, run)}, {style.replicates_note(_n(levels))}")
     dense = [r["test_accuracy"] for r in groups.trained(table, [run["run"]], level=0,
                                                         branch=None)]
     style.dense_band(ax, dense)

@@ -53,7 +53,8 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
                 style.line_with_band(ax, [100 * e["density"] for e in imp], [e["imp"] for e in imp],
                                      f"IMP, rewound to "
                                      f"{ginconfig.lookup(run['_values'], 'LotteryHparams.rewind_step')}"
-                                     f" ({run['run']})", "0.35", style.marker(start), ls=":")
+                                     f" ({groups.run_label(table, run) or run['run']})", "0.35",
+                                     style.marker(start), ls=":")
                 densities += [e["density"] for e in imp]
                 start += 1
         pai_rows = [r for group in groups.pai_groups(table) if group["network_key"] == key
