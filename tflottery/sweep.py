@@ -332,10 +332,11 @@ def results_table(jobs: Sequence[Job]) -> List[str]:
     """Markdown lines: per grid point and replicate, the headline result each job's
     finished.json records (final test accuracy and what it is of); '-' for a job
     that has not finished with its settings."""
-    from tflottery.runs.finished import read_finished
+    from tflottery.runs.finished import finished_record
     rows = []
     for job in jobs:
-        found = read_finished(job.replicate_dir) if is_done(job) else None
+        found = (finished_record(job.replicate_dir, job.hparams)
+                 if job.replicate_dir is not None else None)
         accuracy = (found or {}).get("test_accuracy")
         rows.append(["<br>".join(job.bindings) or "(the gin files)", str(job.replicate),
                      "-" if accuracy is None else f"{100 * accuracy:.2f}",

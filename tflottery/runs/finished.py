@@ -39,7 +39,13 @@ def read_finished(replicate_dir: str) -> Optional[dict]:
     return found if isinstance(found, dict) else None
 
 
+def finished_record(replicate_dir: str, hparams: dict) -> Optional[dict]:
+    """finished.json if the replicate finished with exactly these resolved
+    hyperparameters, else None."""
+    found = read_finished(replicate_dir)
+    return found if found is not None and found.get("hparams") == _normal(hparams) else None
+
+
 def is_finished(replicate_dir: str, hparams: dict) -> bool:
     """True if the replicate finished with exactly these resolved hyperparameters."""
-    found = read_finished(replicate_dir)
-    return found is not None and found.get("hparams") == _normal(hparams)
+    return finished_record(replicate_dir, hparams) is not None
