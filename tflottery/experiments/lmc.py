@@ -432,8 +432,8 @@ class InstabilityExperiment:
                                  "moved_fraction": permutation.moved_fraction(),
                                  **self.measure(copies, interp, loops, w_init, w_k)}
             if self.hp.align_restarts > 1:
-                result["aligned"]["restarts"] = self.restart_barriers(copies, interp, out,
-                                                                      permutation)
+                result["aligned"]["restarts"] = self.restart_barriers(
+                    copies, interp, out, permutation, result["aligned"]["curves"]["test"])
         if self.hp.per_epoch:
             result["per_epoch"] = self.per_epoch(ctx, copies, interp, out, epochs)
         result["soup"] = self.soup(ctx, copies, interp, out)
@@ -525,16 +525,21 @@ class InstabilityExperiment:
         share_union_mask(models)
         return permutation
 
-    def restart_barriers(self, copies, interp, out: str, best) -> dict:
+    def restart_barriers(self, copies, interp, out: str, best, best_curve: dict) -> dict:
         """Per weight-matching restart (`best.restarts`, seed order): its objective and
         the test barriers of the path after aligning by it; the barriers' spread, and
-        which restart the aligned result uses (the highest objective)."""
+        which restart the aligned result uses (the highest objective).  best_curve:
+        the test curve already measured after aligning by `best` (not evaluated again)."""
         rows = []
         for seed, permutation in enumerate(best.restarts):
-            self.load_copies(copies, out)
-            align.apply(copies[1], permutation, in_place=True)
-            share_union_mask(copies)
-            curve = interp.evaluate(analysis.alphas(self.hp.num_alphas), splits=("test",))["test"]
+            if permutation is best:
+                curve = best_curve
+            else:
+                self.load_copies(copies, out)
+                align.apply(copies[1], permutation, in_place=True)
+                share_union_mask(copies)
+                curve = interp.evaluate(analysis.alphas(self.hp.num_alphas),
+                                        splits=("test",))["test"]
             rows.append({"seed": seed, "objective": permutation.objective,
                          "moved_fraction": permutation.moved_fraction(),
                          "test_barrier": analysis.error_barrier(curve["error"]),
