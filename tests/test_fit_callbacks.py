@@ -85,7 +85,7 @@ def test_gradual_pruning_follows_the_schedule_and_keeps_exact_zeros(tmp_path):
     assert seen[24] == seen[17]   # nothing pruned after end_step
 
     logged = {}
-    for path in glob.glob(str(tmp_path / "events.out.*")):
+    for path in glob.glob(str(tmp_path / "train" / "events.out.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
                 logged[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))

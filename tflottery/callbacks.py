@@ -25,6 +25,7 @@ Typical use::
         callbacks.SparsitySummaries("logs/run1")])
 """
 import dataclasses
+import os
 from typing import Optional
 
 import tensorflow as tf
@@ -145,8 +146,11 @@ class SparsitySummaries(keras.callbacks.Callback):
     """TensorBoard scalars density/total and density/<weight name> of the masks.
 
     Written at the start of training and at the end of every epoch, at the
-    global step (`optimizer.iterations`), into `log_dir` (next to, not
-    inside, the train/ and validation/ directories of keras' TensorBoard).
+    global step (`optimizer.iterations`), into `log_dir`/train: the run that
+    keras' TensorBoard callback writes the training loss to for the same
+    `log_dir`, and the run tflottery's own phases write density to
+    (training/summaries.py), so TensorBoard shows density beside the loss
+    instead of as a run of its own.
     """
 
     def __init__(self, log_dir: str):
@@ -156,7 +160,8 @@ class SparsitySummaries(keras.callbacks.Callback):
 
     def _write(self):
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, summaries.TRAIN))
         summaries.write_density(self._writer, int(self.model.optimizer.iterations.numpy()),
                                 self.model)
         self._writer.flush()
