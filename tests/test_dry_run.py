@@ -188,6 +188,7 @@ def test_unknown_size_plans_in_iterations_with_a_note(tmp_path, monkeypatch):
     notes = [line for line in text.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "size of dataset 'unsized' is unknown" in notes[0] \
         and "my_data.bin not found" in notes[0], text
+    assert "layer names in the settings are not checked" in notes[0]
     assert "data: size unknown; batch 32" in text
     assert phase_lines(text) == {"train": (0, 300)}
     gin.clear_config()
@@ -237,7 +238,8 @@ def test_npz_without_its_file_is_one_note(tmp_path):
     assert notes == ["note: the size of dataset 'npz' is unknown (no sizes in the registry, and it "
                      "cannot be read here: DatasetHparams.data_dir '/nowhere/mine.npz' does not "
                      "exist; fix the path or leave data_dir unset): steps are planned in iterations "
-                     "only"], text
+                     "only, and layer names in the settings are not checked (the network's input "
+                     "shape comes from the data)"], text
     assert phase_lines(text) == {"train": (0, 500)}
     assert not (tmp_path / "runs").exists()
 
@@ -249,3 +251,23 @@ def test_a_missing_data_dir_of_a_known_dataset_is_a_note(tmp_path):
     assert "note: a run on this machine would stop: DatasetHparams.data_dir '/mnt/disks/imagenet' " \
            "does not exist" in text
     assert phase_lines(text) == {"train": (0, 90 * 1251)}
+
+
+@pytest.mark.parametrize("bindings", [
+    ["ExperimentHparams.name = 'lottery'", "PruningHparams.scope = 'layerwise'",
+     "PruningHparams.layer_fractions = {'output': 0}", "PruningHparams.levels = 1"],
+    ["ExperimentHparams.name = 'pai'", "PaiHparams.excluded_layers = ['output']"],
+    ["ExperimentHparams.name = 'dst'", "DstHparams.dense_layers = ['output']"],
+    ["ExperimentHparams.name = 'dynamic_imp'", "DynamicImpHparams.excluded_layers = ['output']"],
+], ids=lambda b: b[0].split("'")[1])
+def test_unknown_size_plans_settings_that_name_layers(bindings, tmp_path, monkeypatch):
+    """Without data no network is built, so there are no layer names to check a setting's
+    against: the plan is made and says the names are unchecked (it failed with 'not a
+    prunable layer; choose from: ' and an empty list)."""
+    monkeypatch.setitem(DATASETS._items, "unsized", Source(_unavailable))
+    gin_files.parse([], UNSIZED[:3] + UNSIZED[4:] + bindings
+                    + ["TrainingHparams.training_steps = '300it'"])
+    text = runner.dry_run(str(tmp_path / "runs"))
+    assert "layer names in the settings are not checked" in text
+    assert "training steps left" in text, text
+    assert not (tmp_path / "runs").exists()

@@ -91,7 +91,7 @@ def prepare(root_dir: str, replicate: int = 0, strategy=None, dry: bool = False)
     ctx = RunContext(strategy=strategy, run_dir=layout.run_dir(root, name),
                      replicate=replicate, dataset_hp=dataset_hp, model_hp=model_hp,
                      training_hp=training_hp, dataset=dataset, writable=True,
-                     prunable_names=tuple(shapes or ()),
+                     prunable_names=None if shapes is None else tuple(shapes),
                      state=RunState(prunable_shapes=shapes))
     ctx.state.hparams_record = record
     if dataset.info is None:

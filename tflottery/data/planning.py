@@ -56,7 +56,8 @@ def plan(hparams, infeed_dtype: str = "float32") -> PlannedDataset:
     reason = (str(missing).strip().splitlines() or [type(missing).__name__])[0]
     return PlannedDataset(None, hparams.batch_size, [
         f"the size of dataset {hparams.name!r} is unknown (no sizes in the registry, and it cannot "
-        f"be read here: {reason}): steps are planned in iterations only"])
+        f"be read here: {reason}): steps are planned in iterations only, and layer names in the "
+        f"settings are not checked (the network's input shape comes from the data)"])
 
 
 def _info_from_sizes(hparams, source) -> DatasetInfo:

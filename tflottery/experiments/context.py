@@ -56,7 +56,10 @@ class RunContext:
     training_hp: TrainingHparams
     dataset: "data.Dataset"
     writable: bool = True   # always True from runner (every worker has its own tree)
-    prunable_names: tuple = ()  # the mask's weight names (see prunable_weight_shapes)
+    # The mask's weight names (see prunable_weight_shapes); None when the network cannot be
+    # built (a dry run of a dataset of unknown size has no input shape): layer names in the
+    # settings are then not checked, and the dry run says so.
+    prunable_names: Optional[tuple] = ()
     state: RunState = dataclasses.field(default_factory=RunState, repr=False, compare=False)
 
     @property
@@ -250,13 +253,16 @@ def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = 
 
 def layer_fractions_by_weight(hp, weight_names) -> dict:
     """PruningHparams.layer_fractions with layer-name keys ('output') expanded to weight names
-    ('output/kernel'); shared by the lottery levels and their branches."""
+    ('output/kernel'); shared by the lottery levels and their branches.  `weight_names` None
+    (the network's names are not known: a dry run without data) checks the values only."""
     out = {}
     for key, value in dict(hp.layer_fractions).items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not 0.0 <= value < 1.0:
             raise ConfigError(f"PruningHparams.layer_fractions[{key!r}] = {value!r} is not a "
                               f"fraction in [0, 1) (0 excludes the layer); fix the gin binding")
+        if weight_names is None:
+            continue
         matches = weights_named_by(key, weight_names)
         if not matches:
             raise ConfigError(f"layer_fractions names {key!r}, which is not a prunable layer; "

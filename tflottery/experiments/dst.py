@@ -280,7 +280,8 @@ class DstExperiment:
                 hp.update_every, ctx.dataset.iterations_per_epoch, ctx.training_hp.dilation) < 2:
             raise ConfigError("DstHparams.skip_weight_update needs update_every of at least 2 it "
                               "(at 1 it no step would train)")
-        self.layer_densities(ctx)
+        if ctx.prunable_names is not None:     # None: no network to take names from (dry run)
+            self.layer_densities(ctx)
 
     def custom_densities(self, weight_names) -> dict:
         """{weight name: density} of dense_layers and layer_sparsities."""

@@ -209,7 +209,7 @@ class LotteryExperiment:
         shapes = ctx.state.prunable_shapes     # from the runner's throwaway build of the model
         if shapes is not None:
             self.plan.check_fits(sum(int(np.prod(shape)) for shape in shapes.values()))
-        layer_fractions_by_weight(self.pruning_hp, list(ctx.prunable_names))
+        layer_fractions_by_weight(self.pruning_hp, ctx.prunable_names)
         if self.pruning_hp.scope == "global" and any(
                 v != 0 for v in dict(self.pruning_hp.layer_fractions).values()):
             raise ConfigError("per-layer rates other than 0 (exclusion) need "

@@ -14,7 +14,10 @@ def weights_named_by(key: str, weight_names) -> list:
 
 
 def excluded_weights(layer_names, weight_names):
-    """Weight names ('output/kernel') of the excluded layer names ('output')."""
+    """Weight names ('output/kernel') of the excluded layer names ('output'); none, unchecked,
+    when `weight_names` is None (the network's names are not known: a dry run without data)."""
+    if weight_names is None:
+        return []
     out = []
     for layer in layer_names:
         matches = weights_named_by(layer, weight_names)
