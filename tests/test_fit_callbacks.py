@@ -113,12 +113,15 @@ def test_pruning_due_before_the_first_batch_happens_at_train_begin(caplog):
     with caplog.at_level("WARNING", logger="tensorflow"):
         model.fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[gradual, Probe()])
     assert at_first_batch["density"] == pytest.approx(0.5, abs=0.01)
-    # Unpatched, the whole fit: no slow-hook warning.
+    # Unpatched, the whole fit: no slow-hook warning about on_train_batch_begin.  (Only
+    # begin: the end hook zeroes pruned weights after every batch, a call that can take
+    # longer than a batch of this tiny network on a loaded machine, and Keras then warns.)
     with caplog.at_level("WARNING", logger="tensorflow"):
         _model().fit(x, y, batch_size=10, epochs=1, verbose=0, callbacks=[
             callbacks.GradualPruning(final_sparsity=0.9, begin_step=0, end_step="1ep",
                                      frequency=20)])
-    assert not [r for r in caplog.records if "is slow compared" in r.getMessage()]
+    assert not [r for r in caplog.records if "is slow compared" in r.getMessage()
+                and "on_train_batch_begin" in r.getMessage()]
 
 
 def test_gradual_pruning_settings_are_checked():
