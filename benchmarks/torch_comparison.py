@@ -23,7 +23,11 @@ levels, and from the last level's line to the exit (summary, figures).
     python benchmarks/torch_comparison.py                       # cases 7x300@150, 4x3000@500
     python benchmarks/torch_comparison.py --cases 7x300@150 --rounds 5
     python benchmarks/torch_comparison.py --baseline_src /work/main   # that checkout too
-    python benchmarks/torch_comparison.py --torch_threads 1      # on a loaded machine
+    python benchmarks/torch_comparison.py --torch_threads 1      # torch on one thread
+
+The torch process runs with OMP_WAIT_POLICY=PASSIVE unless it is set: with
+OpenMP's default spinning, torch's two threads slowed down tenfold on this
+2-core machine when other processes ran (load 8).
 
 A case is LxS@E: L levels (level 0 dense, then L-1 pruned) of S steps,
 evaluating every E steps.  With --baseline_src, a second tflottery checkout
@@ -224,8 +228,12 @@ def run_torch(levels: int, steps: int, every: int, threads: int = 0) -> dict:
         f.write(TORCH_SCRIPT)
     try:
         t = time.perf_counter()
+        # Idle OpenMP threads sleep instead of spinning: on a shared machine torch's
+        # spinning threads wait on each other (a 10x slowdown seen at load 8 on 2 cores).
+        env = dict(os.environ)
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         out = subprocess.run([sys.executable, f.name, str(levels), str(steps), str(every),
-                              MNIST_DIR, str(threads)], capture_output=True, text=True)
+                              MNIST_DIR, str(threads)], capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t
     finally:
         os.unlink(f.name)
@@ -260,8 +268,7 @@ def main():
                         help="another tflottery checkout to time in the same rotation")
     parser.add_argument("--torch_threads", type=int, default=0,
                         help="torch.set_num_threads for the torch script (0: torch's default, "
-                             "one per core; on a loaded machine its OpenMP threads wait on "
-                             "each other and 1 is fairer)")
+                             "one per core; OMP_WAIT_POLICY is PASSIVE unless set)")
     args = parser.parse_args()
     if importlib.util.find_spec("torch") is None:
         print("torch is not installed: pip install torch --index-url "
