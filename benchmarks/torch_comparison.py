@@ -29,6 +29,18 @@ The torch process runs with OMP_WAIT_POLICY=PASSIVE unless it is set: with
 OpenMP's default spinning, torch's two threads slowed down tenfold on this
 2-core machine when other processes ran (load 8).
 
+Measured 2026-12-07 on the shared 2-core machine at load average 7-9 (other
+agents running; NOT the quiet machine of the acceptance), 3 rounds each,
+"tflottery" = branch d_fixed, "baseline" = main (81e0c53):
+  7x300@150   median wall: tflottery 43.9 s, baseline 52.0 s (0.84x), torch
+              37.5 s; tflottery/torch 1.17x, baseline/torch 1.39x
+  4x3000@500  median wall: tflottery 84.7 s, baseline 92.5 s (0.92x), torch
+              191 s (torch varied 85-215 s under this load: no ratio to it
+              means anything here)
+The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
+levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
+96.95% / 96.90% (tflottery / torch).
+
 A case is LxS@E: L levels (level 0 dense, then L-1 pruned) of S steps,
 evaluating every E steps.  With --baseline_src, a second tflottery checkout
 joins the rotation and both are compared with the same torch rounds.
