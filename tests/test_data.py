@@ -106,6 +106,29 @@ def test_start_step_equals_skipping(name, synthetic, mock_cifar):
         np.testing.assert_array_equal(y, full_y[start:])
 
 
+@pytest.mark.parametrize("name", ["synthetic", "cifar"])
+def test_the_same_stream_is_built_once_and_replays_whole(name, synthetic, mock_cifar):
+    """Every IMP level asks for the stream (seed, step 0) again: it gets the dataset already
+    built, and a new pass over it is the stream from its start, augmentation included."""
+    ds = synthetic if name == "synthetic" else mock_cifar
+    total = ds.iterations_per_epoch + 2
+    first = ds.train_dataset(SEED)
+    x1, y1 = batches(first, total)
+    again = ds.train_dataset(SEED)
+    assert again is first
+    x2, y2 = batches(again, total)
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    other = ds.train_dataset(SEED + 1)
+    assert other is not first
+    assert not np.array_equal(batches(other, 1)[1], y1[:1])
+    assert ds.train_dataset(SEED, start_step=1) is not first
+    # The stream of a dataset built afresh from the same seed: the first one, replayed.
+    fresh = ds.train_dataset(SEED, start_step=0)
+    x3, _ = batches(fresh, total)
+    np.testing.assert_array_equal(x3, x1)
+
+
 # --- augmentation -----------------------------------------------------------------------------
 
 def raw_cifar(x):

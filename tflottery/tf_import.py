@@ -13,7 +13,14 @@ written back without repeats and without those known lines.  Any other line
 (a real error: a missing library, a broken driver message we do not know)
 is written back as it came.  `TFLOTTERY_RAW_LOGS=1` writes everything back
 unfiltered (still once per line).
+
+TensorFlow's tf.lite imports JAX, if it is installed, while TensorFlow
+imports (for its JAX-to-TFLite converter, which tflottery never uses): a
+third of a second on a quiet 2-core machine, in every run.  `import jax`
+is made to fail for that moment (see `_jax_skipped`), unless JAX is
+imported already; `import jax` afterwards works as usual.
 """
+import contextlib
 import os
 import re
 import sys
@@ -58,6 +65,21 @@ def startup_lines(text: str, raw: bool = False) -> str:
     return "".join(line for line in text.splitlines(keepends=True) if not NOISE.search(line))
 
 
+@contextlib.contextmanager
+def _jax_skipped():
+    """`import jax` raises ImportError inside (as if JAX were not installed), unless
+    it is imported already; afterwards it imports as usual."""
+    if "jax" in sys.modules:
+        yield
+        return
+    sys.modules["jax"] = None       # the import system's "not importable" marker
+    try:
+        yield
+    finally:
+        if sys.modules.get("jax", 0) is None:
+            del sys.modules["jax"]
+
+
 def import_tensorflow() -> None:
     """Import tensorflow and list its devices (once per process), start-up noise removed."""
     if "tensorflow" in sys.modules:
@@ -67,7 +89,8 @@ def import_tensorflow() -> None:
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow
+            with _jax_skipped():
+                import tensorflow
             # The CUDA probe: here rather than at the first op, inside the capture.
             tensorflow.config.list_physical_devices()
         finally:

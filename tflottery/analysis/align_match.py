@@ -26,9 +26,19 @@ summed correlation of A's and B's units over the tensors it appears in.
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 Axes = Tuple[Optional[int], ...]
+
+
+def best_assignment(score: np.ndarray) -> np.ndarray:
+    """The columns of the row-by-row assignment maximising the summed `score`.
+
+    scipy.optimize is imported here, not with the module: it costs most of a
+    second and every run imports this module (experiments/lmc.py), while
+    only an aligning lmc run calls this.
+    """
+    from scipy.optimize import linear_sum_assignment
+    return linear_sum_assignment(score, maximize=True)[1]
 
 
 def permute(array: np.ndarray, axes: Axes, perms: Sequence[np.ndarray],
@@ -90,7 +100,7 @@ def weight_matching(weights_a, weights_b, axes: Sequence[Axes], sizes: Sequence[
         for group in rng.permutation(len(sizes)):
             group = int(group)
             cost = group_cost(group, sizes[group], weights_a, weights_b, axes, perms)
-            _, cols = linear_sum_assignment(cost, maximize=True)
+            cols = best_assignment(cost)
             old = cost[np.arange(sizes[group]), perms[group]].sum()
             new = cost[np.arange(sizes[group]), cols].sum()
             if new > old + 1e-12 * max(1.0, abs(old)):
@@ -150,7 +160,7 @@ def _std(mean_square, mean) -> np.ndarray:
 
 def assign_by_correlation(correlations: Sequence[np.ndarray]) -> List[np.ndarray]:
     """Per group: the permutation maximising its summed correlation matrix."""
-    return [linear_sum_assignment(c, maximize=True)[1] for c in correlations]
+    return [best_assignment(c) for c in correlations]
 
 
 def activation_matching(acts_a: Sequence[Sequence[np.ndarray]],

@@ -62,6 +62,7 @@ class Dataset:
         self._scale = np.float32(scale)
         self._mean = np.asarray(source.mean, np.float32)
         self._std = np.asarray(source.std, np.float32)
+        self._last_train = None     # (key, tf.data.Dataset) of the last train_dataset call
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -77,6 +78,13 @@ class Dataset:
             raise ConfigError(f"start_step must be >= 0, got {start_step}")
         global_batch, ipe = self.batch_size, self.iterations_per_epoch
         per_replica, num_pipelines, pipeline_id = per_replica_batch(input_context, global_batch)
+        # Every IMP level trains on the same stream (seed, step 0): the stream is a
+        # function of its arguments alone (module docstring), so a new iterator over
+        # the last dataset built is that stream again, without building (and tracing)
+        # the pipeline anew and copying the training split into it each level.
+        key = (int(seed), int(start_step), per_replica, num_pipelines, pipeline_id)
+        if self._last_train is not None and self._last_train[0] == key:
+            return self._last_train[1]
         images, labels = (tf.constant(a) for a in self._splits["train"])
         num_train = self.info.num_train
         per_epoch = ipe * global_batch
@@ -107,8 +115,9 @@ class Dataset:
             return self._normalise(raw), tf.gather(labels, index)
 
         ds = ds.batch(per_replica, drop_remainder=True)
-        ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
-        return ds.prefetch(AUTOTUNE)
+        ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True).prefetch(AUTOTUNE)
+        self._last_train = (key, ds)
+        return ds
 
     def eval_dataset(self, split: str = "test", input_context: Optional[tf.distribute.InputContext] = None,
                      batch_size: Optional[int] = None) -> tf.data.Dataset:
