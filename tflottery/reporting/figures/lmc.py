@@ -7,7 +7,6 @@ alignment as dashed lines of the same colour (issue #15)."""
 from typing import List
 
 import numpy as np
-from absl import logging
 
 from tflottery.reporting import groups
 from tflottery.reporting.figures import style
@@ -88,8 +87,6 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
             suffix = "" if entry["level"] is None else f"_level_{entry['level']}"
             paths += style.save(fig, out_dir,
                                 f"interpolation__{style.slug(run['run'])}{suffix}")
-    if not paths:
-        logging.info("figure interpolation skipped: no instability.json with curves")
     return paths
 
 
@@ -141,8 +138,6 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
                      f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
                      fontsize=10)
         paths += style.save(fig, out_dir, f"instability__{style.slug(run['run'])}")
-    if not paths:
-        logging.info("figure instability_vs_k skipped: no instability analyses")
     return paths
 
 
@@ -187,7 +182,4 @@ def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
         style.density_axis(ax, [e["density"] for e in entries])
         ax.legend(fontsize=7.5)
         paths += style.save(fig, out_dir, f"stable_k__{style.slug(run['run'])}")
-    if not paths:
-        logging.info("figure stable_k_vs_sparsity skipped: no instability analyses of "
-                     "pruned subnetworks")
     return paths
