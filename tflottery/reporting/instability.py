@@ -111,8 +111,24 @@ def _points(r, prefix) -> str:
     return f"{100 * r[f'{prefix}_mean']:.2f} ± {100 * r[f'{prefix}_std']:.2f}"
 
 
-def _percent(r, key) -> str:
-    return "-" if key not in r else f"{100 * r[key]:.2f}"
+def _percent(r, prefix) -> str:
+    return "-" if f"{prefix}_mean" not in r else f"{100 * r[f'{prefix}_mean']:.2f}"
+
+
+# The table's columns between density and stable: (header, summary key, cell), each shown
+# where some row has the key (aligned barriers, linear barriers and soups: the runs that
+# measured them).
+_COLUMNS = (
+    ("test instability (points)", "test_barrier", _points),
+    ("train instability (points)", "train_barrier", _points),
+    ("aligned test instability", "aligned_test_barrier", _points),
+    ("aligned train instability", "aligned_train_barrier", _points),
+    ("test instability above the line", "test_linear_barrier", _points),
+    ("aligned test instability above the line", "aligned_test_linear_barrier", _points),
+    ("accuracy %", "accuracy", _percent),
+    ("soup accuracy %", "soup_accuracy", _percent),
+    ("aligned soup accuracy %", "soup_aligned_accuracy", _percent),
+)
 
 
 def to_markdown(table: dict) -> str:
@@ -120,32 +136,17 @@ def to_markdown(table: dict) -> str:
         return "(no finished instability analyses yet)"
     aligned = any("align" in r for r in table["rows"])
     souped = any("soup_n" in r for r in table["rows"])
-    linear = [key for key in ("test_linear_barrier", "aligned_test_linear_barrier")
-              if any(f"{key}_mean" in r for r in table["rows"])]
-    header = ["subnetwork", "level", "k (it)", "step", "density %", "test instability (points)",
-              "train instability (points)"]
-    if aligned:
-        header += ["aligned test instability", "aligned train instability"]
-    header += [{"test_linear_barrier": "test instability above the line",
-                "aligned_test_linear_barrier": "aligned test instability above the line"}[key]
-               for key in linear]
-    header += ["accuracy %"]
-    if souped:
-        header += ["soup accuracy %"] + (["aligned soup accuracy %"] if aligned else [])
-    header += ["stable", "matching"]
+    columns = [(header, key, cell) for header, key, cell in _COLUMNS
+               if any(f"{key}_mean" in r for r in table["rows"])]
+    linear = any(key.endswith("linear_barrier") for _, key, _ in columns)
+    header = ["subnetwork", "level", "k (it)", "step", "density %"]
+    header += [name for name, _, _ in columns] + ["stable", "matching"]
     rows = []
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
-        cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}",
-                 _points(r, "test_barrier"), _points(r, "train_barrier")]
-        if aligned:
-            cells += [_points(r, "aligned_test_barrier"), _points(r, "aligned_train_barrier")]
-        cells += [_points(r, key) for key in linear]
-        cells += [f"{100 * r['accuracy_mean']:.2f}"]
-        if souped:
-            cells += [_percent(r, "soup_accuracy_mean")]
-            cells += [_percent(r, "soup_aligned_accuracy_mean")] if aligned else []
+        cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}"]
+        cells += [cell(r, key) for _, key, cell in columns]
         rows.append(cells + ["yes" if r["stable"] else "no", match])
     lines = [md_table(header, rows), ""]
     lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
