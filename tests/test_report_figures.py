@@ -107,6 +107,14 @@ def test_nothing_drawn_without_data(tmp_path, function):
     assert not (tmp_path / "out").exists()
 
 
+def test_draw_all_says_why_a_figure_is_missing(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="absl"):
+        assert figures.draw_all(dict(EMPTY), str(tmp_path / "out")) == []
+    skipped = [r.getMessage() for r in caplog.records if " skipped: " in r.getMessage()]
+    assert skipped == [f"figure {kind} skipped: {needs}"
+                       for kind, _, _, _, needs in figures.FIGURES]
+
+
 def test_only_lottery_runs_give_no_lmc_or_pai_figures(drawn, tmp_path):
     table, _, _ = drawn
     only = dict(table, runs=[r for r in table["runs"] if r["experiment"] == "lottery"],
