@@ -28,15 +28,6 @@ def _k_label(row: dict) -> str:
 _PATHS = (("curves", "-", ""), ("aligned_curves", "--", ", aligned"))
 
 
-def _look(col, index: int, aligned: bool) -> dict:
-    """line_with_band's colour and marker of a raw line, or of its aligned twin (a darker
-    shade, another open marker: raw and aligned points must tell apart by more than the
-    line style)."""
-    if not aligned:
-        return {"col": col, "mk": style.marker(index)}
-    return dict(style.aligned_look(col, index), open_marker=True)
-
-
 def _mean_path(rows, key: str, split: str):
     """(alphas, per-alpha error stats, replicates) of the rows' `key` curves, or None."""
     rows = [r for r in rows if r.get(key) and split in r[key]]
@@ -73,7 +64,7 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
                         alphas, pts, count = path
                         n = max(n, count)
                         style.line_with_band(ax, alphas, pts, f"k = {_k_label(at[0])}{suffix}",
-                                             ls=ls, **_look(col, i, key.startswith("aligned")))
+                                             ls=ls, **style.look(col, i, key.startswith("aligned")))
                 ax.set_xlabel("interpolation coefficient alpha (0 = copy 0, 1 = copy 1)")
                 ax.set_ylabel(f"{split} error (%)")
                 ax.set_title(f"{split} set", fontsize=9)
@@ -121,9 +112,9 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
                                          if r["k"] == k and r.get(column) is not None])
                            for k in mine]
                     n = max([n] + [p["n"] for p in pts])
+                    look = style.look(f"C{i % 10}", i, column.startswith("aligned"))
                     style.line_with_band(ax, [pos[k] for k in mine], pts,
-                                         _level_name(entry) + suffix, ls=ls,
-                                         **_look(f"C{i % 10}", i, column.startswith("aligned")))
+                                         _level_name(entry) + suffix, ls=ls, **look)
             ax.axhline(threshold, color="0.35", ls=":", lw=1,
                        label=f"stability threshold ({threshold:g} points)")
             ax.set_xticks(range(len(ks)))
