@@ -236,3 +236,26 @@ def test_lmc_summary_leaves_out_a_damaged_record_of_another_replicate(tmp_path, 
     warned = [r.getMessage() for r in caplog.records if "left out of the summary" in r.getMessage()]
     assert len(warned) == 2 and all(any(str(p) in w for w in warned) for p in paths[1:])
     assert os.path.exists(tmp_path / "instability_summary.json")
+
+
+def test_lmc_summary_leaves_out_a_record_without_its_density(tmp_path, caplog):
+    """Every lmc version writes k, rewind_step and density; a record with its barriers but
+    without one of them is damaged: named and left out, not averaged as None."""
+    from tflottery.hparams import SummaryHparams
+    from tflottery.reporting import instability
+    record = {"level": 1, "k": 0, "rewind_step": "0it", "density": 0.8, "subnetwork": "imp",
+              "barrier": {"test": 0.02, "train": 0.01}, "end_accuracy": [0.9, 0.9],
+              "dense_accuracy": 0.9}
+    paths = []
+    for rep in (0, 1):
+        out = tmp_path / f"replicate_{rep}" / "level_1" / "k_0"
+        out.mkdir(parents=True)
+        paths.append(out / "instability.json")
+        json.dump({k: v for k, v in record.items() if rep == 0 or k != "density"},
+                  open(paths[-1], "w"))
+    with caplog.at_level("WARNING", logger="absl"):
+        table = instability.summarize(str(tmp_path), SummaryHparams())
+    (row,) = table["rows"]
+    assert row["n"] == 1 and row["density"] == 0.8
+    warned = [r.getMessage() for r in caplog.records if "left out of the summary" in r.getMessage()]
+    assert len(warned) == 1 and str(paths[1]) in warned[0]

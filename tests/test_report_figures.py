@@ -65,7 +65,7 @@ def test_page_references_every_figure_and_has_the_tables(drawn):
     for path in written["figures"]:
         rel = os.path.relpath(path, os.path.dirname(written["markdown"]))
         assert rel in md and f'"{rel}"' in html, rel
-    for _, title, caption, _ in figures.FIGURES:
+    for _, title, caption, _, _ in figures.FIGURES:
         assert f"### {title}" in md and caption in md
     lottery = [l for l in md.splitlines()
                if l.startswith("| lottery_aaaaaaaaaa |") and "| IMP |" in l]
@@ -100,11 +100,19 @@ EMPTY = {"root": "/nowhere", "runs": [], "rows": [], "instability": [], "statist
          "problems": [], "notes": []}
 
 
-@pytest.mark.parametrize("function", [f for _, _, _, f in figures.FIGURES],
-                         ids=[k for k, _, _, _ in figures.FIGURES])
+@pytest.mark.parametrize("function", [f for _, _, _, f, _ in figures.FIGURES],
+                         ids=[k for k, _, _, _, _ in figures.FIGURES])
 def test_nothing_drawn_without_data(tmp_path, function):
     assert function(dict(EMPTY), str(tmp_path / "out")) == []
     assert not (tmp_path / "out").exists()
+
+
+def test_draw_all_says_why_a_figure_is_missing(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="absl"):
+        assert figures.draw_all(dict(EMPTY), str(tmp_path / "out")) == []
+    skipped = [r.getMessage() for r in caplog.records if " skipped: " in r.getMessage()]
+    assert skipped == [f"figure {kind} skipped: {needs}"
+                       for kind, _, _, _, needs in figures.FIGURES]
 
 
 def test_only_lottery_runs_give_no_lmc_or_pai_figures(drawn, tmp_path):

@@ -125,10 +125,14 @@ def read_or_warn(path: str, *field):
             value = value[key]
         return value
     except (TypeError, *damage.DAMAGE_ERRORS) as err:
-        logging.warning("%s is damaged (%s); left out of the summary: run its replicate again "
-                        "(the same command with its --replicate) to remake it", path,
-                        f"{type(err).__name__}: {err}".splitlines()[0][:200])
+        warn_left_out(path, f"{type(err).__name__}: {err}".splitlines()[0][:200])
         return None
+
+
+def warn_left_out(path: str, error: str) -> None:
+    """The warning of a damaged file that a run's end-of-run summary leaves out."""
+    logging.warning("%s is damaged (%s); left out of the summary: run its replicate again "
+                    "(the same command with its --replicate) to remake it", path, error)
 
 
 def numbered(directory: str, prefix: str) -> List[tuple]:
@@ -466,16 +470,17 @@ class _Collector:
         try:
             row = {"run": run["run"], "experiment": run["experiment"], "replicate": replicate,
                    "level": record.get("level"), "k": int(record["k"]),
-                   "rewind_step": record.get("rewind_step"),
+                   "rewind_step": record["rewind_step"],
                    "subnetwork": record.get("subnetwork", "dense"),
-                   "density": record.get("density"),
+                   "density": record["density"],
                    "test_instability": float(record["barrier"]["test"]),
                    "train_instability": float(record["barrier"]["train"]),
                    "end_accuracy": float(np.mean(record["end_accuracy"])),
                    "dense_accuracy": record.get("dense_accuracy"),
                    "bn_mode": record.get("bn_mode"), "schedule": record.get("schedule"),
                    "path": path, "curves": record.get("curves"),
-                   "per_epoch": record.get("per_epoch")}
+                   "per_epoch": record.get("per_epoch"),
+                   "_soup_n": (record.get("soup") or {}).get("n")}
         except (KeyError, TypeError, ValueError) as err:
             self.reader._problem(path, err)
             return None
@@ -529,14 +534,17 @@ def collect(root: str) -> dict:
 
 # ---- output ----
 
+def _public(rows: List[dict]) -> List[dict]:
+    return [{k: v for k, v in row.items() if not k.startswith("_")} for row in rows]
+
+
 def public(table: dict) -> dict:
-    """The table without the private parsed-config fields (for JSON)."""
-    runs = [{k: v for k, v in run.items() if not k.startswith("_")} for run in table["runs"]]
-    return dict(table, runs=runs)
+    """The table without the private fields (parsed configs, the summaries' extras) for JSON."""
+    return dict(table, runs=_public(table["runs"]), instability=_public(table["instability"]))
 
 
 def _csv(rows: List[dict], columns: List[str]) -> str:
-    extra = sorted({k for row in rows for k in row if k not in columns} - {
+    extra = sorted({k for row in _public(rows) for k in row if k not in columns} - {
         "curves", "per_epoch"})
     out = _io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns + extra, extrasaction="ignore",

@@ -6,82 +6,57 @@ plus the plot of the error along the linear path.  Analyses with
 InstabilityHparams.align set add the barriers after permutation alignment
 beside the raw ones (columns and dashed curves); every analysis's soup
 (uniform weight average of its copies) adds its test accuracy."""
+import os
 from typing import Optional
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from tflottery.hparams import SummaryHparams
-from tflottery.reporting import groups
-from tflottery.reporting.collect import numbered, read_or_warn
+from tflottery.reporting import collect, groups
 from tflottery.reporting.figures import style
 from tflottery.reporting.tables import md_table
 from tflottery.runs import io, layout
 
 
-# What the summary reads of an instability.json.
-_FIELDS = ("k", "rewind_step", "density", "barrier", "end_accuracy")
+def analyses(run_dir: str) -> list:
+    """The instability rows (collect.py) of every analysis of the run: replicate_<r>/k_<k>
+    (dense) and replicate_<r>/level_<L>/k_<k>.  A damaged record (one this run did not
+    remake: another replicate's) is left out with a warning, as the lottery summary
+    leaves out a damaged level."""
+    table = collect.collect(run_dir)
+    for problem in table["problems"]:
+        if problem["file"].endswith(layout.INSTABILITY):
+            collect.warn_left_out(problem["file"], problem["error"])
+    return table["instability"]
 
 
-def _analyses(run_dir: str):
-    """(replicate, analysis dir, instability.json record) of every analysis:
-    replicate_<r>/k_<k> (dense) and replicate_<r>/level_<L>/k_<k>.  A damaged
-    record (one this run did not remake: another replicate's) is left out with
-    a warning, as the lottery summary leaves out a damaged level."""
-    for rep, rep_dir in numbered(run_dir, layout.REPLICATE):
-        parents = [rep_dir] + [level for _, level in numbered(rep_dir, layout.LEVEL)]
-        for parent in parents:
-            for _, directory in numbered(parent, layout.K):
-                record = read_or_warn(layout.file(directory, layout.INSTABILITY))
-                if record is None:
-                    continue
-                if isinstance(record, dict) and all(key in record for key in _FIELDS):
-                    yield rep, directory, record
-                else:
-                    logging.warning("%s lacks one of %s; left out of the summary: run its "
-                                    "replicate again to remake it",
-                                    layout.file(directory, layout.INSTABILITY), ", ".join(_FIELDS))
-
-
-def _records(analyses):
-    """{replicate: {(level, k): instability.json record}} of `_analyses`; level is None
-    for dense."""
-    out = {}
-    for rep, _, record in analyses:
-        out.setdefault(rep, {})[(record.get("level"), record["k"])] = record
-    return out
-
-
-def _mean_std(values, prefix):
+def _mean_std(recs, column, prefix):
+    values = [r[column] for r in recs]
     return {f"{prefix}_mean": float(np.mean(values)), f"{prefix}_std": float(np.std(values))}
 
 
-def _aligned_and_soup_columns(recs) -> dict:
-    """Aligned barriers (mean, std) and soup accuracies, where every record has them."""
+def _optional_columns(recs) -> dict:
+    """Aligned barriers (mean, std) and soup accuracies, then the test barriers above the
+    straight line between the end points (raw and aligned; mean, std), where every record
+    has them (lmc runs made since they exist)."""
+    def every(column):
+        return all(r.get(column) is not None for r in recs)
     out = {}
-    if all("aligned" in r for r in recs):
-        out["align"] = recs[0]["aligned"]["method"]
+    if every("align"):
+        out["align"] = recs[0]["align"]
         for split in ("test", "train"):
-            out.update(_mean_std([r["aligned"]["barrier"][split] for r in recs],
-                                 f"aligned_{split}_barrier"))
-    if all("soup" in r for r in recs):
-        out["soup_n"] = recs[0]["soup"]["n"]
-        for key in ("accuracy", "aligned_accuracy"):
-            if all(key in r["soup"] for r in recs):
-                out[f"soup_{key}_mean"] = float(np.mean([r["soup"][key]["test"] for r in recs]))
-    return out
-
-
-def _linear_columns(recs) -> dict:
-    """Test barriers above the straight line between the end points (raw and aligned;
-    mean, std), where every record has them (lmc runs made since they exist)."""
-    out = {}
-    if all("linear_barrier" in r for r in recs):
-        out.update(_mean_std([r["linear_barrier"]["test"] for r in recs], "test_linear_barrier"))
-    if all("linear_barrier" in (r.get("aligned") or {}) for r in recs):
-        out.update(_mean_std([r["aligned"]["linear_barrier"]["test"] for r in recs],
-                             "aligned_test_linear_barrier"))
+            out.update(_mean_std(recs, f"aligned_{split}_instability", f"aligned_{split}_barrier"))
+    if every("_soup_n"):
+        out["soup_n"] = recs[0]["_soup_n"]
+        for column, key in (("soup_accuracy", "accuracy"), ("aligned_soup_accuracy",
+                                                            "aligned_accuracy")):
+            if every(column):
+                out[f"soup_{key}_mean"] = float(np.mean([r[column] for r in recs]))
+    for prefix in ("", "aligned_"):
+        if every(f"{prefix}test_linear_instability"):
+            out.update(_mean_std(recs, f"{prefix}test_linear_instability",
+                                 f"{prefix}test_linear_barrier"))
     return out
 
 
@@ -90,44 +65,42 @@ def _sort_key(key):
     return (-1 if level is None else level, k)
 
 
-def summarize(run_dir: str, summary_hp, analyses=None) -> dict:
-    """Rows per (level, k) and, per level, the earliest stable / matching k (`analyses`:
-    `_analyses(run_dir)` when the caller has read them already)."""
-    records = _records(_analyses(run_dir) if analyses is None else analyses)
+def summarize(run_dir: str, summary_hp, rows=None) -> dict:
+    """Rows per (level, k) and, per level, the earliest stable / matching k (`rows`:
+    `analyses(run_dir)` when the caller has read them already)."""
+    rows = analyses(run_dir) if rows is None else rows
     threshold = summary_hp.stability_threshold / 100.0
     tolerance = summary_hp.matching_tolerance / 100.0
-    keys = sorted({key for reps in records.values() for key in reps}, key=_sort_key)
-    rows = []
-    for key in keys:
-        recs = [reps[key] for reps in records.values() if key in reps]
-        test = [r["barrier"]["test"] for r in recs]
-        train = [r["barrier"]["train"] for r in recs]
-        acc = [float(np.mean(r["end_accuracy"])) for r in recs]
-        dense = [r["dense_accuracy"] for r in recs if r.get("dense_accuracy") is not None]
-        rows.append({
+    by_key = {}
+    for r in rows:
+        by_key.setdefault((r["level"], r["k"]), []).append(r)
+    out = []
+    for key in sorted(by_key, key=_sort_key):
+        recs = by_key[key]
+        acc = [r["end_accuracy"] for r in recs]
+        dense = [r["dense_accuracy"] for r in recs if r["dense_accuracy"] is not None]
+        out.append({
             "level": key[0], "k": key[1], "rewind_step": recs[0]["rewind_step"], "n": len(recs),
-            "subnetwork": recs[0].get("subnetwork", "dense"),
+            "subnetwork": recs[0]["subnetwork"],
             "density": float(np.mean([r["density"] for r in recs])),
-            **_mean_std(test, "test_barrier"), **_mean_std(train, "train_barrier"),
+            **_mean_std(recs, "test_instability", "test_barrier"),
+            **_mean_std(recs, "train_instability", "train_barrier"),
             "accuracy_mean": float(np.mean(acc)),
-            "stable": bool(np.mean(test) < threshold),
+            "stable": bool(np.mean([r["test_instability"] for r in recs]) < threshold),
             "matching": bool(np.mean(acc) >= np.mean(dense) - tolerance) if dense else None,
-            **_aligned_and_soup_columns(recs), **_linear_columns(recs)})
+            **_optional_columns(recs)})
 
     # Per level, as the report's table (groups.earliest_k); a replicate with no analysis
     # at a level counts there as never stable or matching.
-    points = [{"replicate": rep, "level": level, "k": k, "test_instability": r["barrier"]["test"],
-               "end_accuracy": float(np.mean(r["end_accuracy"])),
-               "dense_accuracy": r.get("dense_accuracy")}
-              for rep, reps in records.items() for (level, k), r in reps.items()]
+    replicates = sorted({r["replicate"] for r in rows})
     earliest = []
-    for level in sorted({key[0] for key in keys}, key=lambda l: -1 if l is None else l):
-        found = groups.earliest_k([p for p in points if p["level"] == level],
+    for level in sorted({key[0] for key in by_key}, key=lambda l: -1 if l is None else l):
+        found = groups.earliest_k([r for r in rows if r["level"] == level],
                                   summary_hp.stability_threshold, summary_hp.matching_tolerance,
-                                  replicates=list(records))
+                                  replicates=replicates)
         earliest.append({"level": level, "stable_k": found["stable_k"],
                          "matching_k": found["matching_k"]})
-    return {"rows": rows, "earliest": earliest,
+    return {"rows": out, "earliest": earliest,
             "stability_threshold": summary_hp.stability_threshold,
             "matching_tolerance": summary_hp.matching_tolerance}
 
@@ -138,8 +111,24 @@ def _points(r, prefix) -> str:
     return f"{100 * r[f'{prefix}_mean']:.2f} ± {100 * r[f'{prefix}_std']:.2f}"
 
 
-def _percent(r, key) -> str:
-    return "-" if key not in r else f"{100 * r[key]:.2f}"
+def _percent(r, prefix) -> str:
+    return "-" if f"{prefix}_mean" not in r else f"{100 * r[f'{prefix}_mean']:.2f}"
+
+
+# The table's columns between density and stable: (header, summary key, cell), each shown
+# where some row has the key (aligned barriers, linear barriers and soups: the runs that
+# measured them).
+_COLUMNS = (
+    ("test instability (points)", "test_barrier", _points),
+    ("train instability (points)", "train_barrier", _points),
+    ("aligned test instability", "aligned_test_barrier", _points),
+    ("aligned train instability", "aligned_train_barrier", _points),
+    ("test instability above the line", "test_linear_barrier", _points),
+    ("aligned test instability above the line", "aligned_test_linear_barrier", _points),
+    ("accuracy %", "accuracy", _percent),
+    ("soup accuracy %", "soup_accuracy", _percent),
+    ("aligned soup accuracy %", "soup_aligned_accuracy", _percent),
+)
 
 
 def to_markdown(table: dict) -> str:
@@ -147,32 +136,17 @@ def to_markdown(table: dict) -> str:
         return "(no finished instability analyses yet)"
     aligned = any("align" in r for r in table["rows"])
     souped = any("soup_n" in r for r in table["rows"])
-    linear = [key for key in ("test_linear_barrier", "aligned_test_linear_barrier")
-              if any(f"{key}_mean" in r for r in table["rows"])]
-    header = ["subnetwork", "level", "k (it)", "step", "density %", "test instability (points)",
-              "train instability (points)"]
-    if aligned:
-        header += ["aligned test instability", "aligned train instability"]
-    header += [{"test_linear_barrier": "test instability above the line",
-                "aligned_test_linear_barrier": "aligned test instability above the line"}[key]
-               for key in linear]
-    header += ["accuracy %"]
-    if souped:
-        header += ["soup accuracy %"] + (["aligned soup accuracy %"] if aligned else [])
-    header += ["stable", "matching"]
+    columns = [(header, key, cell) for header, key, cell in _COLUMNS
+               if any(f"{key}_mean" in r for r in table["rows"])]
+    linear = any(key.endswith("linear_barrier") for _, key, _ in columns)
+    header = ["subnetwork", "level", "k (it)", "step", "density %"]
+    header += [name for name, _, _ in columns] + ["stable", "matching"]
     rows = []
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
-        cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}",
-                 _points(r, "test_barrier"), _points(r, "train_barrier")]
-        if aligned:
-            cells += [_points(r, "aligned_test_barrier"), _points(r, "aligned_train_barrier")]
-        cells += [_points(r, key) for key in linear]
-        cells += [f"{100 * r['accuracy_mean']:.2f}"]
-        if souped:
-            cells += [_percent(r, "soup_accuracy_mean")]
-            cells += [_percent(r, "soup_aligned_accuracy_mean")] if aligned else []
+        cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}"]
+        cells += [cell(r, key) for _, key, cell in columns]
         rows.append(cells + ["yes" if r["stable"] else "no", match])
     lines = [md_table(header, rows), ""]
     lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
@@ -206,12 +180,11 @@ def write(run_dir: str, table: dict) -> None:
                          to_markdown(table) + "\n")
 
 
-def _stale(image: str, analysis: str) -> bool:
+def _stale(image: str, record: str) -> bool:
     """Whether an analysis's figure is missing or older than its instability.json."""
     if not io.exists(image):
         return True
-    source = layout.file(analysis, layout.INSTABILITY)
-    return tf.io.gfile.stat(image).mtime_nsec < tf.io.gfile.stat(source).mtime_nsec
+    return tf.io.gfile.stat(image).mtime_nsec < tf.io.gfile.stat(record).mtime_nsec
 
 
 def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
@@ -221,47 +194,47 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
     summary_hp = SummaryHparams(**{field: settings[f"SummaryHparams.{field}"]
                                    for field in ("matching_tolerance", "stability_threshold")
                                    if f"SummaryHparams.{field}" in settings})
-    analyses = list(_analyses(run_dir))     # each damaged record warned about once
-    table = summarize(run_dir, summary_hp, analyses)
+    rows = analyses(run_dir)     # each damaged record warned about once
+    table = summarize(run_dir, summary_hp, rows)
     if writable:
-        for _, directory, result in analyses:
-            for name, plot, needed in (("instability.png", plot_curves, "curves" in result),
-                                       ("instability_per_epoch.png", plot_per_epoch,
-                                        "per_epoch" in result)):
-                if needed and _stale(layout.file(directory, name), directory):
-                    plot(layout.file(directory, name), result)
+        for row in rows:
+            directory = os.path.dirname(row["path"])
+            for name, plot, key in (("instability.png", plot_curves, "curves"),
+                                    ("instability_per_epoch.png", plot_per_epoch, "per_epoch")):
+                if row[key] is not None and _stale(layout.file(directory, name), row["path"]):
+                    plot(layout.file(directory, name), row)
         write(run_dir, table)
     print(to_markdown(table), flush=True)
     return table
 
 
-def plot_curves(path: str, result: dict) -> None:
-    """Test and train error along the linear path between the two copies."""
+def plot_curves(path: str, row: dict) -> None:
+    """Test and train error along the linear path between the two copies (`row`: the
+    analysis's instability row, collect.py)."""
     plt = style.pyplot()
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    aligned = result.get("aligned")
-    for split, curve in result["curves"].items():
+    for split, curve in row["curves"].items():
         line, = ax.plot(curve["alpha"], [100 * e for e in curve["error"]], marker="o", ms=3,
-                        label=f"{split} (instability {100 * result['barrier'][split]:.2f})")
-        if aligned:
-            other = aligned["curves"][split]
+                        label=f"{split} (instability {100 * row[f'{split}_instability']:.2f})")
+        if row["align"]:
+            other = row["aligned_curves"][split]
             ax.plot(other["alpha"], [100 * e for e in other["error"]], marker="s", ms=3,
                     ls="--", color=line.get_color(),
-                    label=f"{split}, {aligned['method']}-aligned "
-                          f"({100 * aligned['barrier'][split]:.2f})")
+                    label=f"{split}, {row['align']}-aligned "
+                          f"({100 * row[f'aligned_{split}_instability']:.2f})")
     ax.set_xlabel("interpolation alpha")
     ax.set_ylabel("error (%)")
-    ax.set_title(f"{result.get('subnetwork', 'dense')}: k = {result['rewind_step']}, "
-                 f"density {100 * result['density']:.1f}%")
+    ax.set_title(f"{row['subnetwork']}: k = {row['rewind_step']}, "
+                 f"density {100 * row['density']:.1f}%")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     style.save_figure(fig, path)
 
 
-def plot_per_epoch(path: str, result: dict) -> None:
+def plot_per_epoch(path: str, row: dict) -> None:
     """Test instability between the copies at each epoch of their training."""
     plt = style.pyplot()
-    rows = result["per_epoch"]
+    rows = row["per_epoch"]
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
             label="raw")
@@ -271,6 +244,6 @@ def plot_per_epoch(path: str, result: dict) -> None:
         ax.legend(fontsize=8)
     ax.set_xlabel("training step of the copies")
     ax.set_ylabel("test instability (points)")
-    ax.set_title(f"k = {result['rewind_step']}: instability during training")
+    ax.set_title(f"k = {row['rewind_step']}: instability during training")
     ax.grid(alpha=0.3)
     style.save_figure(fig, path)

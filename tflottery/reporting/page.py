@@ -51,12 +51,6 @@ def to_html(markdown: str, title: str) -> str:
             f"{body}\n</body>\n</html>\n")
 
 
-def _rel(path: str, out_dir: str) -> str:
-    """A path relative to the page, with '/' (for links in Markdown and HTML)."""
-    rel = os.path.relpath(path, out_dir) if "://" not in path else path[len(out_dir) + 1:]
-    return rel.replace(os.sep, "/")
-
-
 def speed_section(table: dict, out_dir: str) -> Tuple[str, List[str]]:
     """(markdown, figure paths) of speed.report_section, its figures in out_dir/figures
     with the others; ('', []) if it fails."""
@@ -75,13 +69,13 @@ def _figure_markdown(entry: dict, out_dir: str) -> str:
     lines = [f"### {entry['title']}", "", entry["caption"], ""]
     pngs = [p for p in entry["files"] if p.endswith(".png")]
     for png in pngs:
-        rel = _rel(png, out_dir)
+        rel = tables.link(png, out_dir)
         pdf = png[:-4] + ".pdf"
         name = posixpath.basename(rel)[:-4]
         lines.append(f"![{name}]({rel})")
         lines.append("")
         lines.append(f"`{name}` ([PNG]({rel})" + (
-            f", [PDF]({_rel(pdf, out_dir)}))" if pdf in entry["files"] else ")"))
+            f", [PDF]({tables.link(pdf, out_dir)}))" if pdf in entry["files"] else ")"))
         lines.append("")
     return "\n".join(lines)
 
@@ -105,7 +99,7 @@ def build_markdown(table: dict, drawn: List[dict], speed: Tuple[str, List[str]],
                 f"{sum(r['status'] == 'done' for r in table['rows'])} finished training "
                 f"phase(s), {sum(r['status'] == 'partial' for r in table['rows'])} partial. "
                 "Accuracies are test accuracies in %. Tables of every phase: " +
-                ", ".join(f"[{posixpath.basename(p)}]({_rel(p, out_dir)})" for p in data_files)
+                ", ".join(f"[{posixpath.basename(p)}]({tables.link(p, out_dir)})" for p in data_files)
                 + ".", "", "## Runs", "", tables.runs_overview(table), ""]
     for title, text in (("Lottery runs: highest matching sparsity", tables.lottery_summary),
                         ("Instability: earliest stable and matching rewinding step",
@@ -122,7 +116,7 @@ def build_markdown(table: dict, drawn: List[dict], speed: Tuple[str, List[str]],
         heading = [] if speed_md.lstrip().startswith("## ") else ["## Training speed", ""]
         sections += heading + [speed_md.strip(), ""]
         for path in speed_paths:
-            rel = _rel(path, out_dir)
+            rel = tables.link(path, out_dir)
             if path.endswith(".png") and rel not in speed_md:
                 sections += [f"![{posixpath.basename(rel)}]({rel})", ""]
     if drawn:

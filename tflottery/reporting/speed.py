@@ -29,7 +29,7 @@ from typing import Dict, List, Optional
 
 from tflottery.reporting import collect
 from tflottery.reporting.groups import pct as _pct, run_title, spread as _stats
-from tflottery.reporting.tables import md_table
+from tflottery.reporting.tables import link, md_table
 from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
@@ -272,13 +272,6 @@ def report_section(table, out_dir: str, matching_tolerance: Optional[float] = No
     return render(analyze(table, matching_tolerance), out_dir, page_dir)
 
 
-def _link(path: str, page_dir: str) -> str:
-    """`path` relative to page_dir, with '/' (gs:// paths too)."""
-    if "://" in path:
-        return path[len(page_dir.rstrip("/")) + 1:]
-    return os.path.relpath(path, page_dir).replace(os.sep, "/")
-
-
 def render(results: List[dict], out_dir: str, page_dir: Optional[str] = None):
     """Markdown and figures (in out_dir; links relative to page_dir, default out_dir)
     of `analyze` results."""
@@ -306,7 +299,7 @@ def render(results: List[dict], out_dir: str, page_dir: Optional[str] = None):
                         res.get("title", res["run"]))
             figures.append(path)
             lines += [caption, ""] + markdown(res[key])
-            lines += ["", f"![{key.replace('_', ' ')}]({_link(path, page_dir)})", ""]
+            lines += ["", f"![{key.replace('_', ' ')}]({link(path, page_dir)})", ""]
     return "\n".join(lines) + "\n", figures
 
 

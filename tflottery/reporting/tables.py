@@ -7,6 +7,7 @@ matching); and how each pruning-at-initialisation method compares with
 its ablations at each sparsity.  Matching and stability use each run's own
 SummaryHparams (or the report's --matching_tolerance).
 """
+import os
 from typing import List
 
 import numpy as np
@@ -22,6 +23,13 @@ def md_table(header: List[str], rows: List[List[str]]) -> str:
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def link(path: str, page_dir: str) -> str:
+    """`path` relative to page_dir, with '/' (gs:// paths too), for links in the pages."""
+    if "://" in path:
+        return path[len(page_dir.rstrip("/")) + 1:]
+    return os.path.relpath(path, page_dir).replace(os.sep, "/")
 
 
 def runs_overview(table: dict) -> str:

@@ -4,7 +4,6 @@ and still match the dense one, and whether the pruning method matters
 (its line above its ablations' lines)."""
 from typing import List
 
-from absl import logging
 
 from tflottery.reporting import groups
 from tflottery.reporting.figures import style
@@ -36,8 +35,6 @@ def lottery_accuracy(table: dict, out_dir: str) -> List[str]:
         fig = lottery_accuracy_figure(table, run)
         if fig is not None:
             paths += style.save(fig, out_dir, f"lottery_accuracy__{style.slug(run['run'])}")
-    if not paths:
-        logging.info("figure lottery_accuracy skipped: no finished lottery levels")
     return paths
 
 
@@ -107,9 +104,6 @@ def lottery_comparison(table: dict, out_dir: str) -> List[str]:
             densities += [e["density"] for e in levels]
         finish(ax, densities, lax)
         paths += style.save(fig, out_dir, f"lottery_comparison__{style.slug(network)}")
-    if not paths:
-        logging.info("figure lottery_comparison skipped: fewer than two lottery runs "
-                     "of one network")
     return paths
 
 
@@ -142,8 +136,6 @@ def pai_accuracy(table: dict, out_dir: str) -> List[str]:
             densities += plot_methods(ax, groups.by_method(gradual), ls=":", start=len(methods))
         finish(ax, densities, lax)
         paths += style.save(fig, out_dir, f"pai_accuracy__{style.slug(group['label'])}")
-    if not paths:
-        logging.info("figure pai_accuracy skipped: no finished pai runs")
     return paths
 
 
@@ -176,6 +168,4 @@ def pai_ablations(table: dict, out_dir: str) -> List[str]:
         fig.suptitle(f"Ablations (dashed) of pruning at initialisation: {group['label']}",
                      fontsize=10)
         paths += style.save(fig, out_dir, f"pai_ablations__{style.slug(group['label'])}")
-    if not paths:
-        logging.info("figure pai_ablations skipped: no pai ablation branches")
     return paths

@@ -14,7 +14,6 @@ Two figures:
 from typing import List
 
 import numpy as np
-from absl import logging
 
 from tflottery.reporting import ginconfig, groups
 from tflottery.reporting.figures import style
@@ -64,8 +63,6 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
         finish(ax, densities, lax)
         paths += style.save(fig, out_dir,
                             f"dynamic_accuracy__{style.slug(groups.network_label(runs[0]))}")
-    if not paths:
-        logging.info("figure dynamic_accuracy skipped: no finished dst or dynamic_imp runs")
     return paths
 
 
@@ -128,6 +125,4 @@ def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
                      f"{style.replicates_note(len(records))}", fontsize=10)
         fig.tight_layout()
         paths += style.save(fig, out_dir, f"dynamic_imp_phases__{style.slug(run)}")
-    if not paths:
-        logging.info("figure dynamic_imp_phases skipped: no dynamic_imp.json")
     return paths

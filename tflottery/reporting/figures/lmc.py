@@ -7,7 +7,6 @@ alignment as dashed lines of the same colour (issue #15)."""
 from typing import List
 
 import numpy as np
-from absl import logging
 
 from tflottery.reporting import groups
 from tflottery.reporting.figures import style
@@ -27,15 +26,6 @@ def _k_label(row: dict) -> str:
 
 # (row key of the curves, line style, label suffix): raw, then aligned.
 _PATHS = (("curves", "-", ""), ("aligned_curves", "--", ", aligned"))
-
-
-def _look(col, index: int, aligned: bool) -> dict:
-    """line_with_band's colour and marker of a raw line, or of its aligned twin (a darker
-    shade, another open marker: raw and aligned points must tell apart by more than the
-    line style)."""
-    if not aligned:
-        return {"col": col, "mk": style.marker(index)}
-    return dict(style.aligned_look(col, index), open_marker=True)
 
 
 def _mean_path(rows, key: str, split: str):
@@ -74,7 +64,7 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
                         alphas, pts, count = path
                         n = max(n, count)
                         style.line_with_band(ax, alphas, pts, f"k = {_k_label(at[0])}{suffix}",
-                                             ls=ls, **_look(col, i, key.startswith("aligned")))
+                                             ls=ls, **style.look(col, i, key.startswith("aligned")))
                 ax.set_xlabel("interpolation coefficient alpha (0 = copy 0, 1 = copy 1)")
                 ax.set_ylabel(f"{split} error (%)")
                 ax.set_title(f"{split} set", fontsize=9)
@@ -88,8 +78,6 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
             suffix = "" if entry["level"] is None else f"_level_{entry['level']}"
             paths += style.save(fig, out_dir,
                                 f"interpolation__{style.slug(run['run'])}{suffix}")
-    if not paths:
-        logging.info("figure interpolation skipped: no instability.json with curves")
     return paths
 
 
@@ -124,9 +112,9 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
                                          if r["k"] == k and r.get(column) is not None])
                            for k in mine]
                     n = max([n] + [p["n"] for p in pts])
+                    look = style.look(f"C{i % 10}", i, column.startswith("aligned"))
                     style.line_with_band(ax, [pos[k] for k in mine], pts,
-                                         _level_name(entry) + suffix, ls=ls,
-                                         **_look(f"C{i % 10}", i, column.startswith("aligned")))
+                                         _level_name(entry) + suffix, ls=ls, **look)
             ax.axhline(threshold, color="0.35", ls=":", lw=1,
                        label=f"stability threshold ({threshold:g} points)")
             ax.set_xticks(range(len(ks)))
@@ -141,8 +129,6 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
                      f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
                      fontsize=10)
         paths += style.save(fig, out_dir, f"instability__{style.slug(run['run'])}")
-    if not paths:
-        logging.info("figure instability_vs_k skipped: no instability analyses")
     return paths
 
 
@@ -187,7 +173,4 @@ def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
         style.density_axis(ax, [e["density"] for e in entries])
         ax.legend(fontsize=7.5)
         paths += style.save(fig, out_dir, f"stable_k__{style.slug(run['run'])}")
-    if not paths:
-        logging.info("figure stable_k_vs_sparsity skipped: no instability analyses of "
-                     "pruned subnetworks")
     return paths

@@ -6,7 +6,6 @@ read from the statistics.json written beside each pruned mask."""
 from typing import Dict, List
 
 import numpy as np
-from absl import logging
 
 from tflottery.reporting import groups
 from tflottery.reporting.figures import style
@@ -102,8 +101,6 @@ def layer_sparsity(table: dict, out_dir: str) -> List[str]:
         axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7.5,
                           framealpha=0.9)
         paths += style.save(fig, out_dir, f"layer_sparsity__{style.slug(group['label'])}")
-    if not paths:
-        logging.info("figure layer_sparsity skipped: no statistics.json")
     return paths
 
 
@@ -140,6 +137,4 @@ def neuron_collapse(table: dict, out_dir: str) -> List[str]:
             ax.legend(fontsize=7, loc="lower left")
         fig.suptitle(f"Neuron collapse: {group['label']}", fontsize=10)
         paths += style.save(fig, out_dir, f"neuron_collapse__{style.slug(group['label'])}")
-    if not paths:
-        logging.info("figure neuron_collapse skipped: no neuron-collapse statistics")
     return paths

@@ -42,13 +42,16 @@ def marker(index: int) -> str:
     return MARKERS[index % len(MARKERS)]
 
 
-def aligned_look(col, index: int) -> dict:
-    """Colour and marker of the aligned twin of a raw line drawn in `col` with
-    marker(index) (lmc figures): a darker shade of the colour and another marker,
-    open, so that raw and aligned points tell apart without the line style."""
+def look(col, index: int, aligned: bool = False) -> dict:
+    """line_with_band's colour and marker of a raw line (`col`, marker(index)), or of its
+    aligned twin (lmc figures): a darker shade of the colour and another marker, open, so
+    that raw and aligned points tell apart without the line style."""
+    if not aligned:
+        return {"col": col, "mk": marker(index)}
     import matplotlib.colors as mcolors
     rgb = np.array(mcolors.to_rgb(col))
-    return {"col": tuple(0.5 * rgb), "mk": MARKERS[(index + 6) % len(MARKERS)]}
+    return {"col": tuple(0.5 * rgb), "mk": MARKERS[(index + 6) % len(MARKERS)],
+            "open_marker": True}
 
 
 def slug(text: str) -> str:

@@ -6,7 +6,6 @@ far; random reinitialisation (dashed) does not."""
 from typing import Dict, List
 
 import numpy as np
-from absl import logging
 
 from tflottery.reporting import collect, groups
 from tflottery.reporting.figures import style
@@ -50,8 +49,6 @@ def training_curves(table: dict, out_dir: str) -> List[str]:
         if not curves:
             continue
         paths += _small_multiples(table, run, curves, out_dir)
-    if not paths:
-        logging.info("figure training_curves skipped: no lottery metrics")
     return paths
 
 
