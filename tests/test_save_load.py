@@ -171,6 +171,59 @@ def test_masks_are_stored_as_bits():
     np.testing.assert_array_equal(wrapper.kernel_mask.numpy(), soft)
 
 
+def test_reading_masks_from_a_keras_file_does_not_reread_it(tmp_path, monkeypatch):
+    """tf_keras reads a wrapper's masks from the `.keras` zip stream without going back in it.
+
+    A backward seek in tf_keras' zip member stream reads the member again
+    from its start (Python 3.11), so a mask whose data sat before its
+    group's name table cost a re-read of the file up to that layer.  The
+    bytes the stream decodes while the wrappers load must be the masks'
+    own bytes plus at most one `MIN_READ_SIZE` read (the stream's smallest)
+    of metadata per wrapper and one more; before the fix they were ~37x
+    the masks (each re-read costs the layer's offset in the file).
+    """
+    import zipfile
+
+    import tf_keras
+    from tflottery import masking
+    from tflottery.masking.layer import Masked
+
+    tf_keras.utils.set_random_seed(0)
+    model = masking.wrap(tf_keras.Sequential(
+        [tf_keras.Input((256,))] + [tf_keras.layers.Dense(256) for _ in range(3)]))
+    rng = np.random.default_rng(0)
+    masking.set_mask(model, masking.Mask({n: rng.random(tuple(v.shape)) < 0.5
+                                          for n, v in masking.prunable_variables(model).items()}))
+    model.save(tmp_path / "wrapped.keras")
+
+    decoded, inside = [0], [False]
+    read, load = zipfile.ZipExtFile.read, Masked.load_own_variables
+
+    def counting_read(stream, n=-1):
+        data = read(stream, n)
+        decoded[0] += len(data) if inside[0] else 0
+        return data
+
+    def flagged_load(layer, store):
+        inside[0] = True
+        try:
+            load(layer, store)
+        finally:
+            inside[0] = False
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    monkeypatch.setattr(Masked, "load_own_variables", flagged_load)
+    loaded = tf_keras.models.load_model(tmp_path / "wrapped.keras")
+
+    mask_bytes = sum(-(-int(np.prod(v.shape)) // 8)
+                     for v in masking.prunable_variables(model).values())
+    wrappers = len(masking.masked_layers(loaded))
+    assert wrappers == 3 and decoded[0] >= mask_bytes
+    assert decoded[0] <= mask_bytes + (wrappers + 1) * zipfile.ZipExtFile.MIN_READ_SIZE, decoded
+    for name, keep in masking.get_mask(model).items():
+        np.testing.assert_array_equal(masking.get_mask(loaded)[name], keep)
+
+
 def test_users_inner_layer_is_still_converted_by_autograph():
     """The wrapper's own call skips autograph (loading cost), the inner layer's does not:
     a user's layer that branches on a tensor builds and runs wrapped, as it would alone."""
