@@ -59,3 +59,26 @@ def test_of_two_simultaneous_writers_only_the_last_goes_on(tmp_path):
     with pytest.raises(ConfigError, match=f"in use by process {os.getpid() + 1}"):
         loser.acquire()
     assert json.load(open(tmp_path / "lock.json"))["token"] == "rival"
+
+
+def test_a_renewal_is_never_seen_half_written(tmp_path):
+    """Another process reading the lock while its holder renews it sees the old record or
+    the new one, never an empty or partial file: a half-written record counts as stale
+    (`_stale({})`), so a reader caught in the middle of a renewal would take a live lock
+    over.  (Renewals wrote the file in place; the suite once read '' here under load.)"""
+    lock = RunLock(str(tmp_path), lease=True, lease_seconds=0.003, settle_seconds=0.0)
+    lock.acquire()
+    unreadable = reads = 0
+    try:
+        deadline = time.time() + 1.5          # about 1,500 renewals
+        while time.time() < deadline:
+            with open(tmp_path / "lock.json") as f:
+                text = f.read()
+            reads += 1
+            try:
+                json.loads(text)
+            except ValueError:
+                unreadable += 1
+    finally:
+        lock.release()
+    assert reads > 1000 and unreadable == 0, (unreadable, reads)

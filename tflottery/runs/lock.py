@@ -40,7 +40,7 @@ from absl import logging
 
 from tflottery import stop
 from tflottery.errors import RUN_DIR_IN_USE, ConfigError
-from tflottery.runs import layout
+from tflottery.runs import io, layout
 
 LOCK_FILENAME = layout.LOCK
 LEASE_SECONDS = 600.0     # object stores: a holder silent this long is gone
@@ -96,8 +96,9 @@ class RunLock:
         return record
 
     def _write(self, record: dict) -> None:
-        with tf.io.gfile.GFile(self.path, "w") as f:
-            f.write(json.dumps(record, sort_keys=True))
+        """Written aside and renamed into place: a reader sees the old record or the new
+        one, never a half-written one (which it would take for a stale lock)."""
+        io.atomic_write_text(self.path, json.dumps(record, sort_keys=True))
 
     def _create(self) -> bool:
         """Write the lock if nobody holds it; False if somebody does."""
