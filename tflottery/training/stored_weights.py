@@ -43,17 +43,54 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
+from tflottery import models
+from tflottery.errors import TfLotteryError
 from tflottery.masking.assign import zero_pruned_weights
 from tflottery.masking.walk import masked_layers, masked_pairs
+from tflottery.masking.wrap import wrap
 from tflottery.runs import io, layout
 
 FORMAT = 2
-# Files up to this size are hashed on every check; larger ones (tensor data) only sized.
-SMALL_FILE = 1 << 20
 
 # model -> the checkpoint directory (holding tensors) whose weights it was last loaded
-# with; consumed by the next named checkpoint saved from that model.
+# with, or the _Initialisation it holds; consumed by the next named checkpoint saved
+# from that model.
 _loaded_from = weakref.WeakKeyDictionary()
+
+
+class _Initialisation:
+    """A seeded initialisation: how to build it (a JSON-able recipe) and its values (those
+    of the variables a checkpoint stores)."""
+
+    def __init__(self, recipe: dict, values: list):
+        self.recipe, self.values = recipe, values
+
+    def sha256(self) -> str:
+        sha = hashlib.sha256()
+        for value in self.values:
+            sha.update(repr((value.dtype.str, value.shape)).encode())
+            sha.update(value.tobytes())
+        return sha.hexdigest()
+
+
+def note_initialisation(model, recipe: dict, values: list) -> None:
+    """`model` now holds the initialisation `recipe` builds (see `build_initialisation`);
+    `values`: every variable of it, in `model.variables` order."""
+    _loaded_from[model] = _Initialisation(recipe, _stored_subset(model, values))
+
+
+def build_initialisation(recipe: dict) -> list:
+    """Every variable's value (model.variables order) of the masked network `recipe` names:
+    {"model", "input_shape", "num_classes", "seed", "options", "unmasked_layers"}."""
+    plain = models.build(recipe["model"], tuple(recipe["input_shape"]), recipe["num_classes"],
+                         seed=recipe["seed"], **recipe["options"])
+    fresh = wrap(plain, unmasked_layers=tuple(recipe["unmasked_layers"]))
+    return [np.asarray(v.numpy()) for v in fresh.variables]
+
+
+def _stored_subset(model, values: list) -> list:
+    stored = {id(v) for v in stored_variables(model)}
+    return [np.asarray(value) for v, value in zip(model.variables, values) if id(v) in stored]
 
 
 class _Variables(tf.Module):
@@ -81,7 +118,9 @@ def _keep(model) -> dict:
 
 def _mask_bits(model) -> bytes:
     buffer = _io.BytesIO()
-    np.savez(buffer, **{name: np.packbits(keep.ravel()) for name, keep in _keep(model).items()})
+    # Compressed: a dense mask's bits are all ones.
+    np.savez_compressed(buffer, **{name: np.packbits(keep.ravel())
+                                   for name, keep in _keep(model).items()})
     return buffer.getvalue()
 
 
@@ -95,25 +134,32 @@ def _digest(path: str) -> str:
             sha.update(chunk)
 
 
-def _equals_under_mask(model, source: str) -> bool:
-    """Whether `model`'s stored variables are exactly `source`'s tensors with the entries
-    the model's masks prune set to +0.0."""
+def _source_values(source, count: int) -> Optional[list]:
+    """The stored variables' values of a source (a checkpoint directory or an
+    _Initialisation), or None if it does not hold `count` of them."""
+    if isinstance(source, _Initialisation):
+        return source.values if len(source.values) == count else None
     try:
         reader = tf.train.load_checkpoint(_prefix(source))
+        keys = [f"model/v/{i}/.ATTRIBUTES/VARIABLE_VALUE" for i in range(count)]
+        if len(reader.get_variable_to_shape_map()) != count + 1:   # + the object graph
+            return None
+        return [reader.get_tensor(key) for key in keys]
     except (tf.errors.OpError, ValueError):
-        return False
-    keys = reader.get_variable_to_shape_map()
+        return None
+
+
+def _equals_under_mask(model, source) -> bool:
+    """Whether `model`'s stored variables are exactly `source`'s values with the entries
+    the model's masks prune set to +0.0."""
     variables = stored_variables(model)
-    if len(keys) != len(variables) + 1:      # + the object graph
+    values = _source_values(source, len(variables))
+    if values is None:
         return False
     pruned_of = {id(w): keep for (w, _), keep in
                  zip(masked_pairs(model).values(), _keep(model).values())} \
         if masked_layers(model) else {}
-    for i, var in enumerate(variables):
-        key = f"model/v/{i}/.ATTRIBUTES/VARIABLE_VALUE"
-        if key not in keys:
-            return False
-        expected = reader.get_tensor(key)
+    for var, expected in zip(variables, values):
         keep = pruned_of.get(id(var))
         if keep is not None and not keep.all():
             expected = np.where(keep, expected, np.zeros((), expected.dtype))
@@ -136,7 +182,10 @@ def write(model, directory: str, write_tensors) -> dict:
     source = _loaded_from.pop(model, None)
     stale = tf.io.gfile.glob(_prefix(directory) + ".*")   # of an attempt killed before info.json
     if source is not None and _equals_under_mask(model, source):
-        record["weights_from"] = layout.relative(source, directory)
+        if isinstance(source, _Initialisation):
+            record["weights_from_seed"] = dict(source.recipe, sha256=source.sha256())
+        else:
+            record["weights_from"] = layout.relative(source, directory)
         for path in stale:
             io.remove(path)
         names = []
@@ -171,16 +220,34 @@ def check(directory: str, info: dict) -> Optional[str]:
         size = tf.io.gfile.stat(path).length
         if size != want["size"]:
             return f"{name} has {size} bytes, {want['size']} when written"
-        if size <= SMALL_FILE and _digest(path) != want["sha256"]:
+        if not _is_tensor_data(name) and _digest(path) != want["sha256"]:
             return f"{name} is not the file written (sha256 differs)"
     return None
 
 
+def _is_tensor_data(name: str) -> bool:
+    """A checkpoint's tensor data file: on a check only sized (the index, hashed, holds a
+    CRC32C of every tensor, which reading the tensors verifies)."""
+    return ".data-" in name
+
+
 def restore(model, directory: str, info: dict) -> None:
     """Load the recorded checkpoint in `directory` into `model` (see module docstring)."""
-    source = tensors_dir(directory, info)
-    tf.train.Checkpoint(model=_Variables(stored_variables(model))).read(
-        _prefix(source)).assert_existing_objects_matched()
+    seeded = info.get("weights_from_seed")
+    if seeded is not None:
+        recipe = {k: v for k, v in seeded.items() if k != "sha256"}
+        source = _Initialisation(recipe, _stored_subset(model, build_initialisation(recipe)))
+        if source.sha256() != seeded["sha256"]:
+            raise TfLotteryError(
+                f"{directory}: its weights are the initialisation of seed {recipe['seed']}, "
+                "but building it again here gives other values than when it was written "
+                "(another TensorFlow or Keras version?); use the versions the run was made with")
+        for var, value in zip(stored_variables(model), source.values):
+            var.assign(value)
+    else:
+        source = tensors_dir(directory, info)
+        tf.train.Checkpoint(model=_Variables(stored_variables(model))).read(
+            _prefix(source)).assert_existing_objects_matched()
     if masked_layers(model):
         with tf.io.gfile.GFile(layout.file(directory, layout.CHECKPOINT_MASK_BITS), "rb") as f:
             data = f.read()
