@@ -27,6 +27,9 @@ from tflottery.runs import damage, io, layout
 from tflottery.training import stored_weights
 
 
+INIT = "init"     # the one named checkpoint that may be a reference (stored_weights.py)
+
+
 class Checkpointer:
     """Saves and restores one phase's checkpoints under `directory`.
 
@@ -95,7 +98,8 @@ class Checkpointer:
         if self.writable:
             if self._named_ckpt is None:
                 self._named_ckpt = stored_weights.checkpoint_of(self._model)
-            record = stored_weights.write(self._model, self.named_path(name), self._write_named)
+            record = stored_weights.write(self._model, self.named_path(name), self._write_named,
+                                          may_refer=name == INIT)
             io.atomic_write_json(layout.file(self.named_path(name), layout.CHECKPOINT_INFO),
                                  dict(info, **record))
 

@@ -26,8 +26,10 @@ from that model compares its weights bit for bit with that checkpoint's
 under its own masks (pruned entries +0.0, as masking.zero_pruned_weights
 leaves them) and, if they are equal, stores only the reference.  Restoring a
 reference loads the other checkpoint's weights, its own masks, and zeroes
-the pruned entries: the model then holds exactly what was saved.  A
-reference always names a checkpoint that holds tensors (never a chain).
+the pruned entries: the model then holds exactly what was saved.  Only a
+phase's 'init' is stored so.  A reference is written to a checkpoint that
+holds tensors; should that one be damaged and written again as a reference
+itself, restoring follows the chain.
 
 Integrity on re-run (`check`): sizes of the recorded files against the
 filesystem's, and the sha256 of the small ones (the index, which holds every
@@ -170,16 +172,20 @@ def _equals_under_mask(model, source) -> bool:
     return True
 
 
-def write(model, directory: str, write_tensors) -> dict:
+def write(model, directory: str, write_tensors, may_refer: bool) -> dict:
     """Store `model` as the named checkpoint in `directory` (all but its info.json);
     returns what its info.json records of the files.
 
     write_tensors(prefix): writes the stored variables' checkpoint (the caller's,
-    which cleans up a failed write).
+    which cleans up a failed write).  may_refer: whether the checkpoint may be a
+    reference to what the model was loaded with: only a phase's 'init' is, so that
+    what a phase stores does not depend on which of its checkpoints a killed
+    attempt had written already.
     """
     io.makedirs(directory)
     record = {"format": FORMAT}
-    source = _loaded_from.pop(model, None)
+    source = _loaded_from.pop(model, None) if may_refer else None
+    _loaded_from.pop(model, None)
     stale = tf.io.gfile.glob(_prefix(directory) + ".*")   # of an attempt killed before info.json
     if source is not None and _equals_under_mask(model, source):
         if isinstance(source, _Initialisation):
@@ -233,7 +239,7 @@ def _is_tensor_data(name: str) -> bool:
 
 def restore(model, directory: str, info: dict) -> None:
     """Load the recorded checkpoint in `directory` into `model` (see module docstring)."""
-    seeded = info.get("weights_from_seed")
+    seeded, rel = info.get("weights_from_seed"), info.get("weights_from")
     if seeded is not None:
         recipe = {k: v for k, v in seeded.items() if k != "sha256"}
         source = _Initialisation(recipe, _stored_subset(model, build_initialisation(recipe)))
@@ -244,8 +250,14 @@ def restore(model, directory: str, info: dict) -> None:
                 "(another TensorFlow or Keras version?); use the versions the run was made with")
         for var, value in zip(stored_variables(model), source.values):
             var.assign(value)
+    elif rel is not None:
+        # Its weights are the other checkpoint's, whatever form that one has now (written
+        # again after damage, it may itself be a reference): load it, then this one's masks.
+        target = layout.resolve(directory, rel)
+        restore(model, target, io.read_json(layout.file(target, layout.CHECKPOINT_INFO)))
+        source = _loaded_from[model]
     else:
-        source = tensors_dir(directory, info)
+        source = directory
         tf.train.Checkpoint(model=_Variables(stored_variables(model))).read(
             _prefix(source)).assert_existing_objects_matched()
     if masked_layers(model):
@@ -258,7 +270,7 @@ def restore(model, directory: str, info: dict) -> None:
                 mask_var.assign(keep.astype(mask_var.dtype.as_numpy_dtype))
         for wrapper in masked_layers(model):
             wrapper.mask_changed()
-        if source != directory:
+        if seeded is not None or rel is not None:    # another's weights, under these masks
             zero_pruned_weights(model)
     _loaded_from[model] = source
 
