@@ -99,7 +99,7 @@ class TrainingProgram:
             self.eval_loss = keras.metrics.Mean("eval_loss")
             self.eval_acc = keras.metrics.SparseCategoricalAccuracy("eval_accuracy")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer)
-        self.initial_values = variable_values(model)
+        self.initial_values = self._built_values = variable_values(model)
         self.initialisation = initialisation
         self._note_initialisation()
         self._decay_vars = weight_decay_variables(model)
@@ -121,7 +121,9 @@ class TrainingProgram:
         self._note_initialisation()
 
     def _note_initialisation(self) -> None:
-        if self.initialisation is not None:
+        # Only while initial_values are the ones built (an experiment may put another
+        # replicate's W0 there for a while: lmc's independent_imp).
+        if self.initialisation is not None and self.initial_values is self._built_values:
             stored_weights.note_initialisation(self.model, self.initialisation,
                                                self.initial_values)
 

@@ -82,12 +82,20 @@ def note_initialisation(model, recipe: dict, values: list) -> None:
 
 
 def build_initialisation(recipe: dict) -> list:
-    """Every variable's value (model.variables order) of the masked network `recipe` names:
-    {"model", "input_shape", "num_classes", "seed", "options", "unmasked_layers"}."""
+    """The values of the stored variables (see `stored_variables`) of the masked network
+    `recipe` names, as initialised: {"model", "input_shape", "num_classes", "seed",
+    "options", "unmasked_layers"}."""
     plain = models.build(recipe["model"], tuple(recipe["input_shape"]), recipe["num_classes"],
                          seed=recipe["seed"], **recipe["options"])
     fresh = wrap(plain, unmasked_layers=tuple(recipe["unmasked_layers"]))
-    return [np.asarray(v.numpy()) for v in fresh.variables]
+    return [np.asarray(v.numpy()) for v in stored_variables(fresh)]
+
+
+def _rebuilds(init: _Initialisation) -> bool:
+    """Whether its recipe builds its values (one build of the network: a caller that
+    noted the wrong recipe gets a stored copy, never a record that cannot be restored)."""
+    return _Initialisation(init.recipe, build_initialisation(init.recipe)).sha256() == \
+        init.sha256()
 
 
 def _stored_subset(model, values: list) -> list:
@@ -187,6 +195,8 @@ def write(model, directory: str, write_tensors, may_refer: bool) -> dict:
     source = _loaded_from.pop(model, None) if may_refer else None
     _loaded_from.pop(model, None)
     stale = tf.io.gfile.glob(_prefix(directory) + ".*")   # of an attempt killed before info.json
+    if isinstance(source, _Initialisation) and not _rebuilds(source):
+        source = None
     if source is not None and _equals_under_mask(model, source):
         if isinstance(source, _Initialisation):
             record["weights_from_seed"] = dict(source.recipe, sha256=source.sha256())
@@ -242,7 +252,7 @@ def restore(model, directory: str, info: dict) -> None:
     seeded, rel = info.get("weights_from_seed"), info.get("weights_from")
     if seeded is not None:
         recipe = {k: v for k, v in seeded.items() if k != "sha256"}
-        source = _Initialisation(recipe, _stored_subset(model, build_initialisation(recipe)))
+        source = _Initialisation(recipe, build_initialisation(recipe))
         if source.sha256() != seeded["sha256"]:
             raise TfLotteryError(
                 f"{directory}: its weights are the initialisation of seed {recipe['seed']}, "
