@@ -14,6 +14,20 @@ its bytes are split into tensor files (checkpoints, masks) and the rest
 (metrics, TensorBoard, JSON), and the weights are the model variables of its
 'end' checkpoint that are neither masks nor optimizer slots.
 
+Results (2026-12-07, 2 shared cores, load average 7-9; storage and bytes read do
+not depend on the load), main at 81e0c53 before #26 -> after (phase/weights is
+the median over the run's phases; re-run read with --rerun):
+
+    case            phases  phase/weights   run tensor MB     re-run read (% of the run's bytes)
+    quickstart          14   8.03 -> 1.07   23.42 -> 3.11     142%  -> 14.1%
+    lenet_branches       8   8.03 -> 1.06   13.36 -> 1.75     171%  -> 12.7%
+    resnet_20            1   6.04 -> 1.03    6.62 -> 1.12    3788%  -> 1.66%
+    resnet_50            1   5.99 -> 1.00  564.90 -> 94.40    229%  -> 0.05%
+
+(The lottery runs' remaining re-run reads are their levels' mask.npz, which
+the lottery experiment loads on a re-run to repair a damaged one, and the
+checkpoints' mask bits, which are hashed.)
+
 --rerun runs each case's command a second time, when every phase is
 finished, under strace, and counts the bytes it reads from files in the run's
 root (every read and pread64 of the process and its threads): what checking
