@@ -163,7 +163,9 @@ LMC = SMALL_RUN + ["ExperimentHparams.name = 'lmc'", "InstabilityHparams.num_alp
                    "InstabilityHparams.rewind_steps = ('8it',)"]
 LMC_CASES = [
     ("copy_1/checkpoints/end/ckpt.data-00000-of-00001", truncate, "copy_1/checkpoints/end"),
-    ("copy_0/checkpoints/init/ckpt.data-00000-of-00001", truncate, "copy_0/checkpoints/init"),
+    # Copy 0's 'init' is the state at k under its mask: since #26 it stores no tensors,
+    # only its masks and a reference (training/stored_weights.py).
+    ("copy_0/checkpoints/init/mask_bits.npz", truncate, "copy_0/checkpoints/init"),
     ("copy_1/final.json", garble, "copy_1/final.json"),
     ("copy_0/metrics.jsonl", scramble, "copy_0/metrics.jsonl"),
 ]

@@ -19,6 +19,7 @@ from tflottery.hparams import DatasetHparams, ModelHparams, TrainingHparams, che
 from tflottery.keras_compat import keras
 from tflottery.pruning.names import weights_named_by
 from tflottery.runs import layout
+from tflottery.training import stored_weights
 from tflottery.training.phases import validate_training
 from tflottery.training.run_log import RunLog
 
@@ -123,6 +124,15 @@ def prunable_weight_shapes(model_hp: ModelHparams, info) -> dict:
     return {n: tuple(v.shape) for n, v in variables.items() if n.split("/")[0] not in unmasked}
 
 
+def initialisation_recipe(ctx: RunContext, seed: int) -> dict:
+    """How to build the configured network's initialisation for `seed` again (a named
+    checkpoint of it records this instead of its tensors: training/stored_weights.py)."""
+    return {"model": ctx.model_hp.name, "input_shape": list(ctx.dataset.info.input_shape),
+            "num_classes": ctx.dataset.info.num_classes, "seed": int(seed),
+            "options": dict(ctx.model_hp.options),
+            "unmasked_layers": list(ctx.model_hp.unmasked_layers)}
+
+
 def build_masked_model(ctx: RunContext, seed: int = None):
     """The configured network, wrapped with masks, created under the strategy scope."""
     set_precision_policy(ctx.training_hp)
@@ -160,7 +170,8 @@ def training_program(ctx: RunContext, training_hp: TrainingHparams = None):
     hp = training_hp or ctx.training_hp
     programs = ctx.state.programs
     if hp not in programs:
-        programs[hp] = TrainingProgram(ctx.strategy, build_masked_model(ctx), ctx.dataset, hp)
+        programs[hp] = TrainingProgram(ctx.strategy, build_masked_model(ctx), ctx.dataset, hp,
+                                       initialisation=initialisation_recipe(ctx, ctx.model_seed))
     return programs[hp]
 
 
@@ -218,7 +229,9 @@ def load_fresh_initialisation(ctx: RunContext, model, seed: int) -> None:
     plain = models.build(ctx.model_hp.name, tuple(info.input_shape), info.num_classes,
                          seed=seed, **dict(ctx.model_hp.options))
     fresh = masking.wrap(plain, unmasked_layers=tuple(ctx.model_hp.unmasked_layers))
-    assign_values(model, variable_values(fresh))
+    values = variable_values(fresh)
+    assign_values(model, values)
+    stored_weights.note_initialisation(model, initialisation_recipe(ctx, seed), values)
 
 
 def load_or_make_mask(ctx: RunContext, directory: str, make, statistics: bool = False):

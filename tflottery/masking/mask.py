@@ -107,7 +107,7 @@ class Mask(Mapping):
         # The report first: mask.npz is what marks the mask as saved.
         runs_io.atomic_write_json(layout.file(directory, REPORT_FILENAME), self.report())
         buffer = io.BytesIO()
-        np.savez(buffer, **self._arrays)
+        np.savez_compressed(buffer, **self._arrays)   # bools: 1 byte a weight uncompressed
         runs_io.atomic_write_bytes(layout.file(directory, MASK_FILENAME), buffer.getvalue())
 
     @classmethod

@@ -44,8 +44,10 @@ INSTABILITY_SUMMARY = "instability_summary"
 # ---- directory names ----
 TRAIN, PRETRAIN, MASK = "train", "pretrain", "mask"
 CHECKPOINTS, TENSORBOARD = "checkpoints", "tensorboard"
-# Inside checkpoints/: the rolling checkpoint, and per named one its info and tensors.
+# Inside checkpoints/: the rolling checkpoint, and per named one its info, its tensors
+# (unless its info.json refers to another checkpoint's) and its masks, one bit a weight.
 LATEST, CHECKPOINT_INFO, CHECKPOINT_PREFIX = "latest", "info.json", "ckpt"
+CHECKPOINT_MASK_BITS = "mask_bits.npz"
 DENSE, SPARSE = "dense", "sparse"
 REPLICATE, LEVEL, BRANCH, K, COPY, PHASE = (
     "replicate_", "level_", "branch_", "k_", "copy_", "phase_")
@@ -116,6 +118,28 @@ def mask_dir(parent: str) -> str:
 
 def checkpoints_dir(phase: str) -> str:
     return join(phase, CHECKPOINTS)
+
+
+def relative(target: str, start: str) -> str:
+    """`target` as a path relative to `start` ('../../pretrain/checkpoints/end'), for
+    references inside a run that stay true when the run directory is moved.  Works on
+    plain strings, so also for gs:// paths (os.path.relpath would fold their '//')."""
+    a, b = target.rstrip("/").split("/"), start.rstrip("/").split("/")
+    common = 0
+    while common < min(len(a), len(b)) and a[common] == b[common]:
+        common += 1
+    return "/".join([".."] * (len(b) - common) + a[common:]) or "."
+
+
+def resolve(start: str, rel: str) -> str:
+    """The path that `relative(target, start)` returned `rel` for."""
+    parts = start.rstrip("/").split("/")
+    for part in rel.split("/"):
+        if part == "..":
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return "/".join(parts)
 
 
 def file(directory: str, name: str) -> str:

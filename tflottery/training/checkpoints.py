@@ -4,9 +4,11 @@
 the step counter; the data position is the step, because the input pipeline
 can start at any step); it is removed when the phase ends, where it would
 only duplicate 'end'.  Named checkpoints ('init', 'step_<N>', 'end') are
-kept for the experiments (rewinding, interpolation).  A named checkpoint
-counts as written only once its `info.json` exists, which is written
-atomically after the checkpoint files.
+kept for the experiments (rewinding, interpolation): what they store, each
+tensor once, is stored_weights.py's (the layout before #26, with masks and
+optimizer slots in every one, is still read).  A named checkpoint counts as
+written only once its `info.json` exists, which is written atomically after
+the checkpoint files.
 
 Multi-worker training (MultiWorkerMirroredStrategy): saving reads replicated
 and sync-on-read variables (e.g. BatchNorm statistics) with collective ops, so
@@ -18,9 +20,14 @@ import contextlib
 from typing import Optional
 
 import tensorflow as tf
+from absl import logging
 
 from tflottery.errors import TfLotteryError
 from tflottery.runs import damage, io, layout
+from tflottery.training import stored_weights
+
+
+INIT = "init"     # the one named checkpoint that may be a reference (stored_weights.py)
 
 
 class Checkpointer:
@@ -37,6 +44,8 @@ class Checkpointer:
         for all its phases; None makes one."""
         self.directory = directory
         self.writable = writable
+        self._model = model
+        self._named_ckpt = None
         self._ckpt = checkpoint or tf.train.Checkpoint(model=model, optimizer=optimizer)
         self._latest_dir = layout.join(directory, layout.LATEST)
         self._manager = tf.train.CheckpointManager(self._ckpt, self._latest_dir, max_to_keep=1)
@@ -85,11 +94,18 @@ class Checkpointer:
         return intact(self.directory, name)
 
     def save_named(self, name: str, info: dict) -> None:
+        """Store the model as checkpoint `name` (stored_weights.py), then its info.json."""
         if self.writable:
-            prefix = layout.file(self.named_path(name), layout.CHECKPOINT_PREFIX)
-            with _no_temp_left(prefix):
-                self._ckpt.write(prefix)
-            io.atomic_write_json(layout.file(self.named_path(name), layout.CHECKPOINT_INFO), info)
+            if self._named_ckpt is None:
+                self._named_ckpt = stored_weights.checkpoint_of(self._model)
+            record = stored_weights.write(self._model, self.named_path(name), self._write_named,
+                                          may_refer=name == INIT)
+            io.atomic_write_json(layout.file(self.named_path(name), layout.CHECKPOINT_INFO),
+                                 dict(info, **record))
+
+    def _write_named(self, prefix: str) -> None:
+        with _no_temp_left(prefix):
+            self._named_ckpt.write(prefix)
 
 
 @contextlib.contextmanager
@@ -109,14 +125,19 @@ def _no_temp_left(prefix: str):
 
 
 def restore_weights(model, directory: str, name: str) -> dict:
-    """Load only the model weights of a named checkpoint into `model`; return its info."""
+    """Load the model weights and masks of a named checkpoint into `model`; return its info."""
     path = layout.join(directory, name)
     info_path = layout.file(path, layout.CHECKPOINT_INFO)
     if not io.exists(info_path):
         raise TfLotteryError(f"no finished checkpoint {name!r} in {directory}; the stage that "
                              "writes it has not run (re-run the experiment that makes it)")
-    tf.train.Checkpoint(model=model).read(layout.file(path, layout.CHECKPOINT_PREFIX)).expect_partial()
-    return io.read_json(info_path)
+    info = io.read_json(info_path)
+    if stored_weights.is_recorded(info):
+        stored_weights.restore(model, path, info)
+    else:   # the layout before #26: the model's variables, masks included
+        tf.train.Checkpoint(model=model).read(
+            layout.file(path, layout.CHECKPOINT_PREFIX)).expect_partial()
+    return info
 
 
 def check_readable(prefix: str) -> None:
@@ -127,15 +148,35 @@ def check_readable(prefix: str) -> None:
 
 
 def intact(directory: str, name: str) -> bool:
-    """Named checkpoint `name` exists and reads back whole; a damaged one is set aside."""
+    """Named checkpoint `name` exists and its files are those written; a damaged one is
+    set aside.
+
+    A checkpoint with a record of its files (stored_weights.py) is checked
+    against it: sizes, and checksums of the small files, no tensor read.  One
+    without (the layout before #26) is read back whole.  A checkpoint whose
+    weights are another's is intact only if that one is too; if that one is
+    not, this one's reference is removed (not damaged, only stale) and the
+    phase that wrote it writes it again.
+    """
     path = layout.join(directory, name)
     if not io.exists(layout.file(path, layout.CHECKPOINT_INFO)):
         return False
     try:
-        io.read_json(layout.file(path, layout.CHECKPOINT_INFO))
-        check_readable(layout.file(path, layout.CHECKPOINT_PREFIX))
+        info = io.read_json(layout.file(path, layout.CHECKPOINT_INFO))
+        if not stored_weights.is_recorded(info):
+            check_readable(layout.file(path, layout.CHECKPOINT_PREFIX))
+            return True
+        problem = stored_weights.check(path, info)
     except damage.DAMAGE_ERRORS:
-        damage.set_aside(path)
+        problem = "unreadable"
+    if problem is not None:
+        damage.set_aside(path, problem)
+        return False
+    source = stored_weights.tensors_dir(path, info)
+    if source != path and not intact(*source.rsplit("/", 1)):
+        logging.info("%s refers to the weights of %s, which are gone: written again", path,
+                     source)
+        io.remove(path)
         return False
     return True
 

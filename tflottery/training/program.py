@@ -29,14 +29,14 @@ iteration counter and every slot variable zero, exactly what a fresh optimizer
 holds, so a phase is bit-identical to one trained with a new optimizer) and
 sets the offset.  Weights and masks are the caller's to set.
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from tflottery import masking, models
 from tflottery.keras_compat import keras
-from tflottery.training import masked_updates
+from tflottery.training import masked_updates, stored_weights
 from tflottery.training.optimizers import build_optimizer
 from tflottery.training.phases import build_schedule, validate_training
 from tflottery.training.split_pass import SplitPass
@@ -75,7 +75,11 @@ class TrainingProgram:
       once, so phases with other training settings need another program.
     """
 
-    def __init__(self, strategy, model, dataset, hp):
+    def __init__(self, strategy, model, dataset, hp, initialisation: Optional[dict] = None):
+        """initialisation: how to build `model`'s initial values (W0) again, as
+        experiments.context.initialisation_recipe gives it; None if unknown.  A
+        named checkpoint of W0 (under a mask) then records it instead of tensors
+        (stored_weights.py)."""
         self.strategy = strategy
         self.model = model
         self.dataset = dataset
@@ -95,7 +99,9 @@ class TrainingProgram:
             self.eval_loss = keras.metrics.Mean("eval_loss")
             self.eval_acc = keras.metrics.SparseCategoricalAccuracy("eval_accuracy")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=self.optimizer)
-        self.initial_values = variable_values(model)
+        self.initial_values = self._built_values = variable_values(model)
+        self.initialisation = initialisation
+        self._note_initialisation()
         self._decay_vars = weight_decay_variables(model)
         self._train_loop = None
         self._eval_fns: Dict[str, tf.types.experimental.GenericFunction] = {}
@@ -112,6 +118,14 @@ class TrainingProgram:
     def load_initial_weights(self) -> None:
         """Put back the values every variable had when the program was built (W0)."""
         assign_values(self.model, self.initial_values)
+        self._note_initialisation()
+
+    def _note_initialisation(self) -> None:
+        # Only while initial_values are the ones built (an experiment may put another
+        # replicate's W0 there for a while: lmc's independent_imp).
+        if self.initialisation is not None and self.initial_values is self._built_values:
+            stored_weights.note_initialisation(self.model, self.initialisation,
+                                               self.initial_values)
 
     # ---- the replica-side computations ----
     def loss(self, labels, logits):
