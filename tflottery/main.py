@@ -171,18 +171,24 @@ def _exit_without_teardown(code) -> None:
     output of a run is written (atomically) before this point, so skipping
     the teardown loses nothing.
     """
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # noqa: BLE001  (a closed pipe must not change the exit code)
-            pass
     std_logging.shutdown()
     if code is None:
         code = 0
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
-        sys.stderr.flush()
         code = 1
+    stop.take_pending()       # from here on a signal cannot be lost to the exit below
+    if code == 0 and stop.requested() is not None:
+        # The request came after the last safe point: the run's results are all
+        # written, but the signal is reported, never dropped.
+        print(stop.interrupted("as the run finished (every result is written)"),
+              file=sys.stderr)
+        code = stop.exit_code()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001  (a closed pipe must not change the exit code)
+            pass
     os._exit(code)
 
 
@@ -209,12 +215,6 @@ def run():
         code = 0
     except SystemExit as e:
         code = e.code
-    if code in (None, 0) and stop.requested() is not None:
-        # The request came after the last safe point: the run's results are all
-        # written, but the signal is reported, never dropped.
-        print(stop.interrupted("as the run finished (every result is written)"),
-              file=sys.stderr)
-        code = stop.exit_code()
     _exit_without_teardown(code)
 
 

@@ -66,6 +66,21 @@ def check(where: str) -> None:
         raise interrupted(where)
 
 
+def take_pending() -> None:
+    """Block SIGTERM and SIGINT from now on, and record one that is already pending.
+
+    The CLI's last step: a signal that came after the last safe point, even one
+    arriving while the exit status is being decided, is recorded here rather than
+    lost to a handler that would run too late (or never: os._exit follows).
+    """
+    global _requested
+    signals = set(_EXIT_CODES)
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    info = signal.sigtimedwait(signals, 0)      # consumes it; None when nothing is pending
+    if info is not None and _requested is None:
+        _requested = info.si_signo
+
+
 def reset() -> None:
     """Forget a pending request (tests, and a process that runs several runs)."""
     global _requested
