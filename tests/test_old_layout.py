@@ -47,14 +47,18 @@ def test_old_run_directory_resumes_and_reports_without_rewriting(tmp_path):
         {p: h for p, h in before.items() if p not in rewritten}
 
 
-def test_old_checkpoints_load_with_their_masks(tmp_path):
+def test_old_checkpoints_load_with_their_masks(tmp_path, monkeypatch):
     """restore_weights reads an old 'end' (masks included) into a model: its masks equal the
     level's mask.npz and its weights the checkpoint's tensors."""
     import sys
-    sys.path.insert(0, FIXTURE)
-    import fixture_model  # noqa: F401  (registers fixture_mlp)
     import tensorflow as tf
     from tflottery import masking, models
+    # The fixture's model is registered for this test only: the README test lists every
+    # registered model, and this one is not the package's.
+    monkeypatch.syspath_prepend(FIXTURE)
+    monkeypatch.setattr(models.REGISTRY, "_items", dict(models.REGISTRY._items))
+    monkeypatch.delitem(sys.modules, "fixture_model", raising=False)
+    import fixture_model  # noqa: F401  (registers fixture_mlp)
     from tflottery.training import checkpoints
     (run,) = glob.glob(os.path.join(FIXTURE, "runs", "lottery_*"))
     level = os.path.join(run, "replicate_0", "level_2")
