@@ -37,6 +37,12 @@ agents running; NOT the quiet machine of the acceptance), 3 rounds each,
   4x3000@500  median wall: tflottery 84.7 s, baseline 92.5 s (0.92x), torch
               191 s (torch varied 85-215 s under this load: no ratio to it
               means anything here)
+Quiet machine, same day (load 0.6-3.2, 3 rounds, "tflottery" = main after
+#26's storage and start-up work, "baseline" = 81e0c53):
+  7x300@150   tflottery 17.42 s, baseline 20.67 s (0.84x), torch 20.05 s
+  4x3000@500  tflottery 43.68 s, baseline 42.00 s (1.04x), torch 73.21 s
+  torch here is far slower than the 5.9 s the issue measured for 7x300
+  (OMP_WAIT_POLICY=PASSIVE, or a slow day): its ratios are not claimed.
 The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
 levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
 96.95% / 96.90% (tflottery / torch).
