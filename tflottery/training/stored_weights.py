@@ -11,9 +11,10 @@ per phase.  Now a named checkpoint holds:
                             left out when its weights equal another stored
                             checkpoint's under this checkpoint's masks (below)
   mask_bits.npz             the masks, one bit a weight (np.packbits)
-  info.json                 step, data seed; "format": 2; "files": size and
-                            sha256 of each file above, taken when it was
-                            written; "weights_from": the other checkpoint, if any
+  info.json                 step, data seed; "format": 2; "files": size of
+                            each file above, and sha256 of all but the tensor
+                            data, taken when it was written; "weights_from":
+                            the other checkpoint, if any
 
 Optimizer slots are in no named checkpoint: nothing reads them (the rolling
 'latest', which a preempted phase resumes from, keeps them; it is removed
@@ -210,9 +211,16 @@ def write(model, directory: str, write_tensors, may_refer: bool) -> dict:
         names = [p.rsplit("/", 1)[-1] for p in tf.io.gfile.glob(_prefix(directory) + ".*")]
     io.atomic_write_bytes(layout.file(directory, layout.CHECKPOINT_MASK_BITS), _mask_bits(model))
     names.append(layout.CHECKPOINT_MASK_BITS)
-    record["files"] = {name: {"size": tf.io.gfile.stat(layout.file(directory, name)).length,
-                              "sha256": _digest(layout.file(directory, name))}
-                       for name in sorted(names)}
+    record["files"] = {name: _file_record(layout.file(directory, name)) for name in sorted(names)}
+    return record
+
+
+def _file_record(path: str) -> dict:
+    """Size, and the sha256 of a small file: `check` only sizes tensor data (the index's
+    CRC32Cs cover it), so hashing it would read every tensor back for nothing."""
+    record = {"size": tf.io.gfile.stat(path).length}
+    if not _is_tensor_data(path.rsplit("/", 1)[-1]):
+        record["sha256"] = _digest(path)
     return record
 
 
