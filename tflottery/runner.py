@@ -25,7 +25,7 @@ from tflottery.hparams import (MAX_INT, DatasetHparams, ExperimentHparams, Model
                                TrainingHparams)
 from tflottery.runs import config_file, io, layout, report_spec
 from tflottery.runs.naming import run_name
-from tflottery.runs.finished import write_finished
+from tflottery.runs.finished import finished_record, write_finished
 from tflottery.runs.roots import check_root
 from tflottery.training import run_log
 from tflottery.training.strategy import build_strategy, worker_root
@@ -112,14 +112,14 @@ def spec_of(experiment) -> report_spec.ReportSpec:
     return getattr(experiment, "REPORT", None) or report_spec.ReportSpec(experiment.name)
 
 
-def end_of_run(spec: report_spec.ReportSpec, ctx, rec: dict, result):
+def end_of_run(spec: report_spec.ReportSpec, ctx, rec: dict, result, writable: bool):
     """Call the experiment's declared end-of-run report, `spec.end_of_run(run_dir,
     settings, writable)`; the summary it returns joins the result as 'summary'."""
     if not spec.end_of_run:
         return result
     module, _, function = spec.end_of_run.rpartition(".")
     hook = getattr(importlib.import_module(module), function)
-    summary = hook(ctx.run_dir, hparams_record.flat(rec["hparams"]), ctx.writable)
+    summary = hook(ctx.run_dir, hparams_record.flat(rec["hparams"]), writable)
     if summary is None or not isinstance(result, dict):
         return result
     return dict(result, summary=summary)
@@ -194,9 +194,15 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
         ctx.state.run_log = run_log.RunLog(
             hparams_record.flat(rec["hparams"]),
             plan.steps_left(planned) if planned else None)
-        result = end_of_run(spec, ctx, rec, experiment.run(ctx))
+        # A replicate that had finished with these settings, and trains nothing now,
+        # is only read: its summary, figures and records stay as its end wrote them
+        # (a later replicate's end redraws the run's summary; so does tflottery.report).
+        finished_before = finished_record(ctx.replicate_dir, rec["hparams"]) is not None
+        result = experiment.run(ctx)
+        rerun = finished_before and ctx.state.run_log.trained_steps == 0
+        result = end_of_run(spec, ctx, rec, result, ctx.writable and not rerun)
         stop.check("before the run's final records")
-        if ctx.writable:
+        if ctx.writable and not rerun:
             io.atomic_write_text(layout.file(ctx.run_dir, layout.OPERATIVE_CONFIG),
                                  gin.operative_config_str())
             write_finished(ctx.replicate_dir, rec, result)
