@@ -75,6 +75,9 @@ IMPORTS = {
 
 def _run(script, args, backend="tensorflow"):
     env = dict(os.environ, PYTHONPATH=REPO, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
+    # As in a user's shell: the suite's conftest sets TF_USE_LEGACY_KERAS, a user does not
+    # (then `import keras` first loads TensorFlow before tflottery can set it).
+    env.pop("TF_USE_LEGACY_KERAS", None)
     proc = subprocess.run([sys.executable, "-c", script, *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

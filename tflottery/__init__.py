@@ -27,7 +27,18 @@ import importlib  # noqa: E402
 
 import wrapt  # noqa: E402
 
+
+
+def _register_keras3_layer(_):
+    # tf_keras first: the masking package's adapter (keras_compat) imports it, and
+    # tf_keras' own hook below imports masking.layer, which needs the adapter whole.
+    # Imported from inside the adapter's import instead (Keras 3 imported before
+    # tflottery, in a shell without TF_USE_LEGACY_KERAS), that hook would find
+    # the adapter half-initialised.
+    importlib.import_module("tf_keras")
+    importlib.import_module("tflottery.masking.keras3_layer")
+
+
 wrapt.register_post_import_hook(
     lambda _: importlib.import_module("tflottery.masking.layer"), "tf_keras")
-wrapt.register_post_import_hook(
-    lambda _: importlib.import_module("tflottery.masking.keras3_layer"), "keras")
+wrapt.register_post_import_hook(_register_keras3_layer, "keras")
