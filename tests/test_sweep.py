@@ -313,7 +313,7 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
     assert page and os.path.exists(page[0].split(": ", 1)[1])
     assert "InitializeLog" not in first.stderr and "cuda" not in first.stderr, first.stderr
 
-    second = run_sweep_cli(*args, "--fail_fast")
+    second = run_sweep_cli(*args[:-1], "--fail_fast")
     assert second.returncode == 1
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: finished before, skipped" in second.stdout
     assert "job 2/2: BranchHparams.dilation=0.0 replicate=0: FAILED (exit 2)" in second.stdout
