@@ -399,9 +399,10 @@ def build(root):
             "statistics": statistics, "retrain": retrain}
 
 
-def retrain_run(root, name="lottery_speed"):
-    """A lottery run without config.gin: levels 0 and 2 with holdout evaluations,
-    retrain branches at dilations 0.5 and 2 (branch.json), two replicates."""
+def speed_run(root, name="lottery_speed"):
+    """A lottery run for the training-speed section: levels 0 and 2 with holdout
+    evaluations, retrain branches at dilations 0.5 and 2 (branch.json), two replicates;
+    no config.gin."""
     run = os.path.join(root, name)
     for rep in range(2):
         for level, density in ((0, 1.0), (2, 0.64)):
@@ -456,18 +457,17 @@ def _pai_sweep(root, first, scope, rng):
 
 
 def build_showcase(root, full: bool = True):
-    """What a real sweep adds that the report must still show legibly: a lottery run
-    without config.gin, with dilated retrain branches; a pai sweep of the same network
-    as another that differs from it only in PaiHparams.scope (layerwise), where
-    magnitude and random pruning score the same and only SynFlow has an ablation (a
-    one-panel figure); and an lmc run of
+    """What a real sweep adds that the report must still show legibly: a training-speed
+    run; a pai sweep of the same network as another that differs from it only in
+    PaiHparams.scope (layerwise), where magnitude and random pruning score the same
+    and only SynFlow has an ablation (a one-panel figure); and an lmc run of
     'independent_imp' subnetworks with InstabilityHparams.align (raw and aligned
     instability, soups: the widest instability table).  `full`: on top of build(root)
     (for benchmarks/report_screenshots.py); else the other sweep is a small one like it
     (the browser test's quicker page)."""
     if full:
         build(root)
-    retrain_run(root)
+    speed_run(root)
     rng = np.random.default_rng(1)
     if not full:
         _pai_sweep(root, 4, None, rng)

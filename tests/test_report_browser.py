@@ -1,8 +1,7 @@
 """The report as a reader sees it (#25 item 5), on a small showcase root
 (tests/synthetic_runs.build_showcase(full=False): two pai sweeps of one network that
 differ only in PaiHparams.scope, magnitude and random pruning scoring the same, a
-one-panel ablation figure, an lmc run with alignment and soups, a lottery run with
-dilated retrain branches).
+one-panel ablation figure, an lmc run with alignment and soups, a training-speed run).
 
 Without a browser: every figure title lies inside its figure (matplotlib's own text
 extents, measured as the figure is written); runs and pai sweeps are labelled by the
@@ -188,6 +187,7 @@ def test_pai_accuracy_draws_the_methods_without_their_ablations(report):
 
 def test_every_figure_is_under_report_figures(report):
     figure_dir = os.path.join(report["out"], page.FIGURE_DIR)
+    assert any(os.path.basename(p).startswith("speed_") for p in report["written"]["figures"])
     assert [p for p in report["written"]["figures"]
             if os.path.dirname(p) != figure_dir] == []
     assert [f for f in os.listdir(report["out"]) if f.endswith((".png", ".pdf"))] == []
@@ -204,8 +204,6 @@ CHROMIUM = report_screenshots.find_chromium()
 def test_at_1280_px_no_table_or_title_runs_past_its_box(report):
     layout = report_screenshots.measure(report["written"]["html"], 1280, CHROMIUM)
     assert layout["viewport"] == 1280
-    # 6 tables: runs, lottery (2), instability, pai (2); the training-speed section's 2
-    # are gone with it (#23).
-    assert len(layout["tables"]) >= 6 and len(layout["images"]) >= 12
+    assert len(layout["tables"]) >= 8 and len(layout["images"]) >= 12
     assert any(t["heading"].startswith("Instability") for t in layout["tables"])
     assert report_screenshots.problems(layout) == []

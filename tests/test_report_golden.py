@@ -1,7 +1,8 @@
 """The report's bytes pinned (#23): a hand-made root of every experiment's layout
-(tests/synthetic_runs.py) rendered by the report page and the single-run lottery
-summary must give exactly the Markdown, tables and figure file names stored in
-tests/data/report_golden/.
+(tests/synthetic_runs.py, plus a lottery run with holdout metrics and dilated retrain
+branches for the training-speed section) rendered by the report page and the
+single-run lottery summary must give exactly the Markdown, tables and figure file
+names stored in tests/data/report_golden/.
 
 The tree is written from JSON files only (no training), so the bytes do not depend
 on the CPU; the root's temporary path is replaced by ROOT before comparing.  To
@@ -69,6 +70,13 @@ def _page(root, name):
 
 def test_report_page_is_byte_identical(root):
     _page(root, "page")
+
+
+def test_speed_section_is_byte_identical(tmp_path):
+    """Apart from the synthetic root: a corrupt file there fails speed's own reader."""
+    root = str(tmp_path / "root")
+    synthetic_runs.speed_run(root)
+    _page(root, "speed_page")
 
 
 def test_lottery_run_summary_is_byte_identical(root):

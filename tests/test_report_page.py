@@ -1,7 +1,8 @@
 """The report page and its command line: `python -m tflottery.report ROOT`
 writes report.md and report.html referencing every figure, lists unreadable
-files by name, and fails with exit status 2 and one line for a missing root
-or a root without runs."""
+files by name, includes the training-speed section (a failing one is a
+problem, not a crash), and fails with exit status 2 and
+one line for a missing root or a root without runs."""
 import csv
 import glob
 import json
@@ -12,7 +13,7 @@ import pytest
 
 import synthetic_runs
 from conftest import SMALL_RUN, run_module
-from tflottery.reporting import page
+from tflottery.reporting import collect, page
 
 
 def run_report(*args, timeout=240):
@@ -99,6 +100,52 @@ def test_errors_are_one_line_with_status_2(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(message)
     assert not (tmp_path / "empty" / "report").exists()
+
+
+@pytest.fixture
+def small_table(tmp_path):
+    root = tmp_path / "root"
+    synthetic_runs.build(str(root))
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    os.rename(root / "train_ffffffffff", keep / "train_ffffffffff")
+    return collect.collect(str(keep))
+
+
+def _fake_speed(monkeypatch, report_section):
+    monkeypatch.setattr(page.speed, "report_section", report_section)
+
+
+def test_speed_section_is_included(monkeypatch, small_table, tmp_path):
+    seen = {}
+
+    def report_section(table, out_dir, page_dir=None):
+        seen["rows"] = len(table["rows"])
+        seen["dirs"] = (out_dir, page_dir)
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, "speed_dilation.png")
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n")
+        return "### Dilation\n\nThe smallest dilation factor is **0.6**.", [path]
+    _fake_speed(monkeypatch, report_section)
+    written = page.write_report(small_table, str(tmp_path / "out"))
+    md = open(written["markdown"]).read()
+    html = open(written["html"]).read()
+    assert seen["rows"] == 2
+    # The speed figures go with the others into figures/, linked from the page's directory.
+    assert seen["dirs"] == (str(tmp_path / "out" / "figures"), str(tmp_path / "out"))
+    assert "## Training speed" in md and "smallest dilation factor is **0.6**" in md
+    assert "![speed_dilation.png](figures/speed_dilation.png)" in md
+    assert 'src="figures/speed_dilation.png"' in html and "<strong>0.6</strong>" in html
+    assert written["figures"][-1].endswith("speed_dilation.png")
+
+
+def test_failing_speed_section_is_a_problem_not_a_crash(monkeypatch, small_table, tmp_path):
+    def report_section(table, out_dir, page_dir=None):
+        raise ValueError("no holdout")
+    _fake_speed(monkeypatch, report_section)
+    written = page.write_report(small_table, str(tmp_path / "out"))
+    assert "report_section failed: no holdout" in open(written["markdown"]).read()
 
 
 def test_real_lottery_run_then_report(tmp_path):

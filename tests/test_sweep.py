@@ -285,7 +285,7 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
         "BranchHparams.levels = (0, 1)"]) + "\n")
     root = tmp_path / "runs"
     args = [f"--gin_file={gin_file}", f"--root_dir={root}",
-            "--grid=BranchHparams.dilation=0.5,0.0"]
+            "--grid=BranchHparams.dilation=0.5,0.0", "--speed_report"]
     first = run_sweep_cli(*args)
     assert first.returncode == 1, first.stdout + first.stderr[-2000:]
     out = first.stdout
@@ -304,6 +304,11 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
         metrics = [json.loads(l) for l in open(os.path.join(branch, "train", "metrics.jsonl"))]
         # 24 it x 0.5 = 12 it, evaluations every 8 x 0.5 = 4 it.
         assert [r["step"] for r in metrics if "test_accuracy" in r] == [0, 4, 8, 12]
+    report = [l for l in out.splitlines() if l.startswith("training-speed report: ")]
+    assert report and os.path.exists(report[0].split(": ", 1)[1])
+    name = os.path.basename(run_dir)
+    for kind in ("early_stopping", "dilation"):
+        assert os.path.exists(root / "speed" / f"speed_{name}_{kind}.png")
     assert len(glob.glob(str(root / sweep.JOBS_DIRNAME / "*.log"))) == 2
     # The closing table and the whole root's report.
     assert re.search(r"^\| BranchHparams.dilation=0.5 +\| 0 +\| \d+\.\d\d +\| the last IMP level "

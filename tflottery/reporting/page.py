@@ -2,17 +2,19 @@
 
 The page puts together what a reader needs to judge a sweep without the
 code: what ran and how far it got, the summary tables, every figure the
-results support (with a caption saying what it shows), each run's config
+results support (with a caption saying what it shows), the training-speed
+section (reporting/speed.py; its failure is a problem, not a crash), each run's config
 (collapsed), and the files that could not be read.
 """
 import html
 import os
 import posixpath
-from typing import List
+from typing import List, Tuple
 
 import markdown as python_markdown
+from absl import logging
 
-from tflottery.reporting import collect, figures, tables
+from tflottery.reporting import collect, figures, speed, tables
 from tflottery.runs import io
 
 FIGURE_DIR = "figures"
@@ -49,6 +51,20 @@ def to_html(markdown: str, title: str) -> str:
             f"{body}\n</body>\n</html>\n")
 
 
+def speed_section(table: dict, out_dir: str) -> Tuple[str, List[str]]:
+    """(markdown, figure paths) of speed.report_section, its figures in out_dir/figures
+    with the others; ('', []) if it fails."""
+    try:
+        markdown, paths = speed.report_section(table, os.path.join(out_dir, FIGURE_DIR),
+                                               page_dir=out_dir)
+    except Exception as err:  # noqa: BLE001 -- its failure must not cost the report
+        logging.warning("speed section failed: %s", err)
+        table["problems"].append({"file": "tflottery/reporting/speed.py",
+                                  "error": f"report_section failed: {err}"})
+        return "", []
+    return markdown or "", list(paths or [])
+
+
 def _figure_markdown(entry: dict, out_dir: str) -> str:
     lines = [f"### {entry['title']}", "", entry["caption"], ""]
     pngs = [p for p in entry["files"] if p.endswith(".png")]
@@ -75,7 +91,8 @@ def _config_markdown(table: dict) -> str:
     return "\n\n".join(parts)
 
 
-def build_markdown(table: dict, drawn: List[dict], out_dir: str, data_files: List[str]) -> str:
+def build_markdown(table: dict, drawn: List[dict], speed: Tuple[str, List[str]],
+                   out_dir: str, data_files: List[str]) -> str:
     root = table["root"]
     sections = [f"# Report: {root}", "",
                 f"{len(table['runs'])} run(s), "
@@ -94,6 +111,14 @@ def build_markdown(table: dict, drawn: List[dict], out_dir: str, data_files: Lis
         body = text(table)
         if body:
             sections += [f"## {title}", "", body, ""]
+    speed_md, speed_paths = speed
+    if speed_md or speed_paths:
+        heading = [] if speed_md.lstrip().startswith("## ") else ["## Training speed", ""]
+        sections += heading + [speed_md.strip(), ""]
+        for path in speed_paths:
+            rel = tables.link(path, out_dir)
+            if path.endswith(".png") and rel not in speed_md:
+                sections += [f"![{posixpath.basename(rel)}]({rel})", ""]
     if drawn:
         sections += ["## Figures", ""]
         sections += [_figure_markdown(entry, out_dir) for entry in drawn]
@@ -113,10 +138,11 @@ def write_report(table: dict, out_dir: str) -> dict:
     io.makedirs(out_dir)
     figure_dir = os.path.join(out_dir, FIGURE_DIR)
     drawn = figures.draw_all(table, figure_dir)
+    speed = speed_section(table, out_dir)
     data_files = collect.write(table, out_dir)
-    markdown = build_markdown(table, drawn, out_dir, data_files)
+    markdown = build_markdown(table, drawn, speed, out_dir, data_files)
     md_path, html_path = os.path.join(out_dir, "report.md"), os.path.join(out_dir, "report.html")
     io.atomic_write_text(md_path, markdown + "\n")
     io.atomic_write_text(html_path, to_html(markdown, f"Report: {table['root']}"))
-    files = [p for entry in drawn for p in entry["files"]]
+    files = [p for entry in drawn for p in entry["files"]] + list(speed[1])
     return {"markdown": md_path, "html": html_path, "figures": files, "data": data_files}

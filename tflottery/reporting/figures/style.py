@@ -171,21 +171,21 @@ def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
 
 
 def line_with_band(ax, xs, points: List[dict], label: str, col: str, mk: str = "o",
-                   ls: str = "-", open_marker: bool = False) -> None:
+                   ls: str = "-", scale: float = 100.0, open_marker: bool = False) -> None:
     """Mean as a line with markers (open ones: `open_marker`); the min-max over
     replicates as a band."""
-    ax.plot(xs, [100.0 * p["mean"] for p in points], ls=ls, marker=mk, ms=5 if open_marker else 4,
+    ax.plot(xs, [scale * p["mean"] for p in points], ls=ls, marker=mk, ms=5 if open_marker else 4,
             color=col, label=label, lw=1.6 if ls == "-" else 1.3,
             **({"markerfacecolor": "white", "markeredgewidth": 1.3} if open_marker else {}))
     if any(p["n"] > 1 for p in points) and len(xs) == 1:
         # A band over one point has no width: the min-max as an error bar instead.
         p = points[0]
-        ax.errorbar(xs, [100.0 * p["mean"]], yerr=[[100.0 * (p["mean"] - p["min"])],
-                                                   [100.0 * (p["max"] - p["mean"])]],
+        ax.errorbar(xs, [scale * p["mean"]], yerr=[[scale * (p["mean"] - p["min"])],
+                                                   [scale * (p["max"] - p["mean"])]],
                     color=col, ls="none", lw=1, capsize=3)
     elif any(p["n"] > 1 for p in points):
-        ax.fill_between(xs, [100.0 * p["min"] for p in points],
-                        [100.0 * p["max"] for p in points], color=col, alpha=0.15, lw=0)
+        ax.fill_between(xs, [scale * p["min"] for p in points],
+                        [scale * p["max"] for p in points], color=col, alpha=0.15, lw=0)
 
 
 def dense_band(ax, accuracies: List[float], what: str = "dense network") -> None:
