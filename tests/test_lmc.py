@@ -91,7 +91,6 @@ def test_dense_instability_records(tmp_path, run_logs, caplog):
     for k in (0, 8):
         out = os.path.join(run_dir, "replicate_0", f"k_{k}")
         rec = json.load(open(os.path.join(out, "instability.json")))
-        assert os.path.exists(os.path.join(out, "instability.png"))
         for split in ("test", "train"):
             curve = rec["curves"][split]
             assert curve["alpha"] == pytest.approx(np.linspace(0, 1, 5).tolist())
@@ -434,3 +433,26 @@ def test_independent_imp_subnetworks_come_from_two_lottery_replicates(tmp_path):
     for split in ("test", "train"):
         raw, aligned = rec["curves"][split]["accuracy"], rec["aligned"]["curves"][split]["accuracy"]
         assert aligned[0] == raw[0] and aligned[-1] == pytest.approx(raw[-1], abs=2e-3)
+
+
+def test_end_of_run_draws_the_per_epoch_figure_once_and_no_path_figure(tmp_path, capsys):
+    """An analysis recorded with per_epoch gets instability_per_epoch.png at the run's end
+    (redrawn only when its instability.json is newer); the error along the path is the
+    report's interpolation figure, not a file of each analysis (#23)."""
+    from tflottery.reporting import instability
+    k_dir = tmp_path / "lmc_0123456789" / "replicate_0" / "k_0"
+    k_dir.mkdir(parents=True)
+    curve = {"alpha": [0.0, 0.5, 1.0], "error": [0.1, 0.3, 0.1]}
+    (k_dir / "instability.json").write_text(json.dumps({
+        "k": 0, "rewind_step": "0it", "density": 1.0, "end_accuracy": [0.9, 0.9],
+        "barrier": {"test": 0.2, "train": 0.2}, "curves": {"test": curve, "train": curve},
+        "per_epoch": [{"step": 8, "test_barrier": 0.3}, {"step": 16, "test_barrier": 0.2}]}))
+    table = instability.end_of_run(str(tmp_path / "lmc_0123456789"), {})
+    assert [(r["k"], r["test_barrier_mean"]) for r in table["rows"]] == [(0, 0.2)]
+    figure = k_dir / "instability_per_epoch.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(k_dir)) == ["instability.json", "instability_per_epoch.png"]
+    drawn = figure.stat().st_mtime_ns
+    instability.end_of_run(str(tmp_path / "lmc_0123456789"), {})
+    assert figure.stat().st_mtime_ns == drawn          # not stale: not drawn again
+    capsys.readouterr()

@@ -1,7 +1,7 @@
 """Training speed (thesis 3.3.6): holdout metrics recorded by the Trainer, the
 early-stopping and dilation metrics against hand-made run directories (values
 computed by hand here), and the report section's figures."""
-from conftest import two_cpu_strategy  # noqa: F401,E402  (conftest sets up TensorFlow)
+from conftest import run_module, two_cpu_strategy  # noqa: F401,E402  (conftest sets up TensorFlow)
 import glob
 import json
 import os
@@ -9,7 +9,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from tflottery import data, masking, models
+from tflottery import data, masking, models, sweep
 from tflottery.hparams import DatasetHparams, TrainingHparams
 from tflottery.reporting import collect, speed
 from tflottery.training.loop import Trainer, read_metrics
@@ -179,12 +179,19 @@ def test_report_section_from_the_table_and_root(tmp_path):
     assert "| IMP | 2 | 64.00 | 100 | 90.00 | 96.00 |" in markdown
     assert "| 0 (dense) | 100.00 | 0.5 |" in markdown and "| 4 | 40.96 | none |" in markdown
     assert "![dilation](speed_lottery_d_dilation.png)" in markdown
-    # The same from the root directory itself (collected there).
-    assert speed.report_section(str(tmp_path / "root"), str(out))[0] == markdown
     empty_md, empty_figs = speed.report_section({"runs": [], "rows": []}, str(out))
     assert empty_figs == [] and "No training-speed data" in empty_md
-    # The command line writes speed.md / speed.json under ROOT/speed.
-    assert speed.main([str(tmp_path / "root")]) == 0
-    assert os.path.exists(tmp_path / "root" / "speed" / "speed.md")
-    saved = json.load(open(tmp_path / "root" / "speed" / "speed.json"))
-    assert saved[0]["dilation"]["rows"][0]["smallest_matching_dilation"] == 0.5
+
+
+def test_the_removed_command_says_where_the_report_is(tmp_path, capsys):
+    """`python -m tflottery.reporting.speed` and sweep --speed_report (removed, #23): one
+    line naming the report page's section; the sweep plans and runs nothing."""
+    result = run_module("tflottery.reporting.speed", str(tmp_path), timeout=120)
+    assert result.returncode == 1
+    # The last line (before it: TensorFlow's start-up lines, as the module imports it).
+    assert result.stderr.strip().splitlines()[-1] == f"error: {speed.MESSAGE}"
+    assert "python -m tflottery.report ROOT" in speed.MESSAGE
+    assert sweep.main([f"--root_dir={tmp_path / 'runs'}", "--grid=A.b=1,2",
+                       "--speed_report"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {speed.MESSAGE}"]
+    assert not (tmp_path / "runs").exists()

@@ -285,7 +285,7 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
         "BranchHparams.levels = (0, 1)"]) + "\n")
     root = tmp_path / "runs"
     args = [f"--gin_file={gin_file}", f"--root_dir={root}",
-            "--grid=BranchHparams.dilation=0.5,0.0", "--speed_report"]
+            "--grid=BranchHparams.dilation=0.5,0.0"]
     first = run_sweep_cli(*args)
     assert first.returncode == 1, first.stdout + first.stderr[-2000:]
     out = first.stdout
@@ -304,11 +304,9 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
         metrics = [json.loads(l) for l in open(os.path.join(branch, "train", "metrics.jsonl"))]
         # 24 it x 0.5 = 12 it, evaluations every 8 x 0.5 = 4 it.
         assert [r["step"] for r in metrics if "test_accuracy" in r] == [0, 4, 8, 12]
-    report = [l for l in out.splitlines() if l.startswith("training-speed report: ")]
-    assert report and os.path.exists(report[0].split(": ", 1)[1])
-    name = os.path.basename(run_dir)
+    name = os.path.basename(run_dir)     # the training-speed figures: in the report page's
     for kind in ("early_stopping", "dilation"):
-        assert os.path.exists(root / "speed" / f"speed_{name}_{kind}.png")
+        assert os.path.exists(root / "report" / "figures" / f"speed_{name}_{kind}.png")
     assert len(glob.glob(str(root / sweep.JOBS_DIRNAME / "*.log"))) == 2
     # The closing table and the whole root's report.
     assert re.search(r"^\| BranchHparams.dilation=0.5 +\| 0 +\| \d+\.\d\d +\| the last IMP level "
@@ -318,7 +316,7 @@ def test_real_sweep_resumes_and_reports_failures(tmp_path):
     assert page and os.path.exists(page[0].split(": ", 1)[1])
     assert "InitializeLog" not in first.stderr and "cuda" not in first.stderr, first.stderr
 
-    second = run_sweep_cli(*args[:-1], "--fail_fast")
+    second = run_sweep_cli(*args, "--fail_fast")
     assert second.returncode == 1
     assert "job 1/2: BranchHparams.dilation=0.5 replicate=0: finished before, skipped" in second.stdout
     assert "job 2/2: BranchHparams.dilation=0.0 replicate=0: FAILED (exit 2)" in second.stdout

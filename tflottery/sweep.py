@@ -374,8 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--print_commands", action="store_true", help="print one shell command per job, run nothing")
     p.add_argument("--fail_fast", action="store_true", help="stop at the first failing job")
     p.add_argument("--stream", action="store_true", help="show each job's output as it runs")
-    p.add_argument("--speed_report", action="store_true",
-                   help="at the end, write the training-speed report of root_dir (tflottery.reporting.speed)")
+    p.add_argument("--speed_report", action="store_true", help="removed (#23): says where the report is")
     p.add_argument("--no_report", action="store_true",
                    help="do not write the report of root_dir at the end")
     p.add_argument("--python", default=sys.executable, help="interpreter of the jobs")
@@ -384,6 +383,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
+    if args.speed_report:
+        from tflottery.reporting import speed
+        print(f"error: {speed.MESSAGE}", file=sys.stderr)
+        return 2
     try:
         jobs = build_jobs(args.gin_file, args.gin_bindings, args.root_dir, args.replicates,
                           args.grid, python=args.python)
@@ -417,10 +420,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         path = write_report(args.root_dir, args.python)
         if path:
             print(f"report (every run under {args.root_dir}): {path}", flush=True)
-    if args.speed_report and (outcome["succeeded"] or outcome["skipped"]):
-        from tflottery.reporting import speed
-        path = speed.write_report(args.root_dir)
-        print(f"training-speed report: {path}", flush=True)
     return 1 if outcome["failed"] or outcome["not_run"] else 0
 
 

@@ -14,7 +14,7 @@ replicate_<r>/level_<L>/k_<k iterations>/ (subnetworks of IMP level L):
     pretrain/            (dense) training from W0 to k
     copy_0/, copy_1/...  the copies' training phases (one per copy seed)
     instability.json     curves, barriers, end accuracies, distances, soup (written last)
-    instability.png      test and train error along the path
+    instability_per_epoch.png  with per_epoch: the instability during the copies' training
 
 For 'imp', the lottery run directory sits beside this run in root_dir, named
 exactly as `--gin_file=imp.gin` with rewind_step k would name it, so both

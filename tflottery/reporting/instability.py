@@ -2,9 +2,9 @@
 train error barriers (mean and standard deviation over replicates), whether
 training from k is stable, whether the subnetwork is matching, and the
 earliest stable and matching k (median over replicates, thesis Figure 4-18);
-plus the plot of the error along the linear path.  Analyses with
-InstabilityHparams.align set add the barriers after permutation alignment
-beside the raw ones (columns and dashed curves); every analysis's soup
+plus the plot of the instability during the copies' training (per_epoch).
+Analyses with InstabilityHparams.align set add the barriers after permutation
+alignment beside the raw ones (columns and dashed curves); every analysis's soup
 (uniform weight average of its copies) adds its test accuracy."""
 import os
 from typing import Optional
@@ -188,9 +188,11 @@ def _stale(image: str, record: str) -> bool:
 
 
 def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
-    """An lmc run's end (its ReportSpec.end_of_run): each analysis's instability.png
-    (and instability_per_epoch.png) not drawn yet, instability_summary.json/md over
-    every replicate so far, the table printed; returns the table."""
+    """An lmc run's end (its ReportSpec.end_of_run): each analysis's
+    instability_per_epoch.png (InstabilityHparams.per_epoch) not drawn yet,
+    instability_summary.json/md over every replicate so far, the table printed; returns
+    the table.  The error along each path is drawn by the report (its interpolation
+    figure, mean over replicates); each analysis's own instability.png went in #23."""
     summary_hp = SummaryHparams(**{field: settings[f"SummaryHparams.{field}"]
                                    for field in ("matching_tolerance", "stability_threshold")
                                    if f"SummaryHparams.{field}" in settings})
@@ -198,37 +200,12 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
     table = summarize(run_dir, summary_hp, rows)
     if writable:
         for row in rows:
-            directory = os.path.dirname(row["path"])
-            for name, plot, key in (("instability.png", plot_curves, "curves"),
-                                    ("instability_per_epoch.png", plot_per_epoch, "per_epoch")):
-                if row[key] is not None and _stale(layout.file(directory, name), row["path"]):
-                    plot(layout.file(directory, name), row)
+            path = layout.file(os.path.dirname(row["path"]), "instability_per_epoch.png")
+            if row["per_epoch"] is not None and _stale(path, row["path"]):
+                plot_per_epoch(path, row)
         write(run_dir, table)
     print(to_markdown(table), flush=True)
     return table
-
-
-def plot_curves(path: str, row: dict) -> None:
-    """Test and train error along the linear path between the two copies (`row`: the
-    analysis's instability row, collect.py)."""
-    plt = style.pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 3.8))
-    for split, curve in row["curves"].items():
-        line, = ax.plot(curve["alpha"], [100 * e for e in curve["error"]], marker="o", ms=3,
-                        label=f"{split} (instability {100 * row[f'{split}_instability']:.2f})")
-        if row["align"]:
-            other = row["aligned_curves"][split]
-            ax.plot(other["alpha"], [100 * e for e in other["error"]], marker="s", ms=3,
-                    ls="--", color=line.get_color(),
-                    label=f"{split}, {row['align']}-aligned "
-                          f"({100 * row[f'aligned_{split}_instability']:.2f})")
-    ax.set_xlabel("interpolation alpha")
-    ax.set_ylabel("error (%)")
-    ax.set_title(f"{row['subnetwork']}: k = {row['rewind_step']}, "
-                 f"density {100 * row['density']:.1f}%")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    style.save_figure(fig, path)
 
 
 def plot_per_epoch(path: str, row: dict) -> None:

@@ -31,7 +31,8 @@ SPECS = {spec.name: spec for spec in (
                result_file="dst.json"),
     ReportSpec("dynamic_imp", family="dynamic", method="dynamic_imp",
                variant=("DynamicImpHparams.first_mask", "DynamicImpHparams.regrow_init",
-                        "DynamicImpHparams.regrow"),
+                        "DynamicImpHparams.regrow", "DynamicImpHparams.min_overlap",
+                        "DynamicImpHparams.next_mask", "DynamicImpHparams.drop_fraction"),
                target_sparsity="DynamicImpHparams.sparsity", result_file="dynamic_imp.json"),
 )}
 

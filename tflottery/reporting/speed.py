@@ -14,14 +14,11 @@ test accuracy is at least the full-length (d = 1) dense accuracy minus
 SummaryHparams.matching_tolerance points (Figure 3-9).
 
 Everything is read from the collector's rows (reporting/collect.py: phases,
-densities, the retrain branches' settings) and the phases' metrics.jsonl, so
-a report can be made from any root at any time:
-
-    python -m tflottery.reporting.speed ROOT [--out_dir=DIR] [--matching_tolerance=0.2]
-
-`report_section(table, out_dir)` is the entry for the report page.
+densities, the retrain branches' settings) and the phases' metrics.jsonl.
+`report_section(table, out_dir)` is the report page's 'Training speed'
+section (`python -m tflottery.report ROOT`); its own command and the sweep's
+--speed_report were removed (#23) and only say so (MESSAGE).
 """
-import argparse
 import math
 import os
 import sys
@@ -34,6 +31,9 @@ from tflottery.reporting.figures import style
 from tflottery.runs import io, layout
 
 DEFAULT_TOLERANCE = 0.2   # points; SummaryHparams.matching_tolerance's default
+MESSAGE = ("the training-speed report's own command and sweep --speed_report were removed "
+           "(#23): its tables and figures are the 'Training speed' section of the report "
+           "page, python -m tflottery.report ROOT (a sweep writes it at its end)")
 
 
 # ---- one phase: the early-stopping metric ----
@@ -96,10 +96,8 @@ def find_phases(table: dict) -> Dict[str, List[dict]]:
     return out
 
 
-def run_tolerance(run_dir: str, override: Optional[float] = None) -> float:
-    """Matching tolerance (points): the override, else the run's summary.json, else 0.2."""
-    if override is not None:
-        return override
+def run_tolerance(run_dir: str) -> float:
+    """Matching tolerance (points): the run's summary.json's, else 0.2."""
     path = layout.file(run_dir, layout.RUN_SUMMARY + ".json")
     if io.exists(path):
         value = io.read_json(path).get("matching_tolerance")
@@ -163,13 +161,13 @@ def dilation_table(phases: List[dict], tolerance: float) -> Optional[dict]:
             "threshold": dense_accuracy - tolerance / 100.0, "rows": rows}
 
 
-def analyze(table: dict, matching_tolerance: Optional[float] = None) -> List[dict]:
+def analyze(table: dict) -> List[dict]:
     """Both metrics for every run of a collector's table that has something to show."""
     out = []
     runs = {run["run_dir"]: run for run in table["runs"]}
     for run_dir, phases in find_phases(table).items():
         early = early_stopping_table(phases)
-        dilation = dilation_table(phases, run_tolerance(run_dir, matching_tolerance))
+        dilation = dilation_table(phases, run_tolerance(run_dir))
         if early or dilation:
             out.append({"run_dir": run_dir, "run": os.path.basename(run_dir.rstrip("/")),
                         "title": run_title(table, runs[run_dir]),
@@ -261,20 +259,12 @@ def _dilation_markdown(table: dict) -> List[str]:
                             "accuracy % by dilation"], rows).split("\n")
 
 
-def report_section(table, out_dir: str, matching_tolerance: Optional[float] = None,
-                   page_dir: Optional[str] = None):
-    """(markdown, [PNG paths]) of the training-speed section, figures written to out_dir.
-
-    `table`: the collector's table (collect.collect), or a root directory to collect.
-    Image links in the markdown are relative to page_dir (default out_dir): the report
-    page puts the figures in its figures/ directory."""
-    table = collect.collect(table) if isinstance(table, str) else table
-    return render(analyze(table, matching_tolerance), out_dir, page_dir)
-
-
-def render(results: List[dict], out_dir: str, page_dir: Optional[str] = None):
-    """Markdown and figures (in out_dir; links relative to page_dir, default out_dir)
-    of `analyze` results."""
+def report_section(table: dict, out_dir: str, page_dir: Optional[str] = None):
+    """(markdown, [PNG paths]) of the training-speed section of the collector's table
+    (collect.collect), figures written to out_dir.  Image links in the markdown are
+    relative to page_dir (default out_dir): the report page puts the figures in its
+    figures/ directory."""
+    results = analyze(table)
     page_dir = page_dir or out_dir
     lines = ["## Training speed (thesis 3.3.6)", ""]
     figures = []
@@ -303,34 +293,5 @@ def render(results: List[dict], out_dir: str, page_dir: Optional[str] = None):
     return "\n".join(lines) + "\n", figures
 
 
-def write_report(root: str, out_dir: Optional[str] = None,
-                 matching_tolerance: Optional[float] = None) -> str:
-    """speed.md, speed.json and the figures in out_dir (default ROOT/speed); returns speed.md."""
-    out_dir = out_dir or os.path.join(root, "speed")
-    results = analyze(collect.collect(root), matching_tolerance)
-    markdown, _ = render(results, out_dir)
-    io.atomic_write_json(os.path.join(out_dir, "speed.json"), results)
-    path = os.path.join(out_dir, "speed.md")
-    io.atomic_write_text(path, markdown)
-    return path
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tflottery.reporting.speed",
-                                     description="training-speed report of run directories")
-    parser.add_argument("root", help="a run directory or a root of run directories")
-    parser.add_argument("--out_dir", default=None, help="default: ROOT/speed")
-    parser.add_argument("--matching_tolerance", type=float, default=None,
-                        help="points below dense still matching; default: each run's own, else 0.2")
-    args = parser.parse_args(argv)
-    if not io.exists(args.root):
-        print(f"error: no directory {args.root}", file=sys.stderr)
-        return 2
-    path = write_report(args.root, args.out_dir, args.matching_tolerance)
-    print(io.read_text(path))
-    print(f"report: {path}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(f"error: {MESSAGE}")
