@@ -50,16 +50,49 @@ SAVE = textwrap.dedent("""
 """)
 
 # argv: keras module, path.  Imports `masking` explicitly so that older
-# checkouts (which needed it) load too.
+# checkouts (which needed it) load too.  Also times, apart, the phase that
+# reads the weights file into the built model (the outermost call of the
+# function named in WEIGHTS_PHASE, where the Keras has it); the rest of a
+# load is mostly rebuilding the model from its config.
 LOAD = textwrap.dedent("""
     import importlib, json, sys, time
     K = importlib.import_module(sys.argv[1])
     import tflottery
     from tflottery import masking
+    spent, depth = [0.0], [0]
+
+    def time_outermost(module, name):
+        try:
+            module = importlib.import_module(module)
+        except ImportError:
+            return
+        inner = getattr(module, name, None)
+        if inner is None:
+            return
+
+        def timed(*args, **kwargs):
+            depth[0] += 1
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:
+                    spent[0] += time.process_time() - start
+        setattr(module, name, timed)
+
+    for module, name in json.loads(sys.argv[3]):
+        time_outermost(sys.argv[1] + module, name)
     wall, cpu = time.perf_counter(), time.process_time()
     K.models.load_model(sys.argv[2])
-    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                      "weights_cpu": spent[0]}))
 """)
+
+# Where each format's loader reads the weights file into the built model
+# (module under the Keras package, function).
+WEIGHTS_PHASE = [(".src.saving.legacy.hdf5_format", "load_weights_from_hdf5_group"),
+                 (".src.saving.saving_lib", "_load_state")]
 
 
 def run(script, args, src):
@@ -97,12 +130,18 @@ def main():
                 for round_ in range(args.rounds):
                     order = ("wrapped", "plain") if round_ % 2 == 0 else ("plain", "wrapped")
                     for kind in order:
-                        times[kind].append(json.loads(
-                            run(LOAD, [args.keras, f"{out}/{kind}{fmt}"], args.src)))
+                        times[kind].append(json.loads(run(
+                            LOAD, [args.keras, f"{out}/{kind}{fmt}", json.dumps(WEIGHTS_PHASE)],
+                            args.src)))
                 print(f"{name} {fmt} ({args.keras}, {args.rounds} rounds, src {args.src}):")
                 for key in ("wall", "cpu"):
                     print(ratio_line(key, [t[key] for t in times["wrapped"]],
                                      [t[key] for t in times["plain"]]), flush=True)
+                if all(t["weights_cpu"] for t in times["plain"]):
+                    for label, part in (("cpu reading weights", lambda t: t["weights_cpu"]),
+                                        ("cpu, the rest", lambda t: t["cpu"] - t["weights_cpu"])):
+                        print(ratio_line(label, [part(t) for t in times["wrapped"]],
+                                         [part(t) for t in times["plain"]]), flush=True)
 
 
 if __name__ == "__main__":
