@@ -12,7 +12,21 @@ kind alternates too); the machine is shared and noisy, so the script prints
 per-round ratios and the ratio of medians, of wall time and of the loading
 process's CPU time.  Only `load_model` is timed, not the imports.
 `--src DIR` runs another checkout's tflottery (e.g. an export of main, for
-a before/after); saving and loading both use it.
+a before/after); saving and loading both use it.  Each load's CPU time is
+also split into reading the weights file into the built model and the rest
+(mostly rebuilding the model from its config).
+
+Measured 2026-12-07 on main 85a7047 (tf_keras, 3 rounds, load average
+4.9-6.4 on 2 shared cores, so the CPU ratios are the ones to read):
+ResNet-50 `.h5` 3.87 s vs 3.31 s of CPU, 1.17x (1.28x in a run an hour
+earlier); reading weights 1.20 s vs 0.56 s, the rest 2.78 s vs 2.76 s: the
+whole extra is loading the masks, which tf_keras' legacy saver writes as
+float32 weights (189 MB file vs 95 MB) and reads through a
+`tf.io.gfile.GFile` (h5py's file-object driver: reading every dataset of
+the wrapped file took 0.25-0.40 s more CPU than the unwrapped one's that
+way, 0.03-0.06 s more opened by path).  ResNet-50 `.keras`: 20.16 s vs
+16.30 s, 1.24x (weights 16.18 s vs 13.17 s, the rest 3.98 s vs 3.13 s).
+LeNet (loads of 0.13-0.19 s, mostly noise): `.keras` 1.44x, `.h5` 1.20x.
 """
 import argparse
 import json
