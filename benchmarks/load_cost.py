@@ -12,7 +12,21 @@ kind alternates too); the machine is shared and noisy, so the script prints
 per-round ratios and the ratio of medians, of wall time and of the loading
 process's CPU time.  Only `load_model` is timed, not the imports.
 `--src DIR` runs another checkout's tflottery (e.g. an export of main, for
-a before/after); saving and loading both use it.
+a before/after); saving and loading both use it.  Each load's CPU time is
+also split into reading the weights file into the built model and the rest
+(mostly rebuilding the model from its config).
+
+Measured 2026-12-07 on main 85a7047 (tf_keras, 3 rounds, load average
+4.9-6.4 on 2 shared cores, so the CPU ratios are the ones to read):
+ResNet-50 `.h5` 3.87 s vs 3.31 s of CPU, 1.17x (1.28x in a run an hour
+earlier); reading weights 1.20 s vs 0.56 s, the rest 2.78 s vs 2.76 s: the
+whole extra is loading the masks, which tf_keras' legacy saver writes as
+float32 weights (189 MB file vs 95 MB) and reads through a
+`tf.io.gfile.GFile` (h5py's file-object driver: reading every dataset of
+the wrapped file took 0.25-0.40 s more CPU than the unwrapped one's that
+way, 0.03-0.06 s more opened by path).  ResNet-50 `.keras`: 20.16 s vs
+16.30 s, 1.24x (weights 16.18 s vs 13.17 s, the rest 3.98 s vs 3.13 s).
+LeNet (loads of 0.13-0.19 s, mostly noise): `.keras` 1.44x, `.h5` 1.20x.
 """
 import argparse
 import json
@@ -50,16 +64,49 @@ SAVE = textwrap.dedent("""
 """)
 
 # argv: keras module, path.  Imports `masking` explicitly so that older
-# checkouts (which needed it) load too.
+# checkouts (which needed it) load too.  Also times, apart, the phase that
+# reads the weights file into the built model (the outermost call of the
+# function named in WEIGHTS_PHASE, where the Keras has it); the rest of a
+# load is mostly rebuilding the model from its config.
 LOAD = textwrap.dedent("""
     import importlib, json, sys, time
     K = importlib.import_module(sys.argv[1])
     import tflottery
     from tflottery import masking
+    spent, depth = [0.0], [0]
+
+    def time_outermost(module, name):
+        try:
+            module = importlib.import_module(module)
+        except ImportError:
+            return
+        inner = getattr(module, name, None)
+        if inner is None:
+            return
+
+        def timed(*args, **kwargs):
+            depth[0] += 1
+            start = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not depth[0]:
+                    spent[0] += time.process_time() - start
+        setattr(module, name, timed)
+
+    for module, name in json.loads(sys.argv[3]):
+        time_outermost(sys.argv[1] + module, name)
     wall, cpu = time.perf_counter(), time.process_time()
     K.models.load_model(sys.argv[2])
-    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}))
+    print(json.dumps({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu,
+                      "weights_cpu": spent[0]}))
 """)
+
+# Where each format's loader reads the weights file into the built model
+# (module under the Keras package, function).
+WEIGHTS_PHASE = [(".src.saving.legacy.hdf5_format", "load_weights_from_hdf5_group"),
+                 (".src.saving.saving_lib", "_load_state")]
 
 
 def run(script, args, src):
@@ -97,12 +144,18 @@ def main():
                 for round_ in range(args.rounds):
                     order = ("wrapped", "plain") if round_ % 2 == 0 else ("plain", "wrapped")
                     for kind in order:
-                        times[kind].append(json.loads(
-                            run(LOAD, [args.keras, f"{out}/{kind}{fmt}"], args.src)))
+                        times[kind].append(json.loads(run(
+                            LOAD, [args.keras, f"{out}/{kind}{fmt}", json.dumps(WEIGHTS_PHASE)],
+                            args.src)))
                 print(f"{name} {fmt} ({args.keras}, {args.rounds} rounds, src {args.src}):")
                 for key in ("wall", "cpu"):
                     print(ratio_line(key, [t[key] for t in times["wrapped"]],
                                      [t[key] for t in times["plain"]]), flush=True)
+                if all(t["weights_cpu"] for t in times["plain"]):
+                    for label, part in (("cpu reading weights", lambda t: t["weights_cpu"]),
+                                        ("cpu, the rest", lambda t: t["cpu"] - t["weights_cpu"])):
+                        print(ratio_line(label, [part(t) for t in times["wrapped"]],
+                                         [part(t) for t in times["plain"]]), flush=True)
 
 
 if __name__ == "__main__":
