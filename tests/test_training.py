@@ -294,9 +294,9 @@ class _Branching(_Plain):
 
 
 def test_a_user_model_that_branches_on_tensors_trains(tmp_path):
-    """The training loop is traced without autograph (program.py), but the model is
-    still called with it: a tensor `if` in a user's model works, and trains the same
-    weights as the model without it."""
+    """The training loop and evaluation are traced without autograph (program.py), but
+    the model is still called with it: a tensor `if` in a user's model works, and
+    trains and evaluates as the model without it."""
     dataset = data.build(SYNTH)
     hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="20it", eval_every="20it")
     strategy = tf.distribute.get_strategy()
@@ -307,11 +307,12 @@ def test_a_user_model_that_branches_on_tensors_trains(tmp_path):
         if trained:
             model.set_weights(trained[0][0])
         start = weights(model)
-        train = Trainer(strategy, model, dataset, hp, 0, str(tmp_path / cls.__name__),
-                        writable=False).make_train_fn(0)
-        train(20)
-        trained.append((start, weights(model)))
-    (start_a, end_a), (start_b, end_b) = trained
+        trainer = Trainer(strategy, model, dataset, hp, 0, str(tmp_path / cls.__name__),
+                          writable=False)
+        trainer.make_train_fn(0)(20)
+        trained.append((start, weights(model), trainer.evaluate("test")))
+    (start_a, end_a, eval_a), (start_b, end_b, eval_b) = trained
     assert all(np.array_equal(a, b) for a, b in zip(start_a, start_b))
     assert not all(np.array_equal(a, b) for a, b in zip(start_a, end_a))
     assert all(np.array_equal(a, b) for a, b in zip(end_a, end_b))
+    assert eval_a == eval_b and eval_a["loss"] > 0
