@@ -269,3 +269,50 @@ def test_phase_from_step_k_counts_optimizer_steps_from_zero(tmp_path):
     assert float(trainer.schedule(4)) == pytest.approx(0.005)     # schedule step 12
     trainer.run()
     assert int(trainer.optimizer.iterations.numpy()) == 16
+
+
+class _Plain(keras.Model):
+    """A user's subclassed model: flatten, then one dense layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.flat = keras.layers.Flatten()
+        self.dense = keras.layers.Dense(10)
+
+    def call(self, x, training=None):
+        return self.dense(self.flat(x))
+
+
+class _Branching(_Plain):
+    """The same model with a branch on a tensor (never taken on these data)."""
+
+    def call(self, x, training=None):
+        h = self.flat(x)
+        if tf.reduce_max(tf.abs(h)) > 1e9:      # autograph makes this a tf.cond
+            h = h * 0.0
+        return self.dense(h)
+
+
+def test_a_user_model_that_branches_on_tensors_trains(tmp_path):
+    """The training loop and evaluation are traced without autograph (program.py), but
+    the model is still called with it: a tensor `if` in a user's model works, and
+    trains and evaluates as the model without it."""
+    dataset = data.build(SYNTH)
+    hp = TrainingHparams(optimizer="sgd", lr=0.05, training_steps="20it", eval_every="20it")
+    strategy = tf.distribute.get_strategy()
+    trained = []
+    for cls in (_Plain, _Branching):
+        model = cls()
+        model(np.zeros((1, 8, 8, 1), np.float32))
+        if trained:
+            model.set_weights(trained[0][0])
+        start = weights(model)
+        trainer = Trainer(strategy, model, dataset, hp, 0, str(tmp_path / cls.__name__),
+                          writable=False)
+        trainer.make_train_fn(0)(20)
+        trained.append((start, weights(model), trainer.evaluate("test")))
+    (start_a, end_a, eval_a), (start_b, end_b, eval_b) = trained
+    assert all(np.array_equal(a, b) for a, b in zip(start_a, start_b))
+    assert not all(np.array_equal(a, b) for a, b in zip(start_a, end_a))
+    assert all(np.array_equal(a, b) for a, b in zip(end_a, end_b))
+    assert eval_a == eval_b and eval_a["loss"] > 0

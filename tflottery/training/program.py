@@ -33,6 +33,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
+# The autograph switch tf_keras reads when it calls a layer (not in TensorFlow's public API).
+from tensorflow.python.autograph.core import ag_ctx
 
 from tflottery import masking, models
 from tflottery.keras_compat import keras
@@ -63,6 +65,13 @@ def assign_values(model, values) -> None:
         raise ValueError(f"expected {len(variables)} values, got {len(values)}")
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def autograph_for_the_model():
+    """A context in which a model is called with autograph on, also inside a function
+    traced without it (the training loop, evaluation): tf_keras then converts a
+    user model's `call`, which may branch on tensors, as under a plain tf.function."""
+    return ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED)
 
 
 class TrainingProgram:
@@ -140,7 +149,8 @@ class TrainingProgram:
 
     def replica_train_step(self, images, labels):
         with tf.GradientTape() as tape:
-            outputs = self.model(images, training=True)
+            with autograph_for_the_model():
+                outputs = self.model(images, training=True)
             logits = models.main_logits(outputs)
             per_example = self.loss(labels, logits)
             objective = per_example
@@ -165,7 +175,8 @@ class TrainingProgram:
         self.train_acc.update_state(labels, logits)
 
     def replica_eval_step(self, images, labels):
-        logits = models.eval_logits(self.model, images)
+        with autograph_for_the_model():
+            logits = models.eval_logits(self.model, images)
         # Labels < 0 mark padding (evaluation datasets fill their last batch
         # with them so every batch has the same static shape): weight 0.
         labels = tf.cast(labels, tf.int32)
@@ -184,15 +195,27 @@ class TrainingProgram:
 
     @property
     def train_loop(self):
-        """`train_loop(iterator, num_steps)`: num_steps training steps (traced once)."""
+        """`train_loop(iterator, num_steps)`: num_steps training steps (traced once).
+
+        Traced without autograph: its loop is written as the tf.while_loop
+        autograph would make of it, and autograph's transpiling of this loop,
+        the step and every tflottery function the step calls took more than
+        half of the trace (0.7 of 1.0 s CPU for LeNet-300-100, measured at
+        load 6-7; 0.3 s without), in every run's first phase.  The model is
+        still called with autograph on (`autograph_for_the_model`), as under a plain
+        tf.function: a user's model may branch on tensors.
+        """
         if self._train_loop is None:
             strategy = self.strategy
 
-            @tf.function
+            @tf.function(autograph=False)
             def train_loop(iterator, num_steps):
-                for _ in tf.range(num_steps):
+                def one_step(step):
                     images, labels = next(iterator)
                     strategy.run(self.replica_train_step, args=(images, labels))
+                    return (step + 1,)
+                tf.while_loop(lambda step: step < num_steps, one_step,
+                              (tf.constant(0, num_steps.dtype),))
             self._train_loop = train_loop
         return self._train_loop
 
@@ -218,10 +241,12 @@ class TrainingProgram:
                 self.strategy.run(self.replica_eval_step, args=(images, labels))
                 return state
 
-            @tf.function
             def eval_pass():
                 split_pass.for_each_batch(body)
-            self._eval_fns[split] = eval_pass
+            # Without autograph where the pass allows it, as train_loop (whose
+            # docstring says why); the model is called with it.
+            self._eval_fns[split] = tf.function(eval_pass,
+                                                autograph=split_pass.needs_autograph)
         return self._eval_fns[split]
 
     def evaluate(self, split: str = "test") -> dict:

@@ -50,10 +50,22 @@ class SplitPass:
             for images, labels in self._dist:
                 state = body(images, labels, state)
             return state
-        for _ in tf.range(self.steps):
-            images, labels = next(self._iterator)
-            state = body(images, labels, state)
-        return state
+        # Written as the tf.while_loop autograph would make of a `for` over
+        # tf.range, so that it also serves a function traced without autograph
+        # (needs_autograph).
+        iterator = self._iterator
+
+        def one_batch(step, state):
+            images, labels = next(iterator)
+            return step + 1, body(images, labels, state)
+        return tf.while_loop(lambda step, _: step < self.steps, one_batch,
+                             (tf.constant(0), state))[1]
+
+    @property
+    def needs_autograph(self) -> bool:
+        """Whether `for_each_batch` must be traced with autograph (a `for` loop over a
+        dataset whose pass length is not known statically)."""
+        return self._iterator is None
 
 
 def steps_per_pass(contexts, make_dataset) -> Optional[int]:
