@@ -27,6 +27,10 @@ the wrapped file took 0.25-0.40 s more CPU than the unwrapped one's that
 way, 0.03-0.06 s more opened by path).  ResNet-50 `.keras`: 20.16 s vs
 16.30 s, 1.24x (weights 16.18 s vs 13.17 s, the rest 3.98 s vs 3.13 s).
 LeNet (loads of 0.13-0.19 s, mostly noise): `.keras` 1.44x, `.h5` 1.20x.
+The same evening, no other agent running (load 1.0-1.4), main 585bd41, 3
+rounds: ResNet-50 `.keras` 1.09x CPU (rounds 0.98, 0.97, 1.24; reading
+weights 1.07x); `.h5` 1.18x CPU (rounds 1.18, 1.41, 1.07; reading weights
+1.10 s vs 0.63 s, the rest 1.03x).
 """
 import argparse
 import json
