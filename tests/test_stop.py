@@ -81,15 +81,19 @@ def test_sigterm_at_random_moments_stops_at_a_safe_point_and_resumes_exactly(tmp
     gin.clear_config()
     gin_files.parse([], LOTTERY)
     try:
-        start = time.time()
-        runner.run(str(tmp_path / "straight"))
-        duration = time.time() - start
+        runner.run(str(tmp_path / "straight"))       # traces: the runs below do not
         expected = _results(str(tmp_path / "straight"))
+        start = time.time()
+        runner.run(str(tmp_path / "warm"))
+        duration = time.time() - start               # a whole run, as the runs below
         rng = random.Random(22)
         stopped, after_last_safe_point = 0, 0
-        for _ in range(5):
+        for attempt in range(5):
             stop.reset()
-            timer = threading.Timer(rng.uniform(0, duration), os.kill,
+            # The first signal lands well inside the first run (later runs resume
+            # less work, and once the directory is finished they only re-check it).
+            moment = rng.uniform(0.1, 0.6) if attempt == 0 else rng.uniform(0, 1)
+            timer = threading.Timer(moment * duration, os.kill,
                                     (os.getpid(), signal.SIGTERM))
             timer.start()
             try:
