@@ -41,6 +41,7 @@ from tflottery.keras_compat import keras
 from tflottery.training import masked_updates, stored_weights
 from tflottery.training.optimizers import build_optimizer
 from tflottery.training.phases import build_schedule, validate_training
+from tflottery.training.iterate import for_steps
 from tflottery.training.split_pass import SplitPass
 
 
@@ -208,14 +209,13 @@ class TrainingProgram:
         if self._train_loop is None:
             strategy = self.strategy
 
+            def one_step(images, labels, state):
+                strategy.run(self.replica_train_step, args=(images, labels))
+                return state
+
             @tf.function(autograph=False)
             def train_loop(iterator, num_steps):
-                def one_step(step):
-                    images, labels = next(iterator)
-                    strategy.run(self.replica_train_step, args=(images, labels))
-                    return (step + 1,)
-                tf.while_loop(lambda step: step < num_steps, one_step,
-                              (tf.constant(0, num_steps.dtype),))
+                for_steps(iterator, num_steps, one_step)
             self._train_loop = train_loop
         return self._train_loop
 

@@ -10,7 +10,6 @@ and what it was configured with.  The runner makes one RunLog per run:
 
 Trainers given a RunLog count their steps into it.
 """
-import time
 from typing import Dict, Optional
 
 

@@ -21,9 +21,8 @@ Use inside a tf.function:
 """
 from typing import Callable, Optional
 
-import tensorflow as tf
-
 from tflottery.data.batching import replicas_per_pipeline
+from tflottery.training.iterate import for_steps
 
 
 class SplitPass:
@@ -50,16 +49,7 @@ class SplitPass:
             for images, labels in self._dist:
                 state = body(images, labels, state)
             return state
-        # Written as the tf.while_loop autograph would make of a `for` over
-        # tf.range, so that it also serves a function traced without autograph
-        # (needs_autograph).
-        iterator = self._iterator
-
-        def one_batch(step, state):
-            images, labels = next(iterator)
-            return step + 1, body(images, labels, state)
-        return tf.while_loop(lambda step, _: step < self.steps, one_batch,
-                             (tf.constant(0), state))[1]
+        return for_steps(self._iterator, self.steps, body, state)
 
     @property
     def needs_autograph(self) -> bool:
