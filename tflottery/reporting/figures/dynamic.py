@@ -11,6 +11,7 @@ Two figures:
     each phase's dense and sparse trainings -- the thesis's question of
     whether the masks of successive phases differ.
 """
+import warnings
 from typing import List
 
 import numpy as np
@@ -68,13 +69,10 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
 
 def _columns(data: np.ndarray):
     """(mean, min, max) of each column over its known (non-NaN) values; NaN where none is
-    (phase 1 has no previous mask), without NumPy's empty-slice warnings."""
-    known = ~np.isnan(data)
-    count = known.sum(0)
-    mean = np.where(known, data, 0.0).sum(0) / np.maximum(count, 1)
-    low = np.where(known, data, np.inf).min(0)
-    high = np.where(known, data, -np.inf).max(0)
-    return tuple(np.where(count > 0, v, np.nan) for v in (mean, low, high))
+    (phase 1 has no previous mask), without NumPy's all-NaN warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
 
 
 def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
