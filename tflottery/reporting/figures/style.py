@@ -145,10 +145,6 @@ def panel_grid(count: int, panel_width: float, extra_height: float, ylabel: str 
     return fig, axes
 
 
-def _fmt_percent(value: float) -> str:
-    return f"{value:.3g}" if value < 100 else "100"
-
-
 def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
     """x: weights remaining in %, log scale, reversed (sparser to the right)."""
     ticks = []
@@ -162,7 +158,7 @@ def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
     ax.minorticks_off()
     if ticks:
         ax.set_xticks(ticks)
-        ax.set_xticklabels([_fmt_percent(t) for t in ticks], fontsize=8)
+        ax.set_xticklabels([f"{t:.3g}" if t < 100 else "100" for t in ticks], fontsize=8)
         low, high = min(ticks), max(ticks)
         ax.set_xlim(high * 1.15, low / 1.15)    # reversed: sparser to the right
     else:
