@@ -96,11 +96,9 @@ def lookup(bindings: Dict[str, object], key: str, default=None):
         return bindings[key]
     cls_name, _, field = key.rpartition(".")
     cls = getattr(hparams, cls_name.split("/")[-1], None)
-    if cls is not None and dataclasses.is_dataclass(cls):
-        for f in dataclasses.fields(cls):
-            if f.name == field:
-                if f.default is not dataclasses.MISSING:
-                    return f.default
-                if f.default_factory is not dataclasses.MISSING:
-                    return f.default_factory()
+    found = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    if field in found and found[field].default is not dataclasses.MISSING:
+        return found[field].default
+    if field in found and found[field].default_factory is not dataclasses.MISSING:
+        return found[field].default_factory()
     return default
