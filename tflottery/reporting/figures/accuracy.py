@@ -42,7 +42,7 @@ def lottery_accuracy_figure(table: dict, run: dict):
     """The accuracy-against-density figure of one lottery run, or None without levels.
 
     The one rendering of it: the report's figure and the run directory's
-    summary.png (plots.plot_run) are both this.  The title names the run with
+    summary.png (summary.plot_run) are both this.  The title names the run with
     the settings that tell it apart from the other lottery runs of `table`
     (none in the run's own summary.png, whose table holds only that run)."""
     levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
