@@ -66,17 +66,16 @@ def to_markdown(table: dict) -> str:
     if not table["levels"]:
         return "(no finished levels yet)"
     names = sorted({n for r in table["levels"] for n in r["branches"]})
-    lines = [md_table(["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in names],
-                      [[r["level"], _pct(r["density"]), _acc(r["imp"])] +
-                       [_acc(r["branches"].get(n)) for n in names] for r in table["levels"]])]
     n = max(r["imp"]["n"] for r in table["levels"])
-    lines.append("")
-    lines.append(f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "
-                 f"✓ = matching (mean within {table['matching_tolerance']} points of dense).")
-    lines.append(f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
-                 f"IMP non-trivial (matching where random pruning is not) at levels: "
-                 f"{nontrivial_text(table)}.")
-    return "\n".join(lines)
+    return "\n".join([
+        md_table(["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in names],
+                 [[r["level"], _pct(r["density"]), _acc(r["imp"])] +
+                  [_acc(r["branches"].get(n)) for n in names] for r in table["levels"]]), "",
+        f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "
+        f"✓ = matching (mean within {table['matching_tolerance']} points of dense).",
+        f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
+        f"IMP non-trivial (matching where random pruning is not) at levels: "
+        f"{nontrivial_text(table)}."])
 
 
 def nontrivial_text(table: dict) -> str:
