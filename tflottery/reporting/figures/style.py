@@ -188,10 +188,8 @@ def dense_band(ax, accuracies: List[float], what: str = "dense network") -> None
     """The dense accuracy as a grey band (min-max over replicates) and a line."""
     if not accuracies:
         return
-    lo, hi = 100 * min(accuracies), 100 * max(accuracies)
-    mean = 100 * sum(accuracies) / len(accuracies)
-    n = len(accuracies)
-    ax.axhspan(lo, hi, color="0.5", alpha=0.18, lw=0)
+    mean, n = 100 * sum(accuracies) / len(accuracies), len(accuracies)
+    ax.axhspan(100 * min(accuracies), 100 * max(accuracies), color="0.5", alpha=0.18, lw=0)
     ax.axhline(mean, color="0.35", ls="--", lw=1,
                label=f"{what}: {mean:.2f}%" + (f" (mean; band min-max of {n} results)"
                                                 if n > 1 else ""))
