@@ -225,16 +225,13 @@ def _covers(line, below, tolerance: float) -> bool:
     """Whether `line` runs on top of `below`: at least half its points share an x with
     `below`, and at 80% of those (all, for up to 4) their y differ by at most `tolerance`
     (noisy curves that lie on each other cross a little)."""
-    xa, ya = (np.asarray(v, dtype=float) for v in line.get_data())
-    xb, yb = (np.asarray(v, dtype=float) for v in below.get_data())
-    close = []
-    for x, y in zip(xa, ya):
-        same = np.isclose(xb, x, rtol=1e-6, atol=0.0)
-        if same.any():
-            close.append(bool(np.any(np.abs(yb[same] - y) <= tolerance)))
-    if not close or 2 * len(close) < len(xa):
+    xa, ya = (np.asarray(v, dtype=float)[:, None] for v in line.get_data())
+    xb, yb = (np.asarray(v, dtype=float)[None, :] for v in below.get_data())
+    same = np.isclose(xb, xa, rtol=1e-6, atol=0.0)     # [point of line, point of below]
+    close = (same & (np.abs(yb - ya) <= tolerance)).any(1)[same.any(1)]
+    if not close.size or 2 * close.size < len(xa):
         return False
-    return all(close) if len(close) <= 4 else sum(close) >= 0.8 * len(close)
+    return bool(close.all() if close.size <= 4 else close.sum() >= 0.8 * close.size)
 
 
 def unhide_overlaps(ax, tolerance: float = 0.015) -> None:
