@@ -248,24 +248,21 @@ def pai_groups(table: dict) -> List[dict]:
                                             values, "PaiHparams.prune_step")})
         group["runs"].append(run["run"])
         group.setdefault("first", run)
-    out = list(groups.values())
     by_base: Dict[str, List[dict]] = {}
-    for group in out:
+    for group in groups.values():
         by_base.setdefault(f"{group['network']}, pruned at {group['prune_step'] or '?'}",
                            []).append(group)
+    gradual = by_network(table, "gradual")
     for base, alike in by_base.items():
         # Sweeps of one network pruned at one step: labelled by the settings they differ in.
         apart = differences([g["first"] for g in alike], PAI_SWEEP_KEYS + _NOT_COMPARED) \
             if len(alike) > 1 else {}
         for group in alike:
-            text = apart.get(group["first"]["run"]) or (
-                f"like {group['first']['run']}" if len(alike) > 1 else "")
+            first = group.pop("first")["run"]
+            text = apart.get(first) or (f"like {first}" if len(alike) > 1 else "")
             group["label"] = f"{base}, {text}" if text else base
-    for group in out:
-        del group["first"]
-        group["gradual"] = [r["run"] for r in by_network(table, "gradual").get(
-            group["network_key"], [])]
-    return out
+            group["gradual"] = [r["run"] for r in gradual.get(group["network_key"], [])]
+    return list(groups.values())
 
 
 def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:
