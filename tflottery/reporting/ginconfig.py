@@ -33,15 +33,12 @@ class _Delegate(config_parser.ParserDelegate):
         return _Symbol("%" + macro_name)
 
 
-def _key(scope: str, selector: str, arg_name: str) -> str:
-    return (f"{scope}/" if scope else "") + f"{selector}.{arg_name}"
-
-
 def _parse_with_gin(text: str) -> Dict[str, object]:
     out = {}
     for statement in config_parser.ConfigParser(text, _Delegate()):
         if isinstance(statement, config_parser.BindingStatement):
-            out[_key(statement.scope, statement.selector, statement.arg_name)] = statement.value
+            scope = f"{statement.scope}/" if statement.scope else ""
+            out[f"{scope}{statement.selector}.{statement.arg_name}"] = statement.value
     return out
 
 
