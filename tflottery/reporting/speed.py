@@ -146,10 +146,9 @@ def dilation_table(phases: List[dict], tolerance: float) -> Optional[dict]:
     rows = []
     for level in sorted(curves):
         points = curves[level]
-        if 1.0 not in points:
-            own = [p for p in phases if p["level"] == level and p["branch"] is None]
-            if own:
-                points[1.0] = own
+        own = [p for p in phases if p["level"] == level and p["branch"] is None]
+        if own and 1.0 not in points:
+            points[1.0] = own
         stats = {d: _stats([p["test_accuracy"] for p in ps]) for d, ps in points.items()}
         densities = [p["density"] for ps in points.values() for p in ps if p["density"] is not None]
         rows.append({
