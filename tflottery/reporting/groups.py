@@ -103,10 +103,6 @@ def by_network(table: dict, family: str) -> Dict[tuple, List[dict]]:
     return dict(sorted(out.items(), key=lambda kv: kv[1][0]["run"]))
 
 
-def network_label(run: dict) -> str:
-    return run.get("network") or "unknown network"
-
-
 # Settings that a run's label leaves out: the experiment and the network have their own
 # columns and titles, the branches are columns and lines of their own, and SummaryHparams
 # only changes how a report judges the results.
@@ -242,7 +238,7 @@ def pai_groups(table: dict) -> List[dict]:
         values = run.get("_values", {})
         key = tuple(sorted((k, ginconfig.as_text(v)) for k, v in values.items()
                            if k not in PAI_SWEEP_KEYS and not k.startswith(_NOT_COMPARED)))
-        group = groups.setdefault(key, {"runs": [], "network": network_label(run),
+        group = groups.setdefault(key, {"runs": [], "network": run["network"],
                                         "network_key": network_key(values),
                                         "prune_step": ginconfig.lookup(
                                             values, "PaiHparams.prune_step")})

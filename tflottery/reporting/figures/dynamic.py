@@ -41,7 +41,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
         if not methods:
             continue
         fig, ax, lax = style.axes_with_legend_panel(
-            f"Dynamic sparsity: {groups.network_label(runs[0])}\n"
+            f"Dynamic sparsity: {runs[0]['network']}\n"
             f"{style.replicates_note(max(p['n'] for pts in methods.values() for p in pts.values()))}")
         style.dense_band(ax, groups.dense_accuracies(table, key))
         plot_methods(ax, _spread_single_points(methods))
@@ -63,7 +63,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
             densities += plot_methods(ax, groups.by_method(pai_rows), ls=":", start=start)
         finish(ax, densities, lax)
         paths += style.save(fig, out_dir,
-                            f"dynamic_accuracy__{style.slug(groups.network_label(runs[0]))}")
+                            f"dynamic_accuracy__{style.slug(runs[0]['network'])}")
     return paths
 
 
