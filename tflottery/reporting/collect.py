@@ -307,8 +307,7 @@ class _Collector:
             run["status"] = "partial"
         else:
             run["status"] = "done"
-        for note in run["notes"]:
-            self.notes.append(f"{name}: {note}")
+        self.notes += [f"{name}: {note}" for note in run["notes"]]
         self.runs.append(run)
 
     def _settings(self, run: dict, rep_dir: str) -> dict:
