@@ -238,8 +238,7 @@ def test_summary_table_by_hand(tmp_path):
     assert table["nontrivial_levels"] == [1]
     text = summary.to_markdown(table)
     assert "| 1 | 80.00 | 98.30 (98.10-98.50) ✓ | 97.90 (97.50-98.30) |" in text
-    from tflottery.reporting import plots
-    png = plots.plot_run(str(tmp_path), table)
+    png = summary.plot_run(str(tmp_path))
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     # The report command rebuilds the same table from the directory.

@@ -158,10 +158,10 @@ def test_summary_png_is_the_reports_accuracy_figure_titled_by_what_sets_the_run_
     """The run directory's summary.png is the report's figure of that run drawn from the
     run directory alone; in the report, beside the other lottery runs, its title names the
     settings that tell it apart (#25 item 5), not only the hash."""
-    from tflottery.reporting import plots
+    from tflottery.reporting import summary
     table, figure_dir, _ = drawn
     (run,) = [r for r in table["runs"] if r["run"] == "lottery_aaaaaaaaaa"]
-    png = plots.plot_run(run["run_dir"])
+    png = summary.plot_run(run["run_dir"])
     assert png == os.path.join(run["run_dir"], "summary.png")
     alone = collect.collect(run["run_dir"])
     title = accuracy.lottery_accuracy_figure(alone, alone["runs"][0]).axes[0].get_title()

@@ -29,7 +29,7 @@ from absl import app, flags  # noqa: E402
 # tflottery.hparams once they are defined.  The command line imports them here, so
 # that the reporting package itself imports no experiment.
 import tflottery.experiments  # noqa: E402,F401
-from tflottery.reporting import collect, page, plots, summary  # noqa: E402
+from tflottery.reporting import collect, page, summary  # noqa: E402
 from tflottery.runs import io, layout  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -61,7 +61,7 @@ def _lottery_summary(run_dir: str, table: dict) -> None:
         print(f"{run_dir} has no finished lottery levels yet", file=sys.stderr)
         return
     summary.write(run_dir, result)
-    plots.plot_run(run_dir)
+    summary.plot_run(run_dir)
     print(summary.to_markdown(result))
 
 

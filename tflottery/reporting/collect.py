@@ -174,21 +174,17 @@ def find_runs(root: str) -> List[str]:
 
 # ---- one replicate: its phases and result files ----
 
-def _walk_replicate(rep_dir: str):
-    """(relative dir, file names, subdir names) of every directory of a
-    replicate, not entering checkpoints/, tensorboard/ or mask/."""
-    for top, dirs, files in tf.io.gfile.walk(rep_dir):
-        names = [d.rstrip("/") for d in dirs]
-        dirs[:] = sorted(d for d, n in zip(dirs, names) if n not in _SKIP)
-        rel = os.path.relpath(top, rep_dir).replace(os.sep, "/")
-        yield ("" if rel == "." else rel), set(f.rstrip("/") for f in files), set(names)
-
-
 def _scan_replicate(rep_dir: str):
-    """Phase directories and instability.json files of one replicate."""
+    """Phase directories and instability.json files of one replicate (relative to it),
+    not entering checkpoints/, tensorboard/ or mask/."""
     phases, instability = [], []
-    for rel, files, dirs in _walk_replicate(rep_dir):
-        if layout.FINAL in files or layout.METRICS in files or layout.CHECKPOINTS in dirs:
+    for top, dirs, files in tf.io.gfile.walk(rep_dir):
+        names = {d.rstrip("/") for d in dirs}
+        dirs[:] = sorted(d for d in dirs if d.rstrip("/") not in _SKIP)
+        files = {f.rstrip("/") for f in files}
+        rel = os.path.relpath(top, rep_dir).replace(os.sep, "/")
+        rel = "" if rel == "." else rel
+        if layout.FINAL in files or layout.METRICS in files or layout.CHECKPOINTS in names:
             phases.append(rel)
         if layout.INSTABILITY in files:
             instability.append(rel)
@@ -206,8 +202,7 @@ class _Collector:
     def __init__(self):
         self.reader = _Reader()
         self.notes: List[str] = []
-        self.runs, self.rows, self.instability, self.statistics = [], [], [], []
-        self.dynamic: List[dict] = []
+        self.runs, self.rows, self.instability, self.statistics, self.dynamic = [], [], [], [], []
 
     # ---- densities and per-run settings ----
     def _mask_density(self, mask_dir: str) -> Optional[float]:
@@ -245,11 +240,9 @@ class _Collector:
     def _run_values(self, run_dir: str, run: dict) -> None:
         """The run's settings: its hparams.json, else (runs from before it) its
         config.gin or operative_config.gin parsed back (reporting/ginconfig.py)."""
-        texts = {}
-        for fname in (layout.CONFIG, layout.OPERATIVE_CONFIG):
-            text = self.reader.text(layout.file(run_dir, fname))
-            if text is not None:
-                texts[fname] = text
+        texts = {fname: self.reader.text(layout.file(run_dir, fname))
+                 for fname in (layout.CONFIG, layout.OPERATIVE_CONFIG)}
+        texts = {fname: text for fname, text in texts.items() if text is not None}
         run["_candidates"] = []
         for fname, text in texts.items():
             values, error = ginconfig.parse(text)
@@ -314,8 +307,7 @@ class _Collector:
             run["status"] = "partial"
         else:
             run["status"] = "done"
-        for note in run["notes"]:
-            self.notes.append(f"{name}: {note}")
+        self.notes += [f"{name}: {note}" for note in run["notes"]]
         self.runs.append(run)
 
     def _settings(self, run: dict, rep_dir: str) -> dict:
@@ -351,16 +343,12 @@ class _Collector:
             self.dynamic.append(dict(result, run=run["run"], experiment=run["experiment"],
                                      replicate=replicate, method=settings["method"],
                                      network=run["network"]))
-        k_dirs = {}
-        for rel in instability_dirs:
-            row = self._instability_row(run, replicate, rep_dir, rel)
-            if row is not None:
-                self.instability.append(row)
-                k_dirs[rel] = row
-        for rel in phases:
-            row = self._phase_row(run, replicate, rep_dir, rel, settings, k_dirs)
-            if row is not None:
-                self.rows.append(row)
+        found = {rel: self._instability_row(run, replicate, rep_dir, rel)
+                 for rel in instability_dirs}
+        k_dirs = {rel: row for rel, row in found.items() if row is not None}
+        self.instability += k_dirs.values()
+        rows = (self._phase_row(run, replicate, rep_dir, rel, settings, k_dirs) for rel in phases)
+        self.rows += [row for row in rows if row is not None]
 
     def _phase_row(self, run, replicate, rep_dir, rel, settings, k_dirs):
         phase_dir = layout.join(rep_dir, rel) if rel else rep_dir
@@ -576,7 +564,4 @@ def done(rows: List[dict], **where) -> List[dict]:
 
 
 def run_values(table: dict, run: str) -> Dict[str, object]:
-    for r in table["runs"]:
-        if r["run"] == run:
-            return r.get("_values", {})
-    return {}
+    return next((r.get("_values", {}) for r in table["runs"] if r["run"] == run), {})

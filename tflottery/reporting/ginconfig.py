@@ -33,15 +33,12 @@ class _Delegate(config_parser.ParserDelegate):
         return _Symbol("%" + macro_name)
 
 
-def _key(scope: str, selector: str, arg_name: str) -> str:
-    return (f"{scope}/" if scope else "") + f"{selector}.{arg_name}"
-
-
 def _parse_with_gin(text: str) -> Dict[str, object]:
     out = {}
     for statement in config_parser.ConfigParser(text, _Delegate()):
         if isinstance(statement, config_parser.BindingStatement):
-            out[_key(statement.scope, statement.selector, statement.arg_name)] = statement.value
+            scope = f"{statement.scope}/" if statement.scope else ""
+            out[f"{scope}{statement.selector}.{statement.arg_name}"] = statement.value
     return out
 
 
@@ -96,11 +93,9 @@ def lookup(bindings: Dict[str, object], key: str, default=None):
         return bindings[key]
     cls_name, _, field = key.rpartition(".")
     cls = getattr(hparams, cls_name.split("/")[-1], None)
-    if cls is not None and dataclasses.is_dataclass(cls):
-        for f in dataclasses.fields(cls):
-            if f.name == field:
-                if f.default is not dataclasses.MISSING:
-                    return f.default
-                if f.default_factory is not dataclasses.MISSING:
-                    return f.default_factory()
+    found = {f.name: f for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else {}
+    if field in found and found[field].default is not dataclasses.MISSING:
+        return found[field].default
+    if field in found and found[field].default_factory is not dataclasses.MISSING:
+        return found[field].default_factory()
     return default

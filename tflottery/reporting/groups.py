@@ -103,10 +103,6 @@ def by_network(table: dict, family: str) -> Dict[tuple, List[dict]]:
     return dict(sorted(out.items(), key=lambda kv: kv[1][0]["run"]))
 
 
-def network_label(run: dict) -> str:
-    return run.get("network") or "unknown network"
-
-
 # Settings that a run's label leaves out: the experiment and the network have their own
 # columns and titles, the branches are columns and lines of their own, and SummaryHparams
 # only changes how a report judges the results.
@@ -242,30 +238,27 @@ def pai_groups(table: dict) -> List[dict]:
         values = run.get("_values", {})
         key = tuple(sorted((k, ginconfig.as_text(v)) for k, v in values.items()
                            if k not in PAI_SWEEP_KEYS and not k.startswith(_NOT_COMPARED)))
-        group = groups.setdefault(key, {"runs": [], "network": network_label(run),
+        group = groups.setdefault(key, {"runs": [], "network": run["network"],
                                         "network_key": network_key(values),
                                         "prune_step": ginconfig.lookup(
                                             values, "PaiHparams.prune_step")})
         group["runs"].append(run["run"])
         group.setdefault("first", run)
-    out = list(groups.values())
     by_base: Dict[str, List[dict]] = {}
-    for group in out:
+    for group in groups.values():
         by_base.setdefault(f"{group['network']}, pruned at {group['prune_step'] or '?'}",
                            []).append(group)
+    gradual = by_network(table, "gradual")
     for base, alike in by_base.items():
         # Sweeps of one network pruned at one step: labelled by the settings they differ in.
         apart = differences([g["first"] for g in alike], PAI_SWEEP_KEYS + _NOT_COMPARED) \
             if len(alike) > 1 else {}
         for group in alike:
-            text = apart.get(group["first"]["run"]) or (
-                f"like {group['first']['run']}" if len(alike) > 1 else "")
+            first = group.pop("first")["run"]
+            text = apart.get(first) or (f"like {first}" if len(alike) > 1 else "")
             group["label"] = f"{base}, {text}" if text else base
-    for group in out:
-        del group["first"]
-        group["gradual"] = [r["run"] for r in by_network(table, "gradual").get(
-            group["network_key"], [])]
-    return out
+            group["gradual"] = [r["run"] for r in gradual.get(group["network_key"], [])]
+    return list(groups.values())
 
 
 def by_method(rows: List[dict]) -> Dict[str, Dict[float, dict]]:

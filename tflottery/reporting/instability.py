@@ -60,11 +60,6 @@ def _optional_columns(recs) -> dict:
     return out
 
 
-def _sort_key(key):
-    level, k = key
-    return (-1 if level is None else level, k)
-
-
 def summarize(run_dir: str, summary_hp, rows=None) -> dict:
     """Rows per (level, k) and, per level, the earliest stable / matching k (`rows`:
     `analyses(run_dir)` when the caller has read them already)."""
@@ -75,7 +70,7 @@ def summarize(run_dir: str, summary_hp, rows=None) -> dict:
     for r in rows:
         by_key.setdefault((r["level"], r["k"]), []).append(r)
     out = []
-    for key in sorted(by_key, key=_sort_key):
+    for key in sorted(by_key, key=lambda key: (-1 if key[0] is None else key[0], key[1])):
         recs = by_key[key]
         acc = [r["end_accuracy"] for r in recs]
         dense = [r["dense_accuracy"] for r in recs if r["dense_accuracy"] is not None]

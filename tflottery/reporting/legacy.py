@@ -46,12 +46,10 @@ def experiment_of(name: str, values: dict, rels) -> str:
     match = RUN_NAME.fullmatch(name)
     if match:
         return match.group("experiment")
-    if any(re.search(r"(^|/)k_\d+", rel) for rel in rels):
-        return "lmc"
-    if any(re.search(r"(^|/)level_\d+", rel) for rel in rels):
-        return "lottery"
-    if any(rel.startswith("branch_") for rel in rels):
-        return "pai"
+    for pattern, experiment in ((r"(^|/)k_\d+", "lmc"), (r"(^|/)level_\d+", "lottery"),
+                                (r"^branch_", "pai")):      # the first that matches
+        if any(re.search(pattern, rel) for rel in rels):
+            return experiment
     return "train" if rels else "unknown"
 
 

@@ -72,11 +72,8 @@ def _figure_markdown(entry: dict, out_dir: str) -> str:
         rel = tables.link(png, out_dir)
         pdf = png[:-4] + ".pdf"
         name = posixpath.basename(rel)[:-4]
-        lines.append(f"![{name}]({rel})")
-        lines.append("")
-        lines.append(f"`{name}` ([PNG]({rel})" + (
-            f", [PDF]({tables.link(pdf, out_dir)}))" if pdf in entry["files"] else ")"))
-        lines.append("")
+        lines += [f"![{name}]({rel})", "", f"`{name}` ([PNG]({rel})" + (
+            f", [PDF]({tables.link(pdf, out_dir)}))" if pdf in entry["files"] else ")"), ""]
     return "\n".join(lines)
 
 

@@ -146,10 +146,9 @@ def dilation_table(phases: List[dict], tolerance: float) -> Optional[dict]:
     rows = []
     for level in sorted(curves):
         points = curves[level]
-        if 1.0 not in points:
-            own = [p for p in phases if p["level"] == level and p["branch"] is None]
-            if own:
-                points[1.0] = own
+        own = [p for p in phases if p["level"] == level and p["branch"] is None]
+        if own and 1.0 not in points:
+            points[1.0] = own
         stats = {d: _stats([p["test_accuracy"] for p in ps]) for d, ps in points.items()}
         densities = [p["density"] for ps in points.values() for p in ps if p["density"] is not None]
         rows.append({
@@ -175,8 +174,8 @@ def analyze(table: dict) -> List[dict]:
     return out
 
 
-# ---- figures: out_dir/<name>.png and .pdf (style.save); each returns the PNG's path ----
-def plot_early_stopping(rows: List[dict], out_dir: str, name: str, title: str = "") -> str:
+# ---- figures (report_section titles and saves them) ----
+def plot_early_stopping(rows: List[dict]):
     """Thesis Figure 3-8: early-stopping step and test accuracy there vs density."""
     plt = style.pyplot()
     fig, (ax_step, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -191,12 +190,10 @@ def plot_early_stopping(rows: List[dict], out_dir: str, name: str, title: str = 
     ax_step.set_ylabel("early-stopping step (min holdout loss)")
     ax_acc.set_ylabel("test accuracy at early stop (%)")
     ax_acc.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return style.save(fig, out_dir, name)[0]
+    return fig
 
 
-def plot_dilation(table: dict, out_dir: str, name: str, title: str = "") -> str:
+def plot_dilation(table: dict):
     """Thesis Figure 3-9: test accuracy vs dilation per level (level 0 = dense),
     and the smallest matching dilation vs density."""
     plt = style.pyplot()
@@ -227,9 +224,7 @@ def plot_dilation(table: dict, out_dir: str, name: str, title: str = "") -> str:
     style.density_axis(ax_min, [r["density"] for r in found])
     ax_min.set_ylabel("smallest matching dilation")
     ax_min.legend(fontsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return style.save(fig, out_dir, name)[0]
+    return fig
 
 
 # ---- markdown ----
@@ -281,12 +276,13 @@ def report_section(table: dict, out_dir: str, page_dir: Optional[str] = None):
          "the smallest factor whose mean accuracy still matches the dense network."),
     ]
     for res in results:
-        lines += [f"### {res.get('title', res['run'])}", ""]
+        lines += [f"### {res['title']}", ""]
         for key, plot, markdown, caption in sections:
             if not res[key]:
                 continue
-            path = plot(res[key], out_dir, f"speed_{res['run']}_{key}",
-                        res.get("title", res["run"]))
+            fig = plot(res[key])
+            fig.suptitle(res["title"], fontsize=9)
+            path = style.save(fig, out_dir, f"speed_{res['run']}_{key}")[0]
             figures.append(path)
             lines += [caption, ""] + markdown(res[key])
             lines += ["", f"![{key.replace('_', ' ')}]({link(path, page_dir)})", ""]

@@ -9,11 +9,11 @@ replicate that has run so far.  At the end of a run, the files of the run's
 own levels and branches have just been checked and remade if damaged
 (runs/damage.py); a damaged file the run did not cover (another replicate,
 a level or branch not asked for this time) is left out of the table with a
-warning that says which run remakes it.
+warning that says which run remakes it.  The run's summary.png is the report's
+accuracy-against-density figure of the run (figures/accuracy.py): one rendering.
 """
 from typing import Dict, Optional
 
-from tflottery.reporting import plots
 from tflottery.reporting.groups import (RANDOM_PRUNING_BRANCHES, accuracy_text as _acc,
                                         judge_levels, pct as _pct, spread as _stats)
 from tflottery.reporting.tables import md_table
@@ -66,17 +66,16 @@ def to_markdown(table: dict) -> str:
     if not table["levels"]:
         return "(no finished levels yet)"
     names = sorted({n for r in table["levels"] for n in r["branches"]})
-    lines = [md_table(["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in names],
-                      [[r["level"], _pct(r["density"]), _acc(r["imp"])] +
-                       [_acc(r["branches"].get(n)) for n in names] for r in table["levels"]])]
     n = max(r["imp"]["n"] for r in table["levels"])
-    lines.append("")
-    lines.append(f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "
-                 f"✓ = matching (mean within {table['matching_tolerance']} points of dense).")
-    lines.append(f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
-                 f"IMP non-trivial (matching where random pruning is not) at levels: "
-                 f"{nontrivial_text(table)}.")
-    return "\n".join(lines)
+    return "\n".join([
+        md_table(["level", "density %", "IMP acc % (min-max)"] + [f"{n} %" for n in names],
+                 [[r["level"], _pct(r["density"]), _acc(r["imp"])] +
+                  [_acc(r["branches"].get(n)) for n in names] for r in table["levels"]]), "",
+        f"Dense accuracy {_pct(table['dense_accuracy'])}% (mean of {n} replicate(s)); "
+        f"✓ = matching (mean within {table['matching_tolerance']} points of dense).",
+        f"Highest matching sparsity: {_pct(table['highest_matching_sparsity'])}%. "
+        f"IMP non-trivial (matching where random pruning is not) at levels: "
+        f"{nontrivial_text(table)}."])
 
 
 def nontrivial_text(table: dict) -> str:
@@ -96,12 +95,23 @@ def write(run_dir: str, table: dict) -> None:
                          to_markdown(table) + "\n")
 
 
+def plot_run(run_dir: str) -> Optional[str]:
+    """Write run_dir/summary.png and .pdf, drawn from the run directory as the report
+    collects it; return the PNG's path (None if no level has finished)."""
+    from tflottery.reporting import collect, groups
+    from tflottery.reporting.figures import accuracy, style
+    collected = collect.collect(run_dir)
+    runs = groups.runs_of(collected, "lottery")
+    fig = accuracy.lottery_accuracy_figure(collected, runs[0]) if runs else None
+    return None if fig is None else style.save(fig, run_dir, "summary")[0]
+
+
 def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[dict]:
     """A lottery run's end (its ReportSpec.end_of_run): summary.json/md/png of every
     replicate so far, the table printed; returns the table."""
     table = summarize(run_dir, settings.get("SummaryHparams.matching_tolerance", 0.2))
     if writable:
         write(run_dir, table)
-        plots.plot_run(run_dir)
+        plot_run(run_dir)
     print(to_markdown(table), flush=True)
     return table

@@ -54,11 +54,8 @@ def runs_overview(table: dict) -> str:
 
 def lottery_summary(table: dict) -> str:
     """One line per lottery run, then each run's table per level."""
-    runs = groups.runs_of(table, "lottery")
-    if not runs:
-        return ""
     lines, details = [], []
-    for run in runs:
+    for run in groups.runs_of(table, "lottery"):
         levels = groups.lottery_levels(table, run["run"])
         if not levels:
             continue

@@ -42,7 +42,7 @@ def lottery_accuracy_figure(table: dict, run: dict):
     """The accuracy-against-density figure of one lottery run, or None without levels.
 
     The one rendering of it: the report's figure and the run directory's
-    summary.png (plots.plot_run) are both this.  The title names the run with
+    summary.png (summary.plot_run) are both this.  The title names the run with
     the settings that tell it apart from the other lottery runs of `table`
     (none in the run's own summary.png, whose table holds only that run)."""
     levels = [e for e in groups.lottery_levels(table, run["run"]) if e["density"]]
@@ -55,7 +55,7 @@ def lottery_accuracy_figure(table: dict, run: dict):
         "resetting to initialisation" if rewind in ("0it", "0ep") else
         f"rewinding to {rewind}")
     fig, ax, lax = style.axes_with_legend_panel(
-        f"{method} with {how}: {groups.network_label(run)}\n"
+        f"{method} with {how}: {run['network']}\n"
         f"run {groups.run_title(table, run)}, {style.replicates_note(_n(levels))}")
     dense = [r["test_accuracy"] for r in groups.trained(table, [run["run"]], level=0,
                                                         branch=None)]
@@ -92,7 +92,7 @@ def lottery_comparison(table: dict, out_dir: str) -> List[str]:
         if len(curves) < 2:
             continue
         names = _differences([r for r, _ in curves])
-        network = groups.network_label(curves[0][0])
+        network = curves[0][0]["network"]
         fig, ax, lax = style.axes_with_legend_panel(f"Lottery runs compared: {network}\n"
                         f"{style.replicates_note(max(_n(lv) for _, lv in curves))}")
         style.dense_band(ax, groups.dense_accuracies(table, key))

@@ -11,6 +11,7 @@ Two figures:
     each phase's dense and sparse trainings -- the thesis's question of
     whether the masks of successive phases differ.
 """
+import warnings
 from typing import List
 
 import numpy as np
@@ -40,7 +41,7 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
         if not methods:
             continue
         fig, ax, lax = style.axes_with_legend_panel(
-            f"Dynamic sparsity: {groups.network_label(runs[0])}\n"
+            f"Dynamic sparsity: {runs[0]['network']}\n"
             f"{style.replicates_note(max(p['n'] for pts in methods.values() for p in pts.values()))}")
         style.dense_band(ax, groups.dense_accuracies(table, key))
         plot_methods(ax, _spread_single_points(methods))
@@ -62,19 +63,16 @@ def dynamic_accuracy(table: dict, out_dir: str) -> List[str]:
             densities += plot_methods(ax, groups.by_method(pai_rows), ls=":", start=start)
         finish(ax, densities, lax)
         paths += style.save(fig, out_dir,
-                            f"dynamic_accuracy__{style.slug(groups.network_label(runs[0]))}")
+                            f"dynamic_accuracy__{style.slug(runs[0]['network'])}")
     return paths
 
 
 def _columns(data: np.ndarray):
     """(mean, min, max) of each column over its known (non-NaN) values; NaN where none is
-    (phase 1 has no previous mask), without NumPy's empty-slice warnings."""
-    known = ~np.isnan(data)
-    count = known.sum(0)
-    mean = np.where(known, data, 0.0).sum(0) / np.maximum(count, 1)
-    low = np.where(known, data, np.inf).min(0)
-    high = np.where(known, data, -np.inf).max(0)
-    return tuple(np.where(count > 0, v, np.nan) for v in (mean, low, high))
+    (phase 1 has no previous mask), without NumPy's all-NaN warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(data, 0), np.nanmin(data, 0), np.nanmax(data, 0)
 
 
 def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:

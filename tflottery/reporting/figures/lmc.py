@@ -72,7 +72,7 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
                 style.unhide_overlaps(ax)
                 ax.legend(fontsize=7.5, title="rewinding step", title_fontsize=7.5)
             fig.suptitle(f"Error along the linear path between two copies: "
-                         f"{groups.network_label(run)}\n{_level_name(entry)}; "
+                         f"{run['network']}\n{_level_name(entry)}; "
                          f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
                          fontsize=10)
             suffix = "" if entry["level"] is None else f"_level_{entry['level']}"
@@ -125,7 +125,7 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
             style.unhide_overlaps(ax)
             ax.legend(fontsize=7.5)
         axes[0].set_ylabel("instability (error barrier, percentage points)")
-        fig.suptitle(f"Instability of training from step k: {groups.network_label(run)}\n"
+        fig.suptitle(f"Instability of training from step k: {run['network']}\n"
                      f"run {groups.run_title(table, run)}, {style.replicates_note(n)}",
                      fontsize=10)
         paths += style.save(fig, out_dir, f"instability__{style.slug(run['run'])}")
@@ -166,7 +166,7 @@ def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
         ax.set_yticklabels([str(k) for k in all_k] + ["never"], fontsize=8)
         ax.set_ylabel("rewinding step k (iterations, median over replicates)")
         replicates = len({r["replicate"] for e in entries for r in e["rows"]})
-        ax.set_title(f"Earliest stable and matching rewinding step: {groups.network_label(run)}"
+        ax.set_title(f"Earliest stable and matching rewinding step: {run['network']}"
                      f"\nrun {groups.run_title(table, run)}, {replicates} replicate(s)",
                      fontsize=10)
         ax.grid(alpha=0.3)

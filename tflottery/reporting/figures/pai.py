@@ -42,7 +42,7 @@ def stat_groups(table: dict) -> List[dict]:
     for run in groups.runs_of(table, "gradual"):
         records = [s for s in table["statistics"] if s["run"] == run["run"]]
         if run["run"] not in used and records:
-            out.append({"label": f"{groups.network_label(run)}, gradual ({run['run']})",
+            out.append({"label": f"{run['network']}, gradual ({run['run']})",
                         "targets": bucket(records)})
     return out
 

@@ -145,10 +145,6 @@ def panel_grid(count: int, panel_width: float, extra_height: float, ylabel: str 
     return fig, axes
 
 
-def _fmt_percent(value: float) -> str:
-    return f"{value:.3g}" if value < 100 else "100"
-
-
 def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
     """x: weights remaining in %, log scale, reversed (sparser to the right)."""
     ticks = []
@@ -162,7 +158,7 @@ def density_axis(ax, densities: Sequence[float], max_ticks: int = 9) -> None:
     ax.minorticks_off()
     if ticks:
         ax.set_xticks(ticks)
-        ax.set_xticklabels([_fmt_percent(t) for t in ticks], fontsize=8)
+        ax.set_xticklabels([f"{t:.3g}" if t < 100 else "100" for t in ticks], fontsize=8)
         low, high = min(ticks), max(ticks)
         ax.set_xlim(high * 1.15, low / 1.15)    # reversed: sparser to the right
     else:
@@ -192,10 +188,8 @@ def dense_band(ax, accuracies: List[float], what: str = "dense network") -> None
     """The dense accuracy as a grey band (min-max over replicates) and a line."""
     if not accuracies:
         return
-    lo, hi = 100 * min(accuracies), 100 * max(accuracies)
-    mean = 100 * sum(accuracies) / len(accuracies)
-    n = len(accuracies)
-    ax.axhspan(lo, hi, color="0.5", alpha=0.18, lw=0)
+    mean, n = 100 * sum(accuracies) / len(accuracies), len(accuracies)
+    ax.axhspan(100 * min(accuracies), 100 * max(accuracies), color="0.5", alpha=0.18, lw=0)
     ax.axhline(mean, color="0.35", ls="--", lw=1,
                label=f"{what}: {mean:.2f}%" + (f" (mean; band min-max of {n} results)"
                                                 if n > 1 else ""))
@@ -231,16 +225,13 @@ def _covers(line, below, tolerance: float) -> bool:
     """Whether `line` runs on top of `below`: at least half its points share an x with
     `below`, and at 80% of those (all, for up to 4) their y differ by at most `tolerance`
     (noisy curves that lie on each other cross a little)."""
-    xa, ya = (np.asarray(v, dtype=float) for v in line.get_data())
-    xb, yb = (np.asarray(v, dtype=float) for v in below.get_data())
-    close = []
-    for x, y in zip(xa, ya):
-        same = np.isclose(xb, x, rtol=1e-6, atol=0.0)
-        if same.any():
-            close.append(bool(np.any(np.abs(yb[same] - y) <= tolerance)))
-    if not close or 2 * len(close) < len(xa):
+    xa, ya = (np.asarray(v, dtype=float)[:, None] for v in line.get_data())
+    xb, yb = (np.asarray(v, dtype=float)[None, :] for v in below.get_data())
+    same = np.isclose(xb, xa, rtol=1e-6, atol=0.0)     # [point of line, point of below]
+    close = (same & (np.abs(yb - ya) <= tolerance)).any(1)[same.any(1)]
+    if not close.size or 2 * close.size < len(xa):
         return False
-    return all(close) if len(close) <= 4 else sum(close) >= 0.8 * len(close)
+    return bool(close.all() if close.size <= 4 else close.sum() >= 0.8 * close.size)
 
 
 def unhide_overlaps(ax, tolerance: float = 0.015) -> None:

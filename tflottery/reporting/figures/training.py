@@ -11,7 +11,6 @@ from tflottery.reporting import collect, groups
 from tflottery.reporting.figures import style
 
 
-
 def test_curve(phase_dir: str) -> Dict[int, float]:
     """{step: test accuracy} from a phase's metrics.jsonl (bad lines skipped)."""
     return {int(r["step"]): float(r["test_accuracy"]) for r in collect.metrics(phase_dir)
@@ -21,11 +20,7 @@ def test_curve(phase_dir: str) -> Dict[int, float]:
 def _mean_curve(rows: List[dict]):
     curves = [test_curve(r["path"]) for r in rows]
     steps = sorted({s for c in curves for s in c})
-    pts = []
-    for s in steps:
-        values = [c[s] for c in curves if s in c]
-        pts.append(groups.stats(values))
-    return steps, pts
+    return steps, [groups.stats([c[s] for c in curves if s in c]) for s in steps]
 
 
 def training_curves(table: dict, out_dir: str) -> List[str]:
@@ -74,7 +69,7 @@ def _small_multiples(table: dict, run: dict, curves, out_dir: str) -> List[str]:
             handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles), loc="lower center",
                ncol=len(handles), fontsize=8, frameon=False)
-    fig.suptitle(f"Test accuracy during training: {groups.network_label(run)}, every level\n"
+    fig.suptitle(f"Test accuracy during training: {run['network']}, every level\n"
                  f"run {groups.run_title(table, run)}, {style.replicates_note(n)}", fontsize=10)
     fig.subplots_adjust(bottom=0.12)
     return style.save(fig, out_dir, f"training_curves__{style.slug(run['run'])}")
