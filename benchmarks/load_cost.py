@@ -17,14 +17,14 @@ also split into reading the weights file into the built model and the rest
 (mostly rebuilding the model from its config).
 
 Measured 2026-12-07, tf_keras, before (18a100d: float32 masks) and after
-masks became 1-byte bools, alternating runs of 3 rounds, load average
-2.7-5.1 on 2 shared cores (CPU ratios of medians): ResNet-50 `.h5` before
-1.46 and 1.21, after 1.33 and 1.10; its weights-file phase before 2.39 and
-1.46, after 1.19 and 1.14 (the file: 188.9 MB before, 118.5 MB after,
-unwrapped 95.0 MB; tf_keras reads `.h5` through a `tf.io.gfile.GFile`,
-h5py's Python file-object driver, so its cost follows the bytes).
-ResNet-50 `.keras` (masks stored as bits either way) 1.09 and 1.09 before,
-1.11 and 1.04 after.  LeNet's loads (0.12-0.23 s) are mostly noise.
+masks became 1-byte bools, alternating before/after runs on 2 shared cores
+(CPU ratios of medians).  Load average 1.1-1.8, 5 rounds: ResNet-50 `.h5`
+before 1.13 and 1.14, after 1.11 and 1.15 (weights-file phase 1.17-1.25
+either way: 0.38-0.41 s vs 0.32-0.36 s; the rest 1.11-1.14).  Load 2.7-5.1,
+3 rounds: `.h5` before 1.46 and 1.21, after 1.33 and 1.10; `.keras` (masks
+stored as bits either way) before 1.09 and 1.09, after 1.11 and 1.04.  The
+`.h5` file: 188.9 MB before, 118.5 MB after, unwrapped 95.0 MB.  LeNet's
+loads (0.12-0.23 s) are mostly noise.
 """
 import argparse
 import json

