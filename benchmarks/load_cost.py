@@ -16,21 +16,15 @@ a before/after); saving and loading both use it.  Each load's CPU time is
 also split into reading the weights file into the built model and the rest
 (mostly rebuilding the model from its config).
 
-Measured 2026-12-07 on main 85a7047 (tf_keras, 3 rounds, load average
-4.9-6.4 on 2 shared cores, so the CPU ratios are the ones to read):
-ResNet-50 `.h5` 3.87 s vs 3.31 s of CPU, 1.17x (1.28x in a run an hour
-earlier); reading weights 1.20 s vs 0.56 s, the rest 2.78 s vs 2.76 s: the
-whole extra is loading the masks, which tf_keras' legacy saver writes as
-float32 weights (189 MB file vs 95 MB) and reads through a
-`tf.io.gfile.GFile` (h5py's file-object driver: reading every dataset of
-the wrapped file took 0.25-0.40 s more CPU than the unwrapped one's that
-way, 0.03-0.06 s more opened by path).  ResNet-50 `.keras`: 20.16 s vs
-16.30 s, 1.24x (weights 16.18 s vs 13.17 s, the rest 3.98 s vs 3.13 s).
-LeNet (loads of 0.13-0.19 s, mostly noise): `.keras` 1.44x, `.h5` 1.20x.
-The same evening, no other agent running (load 1.0-1.4), main 585bd41, 3
-rounds: ResNet-50 `.keras` 1.09x CPU (rounds 0.98, 0.97, 1.24; reading
-weights 1.07x); `.h5` 1.18x CPU (rounds 1.18, 1.41, 1.07; reading weights
-1.10 s vs 0.63 s, the rest 1.03x).
+Measured 2026-12-07, tf_keras, before (18a100d: float32 masks) and after
+masks became 1-byte bools, alternating before/after runs on 2 shared cores
+(CPU ratios of medians).  Load average 1.1-1.8, 5 rounds: ResNet-50 `.h5`
+before 1.13 and 1.14, after 1.11 and 1.15 (weights-file phase 1.17-1.25
+either way: 0.38-0.41 s vs 0.32-0.36 s; the rest 1.11-1.14).  Load 2.7-5.1,
+3 rounds: `.h5` before 1.46 and 1.21, after 1.33 and 1.10; `.keras` (masks
+stored as bits either way) before 1.09 and 1.09, after 1.11 and 1.04.  The
+`.h5` file: 188.9 MB before, 118.5 MB after, unwrapped 95.0 MB.  LeNet's
+loads (0.12-0.23 s) are mostly noise.
 """
 import argparse
 import json

@@ -111,7 +111,7 @@ def test_masked_dense_mixed_bfloat16():
         layer.kernel_mask.assign(m.astype(np.float32))
         out = layer(x)
         assert out.dtype == tf.bfloat16
-        assert layer.kernel_mask.dtype == tf.float32
+        assert layer.kernel_mask.dtype == tf.bool   # the mask is not autocast
         w = layer.layer.kernel.numpy()
         np.testing.assert_allclose(out.numpy().astype(np.float32), x @ (w * m),
                                    rtol=0.05, atol=0.05)

@@ -53,7 +53,7 @@ def _zeroing_function(model):
     @tf.function
     def zero():
         for weight, mask in pairs:
-            weight.assign(tf.where(mask > 0, weight, tf.zeros_like(weight)))
+            weight.assign(tf.where(tf.cast(mask, tf.bool), weight, tf.zeros_like(weight)))
 
     return zero
 

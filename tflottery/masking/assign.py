@@ -36,7 +36,7 @@ def set_mask(model, mask: Mask) -> None:
     mask.check_shapes({name: tuple(weight.shape) for name, (weight, _) in pairs.items()})
     for name, (weight, mask_var) in pairs.items():
         keep = mask[name]
-        mask_var.assign(keep.astype(np.float32))
+        mask_var.assign(keep)
         _zero_where_pruned(weight, keep)
     for wrapper in masked_layers(model):
         wrapper.mask_changed()
@@ -60,6 +60,6 @@ def zero_pruned_weights(model) -> None:
     if not masked_layers(model):
         return   # a plain model: nothing is pruned
     for weight, mask_var in masked_pairs(model).values():
-        keep = mask_var.numpy() > 0
+        keep = mask_var.numpy()
         if not keep.all():
             _zero_where_pruned(weight, keep)

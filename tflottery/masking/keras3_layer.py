@@ -37,7 +37,7 @@ train function so the next fit traces with the new mask).
 """
 import numpy as np
 
-from tflottery.keras_compat import keras3_api
+from tflottery.keras_compat import MASK_DTYPE, keras3_api
 from tflottery.masking.layer import MaskedMixin
 
 _API = keras3_api()
@@ -84,7 +84,7 @@ class KerasMasked(MaskedMixin, keras.layers.Wrapper):
                 weight.constraint = KeepPruned(self.mask_variable(attr), weight.constraint)
             # All ones, as the new mask variable; not read from it, because a
             # symbolic build (Keras 3 tracing a subclassed model) cannot.
-            weight.constraint.host = np.ones(tuple(weight.shape), np.float32)
+            weight.constraint.host = np.ones(tuple(weight.shape), MASK_DTYPE)
 
     def mask_changed(self) -> None:
         self.sync_host_masks()

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.errors import ConfigError
-from tflottery.keras_compat import TF_KERAS, api_of, keras
+from tflottery.keras_compat import MASK_DTYPE, TF_KERAS, api_of, keras, mask_values
 from tflottery.masking import fast_path
 from tflottery.masking.prunable import prunable_attrs as _default_attrs
 from tflottery.masking.prunable import attribute_holding, stable_name
@@ -178,36 +178,36 @@ class MaskedMixin:
         return config
 
     def save_own_variables(self, store):
-        """Each mask as packed bits (`<attr>_mask_bits`), 1/32 of its float32 size.
+        """Each mask as packed bits (`<attr>_mask_bits`), 1/8 of its bool variable's size.
 
         Why: both Kerases' `.keras` loaders read the weights file through a
         zip member stream, and tf_keras's seeks in it by reading again from
         the start of the member, so loading time grows with the file's size
-        times the number of reads.  Float32 masks doubled the size of a
-        wrapped model's file and so its loading time (2.5-3x an unwrapped
-        ResNet-50's); as bits they add ~3%.  A mask that is not all 0/1 (set
-        by hand) is stored whole (`<attr>_mask`), so nothing is lost.
+        times the number of reads.  Float32 masks (before masks were bool,
+        keras_compat.MASK_DTYPE) doubled the size of a wrapped model's file
+        and so its loading time (2.5-3x an unwrapped ResNet-50's); as bits
+        they add ~3%.
         """
         for attr in self.prunable_attrs:
             mask = np.asarray(self.mask_variable(attr))
-            if np.isin(mask, (0.0, 1.0)).all():
-                _put(store, f"{attr}_mask_bits", np.packbits(mask.ravel() > 0))
-            else:
-                _put(store, f"{attr}_mask", mask)
+            _put(store, f"{attr}_mask_bits", np.packbits(mask.ravel()))
 
     def load_own_variables(self, store):
-        """Reads what save_own_variables wrote, or a file saved before it (masks as "0", "1", ...)."""
+        """Reads what save_own_variables wrote, or a file saved before it: masks as
+        "0", "1", ... (float32), or a `<attr>_mask` entry (float32) for a mask that was
+        not all 0/1; a float mask that is not all 0/1 is refused (mask_values)."""
         if "0" in store:
-            super().load_own_variables(store)
+            super().load_own_variables({key: mask_values(store[key], f"mask {key} of {self.name}")
+                                        for key in store.keys()})
             return
         for attr in self.prunable_attrs:
             variable = self.mask_variable(attr)
             if f"{attr}_mask_bits" in store:
                 size = int(np.prod(variable.shape))
                 bits = np.unpackbits(np.asarray(store[f"{attr}_mask_bits"]), count=size)
-                value = bits.astype(np.float32).reshape(tuple(variable.shape))
+                value = bits.astype(MASK_DTYPE).reshape(tuple(variable.shape))
             else:
-                value = np.asarray(store[f"{attr}_mask"], np.float32)
+                value = mask_values(store[f"{attr}_mask"], f"mask {attr!r} of {self.name}")
             variable.assign(value)
 
 

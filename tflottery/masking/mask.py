@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.errors import ConfigError, MaskMismatchError, first_few
+from tflottery.keras_compat import mask_values
 from tflottery.runs import io as runs_io
 from tflottery.runs import layout
 
@@ -22,16 +23,7 @@ REPORT_FILENAME = layout.MASK_REPORT
 
 
 def _as_bool_array(name: str, value) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype == np.bool_:
-        out = array.copy()
-    elif (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)) \
-            and np.all((array == 0) | (array == 1)):
-        out = array.astype(np.bool_)
-    else:
-        raise ConfigError(
-            f"mask entry {name!r} must be booleans or numbers that are all 0 or 1 "
-            f"(got dtype {array.dtype})")
+    out = mask_values(value, f"mask entry {name!r}").copy()
     out.setflags(write=False)  # a Mask is a value: no silent edits through getitem
     return out
 

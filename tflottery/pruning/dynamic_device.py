@@ -246,7 +246,7 @@ class DropGrowProgram:
         masks, grown, moved, counts = [], [], [], []
         for i, (name, weight, mask_var) in enumerate(zip(self.names, self._weights,
                                                          self._masks)):
-            old = mask_var > 0
+            old = tf.cast(mask_var, tf.bool)
             new, _ = drop_and_grow(old, weight, scores[i], drop_counts[i], self.active[name])
             masks.append(new)
             grown.append(new & ~old)

@@ -144,7 +144,7 @@ class ModelCopy:
             for name, (weight, mask_var) in self._pairs.items():
                 keep = mask[name]
                 value = self._values[name]
-                mask_var.assign(keep.astype(np.float32))
+                mask_var.assign(keep)
                 weight.assign(np.where(keep, value, np.zeros((), value.dtype)))
         self._installed = mask
 

@@ -6,9 +6,10 @@ can start at any step); it is removed when the phase ends, where it would
 only duplicate 'end'.  Named checkpoints ('init', 'step_<N>', 'end') are
 kept for the experiments (rewinding, interpolation): what they store, each
 tensor once, is stored_weights.py's (the layout before #26, with masks and
-optimizer slots in every one, is still read).  A named checkpoint counts as
-written only once its `info.json` exists, which is written atomically after
-the checkpoint files.
+optimizer slots in every one, is still read; float32 masks of checkpoints
+written before masks were bool are converted as read: old_masks.py).  A
+named checkpoint counts as written only once its `info.json` exists, which
+is written atomically after the checkpoint files.
 
 Multi-worker training (MultiWorkerMirroredStrategy): saving reads replicated
 and sync-on-read variables (e.g. BatchNorm statistics) with collective ops, so
@@ -24,7 +25,7 @@ from absl import logging
 
 from tflottery.errors import TfLotteryError
 from tflottery.runs import damage, io, layout
-from tflottery.training import stored_weights
+from tflottery.training import old_masks, stored_weights
 
 
 INIT = "init"     # the one named checkpoint that may be a reference (stored_weights.py)
@@ -66,7 +67,8 @@ class Checkpointer:
             if path is None:
                 return False
             check_readable(path)
-            self._ckpt.restore(path).assert_existing_objects_matched()
+            with old_masks.readable_prefix(path, self._ckpt, self._model) as readable:
+                self._ckpt.restore(readable).assert_existing_objects_matched()
         except damage.DAMAGE_ERRORS:
             damage.set_aside(self._latest_dir)
             self._manager = tf.train.CheckpointManager(self._ckpt, self._latest_dir,
@@ -135,8 +137,10 @@ def restore_weights(model, directory: str, name: str) -> dict:
     if stored_weights.is_recorded(info):
         stored_weights.restore(model, path, info)
     else:   # the layout before #26: the model's variables, masks included
-        tf.train.Checkpoint(model=model).read(
-            layout.file(path, layout.CHECKPOINT_PREFIX)).expect_partial()
+        checkpoint = tf.train.Checkpoint(model=model)
+        prefix = layout.file(path, layout.CHECKPOINT_PREFIX)
+        with old_masks.readable_prefix(prefix, checkpoint, model) as readable:
+            checkpoint.read(readable).expect_partial()
     return info
 
 
