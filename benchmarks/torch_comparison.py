@@ -62,6 +62,22 @@ two sets of 3 and 5 rounds, pooled (8 rounds):
               accuracy 97.30% vs 96.95%), the next 3 rounds: 37.72 s vs torch
               50.99 s (per-round 1.06, 0.72, 0.64), torch itself 36-53 s
               across the two sets: no ratio here is steady to 10%.
+2026-12-07 late evening, quiet (load 0.5-2: the benchmark's own processes;
+torch itself ran twice as fast as the evening before), "tflottery" = main
+98ed2ec (training stream as whole batches, 1-byte masks), "baseline" =
+18a100d:
+  7x300@150   3 rounds with the baseline: tflottery 9.71 s, baseline 8.92 s,
+              torch 6.12 s (1.59x, 1.46x); then 6 rounds alone: 10.10 s vs
+              torch 6.68 s = 1.51x (rounds 1.47-1.55 after a cold first one):
+              the <=1.4x goal is not met.  Where the seconds go: 2.76 s to
+              the strategy line (`import tensorflow` alone is ~3 s under
+              -X importtime, torch's imports 0.98 s), 0.77 s to the first
+              step, level 0 1.70 s (with the first trace), 0.71 s a later
+              level, 0.62 s after the last.  Level 0 of main and the baseline
+              alternated 3 more rounds: 1.27 s vs 1.81 s (noise both ways).
+  4x3000@500  3 rounds: tflottery 22.34 s, baseline 23.39 s, torch 22.63 s:
+              0.99x (rounds 0.99, 1.03, 0.94), baseline 1.03x; 4.37 s a
+              later level vs the baseline's 4.73 s (0.92x).
 The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
 levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
 96.95% / 96.90% (tflottery / torch).
