@@ -24,7 +24,11 @@ either way: 0.38-0.41 s vs 0.32-0.36 s; the rest 1.11-1.14).  Load 2.7-5.1,
 3 rounds: `.h5` before 1.46 and 1.21, after 1.33 and 1.10; `.keras` (masks
 stored as bits either way) before 1.09 and 1.09, after 1.11 and 1.04.  The
 `.h5` file: 188.9 MB before, 118.5 MB after, unwrapped 95.0 MB.  LeNet's
-loads (0.12-0.23 s) are mostly noise.
+loads (0.12-0.23 s) are mostly noise.  Later, quiet (load 0.6-1.5, main
+98ed2ec, 3 rounds, CPU ratios): ResNet-50 `.h5` 1.17 (rounds 1.14, 1.17,
+1.29; reading the weights 1.24, the rest 1.14), `.keras` 1.09; LeNet `.h5`
+1.20, `.keras` 1.21 (0.14 vs 0.12 s and 0.16 vs 0.13 s: building the
+wrappers, 20-30 ms).
 """
 import argparse
 import json
