@@ -28,7 +28,6 @@ import importlib  # noqa: E402
 import wrapt  # noqa: E402
 
 
-
 def _register_keras3_layer(_):
     # tf_keras first: the masking package's adapter (keras_compat) imports it, and
     # tf_keras' own hook below imports masking.layer, which needs the adapter whole.

@@ -39,9 +39,9 @@ from tensorflow.python.autograph.core import ag_ctx
 from tflottery import masking, models
 from tflottery.keras_compat import keras
 from tflottery.training import masked_updates, stored_weights
+from tflottery.training.iterate import for_steps
 from tflottery.training.optimizers import build_optimizer
 from tflottery.training.phases import build_schedule, validate_training
-from tflottery.training.iterate import for_steps
 from tflottery.training.split_pass import SplitPass
 
 
@@ -198,8 +198,8 @@ class TrainingProgram:
     def train_loop(self):
         """`train_loop(iterator, num_steps)`: num_steps training steps (traced once).
 
-        Traced without autograph: its loop is written as the tf.while_loop
-        autograph would make of it, and autograph's transpiling of this loop,
+        Traced without autograph (the loop is `iterate.for_steps`, the
+        tf.while_loop autograph would make of it): autograph's transpiling of the loop,
         the step and every tflottery function the step calls took more than
         half of the trace (0.7 of 1.0 s CPU for LeNet-300-100, measured at
         load 6-7; 0.3 s without), in every run's first phase.  The model is
