@@ -112,6 +112,8 @@ class MaskedMixin:
         # call: transpiling it (and all it calls) took most of a small wrapped
         # model's loading time, and nothing here branches on tensors.  The
         # inner layer's call is converted as it would be alone (_inner_call).
+        if _infers_output_signature_only():
+            return self._inner_call()(inputs, **self._inner_kwargs(training, kwargs))
         originals = self._swap_in_masked_weights()
         try:
             return self._inner_call()(inputs, **self._inner_kwargs(training, kwargs))
@@ -259,6 +261,20 @@ def _put(store, key: str, value: np.ndarray) -> None:
         store[key] = value
         return
     create(key, shape=value.shape, dtype=value.dtype)[...] = value
+
+
+def _infers_output_signature_only() -> bool:
+    """Whether this call runs in tf_keras' scratch graph, where Keras only infers the
+    output's shape and dtype (building a functional model, loading one, and
+    compute_output_shape): weight*mask has the weight's shape and dtype, so the mask
+    is not applied there.
+
+    Why: those mask ops (the mask captured, read, cast, multiplied) were 2.5 ms of
+    graph building per wrapped layer, 0.13 s of a wrapped ResNet-50's 2.1 s `.h5`
+    load.  Where tf_keras names the graph otherwise, the mask is applied: slower,
+    never wrong.
+    """
+    return getattr(tf.compat.v1.get_default_graph(), "name", "").endswith("_scratch_graph")
 
 
 def _call_params(layer):
