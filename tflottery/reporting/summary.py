@@ -95,6 +95,13 @@ def write(run_dir: str, table: dict) -> None:
                          to_markdown(table) + "\n")
 
 
+def prepare() -> None:
+    """Import matplotlib, plot_run's slow import (runner.prepare_end_of_run calls this in a
+    background thread while the run trains)."""
+    from tflottery.reporting.figures import style
+    style.pyplot()
+
+
 def plot_run(run_dir: str) -> Optional[str]:
     """Write run_dir/summary.png and .pdf, drawn from the run directory as the report
     collects it; return the PNG's path (None if no level has finished)."""

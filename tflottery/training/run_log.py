@@ -8,9 +8,12 @@ and what it was configured with.  The runner makes one RunLog per run:
   planned_steps  the training steps the run had left when it started (from
                  the experiment's plan; None if it has none), for the run's ETA
 
-Trainers given a RunLog count their steps into it.
+Trainers given a RunLog count their steps into it.  `when_training`, if set,
+is called once, after the run's first trained steps: the runner starts
+work there that should overlap training rather than its start (runner.py,
+prepare_end_of_run).
 """
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 
 class RunLog:
@@ -18,9 +21,13 @@ class RunLog:
         self.hparams = dict(hparams or {})
         self.planned_steps = planned_steps
         self.trained_steps = 0
+        self.when_training: Optional[Callable[[], None]] = None
 
     def add(self, steps: int) -> None:
         self.trained_steps += steps
+        if steps and self.when_training is not None:
+            hook, self.when_training = self.when_training, None
+            hook()
 
     def eta_seconds(self, phase_rate: float) -> Optional[float]:
         """Seconds the run still needs at `phase_rate` steps/s (None if unknown)."""
