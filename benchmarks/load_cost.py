@@ -29,6 +29,17 @@ loads (0.12-0.23 s) are mostly noise.  Later, quiet (load 0.6-1.5, main
 1.29; reading the weights 1.24, the rest 1.14), `.keras` 1.09; LeNet `.h5`
 1.20, `.keras` 1.21 (0.14 vs 0.12 s and 0.16 vs 0.13 s: building the
 wrappers, 20-30 ms).
+2026-12-07 night, quiet (load 0.6-1.6), 5 rounds a set, wall ratios of
+medians.  Before (959fc06): ResNet-50 `.keras` 1.11, `.h5` 1.13; LeNet in
+two sets alternating with the after: `.h5` 1.16 and 1.17, `.keras` 1.18 and
+1.15.  After (e05f8a6: no mask ops in tf_keras' output-signature scratch
+graph): ResNet-50 `.keras` 1.10, `.h5` 1.14 (the rest of the load 1.12,
+from 1.16); LeNet in three sets `.h5` 1.12, 1.23, 1.12 (15 rounds pooled:
+median 1.17), `.keras` 1.17, 1.18, 1.15 (pooled 1.18).  LeNet's wrapped and
+unwrapped loads differ by 20-25 ms of 130, and nearly all of it is
+TensorFlow's first use, in a process, of the ops of a bool variable
+(creating, filling and assigning one): with those ops run once before the
+load, both kinds load in 0.107-0.110 s.  It does not grow with the model.
 """
 import argparse
 import json

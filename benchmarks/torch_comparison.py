@@ -78,6 +78,14 @@ torch itself ran twice as fast as the evening before), "tflottery" = main
   4x3000@500  3 rounds: tflottery 22.34 s, baseline 23.39 s, torch 22.63 s:
               0.99x (rounds 0.99, 1.03, 0.94), baseline 1.03x; 4.37 s a
               later level vs the baseline's 4.73 s (0.92x).
+2026-12-07 night, quiet (load 0.6-1.6), 6 rounds (the first of each side
+cold), "tflottery" = main 0d4dd55 (the end-of-run report's imports warmed in
+a background thread once training runs), "baseline" = 959fc06:
+  7x300@150   tflottery 9.71 s, baseline 9.97 s, torch 6.57 s: 1.48x
+              (per-round median 1.49x), baseline 1.52x (1.56x): the <=1.4x
+              goal is not met.  Last level to exit 0.33 s vs 0.60 s; the
+              rest as before: 2.78 s to the strategy line, 0.64 s to level
+              0, level 0 1.57 s, 0.71 s a later level.
 The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
 levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
 96.95% / 96.90% (tflottery / torch).
