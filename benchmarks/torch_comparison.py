@@ -86,6 +86,8 @@ a background thread once training runs), "baseline" = 959fc06:
               goal is not met.  Last level to exit 0.33 s vs 0.60 s; the
               rest as before: 2.78 s to the strategy line, 0.64 s to level
               0, level 0 1.57 s, 0.71 s a later level.
+  4x3000@500  3 rounds (the first cold): tflottery 23.68 s, baseline 24.50 s,
+              torch 24.23 s: 0.98x (baseline 1.01x); 0.29 s vs 0.60 s to exit.
 The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
 levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
 96.95% / 96.90% (tflottery / torch).
