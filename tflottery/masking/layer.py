@@ -112,8 +112,6 @@ class MaskedMixin:
         # call: transpiling it (and all it calls) took most of a small wrapped
         # model's loading time, and nothing here branches on tensors.  The
         # inner layer's call is converted as it would be alone (_inner_call).
-        if _infers_output_signature_only():
-            return self._inner_call()(inputs, **self._inner_kwargs(training, kwargs))
         originals = self._swap_in_masked_weights()
         try:
             return self._inner_call()(inputs, **self._inner_kwargs(training, kwargs))
@@ -144,8 +142,11 @@ class MaskedMixin:
 
     @tf.autograph.experimental.do_not_convert
     def _swap_in_masked_weights(self):
-        """Sets the inner layer's weights to weight*mask; returns {attribute: original weight}."""
+        """Sets the inner layer's weights to weight*mask; returns {attribute: original weight}
+        (none swapped where Keras only infers the output: _infers_output_signature_only)."""
         originals = {}
+        if _infers_output_signature_only():
+            return originals
         try:
             for attr in self.prunable_attrs:
                 holder = self._holder(attr)
