@@ -10,6 +10,11 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         "tensorflow>=2.16,<2.22",
+        # TensorFlow imports ml_dtypes in every process.  0.7.0's extension takes
+        # 0.55 s to initialise (its ufunc loops registered one by one through
+        # numpy's PyUFunc_AddLoop, which compares each with all registered before:
+        # perf, 2026-12-08, numpy 2.4.6); 0.6.0 takes 4 ms.
+        "ml_dtypes<0.7",
         "tf_keras>=2.16,<2.22",
         "tensorflow-model-optimization>=0.8,<0.9",
         "tensorflow-datasets>=4.9",

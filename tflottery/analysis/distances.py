@@ -137,7 +137,8 @@ class PredictionLoop:
             def run():
                 arrays = tuple(tf.TensorArray(dtype, size=0, dynamic_size=True, element_shape=[None])
                                for dtype in (tf.int32, tf.float32, tf.bool))
-                arrays = split_pass.for_each_batch(body, arrays)
+                with masking.weights_masked_once(self.model, strategy):
+                    arrays = split_pass.for_each_batch(body, arrays)
                 preds, losses, real = (a.concat() for a in arrays)
                 return tf.boolean_mask(preds, real), tf.boolean_mask(losses, real)
             self.functions[split] = run

@@ -187,8 +187,9 @@ class Interpolator:
 
             @tf.function
             def eval_fn():
-                return split_pass.for_each_batch(
-                    body, (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
+                with masking.weights_masked_once(self.models[2], strategy):
+                    return split_pass.for_each_batch(
+                        body, (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0)))
             self.eval_fns[split] = eval_fn
         return self.eval_fns[split]
 

@@ -14,6 +14,7 @@ zero gradient; see layer.py.  tf_keras and Keras 3 models alike (the
 Keras 3 layer is keras3_layer.py; keras_compat.py says what runs where).
 """
 from tflottery.masking.assign import get_mask, set_mask, zero_pruned_weights
+from tflottery.masking.eval_path import weights_masked_once
 from tflottery.masking.fast_path import trusted_zero_pruned_weights
 from tflottery.masking.layer import Masked
 from tflottery.masking.mask import MASK_FILENAME, REPORT_FILENAME, Mask
@@ -25,6 +26,7 @@ from tflottery.masking.wrap import export, wrap
 __all__ = [
     "Mask", "Masked", "MASK_FILENAME", "REPORT_FILENAME", "PRUNABLE_WEIGHTS",
     "export", "get_mask", "masked_layers", "prunable_attrs", "prunable_variables",
-    "set_mask", "stable_name", "trusted_zero_pruned_weights", "wrap", "zero_pruned_weights",
+    "set_mask", "stable_name", "trusted_zero_pruned_weights", "weights_masked_once", "wrap",
+    "zero_pruned_weights",
     "from_tfmot", "to_tfmot",
 ]

@@ -16,9 +16,15 @@ weights as they are.  The flag is read when a tf.function is traced, so only
 the training-step function traced inside the context takes the fast path;
 evaluation, scoring and user code keep the multiply.  Whoever enters the
 context promises the invariant above, with an optimizer that keeps it.
+
+The state of the evaluation path (eval_path.py) lives here too: products
+weight*mask computed once, before a pass's loop, that layers traced inside
+that function use instead of multiplying again.
 """
 import contextlib
 import threading
+
+import tensorflow as tf
 
 _state = threading.local()
 
@@ -35,3 +41,30 @@ def trusted_zero_pruned_weights():
         yield
     finally:
         _state.depth -= 1
+
+
+@contextlib.contextmanager
+def masked_weights_given(values: dict):
+    """Layers traced inside compute with `values` ({id(layer): {holder: weight*mask}}),
+    tensors of the graph being traced now (eval_path.weights_masked_once builds them)."""
+    previous = getattr(_state, "given", None)
+    _state.given = (tf.compat.v1.get_default_graph(), values)
+    try:
+        yield
+    finally:
+        _state.given = previous
+
+
+def given(layer) -> dict:
+    """{holder: weight*mask} given for `layer` in the graph being traced, or {}.
+
+    Only in the graph the products were computed in or one nested in it (a
+    loop's body, a branch): any other graph could not use them.
+    """
+    graph, values = getattr(_state, "given", None) or (None, {})
+    if id(layer) not in values:
+        return {}
+    current = tf.compat.v1.get_default_graph()
+    while current is not None and current is not graph:
+        current = getattr(current, "outer_graph", None)
+    return values[id(layer)] if current is not None else {}

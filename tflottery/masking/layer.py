@@ -147,14 +147,18 @@ class MaskedMixin:
         originals = {}
         if _infers_output_signature_only():
             return originals
+        given = fast_path.given(self)
         try:
             for attr in self.prunable_attrs:
                 holder = self._holder(attr)
                 weight = getattr(self.layer, holder)
                 originals[holder] = weight
-                # On the fast path pruned entries are 0.0 already: no multiply.
-                mask = None if fast_path.active() else self.mask_variable(attr)
-                masked = self._api.masked_value(weight, mask)
+                if holder in given:     # computed once for a whole pass (eval_path.py)
+                    masked = given[holder]
+                else:
+                    # On the fast path pruned entries are 0.0 already: no multiply.
+                    mask = None if fast_path.active() else self.mask_variable(attr)
+                    masked = self._api.masked_value(weight, mask)
                 # object.__setattr__ bypasses Keras attribute tracking, which
                 # would otherwise untrack the variable and re-append it on
                 # restore, reordering the inner layer's weights.
@@ -163,6 +167,18 @@ class MaskedMixin:
             self._restore_weights(originals)
             raise
         return originals
+
+    def masked_weights(self) -> dict:
+        """{holder: weight*mask} of the prunable weights that the inner layer computes with
+        in their stored dtype, for eval_path.py; a weight its call reads autocast to
+        another dtype (mixed precision) is left out: its product is the call's."""
+        out = {}
+        for attr in self.prunable_attrs:
+            holder = self._holder(attr)
+            weight = getattr(self.layer, holder)
+            if tf.as_dtype(weight.dtype) == tf.as_dtype(self.layer.compute_dtype):
+                out[holder] = self._api.masked_value(weight, self.mask_variable(attr))
+        return out
 
     @tf.autograph.experimental.do_not_convert
     def _restore_weights(self, originals):

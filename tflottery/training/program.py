@@ -242,7 +242,8 @@ class TrainingProgram:
                 return state
 
             def eval_pass():
-                split_pass.for_each_batch(body)
+                with masking.weights_masked_once(self.model, self.strategy):
+                    split_pass.for_each_batch(body)
             # Without autograph where the pass allows it, as train_loop (whose
             # docstring says why); the model is called with it.
             self._eval_fns[split] = tf.function(eval_pass,
