@@ -312,6 +312,16 @@ def test_mask_save_load_and_report(tmp_path):
     assert report["total"]["density"] == pytest.approx(remaining / total)
 
 
+def test_mask_file_is_a_deflated_npz_of_bools(tmp_path):
+    rng = np.random.RandomState(3)
+    mask = Mask({"dense/kernel": rng.rand(300, 200) < 0.3, "dense_1/kernel": rng.rand(200, 10) < 0.3})
+    mask.save(str(tmp_path))
+    with np.load(str(tmp_path / "mask.npz")) as npz:
+        assert {name: npz[name].dtype for name in npz.files} == {name: np.bool_ for name in mask}
+        assert all(np.array_equal(npz[name], mask[name]) for name in mask)
+    assert (tmp_path / "mask.npz").stat().st_size < 0.5 * mask.num_weights    # < 1 byte a weight
+
+
 def test_mask_load_missing(tmp_path):
     with pytest.raises(ConfigError, match="mask.npz"):
         Mask.load(str(tmp_path))
