@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.hparams import SummaryHparams
-from tflottery.reporting import collect, groups
+from tflottery.reporting import collect, groups, summary
 from tflottery.reporting.figures import style
 from tflottery.reporting.tables import md_table
 from tflottery.runs import io, layout
@@ -169,12 +169,6 @@ def to_markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
-def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".json"), table)
-    io.atomic_write_text(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".md"),
-                         to_markdown(table) + "\n")
-
-
 def _stale(image: str, record: str) -> bool:
     """Whether an analysis's figure is missing or older than its instability.json."""
     if not io.exists(image):
@@ -198,7 +192,7 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
             path = layout.file(os.path.dirname(row["path"]), "instability_per_epoch.png")
             if row["per_epoch"] is not None and _stale(path, row["path"]):
                 plot_per_epoch(path, row)
-        write(run_dir, table)
+        summary.write(run_dir, table, layout.INSTABILITY_SUMMARY, to_markdown)
     print(to_markdown(table), flush=True)
     return table
 
