@@ -20,7 +20,6 @@ section (`python -m tflottery.report ROOT`); its own command and the sweep's
 --speed_report were removed (#23) and only say so (MESSAGE).
 """
 import math
-import os
 import sys
 from typing import Dict, List, Optional
 
@@ -168,7 +167,7 @@ def analyze(table: dict) -> List[dict]:
         early = early_stopping_table(phases)
         dilation = dilation_table(phases, run_tolerance(run_dir))
         if early or dilation:
-            out.append({"run_dir": run_dir, "run": os.path.basename(run_dir.rstrip("/")),
+            out.append({"run_dir": run_dir, "run": runs[run_dir]["run"],
                         "title": run_title(table, runs[run_dir]),
                         "early_stopping": early, "dilation": dilation})
     return out
