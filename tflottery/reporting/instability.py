@@ -199,9 +199,8 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
 
 def plot_per_epoch(path: str, row: dict) -> None:
     """Test instability between the copies at each epoch of their training."""
-    plt = style.pyplot()
     rows = row["per_epoch"]
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    fig, ax = style.pyplot().subplots(figsize=(5.6, 3.6))
     ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
             label="raw")
     if rows and "aligned_test_barrier" in rows[0]:
