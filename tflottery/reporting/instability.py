@@ -100,29 +100,27 @@ def summarize(run_dir: str, summary_hp, rows=None) -> dict:
             "matching_tolerance": summary_hp.matching_tolerance}
 
 
-def _points(r, prefix) -> str:
+def _cell(r, prefix) -> str:
+    """100 x a column's mean, ± its standard deviation where it has one; '-' without it."""
     if f"{prefix}_mean" not in r:
         return "-"
-    return f"{100 * r[f'{prefix}_mean']:.2f} ± {100 * r[f'{prefix}_std']:.2f}"
+    std = f" ± {100 * r[f'{prefix}_std']:.2f}" if f"{prefix}_std" in r else ""
+    return f"{100 * r[f'{prefix}_mean']:.2f}{std}"
 
 
-def _percent(r, prefix) -> str:
-    return "-" if f"{prefix}_mean" not in r else f"{100 * r[f'{prefix}_mean']:.2f}"
-
-
-# The table's columns between density and stable: (header, summary key, cell), each shown
+# The table's columns between density and stable: (header, summary key), each shown
 # where some row has the key (aligned barriers, linear barriers and soups: the runs that
 # measured them).
 _COLUMNS = (
-    ("test instability (points)", "test_barrier", _points),
-    ("train instability (points)", "train_barrier", _points),
-    ("aligned test instability", "aligned_test_barrier", _points),
-    ("aligned train instability", "aligned_train_barrier", _points),
-    ("test instability above the line", "test_linear_barrier", _points),
-    ("aligned test instability above the line", "aligned_test_linear_barrier", _points),
-    ("accuracy %", "accuracy", _percent),
-    ("soup accuracy %", "soup_accuracy", _percent),
-    ("aligned soup accuracy %", "soup_aligned_accuracy", _percent),
+    ("test instability (points)", "test_barrier"),
+    ("train instability (points)", "train_barrier"),
+    ("aligned test instability", "aligned_test_barrier"),
+    ("aligned train instability", "aligned_train_barrier"),
+    ("test instability above the line", "test_linear_barrier"),
+    ("aligned test instability above the line", "aligned_test_linear_barrier"),
+    ("accuracy %", "accuracy"),
+    ("soup accuracy %", "soup_accuracy"),
+    ("aligned soup accuracy %", "soup_aligned_accuracy"),
 )
 
 
@@ -131,17 +129,17 @@ def to_markdown(table: dict) -> str:
         return "(no finished instability analyses yet)"
     aligned = any("align" in r for r in table["rows"])
     souped = any("soup_n" in r for r in table["rows"])
-    columns = [(header, key, cell) for header, key, cell in _COLUMNS
+    columns = [(header, key) for header, key in _COLUMNS
                if any(f"{key}_mean" in r for r in table["rows"])]
-    linear = any(key.endswith("linear_barrier") for _, key, _ in columns)
+    linear = any(key.endswith("linear_barrier") for _, key in columns)
     header = ["subnetwork", "level", "k (it)", "step", "density %"]
-    header += [name for name, _, _ in columns] + ["stable", "matching"]
+    header += [name for name, _ in columns] + ["stable", "matching"]
     rows = []
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
         cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}"]
-        cells += [cell(r, key) for _, key, cell in columns]
+        cells += [_cell(r, key) for _, key in columns]
         rows.append(cells + ["yes" if r["stable"] else "no", match])
     lines = [md_table(header, rows), ""]
     lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
