@@ -393,7 +393,7 @@ class _Collector:
         row["sparsity"] = None if row["density"] is None else 1.0 - row["density"]
         row.update(run["config"])
         if info["kind"] == "train" and row["status"] == "done":
-            self._statistics(run, replicate, rep_dir, rel, row)
+            self._statistics(row)
         return row
 
     def _dynamic_phase(self, row, rep_dir, rel) -> None:
@@ -432,7 +432,7 @@ class _Collector:
             return settings["result"].get("density")
         return 1.0 if run["_spec"].dense else None
 
-    def _statistics(self, run, replicate, rep_dir, rel, row):
+    def _statistics(self, row):
         path = layout.file(layout.mask_of_phase(row["path"]), layout.STATISTICS)
         stats = self.reader.json(path)
         if stats is None:

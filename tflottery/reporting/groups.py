@@ -67,8 +67,7 @@ def spread(values: List[float]) -> dict:
 
 def stats(values: List[float]) -> dict:
     values = [float(v) for v in values]
-    return {"mean": float(np.mean(values)), "min": min(values), "max": max(values),
-            "std": float(np.std(values)), "n": len(values)}
+    return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "n": len(values)}
 
 
 def natural_key(text: str):

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflottery.hparams import SummaryHparams
-from tflottery.reporting import collect, groups
+from tflottery.reporting import collect, groups, summary
 from tflottery.reporting.figures import style
 from tflottery.reporting.tables import md_table
 from tflottery.runs import io, layout
@@ -100,29 +100,27 @@ def summarize(run_dir: str, summary_hp, rows=None) -> dict:
             "matching_tolerance": summary_hp.matching_tolerance}
 
 
-def _points(r, prefix) -> str:
+def _cell(r, prefix) -> str:
+    """100 x a column's mean, ± its standard deviation where it has one; '-' without it."""
     if f"{prefix}_mean" not in r:
         return "-"
-    return f"{100 * r[f'{prefix}_mean']:.2f} ± {100 * r[f'{prefix}_std']:.2f}"
+    std = f" ± {100 * r[f'{prefix}_std']:.2f}" if f"{prefix}_std" in r else ""
+    return f"{100 * r[f'{prefix}_mean']:.2f}{std}"
 
 
-def _percent(r, prefix) -> str:
-    return "-" if f"{prefix}_mean" not in r else f"{100 * r[f'{prefix}_mean']:.2f}"
-
-
-# The table's columns between density and stable: (header, summary key, cell), each shown
+# The table's columns between density and stable: (header, summary key), each shown
 # where some row has the key (aligned barriers, linear barriers and soups: the runs that
 # measured them).
 _COLUMNS = (
-    ("test instability (points)", "test_barrier", _points),
-    ("train instability (points)", "train_barrier", _points),
-    ("aligned test instability", "aligned_test_barrier", _points),
-    ("aligned train instability", "aligned_train_barrier", _points),
-    ("test instability above the line", "test_linear_barrier", _points),
-    ("aligned test instability above the line", "aligned_test_linear_barrier", _points),
-    ("accuracy %", "accuracy", _percent),
-    ("soup accuracy %", "soup_accuracy", _percent),
-    ("aligned soup accuracy %", "soup_aligned_accuracy", _percent),
+    ("test instability (points)", "test_barrier"),
+    ("train instability (points)", "train_barrier"),
+    ("aligned test instability", "aligned_test_barrier"),
+    ("aligned train instability", "aligned_train_barrier"),
+    ("test instability above the line", "test_linear_barrier"),
+    ("aligned test instability above the line", "aligned_test_linear_barrier"),
+    ("accuracy %", "accuracy"),
+    ("soup accuracy %", "soup_accuracy"),
+    ("aligned soup accuracy %", "soup_aligned_accuracy"),
 )
 
 
@@ -131,17 +129,17 @@ def to_markdown(table: dict) -> str:
         return "(no finished instability analyses yet)"
     aligned = any("align" in r for r in table["rows"])
     souped = any("soup_n" in r for r in table["rows"])
-    columns = [(header, key, cell) for header, key, cell in _COLUMNS
+    columns = [(header, key) for header, key in _COLUMNS
                if any(f"{key}_mean" in r for r in table["rows"])]
-    linear = any(key.endswith("linear_barrier") for _, key, _ in columns)
+    linear = any(key.endswith("linear_barrier") for _, key in columns)
     header = ["subnetwork", "level", "k (it)", "step", "density %"]
-    header += [name for name, _, _ in columns] + ["stable", "matching"]
+    header += [name for name, _ in columns] + ["stable", "matching"]
     rows = []
     for r in table["rows"]:
         match = "-" if r["matching"] is None else ("yes" if r["matching"] else "no")
         level = "-" if r["level"] is None else r["level"]
         cells = [r["subnetwork"], level, r["k"], r["rewind_step"], f"{100 * r['density']:.2f}"]
-        cells += [cell(r, key) for _, key, cell in columns]
+        cells += [_cell(r, key) for _, key in columns]
         rows.append(cells + ["yes" if r["stable"] else "no", match])
     lines = [md_table(header, rows), ""]
     lines.append(f"Stable: test instability below {table['stability_threshold']:g} points "
@@ -169,12 +167,6 @@ def to_markdown(table: dict) -> str:
     return "\n".join(lines)
 
 
-def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".json"), table)
-    io.atomic_write_text(layout.file(run_dir, layout.INSTABILITY_SUMMARY + ".md"),
-                         to_markdown(table) + "\n")
-
-
 def _stale(image: str, record: str) -> bool:
     """Whether an analysis's figure is missing or older than its instability.json."""
     if not io.exists(image):
@@ -198,16 +190,15 @@ def end_of_run(run_dir: str, settings: dict, writable: bool = True) -> Optional[
             path = layout.file(os.path.dirname(row["path"]), "instability_per_epoch.png")
             if row["per_epoch"] is not None and _stale(path, row["path"]):
                 plot_per_epoch(path, row)
-        write(run_dir, table)
+        summary.write(run_dir, table, layout.INSTABILITY_SUMMARY, to_markdown)
     print(to_markdown(table), flush=True)
     return table
 
 
 def plot_per_epoch(path: str, row: dict) -> None:
     """Test instability between the copies at each epoch of their training."""
-    plt = style.pyplot()
     rows = row["per_epoch"]
-    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    fig, ax = style.pyplot().subplots(figsize=(5.6, 3.6))
     ax.plot([r["step"] for r in rows], [100 * r["test_barrier"] for r in rows], marker="o", ms=3,
             label="raw")
     if rows and "aligned_test_barrier" in rows[0]:

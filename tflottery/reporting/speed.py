@@ -20,7 +20,6 @@ section (`python -m tflottery.report ROOT`); its own command and the sweep's
 --speed_report were removed (#23) and only say so (MESSAGE).
 """
 import math
-import os
 import sys
 from typing import Dict, List, Optional
 
@@ -168,7 +167,7 @@ def analyze(table: dict) -> List[dict]:
         early = early_stopping_table(phases)
         dilation = dilation_table(phases, run_tolerance(run_dir))
         if early or dilation:
-            out.append({"run_dir": run_dir, "run": os.path.basename(run_dir.rstrip("/")),
+            out.append({"run_dir": run_dir, "run": runs[run_dir]["run"],
                         "title": run_title(table, runs[run_dir]),
                         "early_stopping": early, "dilation": dilation})
     return out
@@ -177,8 +176,7 @@ def analyze(table: dict) -> List[dict]:
 # ---- figures (report_section titles and saves them) ----
 def plot_early_stopping(rows: List[dict]):
     """Thesis Figure 3-8: early-stopping step and test accuracy there vs density."""
-    plt = style.pyplot()
-    fig, (ax_step, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_step, ax_acc) = style.pyplot().subplots(1, 2, figsize=(10, 4))
     rows = [r for r in rows if r["density"] is not None]
     for i, series in enumerate(dict.fromkeys(r["series"] for r in rows)):
         pts = sorted((r for r in rows if r["series"] == series), key=lambda r: -r["density"])
@@ -196,8 +194,7 @@ def plot_early_stopping(rows: List[dict]):
 def plot_dilation(table: dict):
     """Thesis Figure 3-9: test accuracy vs dilation per level (level 0 = dense),
     and the smallest matching dilation vs density."""
-    plt = style.pyplot()
-    fig, (ax_acc, ax_min) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_acc, ax_min) = style.pyplot().subplots(1, 2, figsize=(10, 4))
     for i, row in enumerate(table["rows"]):
         label = ("dense" if row["level"] == 0 else f"level {row['level']}") + (
             f" ({100 * row['density']:.1f}%)" if row["density"] is not None else "")

@@ -89,10 +89,10 @@ def nontrivial_text(table: dict) -> str:
     return str(table["nontrivial_levels"] or "none")
 
 
-def write(run_dir: str, table: dict) -> None:
-    io.atomic_write_json(layout.file(run_dir, layout.RUN_SUMMARY + ".json"), table)
-    io.atomic_write_text(layout.file(run_dir, layout.RUN_SUMMARY + ".md"),
-                         to_markdown(table) + "\n")
+def write(run_dir: str, table: dict, name: str = layout.RUN_SUMMARY, markdown=to_markdown) -> None:
+    """<name>.json and .md of a run's summary table (the lmc summary's too)."""
+    io.atomic_write_json(layout.file(run_dir, name + ".json"), table)
+    io.atomic_write_text(layout.file(run_dir, name + ".md"), markdown(table) + "\n")
 
 
 def prepare() -> None:

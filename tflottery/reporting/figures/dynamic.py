@@ -77,7 +77,6 @@ def _columns(data: np.ndarray):
 
 def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
     """Per Dynamic IMP run: mask change between phases and each phase's accuracies."""
-    plt = style.pyplot()
     paths = []
     by_run = {}
     for record in table.get("dynamic", []):
@@ -91,7 +90,7 @@ def dynamic_imp_phases(table: dict, out_dir: str) -> List[str]:
             out = [[(p.get(field) or {}).get(sub) if sub else p.get(field)
                     for p in r["phases"][:count]] for r in records]
             return np.array([[np.nan if v is None else 100 * v for v in row] for row in out])
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, (left, right) = style.pyplot().subplots(1, 2, figsize=(10, 3.8))
         width = 0.38
         for offset, (field, sub, label) in zip((-width / 2, width / 2), (
                 ("overlap_with_previous", "new_not_in_previous",

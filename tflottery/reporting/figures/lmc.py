@@ -83,7 +83,6 @@ def interpolation(table: dict, out_dir: str) -> List[str]:
 
 def instability_vs_k(table: dict, out_dir: str) -> List[str]:
     """Per lmc run: test and train instability against k, one line per level."""
-    plt = style.pyplot()
     paths = []
     for run in groups.runs_of(table, "lmc"):
         entries = groups.instability_levels(table, run["run"])
@@ -96,7 +95,7 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
             for r in e["rows"]:
                 labels.setdefault(r["k"], _k_label(r))
         pos = {k: i for i, k in enumerate(ks)}
-        fig, axes = plt.subplots(1, 2, figsize=(10.4, 4.0), sharey=True)
+        fig, axes = style.pyplot().subplots(1, 2, figsize=(10.4, 4.0), sharey=True)
         n = 0
         for ax, split in zip(axes, ("test", "train")):
             for i, entry in enumerate(entries):
@@ -135,7 +134,6 @@ def instability_vs_k(table: dict, out_dir: str) -> List[str]:
 def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
     """Per lmc run of subnetworks: the earliest k (median over replicates) at
     which the subnetwork is stable, and at which it is matching, per density."""
-    plt = style.pyplot()
     paths = []
     for run in groups.runs_of(table, "lmc"):
         entries = [e for e in groups.instability_levels(table, run["run"])
@@ -147,7 +145,7 @@ def stable_k_vs_sparsity(table: dict, out_dir: str) -> List[str]:
         found = [(e, groups.earliest_k(e["rows"], threshold, tol)) for e in entries]
         all_k = sorted({r["k"] for e in entries for r in e["rows"]})
         top = max(all_k) * 2 if max(all_k) > 0 else 1
-        fig, ax = plt.subplots(figsize=(7.0, 4.4))
+        fig, ax = style.pyplot().subplots(figsize=(7.0, 4.4))
         for i, (what, col) in enumerate((("stable_k", "C0"), ("matching_k", "C3"))):
             if what == "matching_k" and not any(f["can_match"] for _, f in found):
                 continue

@@ -50,7 +50,6 @@ def stat_groups(table: dict) -> List[dict]:
 def layer_sparsity(table: dict, out_dir: str) -> List[str]:
     """Per sweep: bars of the weights remaining per layer, one bar per method,
     one panel per overall density (up to 4)."""
-    plt = style.pyplot()
     paths = []
     for group in stat_groups(table):
         targets = style.spread(sorted(group["targets"], reverse=True), MAX_LAYER_PANELS)
@@ -58,8 +57,8 @@ def layer_sparsity(table: dict, out_dir: str) -> List[str]:
                          for rec in recs for name in rec["layers"]}, key=groups.natural_key)
         methods = sorted({m for t in targets for m in group["targets"][t]})
         width = min(22.0, max(7.0, 0.28 * len(layers) * max(1, len(methods)) + 2))
-        fig, axes = plt.subplots(len(targets), 1, figsize=(width, 2.9 * len(targets) + 0.9),
-                                 squeeze=False)
+        fig, axes = style.pyplot().subplots(len(targets), 1, squeeze=False,
+                                            figsize=(width, 2.9 * len(targets) + 0.9))
         bar = 0.8 / max(1, len(methods))
         any_empty = False
         for ax, target in zip(axes[:, 0], targets):

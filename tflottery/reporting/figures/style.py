@@ -201,9 +201,8 @@ def axes_with_legend_panel(title: str, width: float = 9.0, height: float = 4.6):
     Legends of many lines cover the data when drawn inside the axes, and a
     legend outside the axes is cut off by tight_layout; a panel of its own
     is laid out with the plot."""
-    plt = pyplot()
-    fig, (ax, legend_ax) = plt.subplots(1, 2, figsize=(width, height),
-                                        gridspec_kw={"width_ratios": [3.0, 1.25]})
+    fig, (ax, legend_ax) = pyplot().subplots(1, 2, figsize=(width, height),
+                                             gridspec_kw={"width_ratios": [3.0, 1.25]})
     legend_ax.axis("off")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)

@@ -71,5 +71,4 @@ def _small_multiples(table: dict, run: dict, curves, out_dir: str) -> List[str]:
                ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"Test accuracy during training: {run['network']}, every level\n"
                  f"run {groups.run_title(table, run)}, {style.replicates_note(n)}", fontsize=10)
-    fig.subplots_adjust(bottom=0.12)
     return style.save(fig, out_dir, f"training_curves__{style.slug(run['run'])}")
