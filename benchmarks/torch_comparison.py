@@ -88,6 +88,26 @@ a background thread once training runs), "baseline" = 959fc06:
               0, level 0 1.57 s, 0.71 s a later level.
   4x3000@500  3 rounds (the first cold): tflottery 23.68 s, baseline 24.50 s,
               torch 24.23 s: 0.98x (baseline 1.01x); 0.29 s vs 0.60 s to exit.
+2026-12-08 night, quiet (load 1.3-2.4: the benchmark's own processes),
+"tflottery" = main after ml_dtypes<0.7 (0.7.0's import took 0.55 s), the
+evaluation pass's weight*mask computed once, evaluation pipelines built once
+and masks deflated at level 1; "baseline" = a6b5fd6 with ml_dtypes 0.7.0 in
+its PYTHONPATH (what it installed); three sets each:
+  7x300@150   6 rounds a set: tflottery/torch 1.32x, 1.38x, 1.35x (per-round
+              medians 1.37x, 1.38x, 1.38x), baseline 1.45x and 1.44x (1.45x,
+              1.46x): the <=1.4x goal is met, by a few hundredths.  2.19-2.30
+              s to the strategy line (baseline 2.91-2.93), 0.57-0.64 s to
+              level 0, level 0 1.66-1.73 s, 0.68-0.69 s a later level
+              (baseline 0.72), 0.33-0.36 s to exit.
+  4x3000@500  3 rounds a set: tflottery/torch 1.14x, 0.91x, 1.02x (per-round
+              medians 1.15x, 0.94x, 1.02x), baseline 0.96x, 0.98x, 1.27x:
+              single runs of either tree jumped from 24 to 30 s at random
+              (the first set's tflottery level 0 took 10.9 s in every round;
+              run alone right after, 5.9 s, as the baseline's), so no ratio
+              here is steady to 10%; pooled over the 9 rounds, 1.06x
+              (baseline 1.03x), 0.98x without each set's cold first round
+              (baseline 0.99x).  4.85-5.07 s a later level (baseline
+              5.08-5.10).
 The same work on both sides: 7 levels, 2,100 steps, 22 evaluations; 4
 levels, 12,000 steps, 29 evaluations; final accuracies 96.70% / 96.25% and
 96.95% / 96.90% (tflottery / torch).
