@@ -96,7 +96,7 @@ its PYTHONPATH (what it installed); three sets each:
   7x300@150   6 rounds a set: tflottery/torch 1.32x, 1.38x, 1.35x (per-round
               medians 1.37x, 1.38x, 1.38x), baseline 1.45x and 1.44x (1.45x,
               1.46x): the <=1.4x goal is met, by a few hundredths.  First two
-              sets: 2.19-2.30 s to the strategy line (baseline 2.91-2.93), 0.57-0.64 s to
+              sets: 2.19-2.30 s to the strategy line (baseline 2.91-2.93), 0.60-0.64 s to
               level 0, level 0 1.66-1.73 s, 0.68-0.69 s a later level
               (baseline 0.72), 0.33-0.36 s to exit.
   4x3000@500  3 rounds a set: tflottery/torch 1.14x, 0.91x, 1.02x (per-round
