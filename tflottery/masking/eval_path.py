@@ -3,7 +3,8 @@
 An evaluation pass calls the model on every batch of a split with the same
 weights and masks, and `Masked.call` multiplies each weight by its mask at
 every call.  For LeNet-300-100 evaluated on MNIST's 2,000 test images in
-batches of 60 on a CPU, those multiplies were 7 of the pass's 27 ms.  Entered
+batches of 60 on a CPU, a pass took 30.3 ms with them and 21.9 ms without
+(an in-process A/B, 2026-12-08).  Entered
 in a tf.function around a pass's loop, `weights_masked_once(model, strategy)`
 computes every product once, before the loop; the calls traced inside the
 loop (its body is a graph nested in the function's) compute with those
