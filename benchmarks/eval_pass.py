@@ -3,8 +3,7 @@
 LeNet-300-100, wrapped by masking.wrap, evaluated on the real MNIST split
 (../shared/data/mnist: 2,000 test images, batches of 60) through the same
 SplitPass and metrics (mean loss, accuracy) as TrainingProgram.evaluate,
-traced three ways in one
-process:
+traced three ways in one process:
   every    Masked.call multiplies weight by mask at every batch (the default
            outside a pass);
   once     masking.weights_masked_once around the pass's loop;
