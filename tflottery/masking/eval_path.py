@@ -22,10 +22,9 @@ Elsewhere the context does nothing and the calls multiply as always.
 """
 import contextlib
 
-import tensorflow as tf
-
 from tflottery.masking import fast_path
 from tflottery.masking.walk import masked_layers
+from tflottery.training.strategy import is_tpu
 
 
 @contextlib.contextmanager
@@ -33,8 +32,7 @@ def weights_masked_once(model, strategy):
     """Within a tf.function: Masked layers of `model` traced inside use products computed
     here, once.  The weights and masks must not change inside (an evaluation pass)."""
     values = {}
-    tpu = isinstance(strategy, (tf.distribute.TPUStrategy, tf.distribute.experimental.TPUStrategy))
-    if strategy.num_replicas_in_sync == 1 and not tpu:
+    if strategy.num_replicas_in_sync == 1 and not is_tpu(strategy):
         values = {id(layer): layer.masked_weights() for layer in masked_layers(model)}
     with fast_path.masked_weights_given(values):
         yield
