@@ -161,6 +161,34 @@ def test_cifar_augmentation_is_a_pad4_crop_flip(mock_cifar):
     assert not np.array_equal(x, other)
 
 
+def test_a_registered_augmentation_may_branch_on_tensors(synthetic):
+    """tflottery's own pipeline functions are traced without autograph (pipeline.py);
+    a registered augmentation is still converted, as tf.data converts any function:
+    here a Python `if` on a tensor.  Each example of the first batch is its source
+    image flipped exactly where the same augmentation, run eagerly with that
+    example's seed, flips it."""
+    from tflottery.data.batching import epoch_permutation, example_seed
+    from tflottery.data.pipeline import Dataset
+
+    def flip_sometimes(image, seed):
+        if tf.random.stateless_uniform([], seed) < 0.5:
+            image = image[:, ::-1]
+        return image
+    source = registry.Source(pixel_scale=255.0, augment=flip_sometimes)
+    train_x, _ = synthetic._splits["train"]
+    ds = Dataset(synthetic.info, source, synthetic._splits, synthetic.batch_size, augment=True)
+    x, _ = batches(ds.train_dataset(SEED), 1)
+    order = epoch_permutation(tf.constant(SEED, tf.int64), tf.constant(0, tf.int64), len(train_x))
+    seed, epoch = tf.constant(SEED, tf.int64), tf.constant(0, tf.int64)
+    flipped = []
+    for q, image in enumerate(x[0]):
+        raw = train_x[int(order[q])]
+        eager = flip_sometimes(tf.constant(raw), example_seed(seed, epoch, tf.constant(q, tf.int64)))
+        np.testing.assert_array_equal(image, eager.numpy().astype(np.float32) / np.float32(255.0))
+        flipped.append(not np.array_equal(eager.numpy(), raw))
+    assert 0 < sum(flipped) < len(flipped)
+
+
 def test_eval_is_unaugmented_and_ordered(mock_cifar):
     x1, y1 = eval_arrays(mock_cifar, "train")
     x2, y2 = eval_arrays(mock_cifar, "train")

@@ -80,3 +80,35 @@ def test_a_lottery_run_warms_the_summary_while_it_trains(tmp_path, monkeypatch):
     assert seen == [True]
     (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     assert os.path.exists(run_dir / "summary.png")
+
+
+def test_the_hook_waits_for_prepare(tmp_path, monkeypatch):
+    """prepare() draws with matplotlib's global state, as the hook does: the hook is
+    called only once prepare() has returned, however long it takes."""
+    import time
+    events = []
+    real_prepare, real_hook = summary.prepare, summary.end_of_run
+
+    def slow_prepare():
+        time.sleep(1.0)         # longer than the rest of this tiny run
+        real_prepare()
+        events.append("prepared")
+
+    def hook(*args, **kwargs):
+        events.append("hook")
+        return real_hook(*args, **kwargs)
+
+    monkeypatch.setattr(summary, "prepare", slow_prepare)
+    monkeypatch.setattr(summary, "end_of_run", hook)
+    gin_files.parse([], SMALL_RUN + ["ExperimentHparams.name = 'lottery'",
+                                     "PruningHparams.levels = 0", "BranchHparams.names = ()"])
+    runner.run(str(tmp_path))
+    assert events == ["prepared", "hook"]
+
+
+def test_warm_saves_a_figure_in_both_formats_without_leaving_it_open():
+    from tflottery.reporting.figures import style
+    plt = style.pyplot()
+    before = plt.get_fignums()
+    style.warm()
+    assert plt.get_fignums() == before

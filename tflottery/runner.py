@@ -15,6 +15,7 @@ the chief's is under root_dir, another worker's under a sibling root
 """
 import importlib
 import threading
+from typing import Optional
 
 import gin
 from absl import logging
@@ -113,9 +114,10 @@ def spec_of(experiment) -> report_spec.ReportSpec:
     return getattr(experiment, "REPORT", None) or report_spec.ReportSpec(experiment.name)
 
 
-def prepare_end_of_run(spec: report_spec.ReportSpec) -> None:
+def prepare_end_of_run(spec: report_spec.ReportSpec) -> Optional[threading.Thread]:
     """Import the end-of-run hook's module, and call its `prepare()` if it has one, in
-    a background thread (started once the run has trained its first steps).
+    a background thread (started once the run has trained its first steps); returns
+    the thread, which the hook's call waits for (they may share matplotlib's state).
 
     Why: the hook draws figures, and importing matplotlib alone was 0.3-0.4 s of
     a 7-level LeNet job's 10 (#26).  Done while the training loop runs in
@@ -125,7 +127,7 @@ def prepare_end_of_run(spec: report_spec.ReportSpec) -> None:
     and a failure here is left for the hook's own call to report.
     """
     if not spec.end_of_run:
-        return
+        return None
 
     def warm():
         try:
@@ -134,7 +136,9 @@ def prepare_end_of_run(spec: report_spec.ReportSpec) -> None:
         except Exception:   # noqa: BLE001 -- the hook's call raises it again, in the open
             pass
 
-    threading.Thread(target=warm, name="prepare_end_of_run", daemon=True).start()
+    thread = threading.Thread(target=warm, name="prepare_end_of_run", daemon=True)
+    thread.start()
+    return thread
 
 
 def end_of_run(spec: report_spec.ReportSpec, ctx, rec: dict, result, writable: bool):
@@ -223,10 +227,13 @@ def run(root_dir: str, replicate: int = 0, strategy=None, wait_for_lock: bool = 
         # is only read: its summary, figures and records stay as its end wrote them
         # (a later replicate's end redraws the run's summary; so does tflottery.report).
         finished_before = finished_record(ctx.replicate_dir, rec["hparams"]) is not None
+        preparing = []
         if ctx.writable and not finished_before:
-            ctx.state.run_log.when_training = lambda: prepare_end_of_run(spec)
+            ctx.state.run_log.when_training = lambda: preparing.append(prepare_end_of_run(spec))
         result = experiment.run(ctx)
         rerun = finished_before and ctx.state.run_log.trained_steps == 0
+        for thread in filter(None, preparing):
+            thread.join()
         result = end_of_run(spec, ctx, rec, result, ctx.writable and not rerun)
         stop.check("before the run's final records")
         if ctx.writable and not rerun:

@@ -96,10 +96,10 @@ def write(run_dir: str, table: dict, name: str = layout.RUN_SUMMARY, markdown=to
 
 
 def prepare() -> None:
-    """Import matplotlib, plot_run's slow import (runner.prepare_end_of_run calls this in a
-    background thread while the run trains)."""
+    """Import matplotlib and save a first figure (plot_run's slow first time); the runner
+    calls this in a background thread while the run trains (runner.prepare_end_of_run)."""
     from tflottery.reporting.figures import style
-    style.pyplot()
+    style.warm()
 
 
 def plot_run(run_dir: str) -> Optional[str]:

@@ -33,10 +33,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import tensorflow as tf
-# The autograph switch tf_keras reads when it calls a layer (not in TensorFlow's public API).
-from tensorflow.python.autograph.core import ag_ctx
 
 from tflottery import masking, models
+from tflottery.autograph_status import autograph_on
 from tflottery.keras_compat import keras
 from tflottery.training import masked_updates, stored_weights
 from tflottery.training.iterate import for_steps
@@ -66,13 +65,6 @@ def assign_values(model, values) -> None:
         raise ValueError(f"expected {len(variables)} values, got {len(values)}")
     for variable, value in zip(variables, values):
         variable.assign(value)
-
-
-def autograph_for_the_model():
-    """A context in which a model is called with autograph on, also inside a function
-    traced without it (the training loop, evaluation): tf_keras then converts a
-    user model's `call`, which may branch on tensors, as under a plain tf.function."""
-    return ag_ctx.ControlStatusCtx(status=ag_ctx.Status.ENABLED)
 
 
 class TrainingProgram:
@@ -150,7 +142,7 @@ class TrainingProgram:
 
     def replica_train_step(self, images, labels):
         with tf.GradientTape() as tape:
-            with autograph_for_the_model():
+            with autograph_on():
                 outputs = self.model(images, training=True)
             logits = models.main_logits(outputs)
             per_example = self.loss(labels, logits)
@@ -176,7 +168,7 @@ class TrainingProgram:
         self.train_acc.update_state(labels, logits)
 
     def replica_eval_step(self, images, labels):
-        with autograph_for_the_model():
+        with autograph_on():
             logits = models.eval_logits(self.model, images)
         # Labels < 0 mark padding (evaluation datasets fill their last batch
         # with them so every batch has the same static shape): weight 0.
@@ -203,7 +195,7 @@ class TrainingProgram:
         the step and every tflottery function the step calls took more than
         half of the trace (0.7 of 1.0 s CPU for LeNet-300-100, measured at
         load 6-7; 0.3 s without), in every run's first phase.  The model is
-        still called with autograph on (`autograph_for_the_model`), as under a plain
+        still called with autograph on (`autograph_on`), as under a plain
         tf.function: a user's model may branch on tensors.
         """
         if self._train_loop is None:

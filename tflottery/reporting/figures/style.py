@@ -111,6 +111,20 @@ def save_figure(fig, path: str, dpi: int = 110, laid_out: bool = False) -> None:
     io.atomic_write_bytes(path, buffer.getvalue())
 
 
+def warm() -> None:
+    """Save a throwaway figure as PDF and PNG, to memory: a process's first saved figure
+    loads the backends and fonts (about 0.1 s), which a run does while it trains
+    (summary.prepare) rather than at its end."""
+    fig, ax = pyplot().subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, 1], marker="o", label="x")
+    ax.set_xlabel("x")
+    ax.legend()
+    layout(fig)
+    for kind in ("pdf", "png"):
+        fig.savefig(_io.BytesIO(), format=kind)
+    pyplot().close(fig)
+
+
 def save(fig, out_dir: str, name: str) -> List[str]:
     """Write `name`.png and `name`.pdf into out_dir; return both paths."""
     png, pdf = os.path.join(out_dir, name + ".png"), os.path.join(out_dir, name + ".pdf")
