@@ -71,8 +71,8 @@ def test_masked_update_equals_numpy_rule_and_keeps_pruned_at_zero(rule, xla):
     optimizer = build_optimizer(TrainingHparams(lr=LR, **rule), LR, model, xla=xla)
     reference = numpy_rule(**rule)
     expected = kernel.numpy().astype(np.float64)
-    with mock.patch.object(type(optimizer), "_fused_update_step",
-                           wraps=optimizer._fused_update_step) as fused:
+    with mock.patch.object(type(optimizer), "_fused_update_steps",
+                           wraps=optimizer._fused_update_steps) as fused:
         for _ in range(4):
             # A dense gradient, non-zero at pruned entries too (as the fast
             # path produces): the weights must not move there.
@@ -84,6 +84,44 @@ def test_masked_update_equals_numpy_rule_and_keeps_pruned_at_zero(rule, xla):
     assert fused.call_count == (4 if xla else 0)
     # float32 against float64: Adam moves each weight ~0.2 here, so 1e-5 is tight.
     np.testing.assert_allclose(kernel.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rule", [RULES[1], RULES[3]], ids=["momentum", "adam"])
+def test_large_weights_update_as_one_xla_program_bit_for_bit_as_one_each(rule):
+    """On one device every large weight's update is one XLA program, traced (and
+    compiled) once; the weights and optimizer state equal, bit for bit, those of
+    one program a weight, the path under a strategy (here a OneDeviceStrategy)."""
+    values, calls = {}, {}
+    for path in ("one program", "one each"):
+        strategy = (tf.distribute.OneDeviceStrategy("/cpu:0") if path == "one each"
+                    else tf.distribute.get_strategy())
+        with strategy.scope():
+            inputs = keras.Input((80,))
+            hidden = keras.layers.Dense(64, name="fc1")(inputs)
+            model = masking.wrap(keras.Model(inputs, keras.layers.Dense(72, name="fc2")(hidden)))
+            rng = np.random.default_rng(3)
+            for variable in model.trainable_variables:
+                variable.assign(rng.normal(size=variable.shape).astype(np.float32))
+            masking.set_mask(model, {name: rng.random(v.shape) < 0.5 for name, v
+                                     in masking.prunable_variables(model).items()})
+            masking.zero_pruned_weights(model)
+            optimizer = build_optimizer(TrainingHparams(lr=LR, **rule), LR, model, xla=True)
+            with mock.patch.object(type(optimizer), "_fused_update_steps",
+                                   wraps=optimizer._fused_update_steps) as grouped, \
+                    mock.patch.object(type(optimizer), "_fused_update_step",
+                                      wraps=optimizer._fused_update_step) as each:
+                for _ in range(3):
+                    grads = [tf.constant(rng.normal(size=v.shape), tf.float32)
+                             for v in model.trainable_variables]
+                    strategy.run(lambda g: optimizer.apply_gradients(
+                        zip(g, model.trainable_variables)), args=(grads,))
+            calls[path] = (grouped.call_count, each.call_count)
+            if path == "one program":
+                assert optimizer._fused_update_steps.experimental_get_tracing_count() == 1
+            values[path] = [v.numpy() for v in model.variables + optimizer.variables]
+    assert calls == {"one program": (3, 0), "one each": (0, 6)}   # two kernels >= 4096 entries
+    for a, b in zip(values["one program"], values["one each"]):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("rule", [RULES[1], RULES[3]], ids=["momentum", "adam"])
